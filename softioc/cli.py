@@ -1,0 +1,113 @@
+"""`pva-softioc CONFIG.toml` / `python -m softioc CONFIG.toml`: serve a simulated machine.
+
+Prints the PVs it serves (as `#` comments) and the EPICS_PVA_* settings a client needs, one
+NAME=value per line, then `# ready`; serves until Ctrl-C, SIGTERM or --duration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from typing import TextIO
+
+from . import _guard
+from .config import ConfigError, IOCConfig, load_config
+from .server import SoftIOC
+
+_guard.ensure_this_package()
+_log = logging.getLogger("softioc")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pva-softioc",
+        description="Serve a simulated EPICS PVAccess machine (setpoints, lagging readbacks, faults).",
+    )
+    parser.add_argument("config", help="TOML config file (see softioc/examples/demo.toml)")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="interface address to serve on (default: 127.0.0.1, loopback only)")
+    parser.add_argument("--port", type=int, default=0, help="TCP server port (default: a free port)")
+    parser.add_argument("--broadcast-port", type=int, default=0,
+                        help="UDP search port (default: a free port)")
+    parser.add_argument("--export", action="store_true", help="print settings as `export NAME=value`")
+    parser.add_argument("--list-pvs", action="store_true", help="print the PV names and exit without serving")
+    parser.add_argument("-q", "--quiet", action="store_true", help="print only the client settings")
+    parser.add_argument("--duration", type=float, default=None, help="stop by itself after this many seconds")
+    parser.add_argument("--view", action="store_true",
+                        help="show a live view of setpoints, readbacks and faults (refreshed in place)")
+    parser.add_argument("--log-level", default="WARNING", help="logging level (default: WARNING)")
+    return parser
+
+
+def describe_pvs(config: IOCConfig) -> list[str]:
+    """One line per simulated PV: name, role, type and limits."""
+    lines = []
+    for sp in config.setpoints:
+        limits = f" limits [{sp.limits[0]:g}, {sp.limits[1]:g}]" if sp.limits else ""
+        lines.append(f"{sp.name}  setpoint  {sp.type}{limits}")
+        if sp.readback:
+            lines.append(f"{sp.readback}  readback of {sp.name}  lag={sp.lag}")
+    lines.extend(f"{ob.name}  observable  = {ob.expression}" for ob in config.observables)
+    return lines
+
+
+def print_banner(ioc: SoftIOC, out: TextIO, export: bool, quiet: bool) -> None:
+    """Write the PV list as comments, then the client settings, then `# ready`."""
+    if not quiet:
+        print(f"# soft IOC '{ioc.config.source}' serving on {ioc.describe_address()}", file=out)
+        if ioc.host not in ("127.0.0.1", "::1", "localhost"):
+            print(f"# WARNING: serving on {ioc.host}, not loopback: other hosts can reach these PVs", file=out)
+        for line in describe_pvs(ioc.config):
+            print(f"#   {line}", file=out)
+        print(f"#   control PVs under {ioc.config.ioc.control_prefix} (see the README)", file=out)
+    for name, value in ioc.client_conf().items():
+        print(f"{'export ' if export else ''}{name}={value}", file=out)
+    print("# ready", file=out, flush=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"pva-softioc: {exc}", file=sys.stderr)
+        return 2
+    if args.list_pvs:
+        for name in config.pv_names():
+            print(name)
+        return 0
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        _log.info("signal %d: stopping", signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    if args.host not in ("127.0.0.1", "::1", "localhost"):
+        _log.warning("serving on %s, not loopback", args.host)
+    try:
+        ioc = SoftIOC(config, host=args.host, port=args.port, broadcast_port=args.broadcast_port).start()
+    except Exception as exc:  # noqa: BLE001 - report, don't dump a traceback on the operator
+        print(f"pva-softioc: cannot start: {exc}", file=sys.stderr)
+        return 1
+    try:
+        print_banner(ioc, sys.stdout, args.export, args.quiet)
+        if args.view:
+            from .view import run_view
+
+            run_view(ioc, stop, args.duration)
+        else:
+            stop.wait(args.duration)
+    finally:
+        ioc.stop()
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,361 @@
+"""Soft IOC configuration: TOML or dicts in, validated frozen objects out.
+
+Every error names the source (file or '<dict>') and the key that is wrong, because the
+person reading it is editing that file.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .expression import ExpressionError, compile_expression
+from .faults import SERVER, Fault, fault_from_dict
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    import tomli as tomllib
+
+PV_TYPES = ("double", "int", "enum", "string", "double_array")
+LAGS = ("none", "first_order", "rate")
+
+
+class ConfigError(ValueError):
+    """A configuration is invalid; the message names the file and the key."""
+
+
+@dataclass(frozen=True)
+class IOCSettings:
+    """Process-wide settings: seed, readback update rate (Hz), simulated s per wall s."""
+
+    seed: int = 0
+    update_rate: float = 10.0
+    time_scale: float = 1.0
+    control_prefix: str = "SOFTIOC:"
+
+
+@dataclass(frozen=True)
+class SetpointConfig:
+    """One simulated device: a setpoint PV and (optionally) the readback PV that follows it."""
+
+    name: str
+    readback: str | None = None
+    type: str = "double"
+    initial: Any = None
+    limits: tuple[float, float] | None = None
+    lag: str = "none"
+    tau: float = 1.0
+    rate: float = 1.0
+    noise: float = 0.0
+    offset: float = 0.0
+    units: str = ""
+    precision: int | None = None
+    choices: tuple[str, ...] = ()
+    length: int | None = None
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class ObservableConfig:
+    """A read-only PV computed from readbacks by a whitelisted arithmetic expression."""
+
+    name: str
+    expression: str
+    inputs: Mapping[str, str] = field(default_factory=dict)
+    noise: float = 0.0
+    units: str = ""
+    precision: int | None = None
+
+
+@dataclass(frozen=True)
+class FaultConfig:
+    """A fault armed at start-up (`at` None) or at simulated time `at` (s)."""
+
+    pv: str
+    fault: Fault
+    at: float | None = None
+
+
+@dataclass(frozen=True)
+class IOCConfig:
+    """A whole soft IOC: settings, devices, observables and scheduled faults."""
+
+    ioc: IOCSettings = field(default_factory=IOCSettings)
+    setpoints: tuple[SetpointConfig, ...] = ()
+    observables: tuple[ObservableConfig, ...] = ()
+    faults: tuple[FaultConfig, ...] = ()
+    source: str = "<dict>"
+
+    def pv_names(self) -> list[str]:
+        """Every simulated PV name (setpoints, readbacks, observables), in config order."""
+        names: list[str] = []
+        for sp in self.setpoints:
+            names.append(sp.name)
+            if sp.readback:
+                names.append(sp.readback)
+        names.extend(ob.name for ob in self.observables)
+        return names
+
+
+def load_config(source: str | Path | Mapping[str, Any] | IOCConfig) -> IOCConfig:
+    """Build an IOCConfig from a TOML file path, a dict of the same shape, or pass one through."""
+    if isinstance(source, IOCConfig):
+        return source
+    if isinstance(source, Mapping):
+        return config_from_dict(source)
+    path = Path(source)
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    return config_from_dict(data, source=str(path))
+
+
+class _Reader:
+    """Reads one table, checking key names and types; errors carry the location."""
+
+    def __init__(self, data: Any, where: str) -> None:
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"{where}: expected a table, got {type(data).__name__}")
+        self.data, self.where, self.used = data, where, set()
+
+    def fail(self, key: str, problem: str) -> ConfigError:
+        return ConfigError(f"{self.where}: key '{key}' {problem}")
+
+    def get(self, key: str, kinds: tuple[type, ...], default: Any = None, required: bool = False) -> Any:
+        self.used.add(key)
+        if key not in self.data:
+            if required:
+                raise ConfigError(f"{self.where}: required key '{key}' is missing")
+            return default
+        value = self.data[key]
+        if isinstance(value, bool) and bool not in kinds or not isinstance(value, kinds):
+            names = " or ".join(k.__name__ for k in kinds)
+            raise self.fail(key, f"must be {names}, got {value!r} ({type(value).__name__})")
+        return value
+
+    def number(self, key: str, default: float, positive: bool = False, minimum: float | None = None) -> float:
+        value = self.get(key, (int, float), default)
+        if not math.isfinite(value):
+            raise self.fail(key, f"must be finite, got {value!r}")
+        if positive and value <= 0:
+            raise self.fail(key, f"must be > 0, got {value!r}")
+        if minimum is not None and value < minimum:
+            raise self.fail(key, f"must be >= {minimum}, got {value!r}")
+        return float(value)
+
+    def finish(self, extra: tuple[str, ...] = ()) -> None:
+        unknown = [k for k in self.data if k not in self.used and k not in extra]
+        if unknown:
+            known = sorted(self.used | set(extra))
+            raise ConfigError(f"{self.where}: unknown key '{unknown[0]}' (known keys: {', '.join(known)})")
+
+
+def config_from_dict(data: Mapping[str, Any], source: str = "<dict>") -> IOCConfig:
+    """Validate a dict shaped like the TOML file; see the README for every key."""
+    top = _Reader(data, source)
+    ioc_table = top.get("ioc", (Mapping,), {})
+    setpoint_tables = top.get("setpoint", (list,), [])
+    observable_tables = top.get("observable", (list,), [])
+    fault_tables = top.get("fault", (list,), [])
+    top.finish()
+
+    settings = _settings(_Reader(ioc_table, f"{source}: [ioc]"))
+    setpoints = tuple(
+        _setpoint(_Reader(t, f"{source}: [[setpoint]] #{i + 1}{_label(t)}"))
+        for i, t in enumerate(setpoint_tables)
+    )
+    observables = tuple(
+        _observable(_Reader(t, f"{source}: [[observable]] #{i + 1}{_label(t)}"))
+        for i, t in enumerate(observable_tables)
+    )
+    _check_names(source, setpoints, observables, settings)
+    served = {n for sp in setpoints for n in (sp.name, sp.readback) if n} | {o.name for o in observables}
+    readbacks = {sp.readback for sp in setpoints if sp.readback}
+    for i, ob in enumerate(observables):
+        for var, pv in ob.inputs.items():
+            if pv not in readbacks and pv not in {sp.name for sp in setpoints}:
+                raise ConfigError(
+                    f"{source}: [[observable]] #{i + 1} ('{ob.name}'): key 'inputs.{var}' names "
+                    f"'{pv}', which is not a setpoint or readback of this IOC"
+                )
+    faults = tuple(
+        _fault(_Reader(t, f"{source}: [[fault]] #{i + 1}"), served, {sp.name for sp in setpoints})
+        for i, t in enumerate(fault_tables)
+    )
+    return IOCConfig(settings, setpoints, observables, faults, source)
+
+
+def _label(table: Any) -> str:
+    if isinstance(table, Mapping) and isinstance(table.get("name"), str):
+        return f" ('{table['name']}')"
+    return ""
+
+
+def _settings(r: _Reader) -> IOCSettings:
+    seed = r.get("seed", (int,), 0)
+    update_rate = r.number("update_rate", 10.0, positive=True)
+    time_scale = r.number("time_scale", 1.0, positive=True)
+    prefix = r.get("control_prefix", (str,), "SOFTIOC:")
+    r.finish()
+    return IOCSettings(seed, update_rate, time_scale, prefix)
+
+
+def _name(r: _Reader, key: str, required: bool = True) -> str | None:
+    value = r.get(key, (str,), None, required=required)
+    if value is not None and (not value.strip() or any(c.isspace() for c in value)):
+        raise r.fail(key, f"must be a PV name without spaces, got {value!r}")
+    return value
+
+
+def _setpoint(r: _Reader) -> SetpointConfig:
+    name = _name(r, "name")
+    readback = _name(r, "readback", required=False)
+    pv_type = r.get("type", (str,), "double")
+    if pv_type not in PV_TYPES:
+        raise r.fail("type", f"must be one of {', '.join(PV_TYPES)}, got {pv_type!r}")
+    numeric = pv_type in ("double", "int", "double_array")
+    lag = r.get("lag", (str,), "none")
+    if lag not in LAGS:
+        raise r.fail("lag", f"must be one of {', '.join(LAGS)}, got {lag!r}")
+    if lag != "none" and not numeric:
+        raise r.fail("lag", f"must be 'none' for a {pv_type} PV")
+    tau = r.number("tau", 1.0, positive=True)
+    rate = r.number("rate", 1.0, positive=True)
+    noise = r.number("noise", 0.0, minimum=0.0)
+    offset = r.number("offset", 0.0)
+    if not numeric and (noise or offset):
+        raise r.fail("noise" if noise else "offset", f"is only for numeric PVs, not {pv_type}")
+    limits = r.get("limits", (list,), None)
+    if limits is not None:
+        if (
+            len(limits) != 2
+            or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in limits)
+            or not limits[0] < limits[1]
+        ):
+            raise r.fail("limits", f"must be [low, high] numbers with low < high, got {limits!r}")
+        if not numeric:
+            raise r.fail("limits", f"is only for numeric PVs, not {pv_type}")
+        limits = (float(limits[0]), float(limits[1]))
+    choices = r.get("choices", (list,), [])
+    if pv_type == "enum":
+        if not choices or not all(isinstance(c, str) for c in choices):
+            raise r.fail("choices", "must be a non-empty list of strings for an enum PV")
+    elif choices:
+        raise r.fail("choices", f"is only for enum PVs, not {pv_type}")
+    length = r.get("length", (int,), None)
+    if pv_type == "double_array":
+        length = 1 if length is None else length
+        if length < 1:
+            raise r.fail("length", f"must be >= 1, got {length}")
+    elif length is not None:
+        raise r.fail("length", f"is only for double_array PVs, not {pv_type}")
+    precision = r.get("precision", (int,), None)
+    units = r.get("units", (str,), "")
+    description = r.get("description", (str,), "")
+    initial = _initial(r, pv_type, tuple(choices), length, limits)
+    r.finish()
+    return SetpointConfig(
+        name, readback, pv_type, initial, limits, lag, tau, rate, noise, offset, units,
+        precision, tuple(choices), length, description,
+    )
+
+
+def _initial(r: _Reader, pv_type: str, choices: tuple[str, ...], length: int | None, limits) -> Any:
+    kinds: dict[str, tuple[type, ...]] = {
+        "double": (int, float), "int": (int,), "enum": (int, str), "string": (str,), "double_array": (list,),
+    }
+    defaults = {"double": 0.0, "int": 0, "enum": 0, "string": "", "double_array": [0.0] * (length or 1)}
+    value = r.get("initial", kinds[pv_type], defaults[pv_type])
+    if pv_type == "double":
+        value = float(value)
+        if not math.isfinite(value):
+            raise r.fail("initial", f"must be finite, got {value!r}")
+    if pv_type == "enum":
+        if isinstance(value, str):
+            if value not in choices:
+                raise r.fail("initial", f"{value!r} is not one of the choices {list(choices)}")
+            value = choices.index(value)
+        elif not 0 <= value < len(choices):
+            raise r.fail("initial", f"index {value} is outside the {len(choices)} choices")
+    if pv_type == "double_array":
+        if len(value) != length or not all(isinstance(x, (int, float)) for x in value):
+            raise r.fail("initial", f"must be a list of {length} numbers, got {value!r}")
+        value = [float(x) for x in value]
+    if limits is not None and pv_type in ("double", "int") and not limits[0] <= value <= limits[1]:
+        raise r.fail("initial", f"{value!r} is outside the limits {list(limits)}")
+    return value
+
+
+def _observable(r: _Reader) -> ObservableConfig:
+    name = _name(r, "name")
+    expression = r.get("expression", (str,), required=True)
+    inputs = dict(r.get("inputs", (Mapping,), {}))
+    for var, pv in inputs.items():
+        if not var.isidentifier() or not isinstance(pv, str):
+            raise r.fail(f"inputs.{var}", f"must map an identifier to a PV name, got {var!r} = {pv!r}")
+    noise = r.number("noise", 0.0, minimum=0.0)
+    units = r.get("units", (str,), "")
+    precision = r.get("precision", (int,), None)
+    r.finish()
+    try:
+        compile_expression(expression, list(inputs))
+    except ExpressionError as exc:
+        raise r.fail("expression", str(exc)) from None
+    return ObservableConfig(name, expression, inputs, noise, units, precision)
+
+
+def _fault(r: _Reader, served: set[str], setpoints: set[str]) -> FaultConfig:
+    pv = r.get("pv", (str,), required=True)
+    kind = r.get("kind", (str,), required=True)
+    at = r.get("at", (int, float), None)
+    if at is not None and at < 0:
+        raise r.fail("at", f"must be >= 0 (simulated seconds), got {at!r}")
+    params = {k: v for k, v in r.data.items() if k not in ("pv", "kind", "at")}
+    if pv != SERVER and pv not in setpoints:
+        if pv in served:
+            if kind != "outage":
+                raise r.fail("pv", f"'{pv}' is not a setpoint; only an outage can be armed on it")
+        else:
+            raise r.fail("pv", f"'{pv}' is not served by this IOC (use '{SERVER}' for the whole server)")
+    if pv == SERVER and kind != "outage":
+        raise r.fail("pv", f"'{SERVER}' (the whole server) only takes an outage, not {kind!r}")
+    try:
+        fault = fault_from_dict(kind, params)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{r.where}: {exc}") from None
+    return FaultConfig(pv, fault, None if at is None else float(at))
+
+
+def _check_names(source: str, setpoints, observables, settings: IOCSettings) -> None:
+    seen: dict[str, str] = {}
+
+    def claim(name: str, role: str) -> None:
+        if name in seen:
+            raise ConfigError(f"{source}: PV name '{name}' is used twice (as {seen[name]} and as {role})")
+        if name.startswith(settings.control_prefix):
+            raise ConfigError(
+                f"{source}: PV name '{name}' is inside the control prefix '{settings.control_prefix}'"
+            )
+        seen[name] = role
+
+    for i, sp in enumerate(setpoints):
+        claim(sp.name, f"the setpoint of [[setpoint]] #{i + 1}")
+    for i, sp in enumerate(setpoints):
+        if sp.readback:
+            if sp.readback in seen and seen[sp.readback].startswith("the setpoint"):
+                raise ConfigError(
+                    f"{source}: [[setpoint]] #{i + 1} ('{sp.name}'): key 'readback' names "
+                    f"'{sp.readback}', which is also a setpoint ({seen[sp.readback]})"
+                )
+            claim(sp.readback, f"the readback of [[setpoint]] #{i + 1}")
+    for i, ob in enumerate(observables):
+        claim(ob.name, f"[[observable]] #{i + 1}")

@@ -1,0 +1,139 @@
+"""Control PVs: arm, clear and watch faults over the wire (pvput, CI scripts, operators).
+
+Names under the IOC's control prefix (default 'SOFTIOC:'):
+  FAULT:ARM     string  put "PV KIND key=value ...", e.g. "DEMO:Q1:SET put_timeout count=2"
+  FAULT:CLEAR   string  put a PV name to clear its faults, or "" to clear every fault
+  FAULT:ACTIVE  string  JSON list of the faults armed now (read-only)
+  FAULT:FIRED   int     how many faults fired since start (read-only)
+  FAULT:LAST    string  JSON of the last fault event (read-only)
+  PUTS          int     puts received by simulated PVs since start (read-only)
+  RESTART       double  put a downtime in seconds: the whole server goes away and comes back
+  TIME          double  simulated seconds since start (read-only)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import shlex
+import threading
+from typing import TYPE_CHECKING, Any
+
+from p4p.nt import NTScalar
+from p4p.server.thread import SharedPV
+
+if TYPE_CHECKING:
+    from .server import SoftIOC
+
+_log = logging.getLogger(__name__)
+
+
+def parse_fault_spec(text: str) -> dict[str, Any]:
+    """Parse "PV KIND key=value ..." (values as JSON literals, else strings) into a fault dict.
+
+    A plain-text form because PVAccess tools read a JSON object put as a structure assignment.
+    """
+    try:
+        words = shlex.split(text)
+    except ValueError as exc:
+        raise ValueError(f"cannot parse {text!r}: {exc}") from None
+    if len(words) < 2:
+        raise ValueError(f"expected 'PV KIND key=value ...', e.g. 'DEMO:Q1:SET put_timeout count=2', got {text!r}")
+    spec: dict[str, Any] = {"pv": words[0], "kind": words[1]}
+    for word in words[2:]:
+        key, sep, raw = word.partition("=")
+        if not sep or not key:
+            raise ValueError(f"expected key=value, got {word!r} in {text!r}")
+        try:
+            spec[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            spec[key] = raw
+    return spec
+
+
+class _Handler:
+    def __init__(self, action) -> None:
+        self._action = action
+
+    def put(self, pv: SharedPV, op: Any) -> None:
+        try:
+            self._action(op.value().raw["value"])
+        except (ValueError, TypeError, KeyError, RuntimeError) as exc:
+            op.done(error=f"{op.name()}: {exc}")
+            return
+        op.done()
+
+
+class _ReadOnly:
+    def put(self, pv: SharedPV, op: Any) -> None:
+        op.done(error=f"{op.name()} is read-only")
+
+
+class ControlPVs:
+    """The control PVs of one IOC; `update()` is called by the update loop after each step."""
+
+    def __init__(self, ioc: SoftIOC, prefix: str, queue) -> None:
+        self._ioc = ioc
+        self._dirty = threading.Event()
+        self._dirty.set()
+        self._published: dict[str, Any] = {}
+        string, integer, double = NTScalar("s"), NTScalar("l"), NTScalar("d")
+
+        def pv(nt, initial, handler=None):
+            return SharedPV(nt=nt, initial=initial, handler=handler or _ReadOnly(), queue=queue)
+
+        self.pvs: dict[str, SharedPV] = {
+            f"{prefix}FAULT:ARM": pv(string, "", _Handler(self._arm)),
+            f"{prefix}FAULT:CLEAR": pv(string, "", _Handler(self._clear)),
+            f"{prefix}FAULT:ACTIVE": pv(string, "[]"),
+            f"{prefix}FAULT:FIRED": pv(integer, 0),
+            f"{prefix}FAULT:LAST": pv(string, ""),
+            f"{prefix}PUTS": pv(integer, 0),
+            f"{prefix}RESTART": pv(double, 0.0, _Handler(self._restart)),
+            f"{prefix}TIME": pv(double, 0.0),
+        }
+        self._prefix = prefix
+
+    def _arm(self, value: Any) -> None:
+        armed = self._ioc.faults.arm_from_dict(parse_fault_spec(str(value)))
+        _log.info("fault armed over the wire on %s: %s", armed.pv, armed.fault)
+
+    def _clear(self, value: Any) -> None:
+        target = str(value).strip()
+        count = self._ioc.faults.clear(target or None)
+        _log.info("cleared %d fault(s) over the wire (%s)", count, target or "all PVs")
+
+    def _restart(self, value: Any) -> None:
+        downtime = float(value)
+        if not 0.0 <= downtime <= 3600.0:
+            raise ValueError(f"downtime must be within [0, 3600] s, got {downtime}")
+        self._ioc.restart(downtime, wait=False)
+
+    def changed(self) -> None:
+        """Mark fault state as changed so the next update republishes it."""
+        self._dirty.set()
+
+    def update(self) -> None:
+        """Publish what changed: simulated time and puts every step, faults when they change."""
+        p, ioc = self._prefix, self._ioc
+        self._post(f"{p}TIME", round(ioc.sim_time, 6))
+        self._post(f"{p}PUTS", len(ioc.audit.puts()))
+        if self._dirty.is_set():
+            self._dirty.clear()
+            active = [armed.to_dict() for armed in ioc.faults.active()]
+            self._post(f"{p}FAULT:ACTIVE", json.dumps(active))
+            fired = ioc.audit.faults(event="fired")
+            self._post(f"{p}FAULT:FIRED", len(fired))
+            events = ioc.audit.faults(event=None)
+            if events:
+                self._post(f"{p}FAULT:LAST", json.dumps(dataclasses.asdict(events[-1]), default=str))
+
+    def _post(self, name: str, value: Any) -> None:
+        if self._published.get(name) != value:
+            self._published[name] = value
+            self.pvs[name].post(value)
+
+    def close(self) -> None:
+        for pv in self.pvs.values():
+            pv.close(destroy=True)

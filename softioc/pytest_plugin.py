@@ -1,0 +1,67 @@
+"""pytest fixtures for tests against an isolated soft IOC (registered through `pytest11`).
+
+    def test_readback(soft_ioc, pva_client):
+        pva_client.put("DEMO:Q1:SET", 1.0)
+        assert soft_ioc.audit.puts("DEMO:Q1:SET")[0].value == 1.0
+
+Override `softioc_config` (a dict, a TOML path or an IOCConfig) to serve another machine.
+Every IOC binds loopback on free ports, so parallel sessions never collide.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from . import _guard
+from .config import IOCConfig, load_config
+from .server import SoftIOC
+
+_guard.ensure_this_package()
+
+
+def demo_config_path() -> Path:
+    """The demo config shipped with the package."""
+    return Path(str(resources.files("softioc") / "examples" / "demo.toml"))
+
+
+@pytest.fixture
+def softioc_factory() -> Iterator[Callable[..., SoftIOC]]:
+    """Call with a config (dict, path or IOCConfig) to get a started IOC; all stop at teardown."""
+    started: list[SoftIOC] = []
+
+    def factory(config: Any, **kwargs: Any) -> SoftIOC:
+        ioc = SoftIOC(load_config(config), **kwargs)
+        ioc.start()
+        started.append(ioc)
+        return ioc
+
+    yield factory
+    for ioc in reversed(started):
+        ioc.stop()
+
+
+@pytest.fixture
+def softioc_config() -> dict[str, Any] | str | Path | IOCConfig:
+    """The config `soft_ioc` serves; the shipped demo machine unless a test module overrides it."""
+    return demo_config_path()
+
+
+@pytest.fixture
+def soft_ioc(softioc_factory: Callable[..., SoftIOC], softioc_config: Any) -> SoftIOC:
+    """A started soft IOC serving `softioc_config`, stopped after the test."""
+    return softioc_factory(softioc_config)
+
+
+@pytest.fixture
+def pva_client(soft_ioc: SoftIOC) -> Iterator[Any]:
+    """A p4p client Context connected to `soft_ioc` only (never the environment's network)."""
+    from p4p.client.thread import Context
+
+    ctx = Context("pva", conf=soft_ioc.client_conf(), useenv=False)
+    yield ctx
+    ctx.close()
