@@ -23,6 +23,7 @@ from p4p.util import ThreadedWorkQueue
 from . import _guard
 from .audit import ACCEPTED, REJECTED, TIMED_OUT, Audit, FaultRecord, PutRecord
 from .config import IOCConfig, ObservableConfig, SetpointConfig, load_config
+from .control import ControlPVs
 from .faults import (
     SERVER,
     ArmedFault,
@@ -239,8 +240,6 @@ class SoftIOC:
         """Build the simulation and PVs, start serving and updating; returns self."""
         if self.running:
             raise RuntimeError("this soft IOC is already running")
-        from .control import ControlPVs  # control PVs need the IOC; imported late to keep it optional
-
         self._stop.clear()
         self.stats = Stats()
         self._sim = Simulation(self.config)
