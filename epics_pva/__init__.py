@@ -1,0 +1,31 @@
+"""EPICS PVAccess interface for the Badger optimiser, built on p4p.
+
+>>> from epics_pva import Interface, wait_for_readback
+>>> with Interface() as interface:                      # doctest: +SKIP
+...     interface.get_values(["DEMO:Q1:RBV"])
+"""
+
+from .errors import (
+    EpicsPvaError,
+    InvalidInputError,
+    PutError,
+    PutTimeoutError,
+    ReadError,
+    SetValuesError,
+    ValidationError,
+)
+from .interface import Interface, SetResult
+from .validation import wait_for_readback
+
+__all__ = [
+    "Interface",
+    "SetResult",
+    "wait_for_readback",
+    "EpicsPvaError",
+    "InvalidInputError",
+    "ReadError",
+    "PutError",
+    "PutTimeoutError",
+    "ValidationError",
+    "SetValuesError",
+]

@@ -1,0 +1,112 @@
+"""The exceptions of epics_pva: one small hierarchy whose messages name the PV, the value and the cause.
+
+Messages are written for the operator who reads them in Badger's error dialog::
+
+    EpicsPvaError                 base of everything raised on purpose
+    +-- InvalidInputError         refused before anything was sent (also a ValueError)
+    +-- ReadError                 one or more PVs could not be read
+    +-- PutError                  one PV's put failed (rejected, type mismatch, ...)
+    |   +-- PutTimeoutError       every attempt of one PV's put timed out (also a TimeoutError)
+    +-- ValidationError           the validation function of one PV raised after its put
+    +-- SetValuesError            a set_values call had failures; carries every PV's outcome
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from .values import show as _show
+
+if TYPE_CHECKING:
+    from .interface import SetResult
+
+__all__ = [
+    "EpicsPvaError",
+    "InvalidInputError",
+    "ReadError",
+    "PutError",
+    "PutTimeoutError",
+    "ValidationError",
+    "SetValuesError",
+]
+
+
+class EpicsPvaError(Exception):
+    """Base class of every error epics_pva raises on purpose."""
+
+
+class InvalidInputError(EpicsPvaError, ValueError):
+    """Inputs refused before any put was sent; `problems` maps each bad PV name (or input) to why."""
+
+    def __init__(self, problems: Mapping[str, str], what: str = "set") -> None:
+        self.problems = dict(problems)
+        lines = [f"Refused to {what} anything: {len(self.problems)} invalid input(s)"]
+        lines += [f"  {name}: {why}" for name, why in self.problems.items()]
+        super().__init__("\n".join(lines))
+
+
+class ReadError(EpicsPvaError):
+    """Some PVs could not be read; `failures` maps PV -> why, `values` holds the PVs that were read."""
+
+    def __init__(self, failures: Mapping[str, str], values: Mapping[str, Any] | None = None) -> None:
+        self.failures = dict(failures)
+        self.values = dict(values or {})
+        total = len(self.failures) + len(self.values)
+        lines = [f"Could not read {len(self.failures)} of {total} PV(s):"]
+        lines += [f"  {pv}: {why}" for pv, why in self.failures.items()]
+        super().__init__("\n".join(lines))
+
+
+class PutError(EpicsPvaError):
+    """The put of `value` to `pv` failed after `attempts` attempt(s); `reason` says why."""
+
+    def __init__(self, pv: str, value: Any, reason: str, attempts: int = 1) -> None:
+        self.pv, self.value, self.reason, self.attempts = pv, value, reason, attempts
+        super().__init__(f"{pv} = {_show(value)}: {reason}")
+
+
+class PutTimeoutError(PutError, TimeoutError):
+    """Every one of the `attempts` puts of `value` to `pv` timed out."""
+
+    def __init__(self, pv: str, value: Any, attempts: int, timeout: float) -> None:
+        reason = (
+            f"put timed out on all {attempts} attempt(s) "
+            f"(no completion within {timeout:g} s each)"
+        )
+        super().__init__(pv, value, reason, attempts)
+        self.timeout = timeout
+
+
+class ValidationError(EpicsPvaError):
+    """The put of `value` to `pv` succeeded but its validation function raised `cause`."""
+
+    def __init__(self, pv: str, value: Any, cause: BaseException) -> None:
+        self.pv, self.value, self.cause = pv, value, cause
+        detail = str(cause) or type(cause).__name__
+        super().__init__(f"{pv} = {_show(value)}: validation failed: {detail}")
+
+
+class SetValuesError(EpicsPvaError):
+    """A set_values call had failures; `results` holds every PV's outcome, in the order given."""
+
+    def __init__(self, results: Mapping[str, SetResult]) -> None:
+        self.results = dict(results)
+        failed = [r for r in self.results.values() if r.status == "failed"]
+        skipped = [r for r in self.results.values() if r.status == "not_attempted"]
+        done = [r for r in self.results.values() if r.status == "set"]
+        lines = [
+            f"Failed to set {len(failed)} of {len(self.results)} PV(s) "
+            f"({len(done)} set, {len(skipped)} not attempted):"
+        ]
+        lines += [f"  {r.error}" for r in failed]
+        lines += [
+            f"  {r.pv} = {_show(r.value)}: not attempted (sequential mode stops at the first failure)"
+            for r in skipped
+        ]
+        super().__init__("\n".join(lines))
+
+    @property
+    def failed(self) -> dict[str, SetResult]:
+        """The outcomes of the PVs that failed."""
+        return {pv: r for pv, r in self.results.items() if r.status == "failed"}

@@ -1,0 +1,460 @@
+"""Interface: read and set EPICS PVs over PVAccess for an optimiser, safely and with evidence.
+
+One lazily created p4p client context per Interface, shared by all threads; puts retried on
+timeout; inputs checked before anything is sent; every PV's outcome reported.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from p4p.client.thread import Context, Disconnected, RemoteError
+
+from .errors import (
+    EpicsPvaError,
+    InvalidInputError,
+    PutError,
+    PutTimeoutError,
+    ReadError,
+    SetValuesError,
+    ValidationError,
+)
+from .values import check_name, coerce, describe, normalize, show, to_python
+
+__all__ = ["Interface", "SetResult", "ValidationFunction"]
+
+_log = logging.getLogger(__name__)
+
+ValidationFunction = Callable[..., Any]
+"""Called as fn(set_pv=..., set_value=..., context=..., timeout=...) after a successful put."""
+
+SET, FAILED, NOT_ATTEMPTED, READ_ONLY = "set", "failed", "not_attempted", "read_only"
+
+
+@dataclass(frozen=True)
+class SetResult:
+    """The outcome of one PV in a set_values call.
+
+    `status` is "set", "failed", "not_attempted" (sequential mode stopped at an earlier
+    failure) or "read_only" (nothing sent); `attempts` counts the puts sent; `elapsed` is the
+    time spent on this PV in seconds (puts, retries and validation).
+    """
+
+    pv: str
+    value: Any
+    status: str
+    attempts: int = 0
+    validation_result: Any = None
+    error: EpicsPvaError | None = None
+    elapsed: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        """True unless this PV failed or was not attempted."""
+        return self.status in (SET, READ_ONLY)
+
+
+# Fork safety: a child forked while this process holds an open p4p context hangs on its first
+# p4p call, so every live context is closed just before a fork and reopened lazily after it.
+_live: weakref.WeakSet[Interface] = weakref.WeakSet()
+_live_lock = threading.Lock()
+
+
+def _before_fork() -> None:
+    _live_lock.acquire()
+    for interface in list(_live):
+        interface._lock.acquire()  # held across the fork: no thread can be mid-creation
+        if interface._context is not None and interface._pid == os.getpid():
+            # operations in flight in other threads fail; the next use reconnects
+            interface._context.close()
+        interface._context = None
+
+
+def _after_fork_in_parent() -> None:
+    for interface in list(_live):
+        interface._lock.release()
+    _live_lock.release()
+
+
+def _after_fork_in_child() -> None:
+    for interface in list(_live):
+        interface._lock = threading.RLock()  # the parent's threads are gone; start clean
+        interface._pool = None  # its threads stayed in the parent
+        interface._pid = os.getpid()
+    _live_lock.release()
+
+
+os.register_at_fork(
+    before=_before_fork, after_in_parent=_after_fork_in_parent, after_in_child=_after_fork_in_child
+)
+
+
+def _read_failure(exc: BaseException, timeout: float) -> str:
+    """Why a get failed, in words an operator can act on."""
+    if isinstance(exc, TimeoutError):
+        return f"no reply within {timeout:g} s (unknown PV, or its server is down)"
+    if isinstance(exc, Disconnected):
+        return "disconnected from its server"
+    if isinstance(exc, RemoteError):
+        return f"remote error: {exc}"
+    return f"{type(exc).__name__}: {exc}"
+
+
+class Interface:
+    """Reads and sets EPICS PVs over PVAccess through one persistent p4p client context.
+
+    Arguments (all optional): `read_only` sends no put and runs no validation; `parallel` sets
+    the PVs of one call concurrently; `timeout` is seconds per network operation; a put that
+    times out is sent up to `put_attempts` times in all, `retry_delay` seconds apart; `conf` is
+    a p4p client configuration (EPICS_PVA_* keys) used instead of the environment;
+    `nan_on_read_error` makes get_values return NaN for PVs it cannot read instead of raising;
+    `max_workers` bounds the threads of parallel mode.
+
+    Nothing connects until first use. The object is thread safe, usable again after close()
+    (it reconnects lazily), survives os.fork() in either process, and pickles to its settings.
+    """
+
+    def __init__(
+        self,
+        read_only: bool = False,
+        parallel: bool = True,
+        timeout: float = 5.0,
+        put_attempts: int = 2,
+        retry_delay: float = 1.0,
+        conf: Mapping[str, str] | None = None,
+        nan_on_read_error: bool = False,
+        max_workers: int = 16,
+    ) -> None:
+        if not timeout > 0:
+            raise ValueError(f"timeout must be > 0 seconds, not {timeout!r}")
+        if not (isinstance(put_attempts, int) and put_attempts >= 1):
+            raise ValueError(f"put_attempts must be an int >= 1, not {put_attempts!r}")
+        if not retry_delay >= 0:
+            raise ValueError(f"retry_delay must be >= 0 seconds, not {retry_delay!r}")
+        if not (isinstance(max_workers, int) and max_workers >= 1):
+            raise ValueError(f"max_workers must be an int >= 1, not {max_workers!r}")
+        if conf is not None and not isinstance(conf, Mapping):
+            raise ValueError(f"conf must be a dict of EPICS_PVA_* settings, not {type(conf).__name__}")
+        self.read_only = bool(read_only)
+        self.parallel = bool(parallel)
+        self.timeout = float(timeout)
+        self.put_attempts = put_attempts
+        self.retry_delay = float(retry_delay)
+        self.conf = dict(conf) if conf is not None else None
+        self.nan_on_read_error = bool(nan_on_read_error)
+        self.max_workers = max_workers
+        self._lock = threading.RLock()
+        self._context: Context | None = None
+        self._pool: ThreadPoolExecutor | None = None
+        self._pid = os.getpid()
+        with _live_lock:
+            _live.add(self)
+
+    def __repr__(self) -> str:
+        state = "connected" if self._context is not None else "idle"
+        return (
+            f"Interface(read_only={self.read_only}, parallel={self.parallel}, "
+            f"timeout={self.timeout:g}, put_attempts={self.put_attempts}, "
+            f"retry_delay={self.retry_delay:g}) <{state}>"
+        )
+
+    # ---- life cycle -------------------------------------------------------------------------
+
+    def _settings(self) -> dict[str, Any]:
+        return {
+            "read_only": self.read_only, "parallel": self.parallel, "timeout": self.timeout,
+            "put_attempts": self.put_attempts, "retry_delay": self.retry_delay,
+            "conf": self.conf, "nan_on_read_error": self.nan_on_read_error,
+            "max_workers": self.max_workers,
+        }
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickle the settings only: a process that unpickles it connects lazily on its own."""
+        return self._settings()
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(**state)
+
+    def __enter__(self) -> Interface:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the client context and the thread pool; the next use reconnects lazily."""
+        with self._lock:
+            self._drop_resources()
+
+    def _drop_resources(self) -> None:
+        """Close and forget the context and pool (caller holds the lock)."""
+        context, pool = self._context, self._pool
+        self._context = self._pool = None
+        if self._pid != os.getpid():
+            return  # inherited from the parent process: its threads do not exist here
+        if pool is not None:
+            # running tasks end on their own: their puts fail once the context is closed
+            pool.shutdown(wait=False, cancel_futures=True)
+        if context is not None:
+            context.close()
+            _log.debug("closed p4p client context")
+
+    def _get_context(self) -> Context:
+        """The client context, created on first use (and again after close() or a fork)."""
+        with self._lock:
+            if self._pid != os.getpid():  # forked without the at-fork hooks running
+                self._drop_resources()
+                self._pid = os.getpid()
+            if self._context is None:
+                if self.conf is None:
+                    self._context = Context("pva")
+                else:
+                    self._context = Context("pva", conf=self.conf, useenv=False)
+                _log.debug("opened p4p client context")
+            return self._context
+
+    def _get_pool(self) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self.max_workers, thread_name_prefix="epics_pva")
+            return self._pool
+
+    # ---- reading ----------------------------------------------------------------------------
+
+    def get_values(self, names: Iterable[str]) -> dict[str, Any]:
+        """Read PVs concurrently and return {name: value} in the order asked.
+
+        Values are Python scalars (float, int, bool, str), enum labels, numpy arrays or lists of
+        str. If any PV cannot be read, raises ReadError naming each and why once the others are
+        read, or, with nan_on_read_error, gives NaN for those PVs and logs a warning.
+        """
+        if isinstance(names, str):
+            raise InvalidInputError({repr(names): "give a list of PV names, not one string"}, "read")
+        names = list(names)
+        problems = {repr(n) if not isinstance(n, str) else n: why
+                    for n in names if (why := check_name(n))}
+        duplicates = {n for n in names if isinstance(n, str) and names.count(n) > 1}
+        problems.update({n: "PV name given more than once" for n in duplicates})
+        if problems:
+            raise InvalidInputError(problems, "read")
+        if not names:
+            return {}
+        replies = self._get_context().get(names, timeout=self.timeout, throw=False)
+        values: dict[str, Any] = {}
+        failures: dict[str, str] = {}
+        for name, reply in zip(names, replies, strict=True):
+            if isinstance(reply, BaseException):
+                failures[name] = _read_failure(reply, self.timeout)
+                continue
+            try:
+                values[name] = to_python(reply)
+            except ValueError as exc:
+                failures[name] = f"unreadable value: {exc}"
+        if failures:
+            if not self.nan_on_read_error:
+                raise ReadError(failures, values)
+            _log.warning("%s; returning NaN for them", ReadError(failures, values))
+            return {name: values.get(name, math.nan) for name in names}
+        return {name: values[name] for name in names}
+
+    def get_value(self, name: str) -> Any:
+        """Read one PV; see get_values."""
+        return self.get_values([name])[name]
+
+    # ---- setting ----------------------------------------------------------------------------
+
+    def set_values(
+        self,
+        inputs: Mapping[str, Any],
+        configs: Mapping[str, ValidationFunction | None] | None = None,
+    ) -> dict[str, SetResult]:
+        """Set PVs to values, validate each with configs[pv] if given, and report every outcome.
+
+        All inputs are checked first (name, type, finiteness, the PV's control limits); if any
+        is bad, InvalidInputError is raised and nothing is sent. Returns {pv: SetResult} in the
+        order given; if any PV fails, raises SetValuesError carrying every PV's outcome.
+        An empty dict sets nothing and returns {}. configs keys not being set are ignored.
+        """
+        results = self._set(inputs, configs)
+        if any(r.status in (FAILED, NOT_ATTEMPTED) for r in results.values()):
+            raise SetValuesError(results)
+        return results
+
+    def set_value(
+        self, pv: str, value: Any, validation_function: ValidationFunction | None = None
+    ) -> SetResult:
+        """Set one PV and validate it; raises that PV's own error (PutError, ValidationError...)."""
+        result = self._set({pv: value}, {pv: validation_function})[pv]
+        if result.error is not None:
+            raise result.error
+        return result
+
+    def _set(
+        self, inputs: Mapping[str, Any], configs: Mapping[str, ValidationFunction | None] | None
+    ) -> dict[str, SetResult]:
+        """Check, then set (or in read-only mode, log) the inputs; never raises for a PV failure."""
+        start = time.monotonic()
+        if not isinstance(inputs, Mapping):
+            raise InvalidInputError(
+                {"inputs": f"expected a dict of PV name -> value, not {type(inputs).__name__}"})
+        functions = self._check_configs(inputs, configs)
+        if not inputs:
+            _log.info("set_values called with no inputs: nothing to set")
+            return {}
+        context = self._get_context()
+        planned = self._prepare(context, inputs)
+        if self.read_only:
+            _log.info("read-only: would set %s",
+                      ", ".join(f"{pv} = {show(v)}" for pv, v in planned.items()))
+            return {pv: SetResult(pv, v, READ_ONLY) for pv, v in planned.items()}
+        if self.parallel and len(planned) > 1:
+            results = self._set_parallel(context, planned, functions)
+        else:
+            results = self._set_in_order(context, planned, functions)
+        counts = {s: sum(r.status == s for r in results.values()) for s in (SET, FAILED, NOT_ATTEMPTED)}
+        _log.info(
+            "set %d PV(s) in %.3f s (%s): %d set, %d failed, %d not attempted",
+            len(results), time.monotonic() - start, "parallel" if self.parallel else "in order",
+            counts[SET], counts[FAILED], counts[NOT_ATTEMPTED],
+        )
+        return results
+
+    def _check_configs(
+        self, inputs: Mapping[str, Any], configs: Mapping[str, Any] | None
+    ) -> dict[str, ValidationFunction | None]:
+        """The validation function of each input PV; InvalidInputError if configs is malformed."""
+        if configs is None:
+            return {}
+        if not isinstance(configs, Mapping):
+            raise InvalidInputError(
+                {"configs": f"expected a dict of PV name -> function, not {type(configs).__name__}"})
+        problems = {
+            pv: f"validation function {fn!r} is not callable"
+            for pv, fn in configs.items() if pv in inputs and fn is not None and not callable(fn)
+        }
+        if problems:
+            raise InvalidInputError(problems)
+        unused = [pv for pv in configs if pv not in inputs]
+        if unused:  # normal for Badger: a routine often sets a subset of the variables
+            _log.debug("no input for configs key(s) %s: their validation is not run", unused)
+        return {pv: fn for pv, fn in configs.items() if pv in inputs}
+
+    def _prepare(self, context: Context, inputs: Mapping[str, Any]) -> dict[str, Any]:
+        """Check every input against its PV (read once) and return the values to put.
+
+        Raises InvalidInputError listing every bad input; nothing has been sent then.
+        """
+        problems: dict[str, str] = {}
+        staged: dict[str, Any] = {}
+        for pv, value in inputs.items():
+            why = check_name(pv)
+            if why is not None:
+                problems[pv if isinstance(pv, str) else repr(pv)] = why
+                continue
+            try:
+                staged[pv] = normalize(value)
+            except ValueError as exc:
+                problems[pv] = str(exc)
+        planned: dict[str, Any] = {}
+        if staged:
+            names = list(staged)
+            replies = context.get(names, timeout=self.timeout, throw=False)
+            for pv, reply in zip(names, replies, strict=True):
+                if isinstance(reply, BaseException):
+                    problems[pv] = f"cannot read the PV: {_read_failure(reply, self.timeout)}"
+                    continue
+                try:
+                    planned[pv] = coerce(staged[pv], describe(reply))
+                except ValueError as exc:
+                    problems[pv] = str(exc)
+        if problems:
+            raise InvalidInputError(problems)
+        return {pv: planned[pv] for pv in inputs}
+
+    def _set_in_order(
+        self, context: Context, planned: Mapping[str, Any],
+        functions: Mapping[str, ValidationFunction | None],
+    ) -> dict[str, SetResult]:
+        """Set PVs one after the other, stopping at the first failure."""
+        results: dict[str, SetResult] = {}
+        failed = False
+        for pv, value in planned.items():
+            if failed:
+                results[pv] = SetResult(pv, value, NOT_ATTEMPTED)
+                continue
+            results[pv] = self._set_one(context, pv, value, functions.get(pv))
+            failed = results[pv].status == FAILED
+        return results
+
+    def _set_parallel(
+        self, context: Context, planned: Mapping[str, Any],
+        functions: Mapping[str, ValidationFunction | None],
+    ) -> dict[str, SetResult]:
+        """Set all PVs concurrently in the pool; each PV's retries and validation run in its task."""
+        futures: dict[str, Future[SetResult] | None] = {}
+        for pv, value in planned.items():
+            try:
+                futures[pv] = self._get_pool().submit(
+                    self._set_one, context, pv, value, functions.get(pv))
+            except RuntimeError:  # the pool was shut down by a concurrent close()
+                futures[pv] = None
+        results: dict[str, SetResult] = {}
+        for pv, future in futures.items():
+            try:
+                if future is None:
+                    raise CancelledError
+                results[pv] = future.result()
+            except CancelledError:
+                value = planned[pv]
+                error = PutError(pv, value, "not sent: the interface was closed", attempts=0)
+                results[pv] = SetResult(pv, value, FAILED, error=error)
+        return results
+
+    def _set_one(
+        self, context: Context, pv: str, value: Any, validate: ValidationFunction | None
+    ) -> SetResult:
+        """Put one value, retrying timeouts, then validate it; the outcome, never an exception."""
+        start = time.monotonic()
+        attempts = 0
+
+        def failed(error: EpicsPvaError) -> SetResult:
+            _log.warning("%s", error)
+            return SetResult(pv, value, FAILED, attempts, error=error,
+                             elapsed=time.monotonic() - start)
+
+        while True:
+            attempts += 1
+            _log.debug("put %s = %s (attempt %d of %d)", pv, show(value), attempts, self.put_attempts)
+            try:
+                context.put(pv, value, timeout=self.timeout)
+                break
+            except TimeoutError:
+                if attempts >= self.put_attempts:
+                    return failed(PutTimeoutError(pv, value, attempts, self.timeout))
+                _log.warning(
+                    "put %s = %s timed out after %g s (attempt %d of %d); retrying in %g s",
+                    pv, show(value), self.timeout, attempts, self.put_attempts, self.retry_delay)
+                time.sleep(self.retry_delay)
+            except RemoteError as exc:
+                return failed(PutError(pv, value, f"put rejected by the server: {exc}", attempts))
+            except (ValueError, TypeError) as exc:
+                return failed(PutError(pv, value, f"value does not fit the PV: {exc}", attempts))
+            except Exception as exc:  # disconnected, cancelled by close(), ...
+                reason = f"put failed: {type(exc).__name__}: {exc}"
+                return failed(PutError(pv, value, reason, attempts))
+        if validate is None:
+            return SetResult(pv, value, SET, attempts, elapsed=time.monotonic() - start)
+        try:
+            outcome = validate(set_pv=pv, set_value=value, context=context, timeout=self.timeout)
+        except Exception as exc:
+            return failed(ValidationError(pv, value, exc))
+        return SetResult(pv, value, SET, attempts, outcome, elapsed=time.monotonic() - start)

@@ -1,0 +1,134 @@
+"""Validation functions: called after a successful put to check that the machine followed it.
+
+A validation function is called as ``fn(set_pv=..., set_value=..., context=..., timeout=...)``
+with the interface's ``p4p.client.thread.Context``; it returns what it measured or raises.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from p4p.client.thread import Context
+
+__all__ = ["wait_for_readback"]
+
+_log = logging.getLogger(__name__)
+
+
+class _CallerQueue:
+    """A p4p work queue drained by the thread that waits, so updates are handled where awaited.
+
+    p4p's default queue runs callbacks on process-wide worker threads, which do not exist in a
+    child forked after they started; draining in the waiting thread works in any process.
+    """
+
+    def __init__(self) -> None:
+        self._queue: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+
+    def push(self, work: Callable[[], None]) -> None:
+        self._queue.put(work)
+
+    push_wait = push
+
+    def run_next(self, timeout: float) -> None:
+        """Run the next queued update, waiting at most `timeout` seconds for one."""
+        try:
+            work = self._queue.get(timeout=max(timeout, 0.0))
+        except queue.Empty:
+            return
+        work()
+
+    def drop_pending(self) -> None:
+        while True:
+            try:
+                self._queue.get_nowait()
+            except queue.Empty:
+                return
+
+
+def _as_number(value: Any) -> float | np.ndarray:
+    """A readback as a float (or float array) to compare with the target."""
+    if isinstance(value, np.ndarray):
+        return np.array(value, dtype=float)
+    return float(value)
+
+
+def wait_for_readback(
+    set_pv: str,
+    set_value: float,
+    readback_pv: str,
+    tolerance: float,
+    count_down: float,
+    offset: float,
+    context: Context,
+    timeout: float | None,
+) -> float | np.ndarray:
+    """Wait until |readback - (set_value + offset)| <= tolerance and return the readback.
+
+    Waits on a monitor of `readback_pv`, checking each update as it arrives, for at most
+    `count_down` seconds; raises ValueError naming the setpoint PV, the readback PV, its last
+    value, the expected value and the time limit if it does not get there. If the readback PV
+    sends no value at all within `timeout` seconds (the network timeout), it stops early.
+    """
+    expected = set_value + offset
+    start = time.monotonic()
+    deadline = start + count_down
+    first_deadline = deadline if timeout is None else min(deadline, start + timeout)
+    latest: list[Any] = []  # last value received, if any
+    problems: list[BaseException] = []  # disconnects and remote errors seen on the monitor
+
+    def on_update(update: Any) -> None:
+        if isinstance(update, Exception):
+            problems.append(update)
+        else:
+            latest[:] = [update]
+
+    updates = _CallerQueue()
+    subscription = context.monitor(readback_pv, on_update, notify_disconnect=True, queue=updates)
+    readback: float | np.ndarray | None = None
+    try:
+        while True:
+            if latest:
+                try:
+                    readback = _as_number(latest[0])
+                except (TypeError, ValueError):
+                    raise ValueError(
+                        f"PV {set_pv}: readback {readback_pv} = {latest[0]!r} is not a number"
+                    ) from None
+                if np.all(np.abs(readback - expected) <= tolerance):
+                    _log.debug("%s: readback %s = %s reached %s after %.3f s",
+                               set_pv, readback_pv, readback, expected, time.monotonic() - start)
+                    return readback
+            limit = deadline if latest else first_deadline
+            now = time.monotonic()
+            if now >= limit:
+                break
+            updates.run_next(limit - now)
+    finally:
+        subscription.close()
+        updates.drop_pending()
+
+    if readback is None:
+        why = f"; last monitor error: {problems[-1]}" if problems else ""
+        waited = count_down if timeout is None else min(count_down, timeout)
+        raise ValueError(
+            f"PV {set_pv}: readback {readback_pv} sent no value within {waited:g} s "
+            f"(expected {_fmt(expected)}; time limit {count_down:g} s){why}"
+        )
+    raise ValueError(
+        f"PV {set_pv}: readback {readback_pv} = {_fmt(readback)} did not reach the expected "
+        f"value {_fmt(expected)} (tolerance {tolerance:g}) within the time limit of "
+        f"{count_down:g} s"
+    )
+
+
+def _fmt(value: float | np.ndarray) -> str:
+    """A number for a message: six significant digits, arrays summarised."""
+    if isinstance(value, np.ndarray):
+        return np.array2string(value, threshold=6, precision=6)
+    return f"{value:.6g}"
