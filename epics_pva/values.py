@@ -68,10 +68,10 @@ def to_python(value: Any) -> Any:
     if _is_enum(raw):
         index, choices = int(raw["value.index"]), list(raw["value.choices"])
         return choices[index] if 0 <= index < len(choices) else index
-    if isinstance(value, Value):  # context built without NT unwrapping
-        if "value" not in value:
-            raise ValueError(f"no 'value' field in a {value.getID()} structure")
-        return to_python(value["value"])
+    if raw is not None:  # read the field itself: str() of a p4p wrapper adds its timestamp
+        if "value" not in raw:
+            raise ValueError(f"no 'value' field in a {raw.getID()} structure")
+        value = raw["value"]
     if isinstance(value, (bool, np.bool_)):
         return bool(value)
     if isinstance(value, numbers.Integral):
