@@ -17,7 +17,6 @@ from epics_pva import (
     InvalidInputError,
     ReadError,
     SetResult,
-    SetValuesError,
     wait_for_readback,
 )
 from softioc import Outage
@@ -277,10 +276,3 @@ def test_one_interface_shared_by_threads(soft_ioc, interface):
     assert errors == []
     assert len(soft_ioc.audit.puts(outcome="accepted")) == 3 * rounds * 2
 
-
-def test_set_values_error_is_raised_for_a_rejected_put(soft_ioc, interface):
-    # the soft IOC's own check: a 4-element array into a PV of at most 3
-    with pytest.raises(SetValuesError, match="T:WAVE") as info:
-        interface.set_values({"T:WAVE": [1.0, 2.0, 3.0, 4.0]})
-    assert info.value.results["T:WAVE"].attempts == 1
-    assert len(soft_ioc.audit.puts("T:WAVE")) == 1
