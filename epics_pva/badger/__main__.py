@@ -1,0 +1,111 @@
+"""Command line: install the Badger plugin, or run a Badger routine headless.
+
+    python -m epics_pva.badger install ROOT [--environment DIR ...] [--force]
+    python -m epics_pva.badger run ENV --plugin-root ROOT [--evaluations 5] [--generator random]
+    python -m epics_pva.badger env          # the EPICS_PVA_INTERFACE_* variables and their values
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from .plugin import install_plugin
+from .settings import ENVIRONMENT_VARIABLES, read_only_forced, settings_from_environment
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m epics_pva.badger", description=__doc__.split("\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    install = commands.add_parser("install", help="install the interface plugin into a Badger plugin root")
+    install.add_argument("plugin_root", help="the BADGER_PLUGIN_ROOT folder (created if missing)")
+    install.add_argument("--environment", action="append", default=[], metavar="DIR",
+                         help="also copy this environment plugin folder (repeatable)")
+    install.add_argument("--force", action="store_true", help="replace plugins already there")
+
+    run = commands.add_parser("run", help="run a Badger routine headless (Badger's own run API)")
+    run.add_argument("environment", help="environment plugin name under the plugin root")
+    where = run.add_mutually_exclusive_group(required=True)
+    where.add_argument("--plugin-root", help="Badger plugin root; a settings file is written under --workdir")
+    where.add_argument("--settings", help="an existing Badger settings (config.yaml) file")
+    run.add_argument("--workdir", help="folder for Badger's settings, archive and logbook (default: a temporary one)")
+    run.add_argument("--evaluations", type=int, default=5, help="evaluations, the initial point included (default 5)")
+    run.add_argument("--generator", default="random", help="Xopt generator name (default random; e.g. neldermead)")
+    run.add_argument("--generator-params", default="{}", metavar="JSON", help="generator arguments as JSON")
+    run.add_argument("--objective", help="observable to optimise (default: the first)")
+    run.add_argument("--maximize", action="store_true", help="maximise instead of minimise")
+    run.add_argument("--variable", action="append", dest="variables", metavar="NAME",
+                     help="optimise only these variables (repeatable; default all)")
+    run.add_argument("--output", metavar="CSV", help="write the routine's data to this CSV file")
+    run.add_argument("--archive", action="store_true", help="save the run in Badger's archive")
+    run.add_argument("-v", "--verbose", action="count", default=0, help="-v Badger's progress table, -vv logging")
+
+    commands.add_parser("env", help="show the EPICS_PVA_INTERFACE_* settings in effect")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the exit status (0 ok, 1 failed, 2 misuse)."""
+    args = build_parser().parse_args(argv)
+    if args.command == "install":
+        try:
+            written = install_plugin(args.plugin_root, environments=args.environment, force=args.force)
+        except (FileExistsError, FileNotFoundError) as exc:
+            print(f"install: {exc}", file=sys.stderr)
+            return 1
+        for folder in written:
+            print(f"installed {folder}")
+        print(f"Badger needs BADGER_PLUGIN_ROOT = {os.path.abspath(args.plugin_root)}")
+        return 0
+    if args.command == "env":
+        try:
+            values = settings_from_environment()
+        except ValueError as exc:
+            print(f"env: {exc}", file=sys.stderr)
+            return 1
+        for field, variable in ENVIRONMENT_VARIABLES.items():
+            shown = os.environ.get(variable, "")
+            print(f"{variable}={shown}" + ("" if field in values else "    (not set)"))
+        print(f"read-only forced: {'yes' if read_only_forced() else 'no'}")
+        return 0
+    return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.verbose >= 2:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        generator_params = json.loads(args.generator_params)
+    except json.JSONDecodeError as exc:
+        print(f"run: --generator-params is not JSON: {exc}", file=sys.stderr)
+        return 2
+    from .runner import archive, configure_badger, result_table, run_routine
+
+    configure_badger(args.settings, plugin_root=args.plugin_root, workdir=args.workdir)
+    if read_only_forced():
+        print("READ-ONLY: EPICS_PVA_INTERFACE_READ_ONLY is set; no put will be sent", file=sys.stderr)
+    try:
+        routine = run_routine(
+            args.environment, evaluations=args.evaluations, generator=args.generator,
+            generator_params=generator_params, objective=args.objective, maximize=args.maximize,
+            variables=args.variables, verbose=2 if args.verbose else 0,
+        )
+    except Exception as exc:  # shown to the operator as Badger would show it
+        print(f"run failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    sys.stdout.write(result_table(routine))
+    if args.output:
+        routine.data.to_csv(args.output, index=False)
+        print(f"data written to {args.output}")
+    if args.archive:
+        print(f"archived as {archive(routine)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

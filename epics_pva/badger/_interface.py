@@ -1,0 +1,180 @@
+"""epics_pva.Interface as a Badger interface plugin (a pydantic model Badger can describe)."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import threading
+from collections import deque
+from collections.abc import Iterable, Mapping
+from typing import Any, ClassVar
+
+from badger import interface as badger_interface
+from pydantic import Field, PrivateAttr, model_validator
+
+from ..errors import SetValuesError
+from ..interface import Interface as PvaInterface
+from ..interface import SetResult, ValidationFunction
+from .settings import ENVIRONMENT_VARIABLES, read_only_forced, settings_from_environment
+
+_log = logging.getLogger(__name__)
+
+# The defaults are epics_pva.Interface's own, so both classes behave the same when bare.
+_DEFAULTS = {
+    name: parameter.default
+    for name, parameter in inspect.signature(PvaInterface.__init__).parameters.items()
+    if parameter.default is not inspect.Parameter.empty
+}
+_FIELDS = tuple(ENVIRONMENT_VARIABLES)
+_create_lock = threading.Lock()
+
+
+def _describe(text: str, field: str) -> str:
+    return f"{text} (environment: {ENVIRONMENT_VARIABLES[field]})"
+
+
+class Interface(badger_interface.Interface):
+    """EPICS PVAccess for Badger: a ``badger.interface.Interface`` delegating to ``epics_pva.Interface``.
+
+    Every call behaves exactly as ``epics_pva.Interface`` with the same settings: reads are
+    concurrent, puts are checked first and retried on timeout, ``configs`` validation
+    functions (e.g. ``wait_for_readback``) run after each put, and errors name each PV.
+    The p4p client context is private, opened on first use and kept; ``reset_interface()``
+    (Badger calls it in its worker process) and ``close()`` drop it, the next call opens a
+    fresh one. ``conf`` (not a Badger parameter) is a p4p client configuration used
+    instead of the ``EPICS_PVA_*`` environment.
+
+    Settings come from arguments, then ``EPICS_PVA_INTERFACE_*`` environment variables, then
+    defaults; ``EPICS_PVA_INTERFACE_READ_ONLY`` set true forces read-only over everything.
+    """
+
+    name: ClassVar[str] = "epics_pva"
+
+    read_only: bool = Field(
+        _DEFAULTS["read_only"],
+        description=_describe("send no put and run no validation; log what would be set", "read_only"),
+    )
+    parallel: bool = Field(
+        _DEFAULTS["parallel"], description=_describe("set the PVs of one step concurrently", "parallel")
+    )
+    timeout: float = Field(
+        _DEFAULTS["timeout"], gt=0, description=_describe("seconds per network operation", "timeout")
+    )
+    put_attempts: int = Field(
+        _DEFAULTS["put_attempts"], ge=1,
+        description=_describe("puts sent in all when a put times out", "put_attempts"),
+    )
+    retry_delay: float = Field(
+        _DEFAULTS["retry_delay"], ge=0, description=_describe("seconds between put attempts", "retry_delay")
+    )
+    nan_on_read_error: bool = Field(
+        _DEFAULTS["nan_on_read_error"],
+        description=_describe("return NaN for unreadable PVs instead of raising", "nan_on_read_error"),
+    )
+
+    _conf: dict[str, str] | None = PrivateAttr(default=None)
+    _pva: PvaInterface | None = PrivateAttr(default=None)
+    _history: deque = PrivateAttr(default_factory=lambda: deque(maxlen=100))
+
+    def __init__(self, conf: Mapping[str, str] | None = None, **data: Any) -> None:
+        if conf is not None and not isinstance(conf, Mapping):
+            raise ValueError(f"conf must be a dict of EPICS_PVA_* settings, not {type(conf).__name__}")
+        super().__init__(**data)
+        self._conf = dict(conf) if conf is not None else None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _environment(cls, data: Any) -> Any:
+        """Fill settings not given from EPICS_PVA_INTERFACE_*; a forced read-only wins."""
+        if not isinstance(data, Mapping):
+            return data
+        from_env = settings_from_environment()
+        merged = {**from_env, **data}
+        if from_env.get("read_only"):
+            if data.get("read_only") is False:
+                _log.warning("%s forces read-only over read_only=False", ENVIRONMENT_VARIABLES["read_only"])
+            merged["read_only"] = True
+        return merged
+
+    # ---- the delegate -------------------------------------------------------------------------
+
+    @property
+    def effective_read_only(self) -> bool:
+        """Whether puts are suppressed now: the field, or the environment forcing it."""
+        return bool(self.read_only) or read_only_forced()
+
+    def _interface(self) -> PvaInterface:
+        """The epics_pva.Interface doing the work, created on first use with the current settings."""
+        pva = self._pva
+        if pva is None:
+            with _create_lock:
+                if self._pva is None:
+                    self._pva = PvaInterface(
+                        **{field: getattr(self, field) for field in _FIELDS}, conf=self._conf
+                    )
+                pva = self._pva
+        # Fields may have been assigned since; the environment may force read-only since.
+        for field in _FIELDS:
+            setattr(pva, field, getattr(self, field))
+        pva.read_only = self.effective_read_only
+        return pva
+
+    # ---- Badger's interface API -------------------------------------------------------------------
+
+    @badger_interface.log
+    def get_values(self, channel_names: Iterable[str]) -> dict[str, Any]:
+        """Read PVs concurrently; {name: value} in the order asked (see epics_pva.Interface)."""
+        return self._interface().get_values(channel_names)
+
+    @badger_interface.log
+    def set_values(
+        self,
+        channel_inputs: Mapping[str, Any],
+        configs: Mapping[str, ValidationFunction | None] | None = None,
+    ) -> dict[str, SetResult]:
+        """Set PVs and validate them with ``configs``; every PV's outcome (see epics_pva.Interface)."""
+        try:
+            results = self._interface().set_values(channel_inputs, configs=configs)
+        except SetValuesError as exc:
+            self._history.append(exc.results)
+            raise
+        self._history.append(results)
+        return results
+
+    def get_value(self, channel_name: str) -> Any:
+        """Read one PV."""
+        return self._interface().get_value(channel_name)
+
+    def set_value(
+        self, channel_name: str, channel_value: Any, validation_function: ValidationFunction | None = None
+    ) -> SetResult:
+        """Set one PV and validate it; raises that PV's own error."""
+        result = self._interface().set_value(channel_name, channel_value, validation_function)
+        self._history.append({channel_name: result})
+        return result
+
+    def reset_interface(self) -> None:
+        """Drop the client context (Badger calls this in its worker process); the next call opens a fresh one."""
+        pva = self._pva
+        if pva is not None:
+            pva.close()
+
+    def close(self) -> None:
+        """Close the client context and threads; the interface reconnects if used again."""
+        self.reset_interface()
+
+    def __enter__(self) -> Interface:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    @property
+    def history(self) -> list[dict[str, SetResult]]:
+        """The outcomes of the most recent set calls (up to 100), oldest first."""
+        return list(self._history)
+
+    @property
+    def last_results(self) -> dict[str, SetResult] | None:
+        """The outcome of the latest set call, failed or not; None before any."""
+        return self._history[-1] if self._history else None

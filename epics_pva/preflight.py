@@ -1,0 +1,381 @@
+"""Preflight: check a live system before a routine starts, without writing to it.
+
+For a list of PVs or a Badger environment, check against the running system (soft IOC or
+real machine) that every PV connects, that each setpoint holds a type Badger can write
+(a numeric scalar) and that the environment's bounds fit inside the PV's own control
+limits, and that readbacks update. Print one table row per PV and exit non-zero when
+anything is missing:
+
+    python -m epics_pva.preflight --env path/to/environments/demo
+    python -m epics_pva.preflight --setpoint DEMO:Q1:SET --readback DEMO:Q1:RBV DEMO:OBJ
+
+Nothing is put unless ``--write-test`` is given; then each setpoint gets its own current
+value written back, to prove that the server accepts a put.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import logging
+import math
+import os
+import sys
+import threading
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from p4p.client.thread import Context
+
+logger = logging.getLogger(__name__)
+
+OK, WARN, FAIL = "OK", "WARN", "FAIL"
+SETPOINT, READBACK, OBSERVABLE, PV = "setpoint", "readback", "observable", "pv"
+_RANK = {OK: 0, WARN: 1, FAIL: 2}
+_NUMERIC = set("bBhHiIlLfd")
+_FLOAT = set("fd")
+_TYPE_NAMES = {"d": "double", "f": "float", "s": "string", "?": "bool"}
+_INVALID_SEVERITY = 3
+
+
+@dataclass
+class PVCheck:
+    """The outcome of the checks on one PV: its roles, what was read and any findings."""
+
+    pv: str
+    roles: list[str]
+    bounds: tuple[float, float] | None = None
+    status: str = OK
+    type: str = "-"
+    value: Any = None
+    limits: tuple[float, float] | None = None
+    updates: int | None = None
+    findings: list[str] = field(default_factory=list)
+
+    def add(self, status: str, finding: str) -> None:
+        """Record a finding; the PV's status becomes the worst one seen."""
+        self.findings.append(finding)
+        if _RANK[status] > _RANK[self.status]:
+            self.status = status
+
+
+@dataclass
+class PreflightReport:
+    """Every PV's check, in the order given, plus the settings used."""
+
+    checks: list[PVCheck]
+    update_time: float
+    wrote: bool
+
+    @property
+    def failures(self) -> list[PVCheck]:
+        return [c for c in self.checks if c.status == FAIL]
+
+    @property
+    def warnings(self) -> list[PVCheck]:
+        return [c for c in self.checks if c.status == WARN]
+
+    def ok(self, strict: bool = False) -> bool:
+        """True when nothing failed (and, if `strict`, nothing warned)."""
+        return not self.failures and not (strict and self.warnings)
+
+    def table(self) -> str:
+        """A fixed-width text table: PV, roles, status, type, value, limits, findings."""
+        head = ("PV", "ROLE", "STATUS", "TYPE", "VALUE", "LIMITS", "UPDATES", "FINDINGS")
+        rows = [head]
+        for c in self.checks:
+            rows.append((
+                c.pv,
+                "+".join(c.roles),
+                c.status,
+                c.type,
+                _short(c.value),
+                "-" if c.limits is None else f"[{_num(c.limits[0])}, {_num(c.limits[1])}]",
+                "-" if c.updates is None else str(c.updates),
+                "; ".join(c.findings),
+            ))
+        widths = [max(len(r[i]) for r in rows) for i in range(len(head) - 1)]
+        lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths)) + "  " + r[-1] for r in rows]
+        summary = (
+            f"{len(self.checks)} PVs: {sum(c.status == OK for c in self.checks)} ok, "
+            f"{len(self.warnings)} warning(s), {len(self.failures)} failure(s)"
+        )
+        if not self.wrote:
+            summary += "; nothing was written (use --write-test to test puts)"
+        return "\n".join(line.rstrip() for line in lines) + "\n" + summary + "\n"
+
+
+def _num(x: float) -> str:
+    return f"{x:g}"
+
+
+def _short(value: Any, width: int = 24) -> str:
+    if value is None:
+        return "-"
+    text = _num(value) if isinstance(value, float) else str(value)
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def run_preflight(
+    setpoints: Mapping[str, Sequence[float] | None] | Iterable[str] = (),
+    readbacks: Iterable[str] = (),
+    observables: Iterable[str] = (),
+    pvs: Iterable[str] = (),
+    *,
+    conf: Mapping[str, str] | None = None,
+    timeout: float = 2.0,
+    update_time: float = 3.0,
+    write_test: bool = False,
+) -> PreflightReport:
+    """Check the PVs against the live system and return the report (nothing is printed).
+
+    ``setpoints`` maps each setpoint to its optimisation bounds (or None), or lists names.
+    ``conf`` is a p4p client configuration; None uses the ``EPICS_PVA_*`` environment.
+    ``timeout`` (s) bounds each network operation; readbacks and observables are watched
+    for ``update_time`` s (0 skips that check). Only ``write_test`` puts anything.
+    """
+    if not isinstance(setpoints, Mapping):
+        setpoints = {name: None for name in setpoints}
+    checks: dict[str, PVCheck] = {}
+
+    def claim(name: str, role: str) -> PVCheck:
+        check = checks.setdefault(name, PVCheck(name, []))
+        if role not in check.roles:
+            check.roles.append(role)
+        return check
+
+    for name, bounds in setpoints.items():
+        claim(name, SETPOINT).bounds = None if bounds is None else (float(bounds[0]), float(bounds[1]))
+    for role, names in ((READBACK, readbacks), (OBSERVABLE, observables), (PV, pvs)):
+        for name in names:
+            claim(name, role)
+    if not checks:
+        raise ValueError("no PVs to check")
+
+    ctx = Context("pva", conf=dict(conf) if conf is not None else None, useenv=conf is None, nt=False)
+    try:
+        names = list(checks)
+        values = ctx.get(names, throw=False, timeout=timeout)
+        for name, value in zip(names, values):
+            _inspect(checks[name], value, timeout)
+        if write_test:
+            _write_test([c for c in checks.values() if SETPOINT in c.roles and c.status != FAIL], ctx, timeout)
+        watched = [c for c in checks.values() if {READBACK, OBSERVABLE} & set(c.roles) and c.value is not None]
+        if update_time > 0 and watched:
+            _watch_updates(watched, ctx, update_time)
+    finally:
+        ctx.close()
+    return PreflightReport(list(checks.values()), update_time, write_test)
+
+
+def _inspect(check: PVCheck, value: Any, timeout: float) -> None:
+    if isinstance(value, TimeoutError):
+        check.add(FAIL, f"does not connect (no answer in {timeout:g} s)")
+        return
+    if isinstance(value, Exception):
+        check.add(FAIL, f"cannot be read: {type(value).__name__}: {value}")
+        return
+    code = value.type()["value"]
+    if isinstance(code, str):
+        check.type = ("array of " if code.startswith("a") else "") + _TYPE_NAMES.get(
+            code.lstrip("a"), "int" if code.lstrip("a") in _NUMERIC else code
+        )
+        raw = value["value"]
+        check.value = raw.tolist() if hasattr(raw, "tolist") else raw
+    else:
+        check.type = "enum" if value.getID().startswith("epics:nt/NTEnum") else "structure"
+        try:
+            index, choices = value["value.index"], list(value["value.choices"])
+            check.value = choices[index] if 0 <= index < len(choices) else index
+        except (KeyError, TypeError):
+            check.value = "<structure>"
+    if "control" in value:
+        low, high = value["control.limitLow"], value["control.limitHigh"]
+        if low < high:  # 0, 0 means "no limits published"
+            check.limits = (float(low), float(high))
+    severity = value["alarm.severity"] if "alarm" in value else 0
+    if severity >= _INVALID_SEVERITY:
+        message = value["alarm.message"] if "alarm.message" in value else ""
+        check.add(WARN, "severity INVALID" + (f" ({message})" if message else ""))
+    numeric_scalar = isinstance(code, str) and code in _NUMERIC
+    if SETPOINT in check.roles:
+        if not numeric_scalar:
+            check.add(FAIL, f"a {check.type} PV cannot take Badger's float values")
+        elif code not in _FLOAT:
+            check.add(WARN, "integer PV: Badger's float values will lose their fraction")
+        if numeric_scalar and check.bounds is not None:
+            _check_bounds(check)
+    elif {READBACK, OBSERVABLE} & set(check.roles) and not numeric_scalar:
+        check.add(WARN, f"a {check.type} value is not a number an optimiser can use")
+    if numeric_scalar and isinstance(check.value, float) and not math.isfinite(check.value):
+        check.add(WARN, f"value is {check.value}")
+
+
+def _check_bounds(check: PVCheck) -> None:
+    low, high = check.bounds
+    if check.limits is not None:
+        lim_low, lim_high = check.limits
+        if low < lim_low or high > lim_high:
+            check.add(
+                FAIL,
+                f"bounds [{_num(low)}, {_num(high)}] exceed the PV's control limits "
+                f"[{_num(lim_low)}, {_num(lim_high)}]",
+            )
+    value = check.value
+    if isinstance(value, (int, float)) and math.isfinite(value) and not low <= value <= high:
+        check.add(
+            WARN,
+            f"current value {_num(value)} is outside the bounds [{_num(low)}, {_num(high)}]: "
+            "Badger refuses an initial point there",
+        )
+
+
+def _write_test(setpoints: list[PVCheck], ctx: Context, timeout: float) -> None:
+    names = [c.pv for c in setpoints if isinstance(c.value, (int, float))]
+    if not names:
+        return
+    current = [next(c.value for c in setpoints if c.pv == n) for n in names]
+    results = ctx.put(names, current, throw=False, timeout=timeout)
+    for name, result in zip(names, results or [None] * len(names)):
+        check = next(c for c in setpoints if c.pv == name)
+        if isinstance(result, Exception):
+            check.add(FAIL, f"put of its current value {_short(check.value)} failed: {type(result).__name__}: {result}")
+        else:
+            check.findings.append("put of its current value accepted")
+
+
+def _watch_updates(watched: list[PVCheck], ctx: Context, update_time: float) -> None:
+    counts = {c.pv: 0 for c in watched}
+    lock = threading.Lock()
+    done = threading.Event()
+
+    def callback(name: str, value: Any) -> None:
+        if isinstance(value, Exception):
+            return
+        with lock:
+            counts[name] += 1
+            # The first event is the current value; a second one is a real update.
+            if all(n >= 2 for n in counts.values()):
+                done.set()
+
+    subscriptions = [ctx.monitor(c.pv, partial(callback, c.pv), notify_disconnect=True) for c in watched]
+    try:
+        done.wait(update_time)
+    finally:
+        for sub in subscriptions:
+            sub.close()
+    for check in watched:
+        with lock:
+            check.updates = max(counts[check.pv] - 1, 0)
+        if check.updates == 0:
+            status = FAIL if READBACK in check.roles else WARN
+            check.add(status, f"no update in {update_time:g} s")
+
+
+def load_environment(spec: str | os.PathLike) -> type:
+    """Import a Badger environment class from a plugin folder, a ``.py`` file or a module.
+
+    ``spec`` may end in ``:ClassName`` (default ``Environment``).
+    """
+    text, attr = os.fspath(spec), "Environment"
+    head, sep, tail = text.rpartition(":")
+    if sep and head and tail.isidentifier() and not (len(head) == 1 and head.isalpha()):
+        text, attr = head, tail
+    path = Path(text)
+    if path.is_dir():
+        path = path / "__init__.py"
+    if path.suffix == ".py" or path.exists():
+        if not path.is_file():
+            raise ValueError(f"{text}: no environment plugin or file there")
+        module_name = f"_preflight_env_{path.parent.name if path.name == '__init__.py' else path.stem}"
+        module_spec = importlib.util.spec_from_file_location(
+            module_name, path,
+            submodule_search_locations=[str(path.parent)] if path.name == "__init__.py" else None,
+        )
+        module = importlib.util.module_from_spec(module_spec)
+        sys.modules[module_name] = module
+        module_spec.loader.exec_module(module)
+    else:
+        module = importlib.import_module(text)
+    try:
+        return getattr(module, attr)
+    except AttributeError:
+        raise ValueError(f"{spec}: module {module.__name__!r} has no {attr!r}") from None
+
+
+def environment_pvs(env: Any) -> tuple[dict[str, Any], list[str], list[str]]:
+    """(setpoints with bounds, readbacks from the validation configs, plain observables)."""
+    setpoints = dict(getattr(env, "variables", {}) or {})
+    configs = getattr(env, "_configs", None)
+    if not isinstance(configs, Mapping):  # pydantic keeps an un-annotated `_configs` private
+        configs = getattr(getattr(env, "__private_attributes__", {}).get("_configs"), "default", None) or {}
+    readbacks = []
+    for config in configs.values():
+        while isinstance(config, partial):
+            readback = config.keywords.get("readback_pv")
+            if isinstance(readback, str) and readback not in readbacks:
+                readbacks.append(readback)
+                break
+            config = config.func
+    # Badger formula observables (with backquotes) are computed by Badger, not served.
+    observables = [o for o in getattr(env, "observables", []) or [] if isinstance(o, str) and "`" not in o]
+    return setpoints, readbacks, observables
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m epics_pva.preflight",
+        description="Check that a routine's PVs are there before it starts. Nothing is written "
+        "unless --write-test is given. Exit status 1 when a check fails.",
+    )
+    parser.add_argument("pvs", nargs="*", metavar="PV", help="further PVs that must connect")
+    parser.add_argument("--env", metavar="SPEC", help="Badger environment: plugin folder, .py file "
+                        "or module, optionally ending in :ClassName")
+    parser.add_argument("--setpoint", action="append", default=[], metavar="PV", help="repeatable")
+    parser.add_argument("--readback", action="append", default=[], metavar="PV", help="repeatable")
+    parser.add_argument("--observable", action="append", default=[], metavar="PV", help="repeatable")
+    parser.add_argument("--timeout", type=float, default=2.0, help="seconds per network operation (default 2)")
+    parser.add_argument("--update-time", type=float, default=3.0,
+                        help="seconds to wait for readbacks and observables to update; 0 skips (default 3)")
+    parser.add_argument("--write-test", action="store_true",
+                        help="WRITES to the system: put each setpoint's current value back")
+    parser.add_argument("--strict", action="store_true", help="warnings fail too")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command line entry point; returns 0 when everything passed, 1 on problems, 2 on misuse."""
+    args = build_parser().parse_args(argv)
+    setpoints: dict[str, Any] = {name: None for name in args.setpoint}
+    readbacks, observables = list(args.readback), list(args.observable)
+    if args.env:
+        try:
+            env = load_environment(args.env)
+        except (ImportError, ValueError, OSError) as exc:
+            print(f"preflight: cannot load environment {args.env}: {exc}", file=sys.stderr)
+            return 2
+        env_setpoints, env_readbacks, env_observables = environment_pvs(env)
+        setpoints = {**env_setpoints, **setpoints}
+        readbacks += [r for r in env_readbacks if r not in readbacks]
+        observables += [o for o in env_observables if o not in observables]
+    if not (setpoints or readbacks or observables or args.pvs):
+        print("preflight: nothing to check: give PVs or --env", file=sys.stderr)
+        return 2
+    started = time.monotonic()
+    report = run_preflight(
+        setpoints, readbacks, observables, args.pvs,
+        timeout=args.timeout, update_time=args.update_time, write_test=args.write_test,
+    )
+    sys.stdout.write(report.table())
+    logger.info("preflight took %.2f s", time.monotonic() - started)
+    return 0 if report.ok(strict=args.strict) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
