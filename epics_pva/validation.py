@@ -112,6 +112,7 @@ def wait_for_readback(
     finally:
         subscription.close()
         updates.drop_pending()
+        del subscription  # an error's traceback keeps this frame: keep no subscription in it
 
     if readback is None:
         why = f"; last monitor error: {problems[-1]}" if problems else ""
