@@ -53,16 +53,20 @@ def parse_fault_spec(text: str) -> dict[str, Any]:
 
 
 class _Handler:
+    """Runs `action(value)`; a callable it returns runs after the put is completed."""
+
     def __init__(self, action) -> None:
         self._action = action
 
     def put(self, pv: SharedPV, op: Any) -> None:
         try:
-            self._action(op.value().raw["value"])
+            then = self._action(op.value().raw["value"])
         except (ValueError, TypeError, KeyError, RuntimeError) as exc:
             op.done(error=f"{op.name()}: {exc}")
             return
         op.done()
+        if then is not None:
+            then()
 
 
 class _ReadOnly:
@@ -104,11 +108,12 @@ class ControlPVs:
         count = self._ioc.faults.clear(target or None)
         _log.info("cleared %d fault(s) over the wire (%s)", count, target or "all PVs")
 
-    def _restart(self, value: Any) -> None:
+    def _restart(self, value: Any):
         downtime = float(value)
         if not 0.0 <= downtime <= 3600.0:
             raise ValueError(f"downtime must be within [0, 3600] s, got {downtime}")
-        self._ioc.restart(downtime, wait=False)
+        # after the put completes: stopping the server first would leave the client's put hanging
+        return lambda: self._ioc.restart(downtime, wait=False)
 
     def changed(self) -> None:
         """Mark fault state as changed so the next update republishes it."""
