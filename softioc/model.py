@@ -115,7 +115,8 @@ class Device:
             self._state = self._state + np.clip(target - self._state, -step, step)
             if not isinstance(self._state, np.ndarray):
                 self._state = float(self._state)
-        self._drift += self.drift_rate * dt
+        # drift accumulates only while a drift fault is armed; clearing it restores the readback
+        self._drift = self._drift + self.drift_rate * dt if self.drift_rate else 0.0
 
     def sample(self) -> Any:
         """The next readback value: one noise draw per call, frozen while stuck."""
@@ -150,10 +151,10 @@ class Observable:
         self._rng = rng_for(seed, config.name)
 
     def compute(self, values: Mapping[str, Any]) -> float:
-        """Evaluate with {input variable: value}; a math domain error gives NaN, not a crash."""
+        """Evaluate with {input variable: value}; a math error or bad call gives NaN, not a crash."""
         try:
             result = float(self._evaluate(values))
-        except (ArithmeticError, ValueError):
+        except (ArithmeticError, ValueError, TypeError):  # TypeError: e.g. min() with no arguments
             result = math.nan
         if self.config.noise > 0:
             result += float(self._rng.normal(0.0, self.config.noise))
