@@ -204,6 +204,7 @@ class SoftIOC:
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._held: list[_HeldPut] = []
+        self._closing = False  # set by stop(): no new put may be held after the held list is released
         self._timers: list[tuple[float, str, Any]] = []  # (monotonic deadline, action, argument)
         self._scheduled: list[tuple[float, str, Fault]] = []
         self._control = None
@@ -241,9 +242,11 @@ class SoftIOC:
         if self.running:
             raise RuntimeError("this soft IOC is already running")
         self._stop.clear()
+        self._closing = False
         self.stats = Stats()
         self._sim = Simulation(self.config)
-        self._queue = ThreadedWorkQueue(name="softioc-handlers", workers=2, daemon=True).start()
+        # unbounded: p4p's default (5) drops puts and connect events with queue.Full under load
+        self._queue = ThreadedWorkQueue(name="softioc-handlers", workers=2, daemon=True, maxsize=0).start()
         self._channels = {}
         self._build_channels()
         self._control = ControlPVs(self, self.config.ioc.control_prefix, self._queue)
@@ -273,6 +276,7 @@ class SoftIOC:
         self._stop.set()
         thread.join(timeout=10.0)
         with self._lock:
+            self._closing = True
             held, self._held = self._held, []
             self._timers.clear()
             self._scheduled.clear()
@@ -466,6 +470,10 @@ class SoftIOC:
             op.done(error=f"{name}: {exc}")
             return
         with self._lock:
+            if self._closing:
+                self._record(name, value, REJECTED, "soft IOC is stopping", peer=peer)
+                op.done(error=f"{name}: soft IOC is stopping")
+                return
             device = self._sim.devices[name]
             try:
                 coerced = device.coerce(value)
