@@ -42,13 +42,13 @@ class Recorder:
                 raise AssertionError(f"condition not met within {timeout} s; events: {self.events[-10:]!r}")
             return list(self.events)
 
-    def wait_value(self, predicate: Callable[[Any], bool], timeout: float = 5.0) -> Any:
-        """Wait for an update whose value satisfies predicate; return that value."""
+    def wait_value(self, predicate: Callable[[Any], bool], timeout: float = 5.0, after: int = 0) -> Any:
+        """Wait for an update (from event number `after` on) that satisfies predicate; return it."""
         def found(events: list[Any]) -> bool:
-            return any(not isinstance(e, Exception) and predicate(e) for e in events)
+            return any(not isinstance(e, Exception) and predicate(e) for e in events[after:])
 
         events = self.wait_for(found, timeout)
-        return next(e for e in events if not isinstance(e, Exception) and predicate(e))
+        return next(e for e in events[after:] if not isinstance(e, Exception) and predicate(e))
 
     def mark(self) -> int:
         """The number of events so far, to look only at what arrives later."""
@@ -75,14 +75,18 @@ def client_for() -> Iterator[Callable[..., Context]]:
         ctx.close()
 
 
+# a deep queue: p4p's default squashes updates whenever the callback falls behind
+NO_SQUASH = "record[queueSize=1000]"
+
+
 @pytest.fixture
 def monitor() -> Iterator[Callable[[Context, str], Recorder]]:
-    """`monitor(ctx, pv)`: a Recorder subscribed to `pv`; the subscription closes after the test."""
+    """`monitor(ctx, pv)`: a Recorder of every update of `pv`; the subscription closes after the test."""
     subscriptions = []
 
     def make(ctx: Context, pv: str) -> Recorder:
         recorder = Recorder()
-        subscriptions.append(ctx.monitor(pv, recorder, notify_disconnect=True))
+        subscriptions.append(ctx.monitor(pv, recorder, request=NO_SQUASH, notify_disconnect=True))
         return recorder
 
     yield make
