@@ -140,9 +140,11 @@ def test_get_values_refuses_bad_names(interface, names, why):
         interface.get_values(names)
 
 
-def test_get_values_reads_again_after_the_ioc_restarts(soft_ioc, interface):
+def test_get_values_reads_again_after_the_ioc_restarts(soft_ioc):
+    # the read during the downtime must give up (0.5 s) well before the server returns (2 s)
+    interface = Interface(conf=soft_ioc.client_conf(), timeout=0.5)
     assert interface.get_value("T:N:SET") == 3
-    soft_ioc.restart(downtime=1.0, wait=False)
+    soft_ioc.restart(downtime=2.0, wait=False)
     with pytest.raises(ReadError, match="T:N:SET"):
         interface.get_values(["T:N:SET"])
     deadline = time.monotonic() + 15.0
@@ -154,10 +156,12 @@ def test_get_values_reads_again_after_the_ioc_restarts(soft_ioc, interface):
             assert time.monotonic() < deadline, "not readable 15 s after the restart"
     interface.set_values({"T:N:SET": 7})
     assert [r.value for r in soft_ioc.audit.puts("T:N:SET")] == [7]
+    interface.close()
 
 
-def test_an_outage_of_one_pv_fails_only_that_pv_and_it_comes_back(soft_ioc, interface):
-    soft_ioc.faults.arm("T:N:SET", Outage(duration=1.0))
+def test_an_outage_of_one_pv_fails_only_that_pv_and_it_comes_back(soft_ioc):
+    interface = Interface(conf=soft_ioc.client_conf(), timeout=0.5)
+    soft_ioc.faults.arm("T:N:SET", Outage(duration=2.0))
     with pytest.raises(ReadError) as info:
         interface.get_values(["T:N:SET", "T:NAME"])
     assert list(info.value.failures) == ["T:N:SET"] and info.value.values == {"T:NAME": "quad"}
@@ -168,6 +172,7 @@ def test_an_outage_of_one_pv_fails_only_that_pv_and_it_comes_back(soft_ioc, inte
             break
         except ReadError:
             assert time.monotonic() < deadline, "PV not back 15 s after its outage"
+    interface.close()
 
 
 # ---- setting -------------------------------------------------------------------------------

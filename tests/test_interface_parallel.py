@@ -75,7 +75,7 @@ def test_parallel_a_timing_out_pv_does_not_delay_the_others(soft_ioc):
     assert results["P:A:SET"].attempts == 2
     first_a = soft_ioc.audit.puts("P:A:SET")[0].wall_time
     times = put_times(soft_ioc)
-    assert abs(times["P:B:SET"] - first_a) < 0.25 and abs(times["P:C:SET"] - first_a) < 0.25
+    assert abs(times["P:B:SET"] - first_a) < 0.4 and abs(times["P:C:SET"] - first_a) < 0.4
     assert times["P:A:SET"] - first_a >= 0.2  # its retry came after retry_delay
 
 
