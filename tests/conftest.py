@@ -50,6 +50,10 @@ class Recorder:
         events = self.wait_for(found, timeout)
         return next(e for e in events[after:] if not isinstance(e, Exception) and predicate(e))
 
+    def wait_disconnect(self, after: int, timeout: float = 5.0) -> None:
+        """Wait for a disconnect notification from event number `after` on."""
+        self.wait_for(lambda events: any(isinstance(e, Disconnected) for e in events[after:]), timeout)
+
     def mark(self) -> int:
         """The number of events so far, to look only at what arrives later."""
         with self._cond:

@@ -4,7 +4,7 @@ import threading
 import time
 
 import pytest
-from p4p.client.thread import Disconnected, RemoteError
+from p4p.client.thread import RemoteError
 
 from softioc import (
     Outage,
@@ -312,8 +312,9 @@ def test_slow_readback_rate_limits_posts(softioc_factory, client_for, monitor):
 def test_outage_of_a_pv_disconnects_it_until_cleared(ioc, ctx, monitor):
     rbv = monitor(ctx, "X:RBV")
     rbv.wait_value(lambda v: True)
+    connected = rbv.mark()
     ioc.faults.arm("X:SET", Outage(duration=60.0))
-    rbv.wait_for(lambda events: isinstance(events[-1], Disconnected))
+    rbv.wait_disconnect(after=connected)
     for pv in ("X:SET", "X:RBV"):  # a setpoint goes away with its readback
         with pytest.raises(TimeoutError):
             ctx.get(pv, timeout=SHORT)
@@ -330,8 +331,9 @@ def test_outage_of_a_pv_disconnects_it_until_cleared(ioc, ctx, monitor):
 def test_outage_of_a_pv_ends_after_its_duration(ioc, ctx, monitor):
     rbv = monitor(ctx, "Y:RBV")
     rbv.wait_value(lambda v: True)
+    connected = rbv.mark()
     ioc.faults.arm("Y:RBV", Outage(duration=0.3))  # a readback alone
-    rbv.wait_for(lambda events: isinstance(events[-1], Disconnected))
+    rbv.wait_disconnect(after=connected)
     ctx.put("Y:SET", 2.0, timeout=5)  # its setpoint still answers
     rbv.wait_value(lambda v: v == 2.0, timeout=15, after=rbv.mark())
     assert [f.event for f in ioc.audit.faults("Y:RBV", event=None)] == ["armed", "fired", "expired"]
@@ -340,9 +342,10 @@ def test_outage_of_a_pv_ends_after_its_duration(ioc, ctx, monitor):
 def test_whole_server_restart_comes_back_on_the_same_ports(ioc, ctx, monitor):
     rbv = monitor(ctx, "X:RBV")
     rbv.wait_value(lambda v: True)
+    connected = rbv.mark()
     conf = ioc.client_conf()
     ioc.restart(60.0, wait=False)
-    rbv.wait_for(lambda events: isinstance(events[-1], Disconnected))
+    rbv.wait_disconnect(after=connected)
     with pytest.raises(TimeoutError):
         ctx.get("Y:SET", timeout=SHORT)
     ioc.restart(0.0)  # back now
@@ -355,9 +358,10 @@ def test_whole_server_restart_comes_back_on_the_same_ports(ioc, ctx, monitor):
 def test_whole_server_outage_fault_disconnects_and_reconnects(ioc, ctx, monitor):
     rbv = monitor(ctx, "X:RBV")
     rbv.wait_value(lambda v: True)
+    connected = rbv.mark()
     conf = ioc.client_conf()
     ioc.faults.arm("*", Outage(duration=0.3))
-    rbv.wait_for(lambda events: isinstance(events[-1], Disconnected))
+    rbv.wait_disconnect(after=connected)
     ctx.put("X:SET", 4.0, timeout=15)  # succeeds once the server is back
     assert ioc.client_conf() == conf
     rbv.wait_value(lambda v: v == 4.0, timeout=15)

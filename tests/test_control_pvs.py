@@ -1,0 +1,185 @@
+"""Control PVs: arm, clear and watch faults over the wire from a client that is not the test's IOC."""
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+from p4p.client.thread import RemoteError
+
+from softioc.control import parse_fault_spec
+
+FAST = {"seed": 3, "update_rate": 100.0, "time_scale": 10.0}
+MACHINE = {"ioc": FAST, "setpoint": [
+    {"name": "X:SET", "readback": "X:RBV", "limits": [-10, 10]},
+    {"name": "Y:SET", "readback": "Y:RBV"},
+]}
+CONTROL = ["FAULT:ARM", "FAULT:CLEAR", "FAULT:ACTIVE", "FAULT:FIRED", "FAULT:LAST", "PUTS", "RESTART", "TIME"]
+
+
+@pytest.mark.parametrize(
+    ("text", "spec"),
+    [
+        ("X:SET put_timeout", {"pv": "X:SET", "kind": "put_timeout"}),
+        ("X:SET put_timeout count=2 apply=true complete_after=0.5",
+         {"pv": "X:SET", "kind": "put_timeout", "count": 2, "apply": True, "complete_after": 0.5}),
+        ("X:SET put_reject count=null message='beam permit lost'",
+         {"pv": "X:SET", "kind": "put_reject", "count": None, "message": "beam permit lost"}),
+        ('X:SET put_reject message="3"', {"pv": "X:SET", "kind": "put_reject", "message": 3}),
+        ("* outage duration=1.5", {"pv": "*", "kind": "outage", "duration": 1.5}),
+        ("X:SET readback_bias bias=-0.25 drift=1e-3", {"pv": "X:SET", "kind": "readback_bias", "bias": -0.25, "drift": 0.001}),
+    ],
+)
+def test_parse_fault_spec(text, spec):
+    assert parse_fault_spec(text) == spec
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "expected 'PV KIND key=value ...'"),
+        ("X:SET", "expected 'PV KIND key=value ...'"),
+        ("X:SET put_timeout count", "expected key=value, got 'count'"),
+        ("X:SET put_timeout =2", "expected key=value, got '=2'"),
+        ("X:SET put_reject message='open", "cannot parse"),
+    ],
+)
+def test_parse_fault_spec_errors(text, message):
+    with pytest.raises(ValueError, match=message):
+        parse_fault_spec(text)
+
+
+@pytest.fixture
+def ioc(softioc_factory):
+    return softioc_factory(MACHINE)
+
+
+@pytest.fixture
+def operator(ioc, client_for):
+    """A client that only talks to the control PVs."""
+    return client_for(ioc)
+
+
+@pytest.fixture
+def machine_client(ioc, client_for):
+    """Another client: the one whose puts the faults affect."""
+    return client_for(ioc)
+
+
+def test_control_pvs_are_served_under_the_prefix(ioc, operator):
+    values = operator.get([f"SOFTIOC:{name}" for name in CONTROL], timeout=5)
+    assert json.loads(values[2]) == [] and int(values[3]) == 0 and int(values[5]) == 0
+
+
+def test_arm_over_the_wire_then_watch_and_clear(ioc, operator, machine_client, monitor):
+    active, fired, last = (monitor(operator, f"SOFTIOC:FAULT:{n}") for n in ("ACTIVE", "FIRED", "LAST"))
+    operator.put("SOFTIOC:FAULT:ARM", "X:SET put_reject count=2 message='beam permit lost'", timeout=5)
+    (entry,) = json.loads(active.wait_value(lambda v: v != "[]"))
+    assert entry == {"pv": "X:SET", "kind": "put_reject", "count": 2, "probability": None,
+                     "message": "beam permit lost", "fired": 0, "remaining": 2}
+    for value in (1.0, 2.0):
+        with pytest.raises(RemoteError, match="beam permit lost"):
+            machine_client.put("X:SET", value, timeout=5)
+    machine_client.put("X:SET", 3.0, timeout=5)
+    fired.wait_value(lambda v: v == 2)
+    active.wait_value(lambda v: v == "[]")  # spent, so no longer armed
+    assert json.loads(last.wait_value(lambda v: '"expired"' in v))["kind"] == "put_reject"
+    monitor(operator, "SOFTIOC:PUTS").wait_value(lambda v: v == 3)
+    assert [f.detail["value"] for f in ioc.audit.faults("X:SET")] == [1.0, 2.0]
+
+    operator.put("SOFTIOC:FAULT:ARM", "X:SET put_reject count=null", timeout=5)
+    operator.put("SOFTIOC:FAULT:ARM", "Y:SET put_reject count=null", timeout=5)
+    active.wait_value(lambda v: len(json.loads(v)) == 2)
+    operator.put("SOFTIOC:FAULT:CLEAR", "X:SET", timeout=5)
+    assert [a.pv for a in ioc.faults.active()] == ["Y:SET"]
+    machine_client.put("X:SET", 4.0, timeout=5)
+    operator.put("SOFTIOC:FAULT:CLEAR", "", timeout=5)  # empty: every fault
+    assert ioc.faults.active() == []
+    machine_client.put("Y:SET", 4.0, timeout=5)
+
+
+def test_put_timeout_armed_over_the_wire(ioc, operator, machine_client):
+    operator.put("SOFTIOC:FAULT:ARM", "X:SET put_timeout count=1 apply=true", timeout=5)
+    with pytest.raises(TimeoutError):
+        machine_client.put("X:SET", 7.0, timeout=0.2)
+    assert float(machine_client.get("X:SET", timeout=5)) == 7.0
+    operator.put("SOFTIOC:FAULT:CLEAR", "", timeout=5)
+    assert ioc._held == []
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("X:SET", "SOFTIOC:FAULT:ARM: expected 'PV KIND key=value ...'"),
+        ("X:SET melt", "SOFTIOC:FAULT:ARM: unknown fault kind 'melt'"),
+        ("NOPE put_reject", "SOFTIOC:FAULT:ARM: 'NOPE' is not served by this soft IOC"),
+        ("X:RBV stuck_readback", "'X:RBV' is not a setpoint"),
+        ("X:SET put_reject count=abc", "parameter 'count' has the wrong type"),
+        ("X:SET put_reject count=0", "count must be >= 1"),
+        ("* put_reject", "only an outage can be armed on the whole server"),
+    ],
+)
+def test_bad_arm_requests_are_refused_with_a_message(ioc, operator, text, message):
+    with pytest.raises(RemoteError) as info:
+        operator.put("SOFTIOC:FAULT:ARM", text, timeout=5)
+    assert message in str(info.value)
+    assert ioc.faults.active() == []
+
+
+@pytest.mark.parametrize("name", ["FAULT:ACTIVE", "FAULT:FIRED", "FAULT:LAST", "PUTS", "TIME"])
+def test_status_pvs_are_read_only(ioc, operator, name):
+    with pytest.raises(RemoteError, match=f"SOFTIOC:{name} is read-only"):
+        operator.put(f"SOFTIOC:{name}", "1" if "LAST" in name or "ACTIVE" in name else 1, timeout=5)
+
+
+def test_restart_over_the_wire(ioc, operator, client_for, monitor):
+    victim = client_for(ioc)
+    rbv = monitor(victim, "X:RBV")
+    rbv.wait_value(lambda v: True)
+    connected = rbv.mark()
+    conf = ioc.client_conf()
+    with pytest.raises(RemoteError, match="downtime must be within"):
+        operator.put("SOFTIOC:RESTART", -1.0, timeout=5)
+    operator.put("SOFTIOC:RESTART", 0.3, timeout=5)  # completes before the server goes away
+    rbv.wait_disconnect(after=connected)
+    mark = rbv.mark()
+    victim.put("X:SET", 2.0, timeout=15)  # the same context reconnects to the same ports
+    rbv.wait_value(lambda v: v == 2.0, timeout=15, after=mark)
+    assert ioc.client_conf() == conf
+
+
+def test_time_pv_follows_simulated_time(ioc, operator, monitor):
+    time_pv = monitor(operator, "SOFTIOC:TIME")
+    value = float(time_pv.wait_value(lambda v: v >= 1.0))
+    assert value <= ioc.sim_time
+
+
+def test_custom_control_prefix(softioc_factory, client_for):
+    ioc = softioc_factory({**MACHINE, "ioc": {**FAST, "control_prefix": "SIM1:"}})
+    ctx = client_for(ioc)
+    ctx.put("SIM1:FAULT:ARM", "X:SET put_reject", timeout=5)
+    with pytest.raises(RemoteError, match="put rejected by fault injection"):
+        ctx.put("X:SET", 1.0, timeout=5)
+    with pytest.raises(TimeoutError):
+        ctx.get("SOFTIOC:FAULT:ARM", timeout=0.2)
+
+
+CHILD = textwrap.dedent("""
+    import json, sys
+    from p4p.client.thread import Context
+    ctx = Context("pva", conf=json.loads(sys.argv[1]), useenv=False)
+    ctx.put("SOFTIOC:FAULT:ARM", "X:SET put_reject count=1 message='armed by another process'", timeout=5)
+    print(ctx.get("SOFTIOC:FAULT:ACTIVE", timeout=5).raw["value"])
+    ctx.close()
+""")
+
+
+def test_another_process_arms_a_fault(ioc, machine_client):
+    child = subprocess.run([sys.executable, "-c", CHILD, json.dumps(ioc.client_conf())],
+                           capture_output=True, text=True, timeout=30)
+    assert child.returncode == 0, child.stderr
+    assert json.loads(child.stdout)[0]["message"] == "armed by another process"
+    with pytest.raises(RemoteError, match="armed by another process"):
+        machine_client.put("X:SET", 1.0, timeout=5)
+    machine_client.put("X:SET", 1.0, timeout=5)
