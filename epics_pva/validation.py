@@ -23,8 +23,9 @@ _log = logging.getLogger(__name__)
 class _CallerQueue:
     """A p4p work queue drained by the thread that waits, so updates are handled where awaited.
 
-    p4p's default queue runs callbacks on process-wide worker threads, which do not exist in a
-    child forked after they started; draining in the waiting thread works in any process.
+    p4p's default queue hands callbacks to 4 process-wide worker threads, started on first use;
+    in a child forked after the parent started them they are dead, and the child's monitor
+    callbacks never run. Draining in the waiting thread works in any process, needs no thread.
     """
 
     def __init__(self) -> None:

@@ -48,7 +48,22 @@ def _child(interface: Interface, results: Any) -> None:
         results.put({"error": repr(exc)})
 
 
+def _use_p4p_monitor_workers(conf: dict[str, str]) -> None:
+    """Start all of p4p's default monitor worker threads here, as a busy parent process would."""
+    from p4p.client.thread import Context
+
+    ctx = Context("pva", conf=conf, useenv=False)
+    updates = queue.Queue()
+    subscriptions = [ctx.monitor(NAMES[0], updates.put) for _ in range(4)]
+    for _ in subscriptions:
+        updates.get(timeout=5)
+    for subscription in subscriptions:
+        subscription.close()
+    ctx.close()  # a context left open would hang any forked child
+
+
 def _drive(method: str, conf: dict[str, str]) -> dict[str, Any]:
+    _use_p4p_monitor_workers(conf)
     interface = Interface(conf=conf, timeout=2.0, retry_delay=0.1)
     report: dict[str, Any] = {"parent_pid": os.getpid()}
     interface.set_values({"F:A:SET": 0.5, "F:B:SET": 0.5}, configs=CONFIGS)  # context, pool, monitor
