@@ -262,9 +262,18 @@ class SoftIOC:
             else:
                 self._scheduled.append((scheduled.at, scheduled.pv, scheduled.fault))
         self._scheduled.sort(key=lambda item: item[0])
+        # outages armed before serving (config start-up faults, or armed on a stopped IOC) fire now:
+        # a PV's before the server is up, so no client ever sees it; the whole server's once it is up
+        waiting = [a for a in self._book.active() if isinstance(a.fault, Outage) and not a.fired]
+        for armed in waiting:
+            if armed.pv != SERVER:
+                self._fire_outage(armed)
         self._serve()
         self._thread = threading.Thread(target=self._run, name="softioc-update", daemon=True)
         self._thread.start()
+        for armed in waiting:
+            if armed.pv == SERVER:
+                self._fire_outage(armed)
         _log.info("soft IOC serving %d PVs on %s", len(self._channels), self.describe_address())
         return self
 
@@ -534,9 +543,12 @@ class SoftIOC:
         self._record_fault(pv, fault.kind, "armed", describe(fault))
         _log.info("fault armed on %s: %s", pv, describe(fault))
         if isinstance(fault, Outage) and self.running:
-            armed.fired += 1
-            self._start_outage(pv, fault)
+            self._fire_outage(armed)
         return armed
+
+    def _fire_outage(self, armed: ArmedFault) -> None:
+        armed.fired += 1
+        self._start_outage(armed.pv, armed.fault)
 
     def _start_outage(self, pv: str, fault: Outage) -> None:
         self._record_fault(pv, fault.kind, "fired", {"duration": fault.duration})

@@ -409,6 +409,17 @@ def test_faults_from_config_at_start_and_at_a_simulated_time(softioc_factory, cl
         ctx.put("Y:SET", 1.0, timeout=5)
 
 
+@pytest.mark.parametrize("pv", ["Y:RBV", "*"])
+def test_outage_from_config_holds_from_start_up_until_cleared(softioc_factory, client_for, pv):
+    ioc = softioc_factory({**MACHINE, "fault": [{"pv": pv, "kind": "outage", "duration": 60.0}]})
+    ctx = client_for(ioc)
+    with pytest.raises(TimeoutError):
+        ctx.get("Y:RBV", timeout=SHORT)
+    assert [f.event for f in ioc.audit.faults(pv, event=None)] == ["armed", "fired"]
+    ioc.faults.clear(pv)
+    assert float(ctx.get("Y:RBV", timeout=15)) == 0.0
+
+
 def test_every_fired_fault_sits_beside_the_puts_it_affected(ioc, ctx):
     ioc.faults.arm("X:SET", PutReject(count=2))
     ioc.faults.arm("X:SET", PutTimeout(count=1))
