@@ -1,0 +1,120 @@
+"""Capacity benchmark: how many setpoint/readback pairs one IOC process keeps updating.
+
+    python -m softioc.bench [--pairs 100 500 1000 2000 5000] [--rate 10] [--seconds 3]
+
+Every readback carries noise, so each one is posted on every step (the worst case). A
+subscriber in a separate process monitors every readback and counts what arrives. A size
+keeps up when no step started late and the subscriber received every posted update.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from .server import SoftIOC
+
+
+def pairs_config(pairs: int, rate: float) -> dict[str, Any]:
+    """A machine of `pairs` noisy first-order magnets updating at `rate` Hz."""
+    return {
+        "ioc": {"seed": 1, "update_rate": rate},
+        "setpoint": [
+            {"name": f"BENCH:{i:05d}:SET", "readback": f"BENCH:{i:05d}:RBV", "lag": "first_order",
+             "tau": 0.5, "noise": 0.01}
+            for i in range(pairs)
+        ],
+    }
+
+
+def _subscriber(conf: dict[str, str], names: list[str], seconds: float, ready, result) -> None:
+    """Monitor every name for `seconds` after all connected; report updates received."""
+    from p4p.client.thread import Context
+
+    counts = {"n": 0}
+
+    def on_update(_value: Any) -> None:
+        counts["n"] += 1
+
+    with Context("pva", conf=conf, useenv=False) as ctx:
+        ctx.get(names, timeout=30.0)  # connect everything first
+        subs = [ctx.monitor(name, on_update, notify_disconnect=False) for name in names]
+        time.sleep(0.5)
+        counts["n"] = 0
+        ready.set()
+        time.sleep(seconds)
+        received = counts["n"]
+        for sub in subs:
+            sub.close()
+    result.put(received)
+
+
+def measure(pairs: int, rate: float, seconds: float) -> dict[str, Any]:
+    """Run one size; returns steps, late steps, CPU share and delivery figures."""
+    mp = multiprocessing.get_context("spawn")  # never fork a process holding p4p state
+    with SoftIOC(pairs_config(pairs, rate)) as ioc:
+        names = [f"BENCH:{i:05d}:RBV" for i in range(pairs)]
+        ready, result = mp.Event(), mp.Queue()
+        proc = mp.Process(target=_subscriber, args=(ioc.client_conf(), names, seconds, ready, result))
+        proc.start()
+        if not ready.wait(120):
+            proc.kill()
+            raise RuntimeError("subscriber did not connect within 120 s")
+        steps0, late0, busy0, posts0 = ioc.stats.steps, ioc.stats.late_steps, ioc.stats.busy, ioc.stats.posts
+        cpu0, wall0 = time.process_time(), time.monotonic()
+        ioc.stats.max_lateness = 0.0
+        time.sleep(seconds)
+        cpu, wall = time.process_time() - cpu0, time.monotonic() - wall0
+        steps, late = ioc.stats.steps - steps0, ioc.stats.late_steps - late0
+        busy, posts = ioc.stats.busy - busy0, ioc.stats.posts - posts0
+        received = result.get(timeout=60)
+        proc.join(30)
+        max_late = ioc.stats.max_lateness
+    expected_steps = wall * rate
+    return {
+        "pairs": pairs,
+        "rate_hz": rate,
+        "steps": steps,
+        "expected_steps": round(expected_steps, 1),
+        "late_steps": late,
+        "max_lateness_ms": round(max_late * 1e3, 2),
+        "update_loop_busy": round(busy / wall, 3),
+        "ioc_process_cpu": round(cpu / wall, 3),
+        "posts": posts,
+        "received_by_subscriber": received,
+        "delivered": round(received / posts, 3) if posts else None,
+        "keeps_up": late == 0 and steps >= expected_steps - 2 and busy / wall < 0.8,
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m softioc.bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--pairs", type=int, nargs="+", default=[100, 500, 1000, 2000, 5000])
+    parser.add_argument("--rate", type=float, default=10.0, help="readback update rate, Hz")
+    parser.add_argument("--seconds", type=float, default=3.0, help="measured seconds per size")
+    parser.add_argument("--json", help="also write the results to this file")
+    args = parser.parse_args(argv)
+    results = []
+    print(f"{'pairs':>6} {'steps':>7} {'late':>5} {'max late ms':>11} {'loop busy':>9} "
+          f"{'IOC CPU':>8} {'delivered':>9}  keeps up at {args.rate:g} Hz")
+    for pairs in args.pairs:
+        r = measure(pairs, args.rate, args.seconds)
+        results.append(r)
+        print(f"{r['pairs']:>6} {r['steps']:>7} {r['late_steps']:>5} {r['max_lateness_ms']:>11} "
+              f"{r['update_loop_busy']:>9.1%} {r['ioc_process_cpu']:>8.1%} {r['delivered']:>9.1%}  "
+              f"{'yes' if r['keeps_up'] else 'NO'}", flush=True)
+    best = max((r["pairs"] for r in results if r["keeps_up"]), default=0)
+    print(f"largest size that keeps up: {best} pairs at {args.rate:g} Hz")
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump({"capacity": results, "largest_keeping_up": best}, fh, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
