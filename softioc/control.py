@@ -82,6 +82,7 @@ class ControlPVs:
         self._dirty = threading.Event()
         self._dirty.set()
         self._published: dict[str, Any] = {}
+        self._post_lock = threading.Lock()  # the update loop and put handlers both publish
         string, integer, double = NTScalar("s"), NTScalar("l"), NTScalar("d")
 
         def pv(nt, initial, handler=None):
@@ -123,7 +124,7 @@ class ControlPVs:
         """Publish what changed: simulated time and puts every step, faults when they change."""
         p, ioc = self._prefix, self._ioc
         self._post(f"{p}TIME", round(ioc.sim_time, 6))
-        self._post(f"{p}PUTS", len(ioc.audit.puts()))
+        self.update_puts()
         if self._dirty.is_set():
             self._dirty.clear()
             active = [armed.to_dict() for armed in ioc.faults.active()]
@@ -134,10 +135,19 @@ class ControlPVs:
             if events:
                 self._post(f"{p}FAULT:LAST", json.dumps(dataclasses.asdict(events[-1]), default=str))
 
+    def update_puts(self) -> None:
+        """Publish the number of puts received so far."""
+        with self._post_lock:  # count and post together, so a stale count never overwrites a newer one
+            count = len(self._ioc.audit.puts())
+            if self._published.get("puts") != count:
+                self._published["puts"] = count
+                self.pvs[f"{self._prefix}PUTS"].post(count)
+
     def _post(self, name: str, value: Any) -> None:
-        if self._published.get(name) != value:
-            self._published[name] = value
-            self.pvs[name].post(value)
+        with self._post_lock:
+            if self._published.get(name) != value:
+                self._published[name] = value
+                self.pvs[name].post(value)
 
     def close(self) -> None:
         for pv in self.pvs.values():

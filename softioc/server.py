@@ -447,6 +447,8 @@ class SoftIOC:
     def _record(self, pv: str, value: Any, outcome: str, message: str = "", fault: str | None = None,
                 peer: str = "") -> None:
         self.audit.record_put(PutRecord(pv, value, time.time(), self.sim_time, outcome, message, fault, peer))
+        if self._control is not None:
+            self._control.update_puts()  # at once, so a script reading PUTS right after its put sees it
 
     def _record_fault(self, pv: str, kind: str, event: str, detail: dict[str, Any] | None = None) -> None:
         self.audit.record_fault(FaultRecord(pv, kind, event, time.time(), self.sim_time, detail or {}))
