@@ -100,7 +100,7 @@ class PreflightReport:
                 "; ".join(c.findings),
             ))
         widths = [max(len(r[i]) for r in rows) for i in range(len(head) - 1)]
-        lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths)) + "  " + r[-1] for r in rows]
+        lines = ["  ".join(cell.ljust(w) for cell, w in zip(r[:-1], widths, strict=True)) + "  " + r[-1] for r in rows]
         summary = (
             f"{len(self.checks)} PVs: {sum(c.status == OK for c in self.checks)} ok, "
             f"{len(self.warnings)} warning(s), {len(self.failures)} failure(s)"
@@ -162,7 +162,7 @@ def run_preflight(
     try:
         names = list(checks)
         values = ctx.get(names, throw=False, timeout=timeout)
-        for name, value in zip(names, values):
+        for name, value in zip(names, values, strict=True):
             _inspect(checks[name], value, timeout)
         if write_test:
             _write_test([c for c in checks.values() if SETPOINT in c.roles and c.status != FAIL], ctx, timeout)
@@ -242,7 +242,7 @@ def _write_test(setpoints: list[PVCheck], ctx: Context, timeout: float) -> None:
         return
     current = [next(c.value for c in setpoints if c.pv == n) for n in names]
     results = ctx.put(names, current, throw=False, timeout=timeout)
-    for name, result in zip(names, results or [None] * len(names)):
+    for name, result in zip(names, results or [None] * len(names), strict=True):
         check = next(c for c in setpoints if c.pv == name)
         if isinstance(result, Exception):
             check.add(FAIL, f"put of its current value {_short(check.value)} failed: {type(result).__name__}: {result}")
