@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
 import time
@@ -251,10 +252,42 @@ def test_the_run_command_runs_a_routine_in_its_own_process(ioc, plugin_root, tmp
     assert len(lines) == 4 and "DEMO:OBJ" in lines[0]
     assert len(ioc.audit.puts()) == 6
     done = subprocess.run(command, capture_output=True, text=True, timeout=120,
-                          env={**__import__("os").environ, READ_ONLY_VARIABLE: "1"})
+                          env={**os.environ, READ_ONLY_VARIABLE: "1"})
     assert done.returncode == 0, done.stderr
-    assert "READ-ONLY" in done.stderr
+    assert "READ-ONLY" in done.stderr and "logged, not set" in done.stdout
     assert len(ioc.audit.puts()) == 6  # none more
+
+
+def test_runner_refuses_what_the_environment_does_not_have(ioc):
+    with pytest.raises(ValueError, match="not variables of environment 'demo'"):
+        run_routine("demo", variables=["DEMO:Q9:SET"])
+    with pytest.raises(ValueError, match="'DEMO:NOPE' is not an observable"):
+        run_routine("demo", objective="DEMO:NOPE")
+    with pytest.raises(ValueError, match="evaluations must be >= 1"):
+        run_routine("demo", evaluations=0)
+    assert ioc.audit.puts() == []
+
+
+def test_one_variable_can_be_optimised_alone_and_maximised(ioc):
+    routine = run_routine("demo", evaluations=3, variables=["DEMO:Q2:SET"], maximize=True)
+    assert type(routine.vocs.objectives["DEMO:OBJ"]).__name__ == "MaximizeObjective"
+    assert {p.pv for p in ioc.audit.puts()} == {"DEMO:Q2:SET"}
+
+
+def test_badger_settings_are_process_wide(plugin_root, tmp_path):
+    assert configure_badger(plugin_root=plugin_root) is None  # already pointing there: fine
+    with pytest.raises(RuntimeError, match="needs a new process"):
+        configure_badger(plugin_root=tmp_path)
+
+
+def test_the_dry_run_walkthrough_script_runs():
+    """examples/badger/dry_run.sh: the README's operator walkthrough, end to end."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EPICS_PVA")}
+    done = subprocess.run(["bash", str(REPO / "examples" / "badger" / "dry_run.sh")],
+                          capture_output=True, text=True, timeout=180, env={**env, "PYTHON": sys.executable})
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "4 PVs: 4 ok" in done.stdout and "logged, not set" in done.stdout
+    assert done.stdout.count("DEMO:OBJ") >= 2
 
 
 # ---- Badger's GUI path: a forked worker process rebuilds the routine ------------------------------

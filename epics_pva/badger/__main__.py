@@ -99,6 +99,8 @@ def _run(args: argparse.Namespace) -> int:
         print(f"run failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     sys.stdout.write(result_table(routine))
+    if routine.environment.interface is not None and getattr(routine.environment.interface, "read_only", False):
+        print("(read-only: the variable values above were logged, not set)")
     if args.output:
         routine.data.to_csv(args.output, index=False)
         print(f"data written to {args.output}")
