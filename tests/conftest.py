@@ -90,7 +90,11 @@ def monitor() -> Iterator[Callable[[Context, str], Recorder]]:
 
     def make(ctx: Context, pv: str) -> Recorder:
         recorder = Recorder()
-        subscriptions.append(ctx.monitor(pv, recorder, request=NO_SQUASH, notify_disconnect=True))
+        sub = ctx.monitor(pv, recorder, request=NO_SQUASH, notify_disconnect=True)
+        # p4p 4.3 race: a first update that arrives before monitor() returns is dropped ("Lost
+        # Subscription update") and, as nothing pops it, stalls the subscription; pop it now
+        sub._Q.push(sub._handle)
+        subscriptions.append(sub)
         return recorder
 
     yield make

@@ -257,16 +257,17 @@ def test_readback_bias_settles_off_target_and_drift_grows(ioc, ctx, monitor, unt
     rbv.wait_value(lambda v: v == 1.0)
     ioc.faults.arm("X:SET", ReadbackBias(bias=0.5))
     rbv.wait_value(lambda v: v == 1.5)
-    ioc.faults.clear()
     mark = rbv.mark()
+    ioc.faults.clear()
     rbv.wait_value(lambda v: v == 1.0, after=mark)
     mark = rbv.mark()
     ioc.faults.arm("X:SET", ReadbackBias(drift=2.0))  # units per simulated second: 0.2 per step
     rbv.wait_for(lambda events: len(events) >= mark + 10)
     drifting = [float(v) for v in rbv.since(mark)[:10]]
     assert [b - a for a, b in zip(drifting, drifting[1:], strict=False)] == pytest.approx([0.2] * 9, abs=1e-9)
+    mark = rbv.mark()
     ioc.faults.clear("X:SET")
-    rbv.wait_value(lambda v: v == 1.0, after=rbv.mark())  # back on target once cleared
+    rbv.wait_value(lambda v: v == 1.0, after=mark)  # back on target once cleared
 
 
 def test_slow_readback_rate_zero_stops_posting_until_cleared(ioc, ctx, monitor, until):
@@ -335,7 +336,7 @@ def test_outage_of_a_pv_ends_after_its_duration(ioc, ctx, monitor):
     ioc.faults.arm("Y:RBV", Outage(duration=0.3))  # a readback alone
     rbv.wait_disconnect(after=connected)
     ctx.put("Y:SET", 2.0, timeout=5)  # its setpoint still answers
-    rbv.wait_value(lambda v: v == 2.0, timeout=15, after=rbv.mark())
+    rbv.wait_value(lambda v: v == 2.0, timeout=15, after=connected)
     assert [f.event for f in ioc.audit.faults("Y:RBV", event=None)] == ["armed", "fired", "expired"]
 
 
@@ -348,11 +349,11 @@ def test_whole_server_restart_comes_back_on_the_same_ports(ioc, ctx, monitor):
     rbv.wait_disconnect(after=connected)
     with pytest.raises(TimeoutError):
         ctx.get("Y:SET", timeout=SHORT)
+    down = rbv.mark()
     ioc.restart(0.0)  # back now
     assert ioc.client_conf() == conf
-    mark = rbv.mark()
     assert float(ctx.get("Y:SET", timeout=15)) == 0.0  # the same client context, no new settings
-    rbv.wait_value(lambda v: True, timeout=15, after=mark)
+    rbv.wait_value(lambda v: True, timeout=15, after=down)
 
 
 def test_whole_server_outage_fault_disconnects_and_reconnects(ioc, ctx, monitor):
