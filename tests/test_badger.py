@@ -14,6 +14,7 @@ import math
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -213,6 +214,12 @@ def test_a_badger_routine_runs_headless_through_the_interface(ioc):
         assert fresh or (stale and step["DEMO:Q1:SET"].elapsed < 0.1), (row, step)
         previous_q2 = q2
     assert "DEMO:OBJ" in result_table(routine)
+    # the run closed the interface: no context and no worker thread is left behind
+    assert routine.environment.interface._pva._context is None
+    deadline = time.monotonic() + 5
+    while any(t.name.startswith("epics_pva") for t in threading.enumerate()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not [t.name for t in threading.enumerate() if t.name.startswith("epics_pva")]
 
 
 def test_the_same_routine_forced_read_only_sends_no_put(ioc, monkeypatch):
