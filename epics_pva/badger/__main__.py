@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import sys
+import tempfile
 from collections.abc import Sequence
 
 from .plugin import install_plugin
@@ -84,9 +85,19 @@ def _run(args: argparse.Namespace) -> int:
     except json.JSONDecodeError as exc:
         print(f"run: --generator-params is not JSON: {exc}", file=sys.stderr)
         return 2
+    if args.archive and args.settings is None and args.workdir is None:
+        print("run: --archive needs --workdir (or --settings): a temporary folder would be deleted", file=sys.stderr)
+        return 2
+    if args.settings is None and args.workdir is None:
+        with tempfile.TemporaryDirectory(prefix="badger-headless-") as workdir:
+            return _run_configured(args, generator_params, workdir)
+    return _run_configured(args, generator_params, args.workdir)
+
+
+def _run_configured(args: argparse.Namespace, generator_params: dict, workdir: str | None) -> int:
     from .runner import archive, configure_badger, result_table, run_routine
 
-    configure_badger(args.settings, plugin_root=args.plugin_root, workdir=args.workdir)
+    configure_badger(args.settings, plugin_root=args.plugin_root, workdir=workdir)
     if read_only_forced():
         print("READ-ONLY: EPICS_PVA_INTERFACE_READ_ONLY is set; no put will be sent", file=sys.stderr)
     try:
