@@ -65,6 +65,11 @@ class Audit:
                 if (pv is None or r.pv == pv) and (outcome is None or r.outcome == outcome)
             ]
 
+    def put_count(self) -> int:
+        """How many puts were recorded (cheap: no copy, for publishing every update)."""
+        with self._lock:
+            return len(self._puts)
+
     def faults(self, pv: str | None = None, event: str | None = "fired") -> list[FaultRecord]:
         """Fault events, oldest first; by default only faults that fired."""
         with self._lock:

@@ -138,7 +138,7 @@ class ControlPVs:
     def update_puts(self) -> None:
         """Publish the number of puts received so far."""
         with self._post_lock:  # count and post together, so a stale count never overwrites a newer one
-            count = len(self._ioc.audit.puts())
+            count = self._ioc.audit.put_count()  # no copy of the whole audit every step
             if self._published.get("puts") != count:
                 self._published["puts"] = count
                 self.pvs[f"{self._prefix}PUTS"].post(count)

@@ -261,6 +261,7 @@ def test_audit_sees_every_put(softioc_factory, client_for, monitor):
     assert all(r.peer for r in records)  # the client's address
     assert [r.wall_time for r in records] == sorted(r.wall_time for r in records)
     assert ioc.audit.puts("X:SET", outcome=REJECTED) == [records[1]]
+    assert ioc.audit.put_count() == len(puts)
     assert len(ioc.audit.puts(outcome=ACCEPTED)) == 5
     monitor(ctx, "SOFTIOC:PUTS").wait_value(lambda v: v == len(puts))  # also published over the wire
     ioc.audit.clear()
