@@ -9,7 +9,8 @@ import weakref
 from functools import partial
 
 import pytest
-from p4p.client.thread import Context
+from p4p.client.raw import Context as RawContext
+from p4p.client.thread import Context, Subscription
 
 from epics_pva import Interface, SetValuesError, ValidationError, wait_for_readback
 from softioc import Outage, SlowReadback, StuckReadback
@@ -89,6 +90,28 @@ def test_a_stuck_readback_raises_naming_everything_an_operator_needs(soft_ioc, c
         "(tolerance 0.05) within the time limit of 0.5 s"
     )
     assert_no_subscription_left(context)
+
+
+class LateSubscriptionContext(Context):
+    """p4p's own monitor(), slowed where it races: the first update comes before it returns."""
+
+    def monitor(self, name, cb, request=None, notify_disconnect=False, queue=None):
+        subscription = Subscription(self, name, cb, notify_disconnect=notify_disconnect, queue=queue)
+        raw = RawContext.monitor(self, name, subscription._event, request)
+        time.sleep(0.2)  # meanwhile the first update arrives, and p4p drops it
+        subscription._S = raw
+        return subscription
+
+
+def test_a_first_update_lost_by_p4p_does_not_stall_the_wait(soft_ioc, caplog):
+    ctx = LateSubscriptionContext("pva", conf=soft_ioc.client_conf(), useenv=False)
+    try:
+        ctx.put("V:B:SET", 0.5)
+        assert ctx.get("V:B:RBV") == 0.5  # already on target: no further update will come
+        assert wait(ctx, "V:B:SET", 0.5, "V:B:RBV", count_down=2.0) == 0.5
+        assert "Lost Subscription update" in caplog.text  # the race really happened
+    finally:
+        ctx.close()
 
 
 def test_a_readback_that_never_answers_stops_after_the_network_timeout(soft_ioc, context):
