@@ -264,7 +264,15 @@ def _watch_updates(watched: list[PVCheck], ctx: Context, update_time: float) -> 
             if all(n >= 2 for n in counts.values()):
                 done.set()
 
-    subscriptions = [ctx.monitor(c.pv, partial(callback, c.pv), notify_disconnect=True) for c in watched]
+    subscriptions = []
+    for check in watched:
+        subscription = ctx.monitor(check.pv, partial(callback, check.pv), notify_disconnect=True)
+        # p4p 4.3 drops a first update that arrives before monitor() returns, and the
+        # subscription then stalls: pop once now (harmless when nothing is pending).
+        queue, handle = getattr(subscription, "_Q", None), getattr(subscription, "_handle", None)
+        if queue is not None and handle is not None:
+            queue.push(handle)
+        subscriptions.append(subscription)
     try:
         done.wait(update_time)
     finally:
