@@ -1,0 +1,61 @@
+"""Resource probes of this process: memory, threads, file descriptors, live p4p client objects.
+
+Linux only for RSS, OS threads and descriptors (read from /proc/self); elsewhere they read -1.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import threading
+from typing import Any
+
+__all__ = ["snapshot", "status_field"]
+
+
+def status_field(name: str, path: str = "/proc/self/status") -> int:
+    """An integer field of /proc/self/status (VmRSS in kB, Threads...), -1 when unavailable."""
+    try:
+        with open(path) as fh:
+            for line in fh:
+                if line.startswith(name + ":"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return -1
+
+
+def _open_fds() -> int:
+    try:
+        return len(os.listdir("/proc/self/fd"))
+    except OSError:
+        return -1
+
+
+def _p4p_objects() -> dict[str, int]:
+    """Live p4p client subscriptions and operations (after a full garbage collection)."""
+    from p4p.client import raw
+
+    operation = getattr(raw, "_ClientOperation", None)
+    gc.collect()
+    subscriptions = operations = 0
+    for obj in gc.get_objects():
+        if isinstance(obj, raw.Subscription):
+            subscriptions += 1
+        elif operation is not None and isinstance(obj, operation):
+            operations += 1
+    return {"subscriptions": subscriptions, "operations": operations}
+
+
+def snapshot() -> dict[str, Any]:
+    """RSS (kB), OS and Python threads, open descriptors, live p4p subscriptions and operations."""
+    probe = _p4p_objects()
+    names = sorted(t.name for t in threading.enumerate())
+    return {
+        "rss_kb": status_field("VmRSS"),
+        "os_threads": status_field("Threads"),
+        "py_threads": len(names),
+        "fds": _open_fds(),
+        **probe,
+        "thread_names": names,
+    }
