@@ -93,9 +93,8 @@ def wait_for_readback(
     subscription = context.monitor(readback_pv, on_update, notify_disconnect=True, queue=updates)
     # p4p 4.3 drops ("Lost Subscription update") a first update that arrives before monitor()
     # returns, and nothing would pop it again: the subscription stalls. Pop once now.
-    handle = getattr(subscription, "_handle", None)
-    if handle is not None:
-        updates.push(handle)
+    if hasattr(subscription, "_handle"):
+        updates.push(subscription._handle)
     readback: float | np.ndarray | None = None
     try:
         while True:
