@@ -1,0 +1,121 @@
+"""The picture: readback settle traces, and timelines of validated sets (matplotlib, optional)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+_log = logging.getLogger(__name__)
+
+COLOURS = {"queued": "#d0d0d0", "put": "#1f77b4", "wait": "#ff7f0e", "posted": "black"}
+
+
+class PlotUnavailable(RuntimeError):
+    """matplotlib is not installed: the picture cannot be drawn (the rest of the run stands)."""
+
+
+def _pyplot() -> Any:
+    try:
+        import matplotlib
+    except ImportError:
+        raise PlotUnavailable(
+            "matplotlib is not installed; install it (pip install matplotlib, or the 'plot' extra)"
+        ) from None
+    matplotlib.use("Agg")  # files only: never needs a display
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _traces(ax: Any, run: dict[str, Any], ideal_ms: float | None, tolerance: float) -> None:
+    """Each readback's progress (0: where it was, 1: its target) against time since the call."""
+    returned = {bar["pv"].replace(":SET", ":RBV"): bar["validated"] for bar in run["bars"]}
+    for i, (readback, trace) in enumerate(sorted(run["traces"].items())):
+        points = trace["points"]
+        first, last = points[0][1], points[-1][1]
+        span = (last - first) or 1.0
+        xs = [p[0] * 1e3 for p in points]
+        ys = [(p[1] - first) / span for p in points]
+        colour = f"C{i % 10}"
+        label = f"{readback.split(':')[-2]} (settles in {trace['designed_settle_s'] * 1e3:.0f} ms)"
+        ax.step(xs, ys, where="post", color=colour, label=label)
+        if readback in returned:
+            ax.plot([returned[readback] * 1e3], [ys[-1]], marker="v", color=colour, markersize=9)
+    if ideal_ms is not None:
+        ax.axvline(ideal_ms, color="grey", linestyle="--", linewidth=1, label=f"ideal {ideal_ms:.0f} ms")
+    ax.axhspan(1 - tolerance, 1 + tolerance, color="green", alpha=0.15, label="tolerance")
+    ax.set_title(f"Readbacks during one validated set ({run['label']})\n"
+                 "▼ = wait_for_readback returned")
+    ax.set_xlabel("ms since set_values was called")
+    ax.set_ylabel("readback progress (0 = start, 1 = target)")
+    ax.legend(fontsize=7, loc="lower right")
+
+
+def _timeline(ax: Any, run: dict[str, Any] | None, ideal_ms: float | None, title: str) -> None:
+    """Bars per PV: waiting for a worker, the put, the wait for the readback; | = IOC post."""
+    if run is None:
+        ax.set_axis_off()
+        ax.text(0.5, 0.5, f"{title}\nnot measured in this run", ha="center", va="center")
+        return
+    bars = run["bars"]
+    for row, bar in enumerate(bars):
+        start, put_done, done = (bar[k] * 1e3 for k in ("start", "put_done", "validated"))
+        ax.barh(row, start, left=0, color=COLOURS["queued"], height=0.7)
+        ax.barh(row, put_done - start, left=start, color=COLOURS["put"], height=0.7)
+        ax.barh(row, done - put_done, left=put_done, color=COLOURS["wait"], height=0.7)
+        ax.plot([bar["posted"] * 1e3] * 2, [row - 0.4, row + 0.4], color=COLOURS["posted"], linewidth=1.2)
+    if ideal_ms is not None:
+        ax.axvline(ideal_ms, color="grey", linestyle="--", linewidth=1)
+    ax.axvline(run["wall_s"] * 1e3, color="red", linestyle=":", linewidth=1)
+    step = max(1, len(bars) // 12)
+    ax.set_yticks(range(0, len(bars), step))
+    ax.set_yticklabels([bars[i]["pv"].split(":")[-2] for i in range(0, len(bars), step)], fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlabel("ms since set_values was called")
+    ax.set_title(f"{run['label']}\nwall {run['wall_s'] * 1e3:.0f} ms (red), "
+                 f"ideal {ideal_ms or 0:.0f} ms (grey)", fontsize=10)
+
+
+def _latency(ax: Any, latency: dict[str, Any]) -> None:
+    """Settle detection latency samples of both waiters, on a log axis."""
+    names = {"wait_for_readback": "wait_for_readback", "poll_0.1s": "poll every 0.1 s",
+             "parallel_sets": "wait_for_readback,\nparallel sets"}
+    labels, data = [], []
+    for key, label in names.items():
+        samples = latency.get(key, {}).get("samples_ms")
+        if samples:
+            labels.append(label)
+            data.append([max(s, 1e-3) for s in samples])
+    if data:
+        ax.boxplot(data, whis=(1, 99), showfliers=True)
+        ax.set_xticks(range(1, len(labels) + 1), labels, fontsize=8)
+    ax.set_yscale("log")
+    ax.set_ylabel("ms from IOC post (in tolerance) to return")
+    ax.set_title("Settle detection latency (whiskers: p1-p99)")
+
+
+def plot(results: dict[str, Any], path: str | Path) -> None:
+    """Draw the picture of one run's results into a PNG at `path`; PlotUnavailable without matplotlib."""
+    plt = _pyplot()
+    traced = results.get("traced", {})
+    ideal = results.get("validated_set", {}).get("ideal_ms")
+    tolerance = results.get("validated_set", {}).get("tolerance", 0.0)
+    fig, axes = plt.subplots(2, 3, figsize=(18, 10.5), constrained_layout=True)
+    trace_run = traced.get("parallel_small") or next(iter(traced.values()), None)
+    if trace_run is not None:
+        _traces(axes[0][0], trace_run, ideal, tolerance)
+    _timeline(axes[0][1], traced.get("serial_small"), ideal, "In order")
+    _timeline(axes[0][2], traced.get("parallel_small"), ideal, "Parallel")
+    _timeline(axes[1][0], traced.get("parallel_large"), ideal, "Parallel, default workers")
+    _timeline(axes[1][1], traced.get("wide_large"), ideal, "Parallel, one worker per PV")
+    _latency(axes[1][2], results.get("settle_latency", {}))
+    handles = [plt.Rectangle((0, 0), 1, 1, color=COLOURS[k]) for k in ("queued", "put", "wait")]
+    fig.legend(handles, ["before its put (checks, waiting for a worker)", "put", "wait_for_readback"],
+               loc="lower center", ncol=3, bbox_to_anchor=(0.5, -0.03))
+    fig.suptitle("epics_pva validated sets against the soft IOC (| = IOC posted the readback in "
+                 "tolerance)\none traced run each; a second context records every readback, so these "
+                 "runs are a little slower than the table's medians")
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(fig)
