@@ -103,11 +103,12 @@ class LateSubscriptionContext(Context):
         return subscription
 
 
-def test_a_first_update_lost_by_p4p_does_not_stall_the_wait(soft_ioc, caplog):
+def test_a_first_update_lost_by_p4p_does_not_stall_the_wait(soft_ioc, caplog, until):
     ctx = LateSubscriptionContext("pva", conf=soft_ioc.client_conf(), useenv=False)
     try:
         ctx.put("V:B:SET", 0.5)
-        assert ctx.get("V:B:RBV") == 0.5  # already on target: no further update will come
+        # already on target before the wait starts: no further update will come
+        until(lambda: ctx.get("V:B:RBV") == 0.5, what="readback on target")
         assert wait(ctx, "V:B:SET", 0.5, "V:B:RBV", count_down=2.0) == 0.5
         assert "Lost Subscription update" in caplog.text  # the race really happened
     finally:
