@@ -12,6 +12,7 @@ import os
 import threading
 import time
 import weakref
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -28,7 +29,8 @@ from .errors import (
     SetValuesError,
     ValidationError,
 )
-from .values import check_name, coerce, describe, normalize, show, to_python
+from .puts import put_many
+from .values import PvInfo, check_name, coerce, describe, normalize, show, to_python
 
 __all__ = ["Interface", "SetResult", "ValidationFunction"]
 
@@ -38,6 +40,7 @@ ValidationFunction = Callable[..., Any]
 """Called as fn(set_pv=..., set_value=..., context=..., timeout=...) after a successful put."""
 
 SET, FAILED, NOT_ATTEMPTED, READ_ONLY = "set", "failed", "not_attempted", "read_only"
+_NOT_SENT = object()  # marks "no first put was sent on this PV's behalf yet"
 
 
 @dataclass(frozen=True)
@@ -117,7 +120,10 @@ class Interface:
     times out is sent up to `put_attempts` times in all, `retry_delay` seconds apart; `conf` is
     a p4p client configuration (EPICS_PVA_* keys) used instead of the environment;
     `nan_on_read_error` makes get_values return NaN for PVs it cannot read instead of raising;
-    `max_workers` bounds the threads of parallel mode.
+    `max_workers` bounds the threads of parallel mode (validations are waits, so each PV of
+    a call gets its own thread up to this bound); every set reads its PVs first (type, control
+    limits, reachable?) unless `metadata_max_age` > 0 lets it trust what it read that many
+    seconds ago (faster; a PV that dropped off since is then found by its put timing out).
 
     Nothing connects until first use. The object is thread safe, usable again after close()
     (it reconnects lazily), survives os.fork() in either process, and pickles to its settings.
@@ -132,7 +138,8 @@ class Interface:
         retry_delay: float = 1.0,
         conf: Mapping[str, str] | None = None,
         nan_on_read_error: bool = False,
-        max_workers: int = 16,
+        max_workers: int = 64,
+        metadata_max_age: float = 0.0,
     ) -> None:
         if not timeout > 0:
             raise ValueError(f"timeout must be > 0 seconds, not {timeout!r}")
@@ -142,6 +149,8 @@ class Interface:
             raise ValueError(f"retry_delay must be >= 0 seconds, not {retry_delay!r}")
         if not (isinstance(max_workers, int) and max_workers >= 1):
             raise ValueError(f"max_workers must be an int >= 1, not {max_workers!r}")
+        if not metadata_max_age >= 0:
+            raise ValueError(f"metadata_max_age must be >= 0 seconds, not {metadata_max_age!r}")
         if conf is not None and not isinstance(conf, Mapping):
             raise ValueError(f"conf must be a dict of EPICS_PVA_* settings, not {type(conf).__name__}")
         self.read_only = bool(read_only)
@@ -152,6 +161,8 @@ class Interface:
         self.conf = dict(conf) if conf is not None else None
         self.nan_on_read_error = bool(nan_on_read_error)
         self.max_workers = max_workers
+        self.metadata_max_age = float(metadata_max_age)
+        self._metadata: dict[str, tuple[float, PvInfo]] = {}  # pv -> (monotonic read time, info)
         self._lock = threading.RLock()
         self._context: Context | None = None
         self._pool: ThreadPoolExecutor | None = None
@@ -174,7 +185,7 @@ class Interface:
             "read_only": self.read_only, "parallel": self.parallel, "timeout": self.timeout,
             "put_attempts": self.put_attempts, "retry_delay": self.retry_delay,
             "conf": self.conf, "nan_on_read_error": self.nan_on_read_error,
-            "max_workers": self.max_workers,
+            "max_workers": self.max_workers, "metadata_max_age": self.metadata_max_age,
         }
 
     def __getstate__(self) -> dict[str, Any]:
@@ -199,6 +210,7 @@ class Interface:
         """Close and forget the context and pool (caller holds the lock)."""
         context, pool = self._context, self._pool
         self._context = self._pool = None
+        self._metadata.clear()
         if self._pid != os.getpid():
             return  # inherited from the parent process: its threads do not exist here
         if pool is not None:
@@ -242,7 +254,8 @@ class Interface:
         names = list(names)
         problems = {repr(n) if not isinstance(n, str) else n: why
                     for n in names if (why := check_name(n))}
-        duplicates = {n for n in names if isinstance(n, str) and names.count(n) > 1}
+        counts = Counter(n for n in names if isinstance(n, str))
+        duplicates = {n for n, k in counts.items() if k > 1}
         problems.update({n: "PV name given more than once" for n in duplicates})
         if problems:
             raise InvalidInputError(problems, "read")
@@ -365,20 +378,39 @@ class Interface:
             except ValueError as exc:
                 problems[pv] = str(exc)
         planned: dict[str, Any] = {}
-        if staged:
-            names = list(staged)
-            replies = context.get(names, timeout=self.timeout, throw=False)
-            for pv, reply in zip(names, replies, strict=True):
-                if isinstance(reply, BaseException):
-                    problems[pv] = f"cannot read the PV: {_read_failure(reply, self.timeout)}"
-                    continue
-                try:
-                    planned[pv] = coerce(staged[pv], describe(reply))
-                except ValueError as exc:
-                    problems[pv] = str(exc)
+        infos = self._describe(context, list(staged), problems)
+        for pv, info in infos.items():
+            try:
+                planned[pv] = coerce(staged[pv], info)
+            except ValueError as exc:
+                problems[pv] = str(exc)
         if problems:
             raise InvalidInputError(problems)
         return {pv: planned[pv] for pv in inputs}
+
+    def _describe(self, context: Context, names: list[str], problems: dict[str, str]) -> dict[str, PvInfo]:
+        """What each PV accepts (type, limits), from the cache or one concurrent read of the stale ones."""
+        now = time.monotonic()
+        with self._lock:
+            cached = {pv: self._metadata.get(pv) for pv in names}
+        infos = {pv: entry[1] for pv, entry in cached.items()
+                 if entry is not None and now - entry[0] < self.metadata_max_age}
+        stale = [pv for pv in names if pv not in infos]
+        if stale:
+            replies = context.get(stale, timeout=self.timeout, throw=False)
+            for pv, reply in zip(stale, replies, strict=True):
+                if isinstance(reply, BaseException):
+                    problems[pv] = f"cannot read the PV: {_read_failure(reply, self.timeout)}"
+                    continue
+                infos[pv] = describe(reply)
+            with self._lock:
+                self._metadata.update((pv, (now, infos[pv])) for pv in stale if pv in infos)
+        return {pv: infos[pv] for pv in names if pv in infos}
+
+    def _forget(self, pv: str) -> None:
+        """Drop a PV's cached type and limits (after a failed put: the PV may have changed)."""
+        with self._lock:
+            self._metadata.pop(pv, None)
 
     def _set_in_order(
         self, context: Context, planned: Mapping[str, Any],
@@ -399,12 +431,21 @@ class Interface:
         self, context: Context, planned: Mapping[str, Any],
         functions: Mapping[str, ValidationFunction | None],
     ) -> dict[str, SetResult]:
-        """Set all PVs concurrently in the pool; each PV's retries and validation run in its task."""
+        """Send every first put at once (one p4p multi-put), then retry and validate each PV in its task.
+
+        A slow or timed-out PV delays no other PV's put; each PV's retries and validation run
+        concurrently in the pool, so the call lasts about as long as its slowest PV.
+        """
+        start = time.monotonic()
+        names = list(planned)
+        for pv in names:
+            _log.debug("put %s = %s (attempt 1 of %d)", pv, show(planned[pv]), self.put_attempts)
+        replies = put_many(context, names, [planned[pv] for pv in names], self.timeout)
         futures: dict[str, Future[SetResult] | None] = {}
-        for pv, value in planned.items():
+        for pv, reply in zip(names, replies, strict=True):
             try:
                 futures[pv] = self._get_pool().submit(
-                    self._set_one, context, pv, value, functions.get(pv))
+                    self._set_one, context, pv, planned[pv], functions.get(pv), reply, start)
             except RuntimeError:  # the pool was shut down by a concurrent close()
                 futures[pv] = None
         results: dict[str, SetResult] = {}
@@ -415,46 +456,57 @@ class Interface:
                 results[pv] = future.result()
             except CancelledError:
                 value = planned[pv]
-                error = PutError(pv, value, "not sent: the interface was closed", attempts=0)
-                results[pv] = SetResult(pv, value, FAILED, error=error)
+                error = PutError(pv, value, "not validated: the interface was closed", attempts=1)
+                results[pv] = SetResult(pv, value, FAILED, 1, error=error)
         return results
 
+    def _put_error(self, pv: str, value: Any, exc: BaseException, attempts: int) -> PutError:
+        """The error for a put that failed for a reason other than a timeout (never retried)."""
+        if isinstance(exc, RemoteError):
+            return PutError(pv, value, f"put rejected by the server: {exc}", attempts)
+        if isinstance(exc, (ValueError, TypeError)):
+            return PutError(pv, value, f"value does not fit the PV: {exc}", attempts)
+        return PutError(pv, value, f"put failed: {type(exc).__name__}: {exc}", attempts)
+
     def _set_one(
-        self, context: Context, pv: str, value: Any, validate: ValidationFunction | None
+        self, context: Context, pv: str, value: Any, validate: ValidationFunction | None,
+        first: Any = _NOT_SENT, start: float | None = None,
     ) -> SetResult:
-        """Put one value, retrying timeouts, then validate it; the outcome, never an exception."""
-        start = time.monotonic()
+        """Put one value, retrying timeouts, then validate it; the outcome, never an exception.
+
+        `first` is the outcome of a first put already sent (None: done; an exception: failed).
+        """
+        start = time.monotonic() if start is None else start
         attempts = 0
 
         def failed(error: EpicsPvaError) -> SetResult:
             _log.warning("%s", error)
+            if not isinstance(error, ValidationError):
+                self._forget(pv)
             return SetResult(pv, value, FAILED, attempts, error=error,
                              elapsed=time.monotonic() - start)
 
         while True:
             attempts += 1
-            _log.debug("put %s = %s (attempt %d of %d)", pv, show(value), attempts, self.put_attempts)
-            try:
-                context.put(pv, value, timeout=self.timeout)
+            if first is not _NOT_SENT:
+                outcome, first = first, _NOT_SENT
+            else:
+                _log.debug("put %s = %s (attempt %d of %d)", pv, show(value), attempts, self.put_attempts)
+                outcome = put_many(context, [pv], [value], self.timeout)[0]
+            if outcome is None:
                 break
-            except TimeoutError:
-                if attempts >= self.put_attempts:
-                    return failed(PutTimeoutError(pv, value, attempts, self.timeout))
-                _log.warning(
-                    "put %s = %s timed out after %g s (attempt %d of %d); retrying in %g s",
-                    pv, show(value), self.timeout, attempts, self.put_attempts, self.retry_delay)
-                time.sleep(self.retry_delay)
-            except RemoteError as exc:
-                return failed(PutError(pv, value, f"put rejected by the server: {exc}", attempts))
-            except (ValueError, TypeError) as exc:
-                return failed(PutError(pv, value, f"value does not fit the PV: {exc}", attempts))
-            except Exception as exc:  # disconnected, cancelled by close(), ...
-                reason = f"put failed: {type(exc).__name__}: {exc}"
-                return failed(PutError(pv, value, reason, attempts))
+            if not isinstance(outcome, TimeoutError):
+                return failed(self._put_error(pv, value, outcome, attempts))
+            if attempts >= self.put_attempts:
+                return failed(PutTimeoutError(pv, value, attempts, self.timeout))
+            _log.warning(
+                "put %s = %s timed out after %g s (attempt %d of %d); retrying in %g s",
+                pv, show(value), self.timeout, attempts, self.put_attempts, self.retry_delay)
+            time.sleep(self.retry_delay)
         if validate is None:
             return SetResult(pv, value, SET, attempts, elapsed=time.monotonic() - start)
         try:
             outcome = validate(set_pv=pv, set_value=value, context=context, timeout=self.timeout)
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:  # a validation function may not end the program
             return failed(ValidationError(pv, value, exc))
         return SetResult(pv, value, SET, attempts, outcome, elapsed=time.monotonic() - start)

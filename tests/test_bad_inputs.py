@@ -233,10 +233,6 @@ def test_whatever_a_validation_function_raises_fails_that_pv_only_and_is_never_r
 
 
 @pytest.mark.parametrize("parallel", [True, False], ids=["parallel", "in_order"])
-@pytest.mark.xfail(strict=True, reason=(
-    "epics_pva/interface.py _set_one catches only Exception around the validation call: a "
-    "BaseException such as SystemExit escapes set_values, every other PV's outcome is lost, and "
-    "in parallel mode the remaining PVs are still put after set_values has raised"))
 def test_a_validation_function_calling_sys_exit_is_a_validation_failure(soft_ioc, parallel):
     """The contract (issue 4): whatever the function raises becomes a validation failure for
     that PV. max_workers=1 queues the parallel tasks, so the race is deterministic."""

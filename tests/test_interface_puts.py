@@ -1,0 +1,99 @@
+"""How puts are sent: one concurrent batch whose outcomes stay per PV, strings sent as they are,
+and the opt-in cache of what each PV accepts."""
+
+from __future__ import annotations
+
+import pytest
+from p4p.client.thread import Context
+
+from epics_pva import Interface, InvalidInputError, PutTimeoutError, SetValuesError
+from epics_pva.puts import put_many
+from softioc import Outage, PutReject, PutTimeout
+
+CONFIG = {
+    "ioc": {"seed": 3, "update_rate": 50.0},
+    "setpoint": [
+        {"name": "M:A:SET", "readback": "M:A:RBV", "limits": [-10, 10]},
+        {"name": "M:B:SET", "readback": "M:B:RBV", "limits": [-10, 10]},
+        {"name": "M:C:SET", "readback": "M:C:RBV", "limits": [-10, 10]},
+        {"name": "M:TEXT:SET", "type": "string"},
+    ],
+}
+
+
+@pytest.fixture
+def softioc_config():
+    return CONFIG
+
+
+def test_one_timeout_in_a_batch_leaves_the_other_outcomes_alone(soft_ioc, pva_client):
+    """p4p's own multi-put reports every PV as timed out when one is; put_many does not."""
+    soft_ioc.faults.arm("M:B:SET", PutTimeout(count=1))
+    soft_ioc.faults.arm("M:C:SET", PutReject(message="interlock open"))
+    outcomes = put_many(pva_client, ["M:A:SET", "M:B:SET", "M:C:SET"], [1.0, 2.0, 3.0], timeout=0.5)
+    assert outcomes[0] is None
+    assert isinstance(outcomes[1], TimeoutError)
+    assert "interlock open" in str(outcomes[2])
+    assert [(r.pv, r.outcome) for r in soft_ioc.audit.puts()] == [
+        ("M:A:SET", "accepted"), ("M:B:SET", "timed_out"), ("M:C:SET", "rejected")]
+
+
+def test_an_unknown_pv_in_a_batch_times_out_alone(soft_ioc, pva_client):
+    outcomes = put_many(pva_client, ["M:A:SET", "NO:SUCH:PV"], [1.0, 2.0], timeout=0.3)
+    assert outcomes[0] is None and isinstance(outcomes[1], TimeoutError)
+    assert [r.pv for r in soft_ioc.audit.puts()] == ["M:A:SET"]
+
+
+def test_a_string_that_looks_like_json_is_sent_as_it_is(soft_ioc, pva_client):
+    text = '{"not": "a structure"}'
+    with Interface(conf=soft_ioc.client_conf(), timeout=2.0) as itf:
+        itf.set_values({"M:TEXT:SET": text})
+        assert itf.get_value("M:TEXT:SET") == text
+    assert [r.value for r in soft_ioc.audit.puts("M:TEXT:SET")] == [text]
+
+
+def test_parallel_sets_report_a_retried_pv_and_the_others_as_set(soft_ioc):
+    soft_ioc.faults.arm("M:B:SET", PutTimeout(count=1))
+    with Interface(conf=soft_ioc.client_conf(), timeout=0.5, retry_delay=0.05) as itf:
+        results = itf.set_values({"M:A:SET": 1.0, "M:B:SET": 2.0, "M:C:SET": 3.0})
+    assert {pv: (r.status, r.attempts) for pv, r in results.items()} == {
+        "M:A:SET": ("set", 1), "M:B:SET": ("set", 2), "M:C:SET": ("set", 1)}
+    assert [r.outcome for r in soft_ioc.audit.puts("M:B:SET")] == ["timed_out", "accepted"]
+
+
+def test_by_default_every_set_reads_its_pvs_first_so_a_vanished_pv_is_refused_unsent(soft_ioc):
+    with Interface(conf=soft_ioc.client_conf(), timeout=0.3) as itf:
+        itf.set_values({"M:A:SET": 1.0})
+        soft_ioc.faults.arm("M:A:SET", Outage(duration=30))
+        with pytest.raises(InvalidInputError, match="M:A:SET.*cannot read the PV"):
+            itf.set_values({"M:A:SET": 2.0})
+    assert [r.value for r in soft_ioc.audit.puts()] == [1.0]
+
+
+def test_with_metadata_max_age_a_vanished_pv_is_found_by_its_put_timing_out(soft_ioc):
+    with Interface(conf=soft_ioc.client_conf(), timeout=0.3, retry_delay=0.0,
+                   metadata_max_age=60.0) as itf:
+        itf.set_values({"M:A:SET": 1.0, "M:B:SET": 1.0})
+        soft_ioc.faults.arm("M:A:SET", Outage(duration=30))
+        with pytest.raises(SetValuesError) as caught:
+            itf.set_values({"M:A:SET": 2.0, "M:B:SET": 2.0})
+        assert isinstance(caught.value.results["M:A:SET"].error, PutTimeoutError)
+        assert caught.value.results["M:B:SET"].status == "set"
+        # the failed put made it forget M:A:SET, so the next call reads it again and refuses it
+        with pytest.raises(InvalidInputError, match="M:A:SET.*cannot read the PV"):
+            itf.set_values({"M:A:SET": 3.0})
+    assert [(r.pv, r.value) for r in soft_ioc.audit.puts()] == [
+        ("M:A:SET", 1.0), ("M:B:SET", 1.0), ("M:B:SET", 2.0)]
+
+
+def test_metadata_max_age_must_not_be_negative():
+    with pytest.raises(ValueError, match="metadata_max_age"):
+        Interface(metadata_max_age=-1)
+
+
+def test_put_many_on_a_closed_context_reports_each_pv(soft_ioc):
+    ctx = Context("pva", conf=soft_ioc.client_conf(), useenv=False)
+    ctx.close()
+    outcomes = put_many(ctx, ["M:A:SET", "M:B:SET"], [1.0, 2.0], timeout=0.2)
+    assert all(isinstance(o, BaseException) for o in outcomes)
+    assert soft_ioc.audit.puts() == []
