@@ -38,6 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--p-timeout", type=float, default=d.p_timeout, help="probability a put times out")
     p.add_argument("--p-reject", type=float, default=d.p_reject, help="probability a put is rejected")
     p.add_argument("--p-outage", type=float, default=d.p_outage, help="probability per cycle of an outage")
+    p.add_argument("--outage-every", type=int, default=None,
+                   help="instead of --p-outage: an outage every N cycles, a PV's and the server's in turn")
     p.add_argument("--outage-duration", type=float, default=d.outage_duration, help="s")
     p.add_argument("--server-outage-share", type=float, default=d.server_outage_share,
                    help="share of outages that take the whole server down")
@@ -77,7 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             parallel=not args.sequential, timeout=args.timeout, put_attempts=args.put_attempts,
             retry_delay=args.retry_delay, count_down=args.count_down, update_rate=args.update_rate,
             p_timeout=args.p_timeout, p_reject=args.p_reject, p_outage=args.p_outage,
-            outage_duration=args.outage_duration, server_outage_share=args.server_outage_share,
+            outage_every=args.outage_every, outage_duration=args.outage_duration, server_outage_share=args.server_outage_share,
             warmup=args.warmup, max_rss_growth_mb=args.max_rss_growth_mb,
             progress_every=args.progress_every,
         )

@@ -10,6 +10,7 @@ warm-up (p4p and the thread pool start their threads lazily) and at the end.
 from __future__ import annotations
 
 import logging
+import os
 import random
 import statistics
 import time
@@ -37,6 +38,7 @@ __all__ = ["SoakSettings", "run_soak", "verdict"]
 _log = logging.getLogger(__name__)
 SERVER = "*"
 MAX_LISTED = 50  # mismatches and unexplained failures kept in the report
+BLOCK = 1000  # cycles per block of the per-block figures
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,7 @@ class SoakSettings:
     p_timeout: float = 0.05
     p_reject: float = 0.02
     p_outage: float = 0.002
+    outage_every: int | None = None  # instead of p_outage: one every N cycles, PV and server in turn
     outage_duration: float = 0.5
     server_outage_share: float = 0.25
     warmup: int = 100
@@ -80,6 +83,11 @@ class SoakSettings:
         for name in ("p_timeout", "p_reject", "p_outage", "server_outage_share"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 problems.append(f"{name} must be within [0, 1], not {getattr(self, name)}")
+        if self.outage_duration < 2 * self.timeout:  # else a read can wait an outage out, unseen
+            problems.append(f"outage_duration ({self.outage_duration:g} s) must be at least twice "
+                            f"the timeout ({self.timeout:g} s)")
+        if self.outage_every is not None and self.outage_every < 1:
+            problems.append(f"outage_every must be >= 1, not {self.outage_every}")
         if self.warmup < 0 or self.retry_delay < 0 or self.put_attempts < 1:
             problems.append("warmup and retry_delay must be >= 0, put_attempts >= 1")
         if problems:
@@ -152,6 +160,7 @@ class _Soak:
         self.tally: Counter = Counter()  # injected / surfaced / lost / invented / false_timeouts
         self.mismatches: list[dict[str, Any]] = []
         self.mismatched_cycles = 0
+        self.false_timeouts_by_block: Counter = Counter()  # per BLOCK cycles: are they clustered?
         self.unexplained: list[dict[str, Any]] = []
         self.unexplained_count = 0
         self.unexpected: list[str] = []
@@ -159,6 +168,7 @@ class _Soak:
         self.active: list[_Outage] = []
         self.latency: list[float] = []
         self.rss_samples: list[tuple[int, int]] = []
+        self.load_samples: list[tuple[int, float]] = []  # (cycle, 1-minute load average)
 
     # -- faults -----------------------------------------------------------------------------
     def arm_put_faults(self, ioc: SoakIOC) -> None:
@@ -169,9 +179,15 @@ class _Soak:
                 ioc.arm(pv, "put_reject", count=None, probability=self.s.p_reject)
 
     def maybe_outage(self, ioc: SoakIOC) -> None:
-        if self.active or self.rng.random() >= self.s.p_outage:
+        if self.s.outage_every is not None:
+            since = self.cycles - self.s.warmup
+            if since <= 0 or since % self.s.outage_every or self.active:
+                return
+            server = (since // self.s.outage_every) % 2 == 0  # a PV outage first, then the server
+        elif self.active or self.rng.random() >= self.s.p_outage:
             return
-        server = self.rng.random() < self.s.server_outage_share
+        else:
+            server = self.rng.random() < self.s.server_outage_share
         pv = SERVER if server else self.rng.choice(self.setpoints)
         pvs = frozenset(self.setpoints) if server else frozenset({pv})
         ioc.arm(pv, "outage", duration=self.s.outage_duration)
@@ -233,6 +249,8 @@ class _Soak:
         for name in ("surfaced", "lost", "invented", "false_timeouts"):
             self.tally[name] += match.total(name)
         self.tally["injected"] += sum(1 for r in records if r.fault is not None)
+        if match.total("false_timeouts"):
+            self.false_timeouts_by_block[self.cycles // BLOCK] += match.total("false_timeouts")
         if not match.ok:
             self.mismatched_cycles += 1
             if len(self.mismatches) < MAX_LISTED:
@@ -285,6 +303,7 @@ class _Soak:
             itf = Interface(conf=ioc.client_conf, timeout=s.timeout, put_attempts=s.put_attempts,
                             retry_delay=s.retry_delay, parallel=s.parallel)
             baseline: dict[str, Any] | None = None
+            self.load_samples.append((0, os.getloadavg()[0]))
             begin = time.monotonic()
             deadline = None if s.duration is None else begin + s.duration
             try:
@@ -297,6 +316,7 @@ class _Soak:
                     self.cycle(itf, ioc)
                     if s.progress_every and self.cycles % s.progress_every == 0:
                         self.rss_samples.append((self.cycles, probes.status_field("VmRSS")))
+                        self.load_samples.append((self.cycles, os.getloadavg()[0]))
                         _log.warning("cycle %d: %.0f s, %s", self.cycles, time.monotonic() - begin,
                                      dict(self.calls))
                 main_cycles = self.cycles
@@ -308,6 +328,7 @@ class _Soak:
                 elapsed = time.monotonic() - begin
                 end = probes.snapshot()
                 self.rss_samples.append((self.cycles, end["rss_kb"]))
+                self.load_samples.append((self.cycles, os.getloadavg()[0]))
             finally:
                 itf.close()
             closed = probes.snapshot()
@@ -351,6 +372,9 @@ class _Soak:
                           "rss_kb_samples": self.rss_samples},
             "ioc": {"start": ioc_start, "end": ioc_end},
             "p4p_lost_subscription_updates": lost_updates,
+            "load_average_1min": self.load_samples,
+            "false_timeouts_by_block": {f"{b * BLOCK}-{(b + 1) * BLOCK - 1}": n
+                                        for b, n in sorted(self.false_timeouts_by_block.items())},
             "mismatched_cycles": self.mismatched_cycles,
             "mismatches": self.mismatches,
             "unexplained_failures": self.unexplained_count,
