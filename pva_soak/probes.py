@@ -10,7 +10,7 @@ import os
 import threading
 from typing import Any
 
-__all__ = ["snapshot", "status_field"]
+__all__ = ["POOL_PREFIX", "python_threads", "snapshot", "status_field"]
 
 
 def status_field(name: str, path: str = "/proc/self/status") -> int:
@@ -47,14 +47,26 @@ def _p4p_objects() -> dict[str, int]:
     return {"subscriptions": subscriptions, "operations": operations}
 
 
+POOL_PREFIX = "epics_pva"  # the Interface's worker threads: bounded by its max_workers
+
+
+def python_threads() -> list[threading.Thread]:
+    """Threads started from Python. Native threads that merely logged through Python show up in
+    threading.enumerate() as 'dummy' threads for good; they are counted as OS threads instead."""
+    dummy = getattr(threading, "_DummyThread", ())
+    return [t for t in threading.enumerate() if not isinstance(t, dummy)]
+
+
 def snapshot() -> dict[str, Any]:
-    """RSS (kB), OS and Python threads, open descriptors, live p4p subscriptions and operations."""
+    """RSS (kB), OS and Python threads (the Interface's pool apart), open descriptors, live p4p
+    subscriptions and operations."""
     probe = _p4p_objects()
-    names = sorted(t.name for t in threading.enumerate())
+    names = sorted(t.name for t in python_threads())
     return {
         "rss_kb": status_field("VmRSS"),
         "os_threads": status_field("Threads"),
         "py_threads": len(names),
+        "pool_threads": sum(name.startswith(POOL_PREFIX) for name in names),
         "fds": _open_fds(),
         **probe,
         "thread_names": names,

@@ -263,3 +263,4 @@ def test_the_matrix_covers_every_fault_the_soft_ioc_injects(softioc_factory):
         ioc.stop()
     assert kinds == set(FAULT_TYPES)  # the restart is the eighth, with no fault kind of its own
     assert len(CELLS) == 8 * 2 * 2
+
