@@ -52,7 +52,7 @@ class Bench:
         self.observer = observer
         self.ctx = Context("pva", conf=dict(conf), useenv=False)
         self.serial = Interface(conf=conf, timeout=TIMEOUT, parallel=False)
-        self.parallel = Interface(conf=conf, timeout=TIMEOUT)  # Badger's defaults: 16 workers
+        self.parallel = Interface(conf=conf, timeout=TIMEOUT)  # the defaults, as Badger builds it
         self.wide = Interface(conf=conf, timeout=TIMEOUT, max_workers=wide_workers)
 
     def close(self) -> None:

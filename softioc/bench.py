@@ -32,8 +32,8 @@ def pairs_config(pairs: int, rate: float) -> dict[str, Any]:
     }
 
 
-def _subscriber(conf: dict[str, str], names: list[str], seconds: float, ready, result) -> None:
-    """Monitor every name for `seconds` after all connected; report updates received."""
+def _subscriber(conf: dict[str, str], names: list[str], ready, stop, result) -> None:
+    """Monitor every name; count updates between `ready` (set here) and `stop` (set by the parent)."""
     from p4p.client.thread import Context
 
     counts = {"n": 0}
@@ -41,17 +41,17 @@ def _subscriber(conf: dict[str, str], names: list[str], seconds: float, ready, r
     def on_update(_value: Any) -> None:
         counts["n"] += 1
 
-    with Context("pva", conf=conf, useenv=False) as ctx:
-        ctx.get(names, timeout=30.0)  # connect everything first
-        subs = [ctx.monitor(name, on_update, notify_disconnect=False) for name in names]
-        time.sleep(0.5)
-        counts["n"] = 0
-        ready.set()
-        time.sleep(seconds)
-        received = counts["n"]
-        for sub in subs:
-            sub.close()
-    result.put(received)
+    ctx = Context("pva", conf=conf, useenv=False)
+    ctx.get(names, timeout=30.0)  # connect everything first
+    subs = [ctx.monitor(name, on_update, notify_disconnect=False) for name in names]
+    time.sleep(0.5)
+    counts["n"] = 0
+    ready.set()
+    stop.wait(600)
+    result.put(counts["n"])  # report before tearing down: closing under load is slow
+    for sub in subs:
+        sub.close()
+    ctx.close()
 
 
 def measure(pairs: int, rate: float, seconds: float) -> dict[str, Any]:
@@ -59,22 +59,30 @@ def measure(pairs: int, rate: float, seconds: float) -> dict[str, Any]:
     mp = multiprocessing.get_context("spawn")  # never fork a process holding p4p state
     with SoftIOC(pairs_config(pairs, rate)) as ioc:
         names = [f"BENCH:{i:05d}:RBV" for i in range(pairs)]
-        ready, result = mp.Event(), mp.Queue()
-        proc = mp.Process(target=_subscriber, args=(ioc.client_conf(), names, seconds, ready, result))
+        ready, stop, result = mp.Event(), mp.Event(), mp.Queue()
+        proc = mp.Process(target=_subscriber, args=(ioc.client_conf(), names, ready, stop, result))
         proc.start()
-        if not ready.wait(120):
-            proc.kill()
-            raise RuntimeError("subscriber did not connect within 120 s")
-        steps0, late0, busy0, posts0 = ioc.stats.steps, ioc.stats.late_steps, ioc.stats.busy, ioc.stats.posts
-        cpu0, wall0 = time.process_time(), time.monotonic()
-        ioc.stats.max_lateness = 0.0
-        time.sleep(seconds)
-        cpu, wall = time.process_time() - cpu0, time.monotonic() - wall0
-        steps, late = ioc.stats.steps - steps0, ioc.stats.late_steps - late0
-        busy, posts = ioc.stats.busy - busy0, ioc.stats.posts - posts0
-        received = result.get(timeout=60)
-        proc.join(30)
-        max_late = ioc.stats.max_lateness
+        try:
+            if not ready.wait(120):
+                raise RuntimeError("subscriber did not connect within 120 s")
+            steps0, late0, busy0, posts0 = ioc.stats.steps, ioc.stats.late_steps, ioc.stats.busy, ioc.stats.posts
+            cpu0, wall0 = time.process_time(), time.monotonic()
+            ioc.stats.max_lateness = 0.0
+            time.sleep(seconds)
+            cpu, wall = time.process_time() - cpu0, time.monotonic() - wall0
+            steps, late = ioc.stats.steps - steps0, ioc.stats.late_steps - late0
+            busy, posts = ioc.stats.busy - busy0, ioc.stats.posts - posts0
+            max_late = ioc.stats.max_lateness
+            time.sleep(0.2)  # let the last posts of the window arrive before the count is taken
+            sent = ioc.stats.posts - posts0  # over the subscriber's window: ready .. stop
+            stop.set()
+            received = result.get(timeout=60)
+        finally:
+            stop.set()
+            proc.join(30)
+            if proc.is_alive():
+                proc.kill()
+                proc.join(5)
     expected_steps = wall * rate
     return {
         "pairs": pairs,
@@ -87,7 +95,7 @@ def measure(pairs: int, rate: float, seconds: float) -> dict[str, Any]:
         "ioc_process_cpu": round(cpu / wall, 3),
         "posts": posts,
         "received_by_subscriber": received,
-        "delivered": round(received / posts, 3) if posts else None,
+        "delivered": round(received / sent, 3) if sent else None,
         "keeps_up": late == 0 and steps >= expected_steps - 2 and busy / wall < 0.8,
     }
 
