@@ -102,7 +102,7 @@ def test_plot_without_matplotlib_says_so(quick_run: tuple[dict, str, Path], tmp_
 def test_targets_say_met_missed_or_not_measured() -> None:
     results = {
         "get_values": {"rows": [{"n": 100, "interface_ratio": 1.1}]},
-        "set_values": {"rows": [{"n": 100, "parallel_ratio": 1.3}]},
+        "set_values": {"rows": [{"n": 100, "parallel_ratio": 1.3, "cached_ratio": 1.05}]},
         "validated_set": {"rows": []},
         "settle_latency": {"wait_for_readback": {"median_ms": 6.0}},
     }
@@ -110,6 +110,7 @@ def test_targets_say_met_missed_or_not_measured() -> None:
     assert list(notes.values()) == [
         (True, "1.10x: met"),
         (False, "1.30x: missed by 0.15x"),
+        (True, "1.05x: met"),
         (None, "not measured in this run (sizes too small)"),
         (False, "6.00 ms: missed by 1.00 ms"),
     ]
