@@ -101,18 +101,25 @@ def plot(results: dict[str, Any], path: str | Path) -> None:
     traced = results.get("traced", {})
     ideal = results.get("validated_set", {}).get("ideal_ms")
     tolerance = results.get("validated_set", {}).get("tolerance", 0.0)
-    fig, axes = plt.subplots(2, 3, figsize=(18, 10.5), constrained_layout=True)
+    large = [traced.get("parallel_large"), traced.get("wide_large")]
+    if any(run is not None for run in large):
+        fig, grid = plt.subplots(2, 3, figsize=(18, 10.5), constrained_layout=True)
+        top, bottom = grid[0], grid[1]
+    else:  # the large runs only happen when a set has more PVs than workers: one row then
+        fig, row = plt.subplots(1, 4, figsize=(24, 5.5), constrained_layout=True)
+        top, bottom = row[:3], row[3:]
     trace_run = traced.get("parallel_small") or next(iter(traced.values()), None)
     if trace_run is not None:
-        _traces(axes[0][0], trace_run, ideal, tolerance)
-    _timeline(axes[0][1], traced.get("serial_small"), ideal, "In order")
-    _timeline(axes[0][2], traced.get("parallel_small"), ideal, "Parallel")
-    _timeline(axes[1][0], traced.get("parallel_large"), ideal, "Parallel, default workers")
-    _timeline(axes[1][1], traced.get("wide_large"), ideal, "Parallel, one worker per PV")
-    _latency(axes[1][2], results.get("settle_latency", {}))
+        _traces(top[0], trace_run, ideal, tolerance)
+    _timeline(top[1], traced.get("serial_small"), ideal, "In order")
+    _timeline(top[2], traced.get("parallel_small"), ideal, "Parallel")
+    if len(bottom) == 3:
+        _timeline(bottom[0], large[0], ideal, "Parallel, default workers")
+        _timeline(bottom[1], large[1], ideal, "Parallel, one worker per PV")
+    _latency(bottom[-1], results.get("settle_latency", {}))
     handles = [plt.Rectangle((0, 0), 1, 1, color=COLOURS[k]) for k in ("queued", "put", "wait")]
     fig.legend(handles, ["before its put (checks, waiting for a worker)", "put", "wait_for_readback"],
-               loc="lower center", ncol=3, bbox_to_anchor=(0.5, -0.03))
+               loc="lower center", ncol=3, bbox_to_anchor=(0.5, -0.03 if len(bottom) == 3 else -0.1))
     fig.suptitle("epics_pva validated sets against the soft IOC (| = IOC posted the readback in "
                  "tolerance)\none traced run each; a second context records every readback, so these "
                  "runs are a little slower than the table's medians")
