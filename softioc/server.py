@@ -200,6 +200,7 @@ class SoftIOC:
         self._provider: StaticProvider | None = None
         self._server: Server | None = None
         self._server_conf: dict[str, str] | None = None
+        self._effective: dict[str, str] = {}  # the running server's configuration
         self._queue: ThreadedWorkQueue | None = None
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
@@ -308,29 +309,21 @@ class SoftIOC:
 
     def _serve(self) -> None:
         """Start the p4p server: first time on the configured ports, later on the same ones."""
-        if self._server_conf is None:
-            conf = {
-                "EPICS_PVAS_INTF_ADDR_LIST": self.host,
-                "EPICS_PVAS_BEACON_ADDR_LIST": self.host,
-                "EPICS_PVAS_AUTO_BEACON_ADDR_LIST": "NO",
-                "EPICS_PVAS_SERVER_PORT": str(self.port),
-                "EPICS_PVAS_BROADCAST_PORT": str(self.broadcast_port),
-                "EPICS_PVA_ADDR_LIST": self.host,
-                "EPICS_PVA_AUTO_ADDR_LIST": "NO",
-                "EPICS_PVA_SERVER_PORT": str(self.port),
-                "EPICS_PVA_BROADCAST_PORT": str(self.broadcast_port),
-            }
-            self._server = Server(providers=[self._provider], conf=conf, useenv=False)
-            effective = self._server.conf()
-            if self.port or self.broadcast_port:
-                self._server_conf = None  # fixed ports: reuse the configured values each start
-            else:
-                # keep the random ports so a restart() comes back where clients look
-                self._server_conf = {k: v for k, v in effective.items() if k.startswith("EPICS_PVAS_")}
-            self._effective = effective
-        else:
-            self._server = Server(providers=[self._provider], conf=dict(self._server_conf), useenv=False)
-            self._effective = self._server.conf()
+        conf = dict(self._server_conf) if self._server_conf else {
+            "EPICS_PVAS_INTF_ADDR_LIST": self.host,
+            "EPICS_PVAS_BEACON_ADDR_LIST": self.host,
+            "EPICS_PVAS_AUTO_BEACON_ADDR_LIST": "NO",
+            "EPICS_PVAS_SERVER_PORT": str(self.port),
+            "EPICS_PVAS_BROADCAST_PORT": str(self.broadcast_port),
+            "EPICS_PVA_ADDR_LIST": self.host,
+            "EPICS_PVA_AUTO_ADDR_LIST": "NO",
+            "EPICS_PVA_SERVER_PORT": str(self.port),
+            "EPICS_PVA_BROADCAST_PORT": str(self.broadcast_port),
+        }
+        self._server = Server(providers=[self._provider], conf=conf, useenv=False)
+        self._effective = self._server.conf()
+        # keep the ports actually bound, so restart() and the next start() come back where clients look
+        self._server_conf = {k: v for k, v in self._effective.items() if k.startswith("EPICS_PVAS_")}
 
     def restart(self, downtime: float = 0.0, wait: bool = True) -> None:
         """Take the whole server off the network for `downtime` s, then serve again on the same ports.
@@ -341,9 +334,6 @@ class SoftIOC:
             raise RuntimeError("the soft IOC is not running")
         with self._restarting:
             if self._server is not None:
-                self._server_conf = {
-                    k: v for k, v in self._effective.items() if k.startswith("EPICS_PVAS_")
-                }
                 self._server.stop()
                 self._server = None
             _log.warning("soft IOC server down for %.3g s", downtime)
@@ -374,7 +364,7 @@ class SoftIOC:
         }  # no EPICS_PVA_NAME_SERVERS: its TCP reconnect backs off ~7 s after a restart, UDP search doesn't
 
     def describe_address(self) -> str:
-        conf = getattr(self, "_effective", None) or {}
+        conf = self._effective
         return f"{self.host} tcp:{conf.get('EPICS_PVAS_SERVER_PORT')} udp:{conf.get('EPICS_PVAS_BROADCAST_PORT')}"
 
     def pv_names(self, control: bool = False) -> list[str]:

@@ -35,7 +35,7 @@ def render(ioc: SoftIOC) -> list[str]:
             f"{(r['setpoint_pv'] or ''):<{name_width}} {_fmt(r['setpoint'])}  {(r['readback_pv'] or ''):<{name_width}} "
             f"{_fmt(r['readback'])} {_fmt(r['distance'])}  {faults}"
         )
-    server = [a for a in ioc.faults.active("*")]
+    server = ioc.faults.active("*")
     status = (f"t_sim={ioc.sim_time:9.2f} s  puts={len(ioc.audit.puts())}  "
               f"rejected={len(ioc.audit.puts(outcome='rejected'))}  timed_out={len(ioc.audit.puts(outcome='timed_out'))}  "
               f"faults fired={len(ioc.audit.faults())}{'  SERVER OUTAGE' if server else ''}")
