@@ -251,6 +251,8 @@ class Interface:
         """
         if isinstance(names, str):
             raise InvalidInputError({repr(names): "give a list of PV names, not one string"}, "read")
+        if not isinstance(names, Iterable):
+            raise InvalidInputError({repr(names): "give a list of PV names"}, "read")
         names = list(names)
         problems = {repr(n) if not isinstance(n, str) else n: why
                     for n in names if (why := check_name(n))}

@@ -305,3 +305,11 @@ def test_configs_for_pvs_not_being_set_are_ignored_and_logged(soft_ioc, interfac
     assert ran == []
     assert "no input for configs key(s) ['BI:E:SET', 'BI:N:SET', 5]: their validation is not run" in caplog.text
     assert audited(soft_ioc) == [("BI:D:SET", 6.0, "accepted")]
+
+
+@pytest.mark.parametrize("names", [None, 3.0, "DEMO:Q1:RBV"])
+def test_get_values_refuses_what_is_not_a_list_of_names_as_set_values_does(soft_ioc, interface, names):
+    with pytest.raises(InvalidInputError, match="list of PV names"):
+        interface.get_values(names)
+    with pytest.raises(InvalidInputError):
+        interface.set_values(names)
