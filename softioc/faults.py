@@ -86,6 +86,7 @@ FAULT_TYPES: dict[str, type] = {
     for cls in (PutTimeout, PutReject, StuckReadback, ReadbackBias, SlowReadback, Outage)
 }
 PUT_FAULTS = (PutTimeout, PutReject)
+NO_READBACK_FAULT: tuple[bool, float, float, float | None] = (False, 0.0, 0.0, None)
 
 
 def fault_from_dict(kind: str, params: Mapping[str, Any]) -> Fault:
@@ -222,17 +223,23 @@ class FaultBook:
 
     def readback_state(self, pv: str, now: float) -> tuple[bool, float, float, float | None]:
         """(stuck, bias, drift per simulated s, post rate Hz or None) for a setpoint's readback."""
-        stuck, bias, drift, rate = False, 0.0, 0.0, None
+        return self.readback_states(now).get(pv, NO_READBACK_FAULT)
+
+    def readback_states(self, now: float) -> dict[str, tuple[bool, float, float, float | None]]:
+        """readback_state of every PV with a readback fault armed, in one pass (the update loop's view)."""
+        states: dict[str, tuple[bool, float, float, float | None]] = {}
         with self._lock:
             for armed in self._armed:
-                if armed.pv != pv or armed.spent(now):
-                    continue
                 fault = armed.fault
+                if not isinstance(fault, (StuckReadback, ReadbackBias, SlowReadback)) or armed.spent(now):
+                    continue
+                stuck, bias, drift, rate = states.get(armed.pv, NO_READBACK_FAULT)
                 if isinstance(fault, StuckReadback):
                     stuck = True
                 elif isinstance(fault, ReadbackBias):
                     bias += fault.bias
                     drift += fault.drift
-                elif isinstance(fault, SlowReadback):
+                else:
                     rate = fault.rate if rate is None else min(rate, fault.rate)
-        return stuck, bias, drift, rate
+                states[armed.pv] = (stuck, bias, drift, rate)
+        return states

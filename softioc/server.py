@@ -25,6 +25,7 @@ from .audit import ACCEPTED, REJECTED, TIMED_OUT, Audit, FaultRecord, PutRecord
 from .config import IOCConfig, ObservableConfig, SetpointConfig, load_config
 from .control import ControlPVs
 from .faults import (
+    NO_READBACK_FAULT,
     SERVER,
     ArmedFault,
     Fault,
@@ -621,8 +622,9 @@ class SoftIOC:
                 at, pv, fault = self._scheduled.pop(0)
                 self._arm(pv, fault, now)
             rates: dict[str, float | None] = {}
+            states = self._book.readback_states(now)  # one pass over the armed faults, not one per PV
             for name, device in sim.devices.items():
-                stuck, bias, drift, rate = self._book.readback_state(name, now)
+                stuck, bias, drift, rate = states.get(name, NO_READBACK_FAULT)
                 device.stuck, device.bias, device.drift_rate = stuck, bias, drift
                 rates[name] = rate
             updates = sim.step()
