@@ -250,9 +250,7 @@ class Journal:
     def _write(self, call: str, event: str, fields: Mapping[str, Any]) -> None:
         if not isinstance(call, str) or not call:
             raise ValueError(f"journal: call must be an id from new_call(), not {call!r}")
-        record = {"time": time.time(), "pid": os.getpid(), "event": event, "call": call}
-        record.update(fields)
-        line = json.dumps(record, allow_nan=False, separators=(",", ":")).encode() + b"\n"
+        body = json.dumps(dict(fields), allow_nan=False, separators=(",", ":"))[1:]
         with self._lock:
             self._drop_inherited()
             if self._fd is None:
@@ -264,10 +262,14 @@ class Journal:
             except OSError as exc:
                 raise JournalError(self.path, f"cannot lock: {exc.strerror}", exc.errno) from None
             try:
+                # stamped under the file lock: the file's order is the order of `time`
+                head = {"time": time.time(), "pid": os.getpid(), "event": event, "call": call}
+                text = json.dumps(head, separators=(",", ":"))[:-1]
+                line = (text + ("," + body if body != "}" else "}") + "\n").encode()
                 if not self._ends_with_newline():
                     # a writer died mid-line: end that line and say so, then write ours
-                    mark = {"time": record["time"], "pid": record["pid"], "event": TRUNCATED, "call": ""}
-                    line = b"\n" + json.dumps(mark, separators=(",", ":")).encode() + b"\n" + line
+                    mark = json.dumps({**head, "event": TRUNCATED, "call": ""}, separators=(",", ":"))
+                    line = b"\n" + mark.encode() + b"\n" + line
                 done = os.write(self._fd, line)
                 while done < len(line):  # a short write (disk full, signal): finish the line
                     done += os.write(self._fd, line[done:])

@@ -210,6 +210,8 @@ def test_two_processes_append_1000_whole_lines(tmp_path: Path) -> None:
         assert {r["pid"] for r in mine} == {child.pid}
         assert [r["attempt"] for r in mine] == list(range(1, 501))  # each process's order kept
         assert all(r["value"] == [float(r["attempt"] - 1)] * size for r in mine)
+    times = [r["time"] for r in raw]
+    assert times == sorted(times)  # stamped under the file lock: file order is time order
     pids = [r["pid"] for r in raw]
     switches = sum(a != b for a, b in zip(pids, pids[1:], strict=False))
     assert switches > 0, "the two writers never ran at the same time: the test proves nothing"
