@@ -9,6 +9,7 @@ Messages are written for the operator who reads them in Badger's error dialog::
     |   +-- PutTimeoutError       every attempt of one PV's put timed out (also a TimeoutError)
     +-- ValidationError           the validation function of one PV raised after its put
     +-- SetValuesError            a set_values call had failures; carries every PV's outcome
+    +-- JournalError              the journal file cannot be written or read (also an OSError)
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ __all__ = [
     "PutTimeoutError",
     "ValidationError",
     "SetValuesError",
+    "JournalError",
 ]
 
 
@@ -110,3 +112,12 @@ class SetValuesError(EpicsPvaError):
     def failed(self) -> dict[str, SetResult]:
         """The outcomes of the PVs that failed."""
         return {pv: r for pv, r in self.results.items() if r.status == "failed"}
+
+
+class JournalError(EpicsPvaError, OSError):
+    """The journal at `path` cannot be written (or read): `reason` says why, `errno` the OS code."""
+
+    def __init__(self, path: Any, reason: str, errno: int | None = None) -> None:
+        super().__init__(f"journal {str(path)!r}: {reason}")
+        self.path, self.reason = str(path), reason
+        self.errno = errno  # only errno: with strerror set, OSError would rewrite the message
