@@ -14,12 +14,10 @@ Messages are written for the operator who reads them in Badger's error dialog::
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from .results import SetResult, Status
 from .values import show as _show
-
-if TYPE_CHECKING:
-    from .interface import SetResult
 
 __all__ = [
     "EpicsPvaError",
@@ -92,9 +90,9 @@ class SetValuesError(EpicsPvaError):
 
     def __init__(self, results: Mapping[str, SetResult]) -> None:
         self.results = dict(results)
-        failed = [r for r in self.results.values() if r.status == "failed"]
-        skipped = [r for r in self.results.values() if r.status == "not_attempted"]
-        done = [r for r in self.results.values() if r.status == "set"]
+        failed = [r for r in self.results.values() if r.status == Status.FAILED]
+        skipped = [r for r in self.results.values() if r.status == Status.NOT_ATTEMPTED]
+        done = [r for r in self.results.values() if r.status == Status.SET]
         lines = [
             f"Failed to set {len(failed)} of {len(self.results)} PV(s) "
             f"({len(done)} set, {len(skipped)} not attempted):"
@@ -109,4 +107,4 @@ class SetValuesError(EpicsPvaError):
     @property
     def failed(self) -> dict[str, SetResult]:
         """The outcomes of the PVs that failed."""
-        return {pv: r for pv, r in self.results.items() if r.status == "failed"}
+        return {pv: r for pv, r in self.results.items() if r.status == Status.FAILED}

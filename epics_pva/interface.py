@@ -15,7 +15,6 @@ import weakref
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any
 
 from p4p.client.thread import Context, Disconnected, RemoteError
@@ -30,6 +29,7 @@ from .errors import (
     ValidationError,
 )
 from .puts import put_many
+from .results import SetResult, Status
 from .values import PvInfo, check_name, coerce, describe, normalize, show, to_python
 
 __all__ = ["Interface", "SetResult", "ValidationFunction"]
@@ -39,31 +39,8 @@ _log = logging.getLogger(__name__)
 ValidationFunction = Callable[..., Any]
 """Called as fn(set_pv=..., set_value=..., context=..., timeout=...) after a successful put."""
 
-SET, FAILED, NOT_ATTEMPTED, READ_ONLY = "set", "failed", "not_attempted", "read_only"
+SET, FAILED, NOT_ATTEMPTED, READ_ONLY = Status.SET, Status.FAILED, Status.NOT_ATTEMPTED, Status.READ_ONLY
 _NOT_SENT = object()  # marks "no first put was sent on this PV's behalf yet"
-
-
-@dataclass(frozen=True)
-class SetResult:
-    """The outcome of one PV in a set_values call.
-
-    `status` is "set", "failed", "not_attempted" (sequential mode stopped at an earlier
-    failure) or "read_only" (nothing sent); `attempts` counts the puts sent; `elapsed` is the
-    time spent on this PV in seconds (puts, retries and validation).
-    """
-
-    pv: str
-    value: Any
-    status: str
-    attempts: int = 0
-    validation_result: Any = None
-    error: EpicsPvaError | None = None
-    elapsed: float = 0.0
-
-    @property
-    def ok(self) -> bool:
-        """True unless this PV failed or was not attempted."""
-        return self.status in (SET, READ_ONLY)
 
 
 # Fork safety: a child forked while this process holds an open p4p context hangs on its first
