@@ -19,6 +19,7 @@ from typing import Any
 
 from p4p.client.thread import Context, Disconnected, RemoteError
 
+from ._p4p_compat import put_many
 from .errors import (
     EpicsPvaError,
     InvalidInputError,
@@ -28,7 +29,6 @@ from .errors import (
     SetValuesError,
     ValidationError,
 )
-from .puts import put_many
 from .results import SetResult, Status
 from .values import PvInfo, check_name, coerce, describe, normalize, show, to_python
 

@@ -32,6 +32,8 @@ from typing import Any
 
 from p4p.client.thread import Context
 
+from ._p4p_compat import pop_lost_first_update
+
 logger = logging.getLogger(__name__)
 
 OK, WARN, FAIL = "OK", "WARN", "FAIL"
@@ -267,11 +269,7 @@ def _watch_updates(watched: list[PVCheck], ctx: Context, update_time: float) -> 
     subscriptions = []
     for check in watched:
         subscription = ctx.monitor(check.pv, partial(callback, check.pv), notify_disconnect=True)
-        # p4p 4.3 drops a first update that arrives before monitor() returns, and the
-        # subscription then stalls: pop once now (harmless when nothing is pending).
-        queue, handle = getattr(subscription, "_Q", None), getattr(subscription, "_handle", None)
-        if queue is not None and handle is not None:
-            queue.push(handle)
+        pop_lost_first_update(subscription)
         subscriptions.append(subscription)
     try:
         done.wait(update_time)

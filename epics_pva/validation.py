@@ -7,49 +7,17 @@ with the interface's ``p4p.client.thread.Context``; it returns what it measured 
 from __future__ import annotations
 
 import logging
-import queue
 import time
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 from p4p.client.thread import Context
 
+from ._p4p_compat import CallerQueue, pop_lost_first_update
+
 __all__ = ["wait_for_readback"]
 
 _log = logging.getLogger(__name__)
-
-
-class _CallerQueue:
-    """A p4p work queue drained by the thread that waits, so updates are handled where awaited.
-
-    p4p's default queue hands callbacks to 4 process-wide worker threads, started on first use;
-    in a child forked after the parent started them they are dead, and the child's monitor
-    callbacks never run. Draining in the waiting thread works in any process, needs no thread.
-    """
-
-    def __init__(self) -> None:
-        self._queue: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
-
-    def push(self, work: Callable[[], None]) -> None:
-        self._queue.put(work)
-
-    push_wait = push
-
-    def run_next(self, timeout: float) -> None:
-        """Run the next queued update, waiting at most `timeout` seconds for one."""
-        try:
-            work = self._queue.get(timeout=max(timeout, 0.0))
-        except queue.Empty:
-            return
-        work()
-
-    def drop_pending(self) -> None:
-        while True:
-            try:
-                self._queue.get_nowait()
-            except queue.Empty:
-                return
 
 
 def _as_number(value: Any) -> float | np.ndarray:
@@ -89,12 +57,9 @@ def wait_for_readback(
         else:
             latest[:] = [update]
 
-    updates = _CallerQueue()
+    updates = CallerQueue()
     subscription = context.monitor(readback_pv, on_update, notify_disconnect=True, queue=updates)
-    # p4p 4.3 drops ("Lost Subscription update") a first update that arrives before monitor()
-    # returns, and nothing would pop it again: the subscription stalls. Pop once now.
-    if hasattr(subscription, "_handle"):
-        updates.push(subscription._handle)
+    pop_lost_first_update(subscription, updates)
     readback: float | np.ndarray | None = None
     try:
         while True:
