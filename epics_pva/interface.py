@@ -13,13 +13,14 @@ import threading
 import time
 import weakref
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from typing import Any
 
 from p4p.client.thread import Context, Disconnected, RemoteError
 
 from ._p4p_compat import put_many
+from .checks import ValidationFunction, check_configs
 from .errors import (
     EpicsPvaError,
     InvalidInputError,
@@ -35,9 +36,6 @@ from .values import PvInfo, check_name, coerce, describe, normalize, show, to_py
 __all__ = ["Interface", "SetResult", "ValidationFunction"]
 
 _log = logging.getLogger(__name__)
-
-ValidationFunction = Callable[..., Any]
-"""Called as fn(set_pv=..., set_value=..., context=..., timeout=...) after a successful put."""
 
 SET, FAILED, NOT_ATTEMPTED, READ_ONLY = Status.SET, Status.FAILED, Status.NOT_ATTEMPTED, Status.READ_ONLY
 _NOT_SENT = object()  # marks "no first put was sent on this PV's behalf yet"
@@ -298,7 +296,7 @@ class Interface:
         if not isinstance(inputs, Mapping):
             raise InvalidInputError(
                 {"inputs": f"expected a dict of PV name -> value, not {type(inputs).__name__}"})
-        functions = self._check_configs(inputs, configs)
+        functions = check_configs(inputs, configs)
         if not inputs:
             _log.info("set_values called with no inputs: nothing to set")
             return {}
@@ -319,26 +317,6 @@ class Interface:
             counts[SET], counts[FAILED], counts[NOT_ATTEMPTED],
         )
         return results
-
-    def _check_configs(
-        self, inputs: Mapping[str, Any], configs: Mapping[str, Any] | None
-    ) -> dict[str, ValidationFunction | None]:
-        """The validation function of each input PV; InvalidInputError if configs is malformed."""
-        if configs is None:
-            return {}
-        if not isinstance(configs, Mapping):
-            raise InvalidInputError(
-                {"configs": f"expected a dict of PV name -> function, not {type(configs).__name__}"})
-        problems = {
-            pv: f"validation function {fn!r} is not callable"
-            for pv, fn in configs.items() if pv in inputs and fn is not None and not callable(fn)
-        }
-        if problems:
-            raise InvalidInputError(problems)
-        unused = [pv for pv in configs if pv not in inputs]
-        if unused:  # normal for Badger: a routine often sets a subset of the variables
-            _log.debug("no input for configs key(s) %s: their validation is not run", unused)
-        return {pv: fn for pv, fn in configs.items() if pv in inputs}
 
     def _prepare(self, context: Context, inputs: Mapping[str, Any]) -> dict[str, Any]:
         """Check every input against its PV (read once) and return the values to put.
