@@ -9,6 +9,7 @@ Messages are written for the operator who reads them in Badger's error dialog::
     |   +-- PutTimeoutError       every attempt of one PV's put timed out (also a TimeoutError)
     +-- ValidationError           the validation function of one PV raised after its put
     +-- SetValuesError            a set_values call had failures; carries every PV's outcome
+    +-- BadgerEnvironmentError    a Badger environment cannot be loaded or read (also a ValueError)
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ __all__ = [
     "PutTimeoutError",
     "ValidationError",
     "SetValuesError",
+    "BadgerEnvironmentError",
 ]
 
 
@@ -108,3 +110,7 @@ class SetValuesError(EpicsPvaError):
     def failed(self) -> dict[str, SetResult]:
         """The outcomes of the PVs that failed."""
         return {pv: r for pv, r in self.results.items() if r.status == Status.FAILED}
+
+
+class BadgerEnvironmentError(EpicsPvaError, ValueError):
+    """A Badger environment cannot be loaded or read; the message names it and what is wrong."""
