@@ -6,6 +6,8 @@
 """
 
 from .errors import (
+    BadgerEnvironmentError,
+    ContextClosedError,
     EpicsPvaError,
     InvalidInputError,
     PutError,
@@ -14,12 +16,16 @@ from .errors import (
     SetValuesError,
     ValidationError,
 )
-from .interface import Interface, SetResult
+from .interface import Interface
+from .results import SetResult, Status
+from .settings import Settings
 from .validation import wait_for_readback
 
 __all__ = [
     "Interface",
+    "Settings",
     "SetResult",
+    "Status",
     "wait_for_readback",
     "EpicsPvaError",
     "InvalidInputError",
@@ -28,4 +34,6 @@ __all__ = [
     "PutTimeoutError",
     "ValidationError",
     "SetValuesError",
+    "ContextClosedError",
+    "BadgerEnvironmentError",
 ]

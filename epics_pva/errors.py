@@ -9,6 +9,7 @@ Messages are written for the operator who reads them in Badger's error dialog::
     |   +-- PutTimeoutError       every attempt of one PV's put timed out (also a TimeoutError)
     +-- ValidationError           the validation function of one PV raised after its put
     +-- SetValuesError            a set_values call had failures; carries every PV's outcome
+    +-- ContextClosedError        the client context was closed under an operation (close(), fork)
     +-- BadgerEnvironmentError    a Badger environment cannot be loaded or read (also a ValueError)
 """
 
@@ -28,6 +29,7 @@ __all__ = [
     "PutTimeoutError",
     "ValidationError",
     "SetValuesError",
+    "ContextClosedError",
     "BadgerEnvironmentError",
 ]
 
@@ -114,3 +116,10 @@ class SetValuesError(EpicsPvaError):
 
 class BadgerEnvironmentError(EpicsPvaError, ValueError):
     """A Badger environment cannot be loaded or read; the message names it and what is wrong."""
+
+
+class ContextClosedError(EpicsPvaError):
+    """The client context was closed (close() or os.fork() in another thread) under an operation.
+
+    Says nothing about the machine: the operation was cut off, not judged.
+    """
