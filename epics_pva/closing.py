@@ -15,7 +15,7 @@ from typing import Any
 
 from .errors import ContextClosedError
 
-__all__ = ["ContextClosedError", "check_open", "is_closed", "mark_closed", "watch"]
+__all__ = ["ContextClosedError", "check_open", "closed_error", "is_closed", "mark_closed", "watch"]
 
 _lock = threading.Lock()
 _closed: weakref.WeakSet[Any] = weakref.WeakSet()
@@ -40,12 +40,17 @@ def is_closed(context: Any) -> bool:
     return getattr(context, "_ctxt", True) is None
 
 
+def closed_error(doing: str) -> ContextClosedError:
+    """The error for an operation cut off by its context closing, saying what it was doing."""
+    return ContextClosedError(
+        f"the client context was closed while {doing} (close() or os.fork() in another "
+        "thread); nothing can be concluded about the machine")
+
+
 def check_open(context: Any, doing: str) -> None:
     """Raise ContextClosedError (saying what was being done) if `context` was closed."""
     if is_closed(context):
-        raise ContextClosedError(
-            f"the client context was closed while {doing} (close() or os.fork() in another "
-            "thread); nothing can be concluded about the machine")
+        raise closed_error(doing)
 
 
 def watch(context: Any, wake: Callable[[], None]) -> Callable[[], None]:

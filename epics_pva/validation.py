@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 from p4p.client.thread import Context
 
+from . import closing
 from ._p4p_compat import CallerQueue, pop_lost_first_update
 
 __all__ = ["wait_for_readback"]
@@ -42,7 +43,9 @@ def wait_for_readback(
     Waits on a monitor of `readback_pv`, checking each update as it arrives, for at most
     `count_down` seconds; raises ValueError naming the setpoint PV, the readback PV, its last
     value, the expected value and the time limit if it does not get there. If the readback PV
-    sends no value at all within `timeout` seconds (the network timeout), it stops early.
+    sends no value at all within `timeout` seconds (the network timeout), it stops early. If
+    `context` is closed meanwhile (close() or os.fork() in another thread), raises
+    ContextClosedError at once: the readback was not judged.
     """
     expected = set_value + offset
     start = time.monotonic()
@@ -57,12 +60,24 @@ def wait_for_readback(
         else:
             latest[:] = [update]
 
+    # A context closed under this wait (close() or os.fork() in another thread) silences the
+    # monitor; closing.watch wakes the wait so that it fails at once, blaming no readback.
+    doing = f"waiting for readback {readback_pv} of {set_pv}"
+    closing.check_open(context, doing)
     updates = CallerQueue()
-    subscription = context.monitor(readback_pv, on_update, notify_disconnect=True, queue=updates)
-    pop_lost_first_update(subscription, updates)
+    unwatch = closing.watch(context, updates.wake)
+    subscription = None
     readback: float | np.ndarray | None = None
     try:
+        try:
+            subscription = context.monitor(readback_pv, on_update, notify_disconnect=True,
+                                           queue=updates)
+        except Exception:
+            closing.check_open(context, doing)
+            raise
+        pop_lost_first_update(subscription, updates)
         while True:
+            closing.check_open(context, doing)
             if latest:
                 try:
                     readback = _as_number(latest[0])
@@ -79,8 +94,11 @@ def wait_for_readback(
             if now >= limit:
                 break
             updates.run_next(limit - now)
+        closing.check_open(context, doing)  # closed during the last wait: say so, not "too slow"
     finally:
-        subscription.close()
+        unwatch()
+        if subscription is not None:
+            subscription.close()
         updates.drop_pending()
         del subscription  # an error's traceback keeps this frame: keep no subscription in it
 
