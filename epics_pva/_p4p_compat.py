@@ -14,7 +14,7 @@ from typing import Any
 from p4p.client.raw import Context as _RawContext
 from p4p.client.thread import Context
 
-from . import closing
+from .closing import closed_error, is_closed, watch
 
 __all__ = ["CallerQueue", "pop_lost_first_update", "put_many"]
 
@@ -83,11 +83,11 @@ def put_many(context: Context, names: Sequence[str], values: Sequence[Any],
     strings beginning with '{' as JSON. This issues the same concurrent puts through p4p's
     raw client and records which completed, so a timeout on one PV never hides the success
     of another. Waits at most `timeout` seconds in all; puts still pending then are cancelled.
-    If the context is closed meanwhile (closing.mark_closed), the wait ends at once and the
+    If the context is closed meanwhile (see closing.py), the wait ends at once and the
     pending puts get ContextClosedError: their fate is unknown, not timed out.
     """
     done: queue.SimpleQueue[tuple[int, Any]] = queue.SimpleQueue()
-    unwatch = closing.watch(context, lambda: done.put((_CLOSED, None)))
+    unwatch = watch(context, lambda: done.put((_CLOSED, None)))
     results: list[BaseException | None] = [None] * len(names)
     pending = set(range(len(names)))
     ops: list[Any] = []
@@ -108,9 +108,9 @@ def put_many(context: Context, names: Sequence[str], values: Sequence[Any],
                 i, outcome = done.get(timeout=max(remaining, 0.0))
             except queue.Empty:
                 break
-            if i == _CLOSED or closing.is_closed(context):
+            if i == _CLOSED or is_closed(context):
                 for j in pending:
-                    results[j] = closing.closed_error(f"putting {names[j]}")
+                    results[j] = closed_error(f"putting {names[j]}")
                 pending.clear()
                 break
             if i in pending:

@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from p4p.client.thread import Context
 
-from . import closing
+from .closing import mark_closed
 
 __all__ = ["Connection"]
 
@@ -32,7 +32,7 @@ def _before_fork() -> None:
     for connection in list(_live):
         connection.lock.acquire()  # held across the fork: no thread can be mid-creation
         if connection._context is not None and connection._pid == os.getpid():
-            closing.mark_closed(connection._context)  # waiters fail now, not at their time limit
+            mark_closed(connection._context)  # waiters fail now, not at their time limit
             connection._context.close()
         connection._context = None
         connection._forget()
@@ -93,7 +93,7 @@ class Connection:
         if self._pid != os.getpid():
             return  # inherited from the parent process: its threads do not exist here
         if context is not None:
-            closing.mark_closed(context)  # wake waiters on it first: they fail, saying why
+            mark_closed(context)  # wake waiters on it first: they fail, saying why
         if pool is not None:
             # running tasks end on their own: their puts fail once the context is closed
             pool.shutdown(wait=False, cancel_futures=True)

@@ -16,9 +16,9 @@ from typing import Any
 
 from p4p.client.thread import Context, Disconnected, RemoteError
 
-from . import closing
 from ._p4p_compat import put_many
 from .checks import ValidationFunction, check_configs
+from .closing import closed_error, is_closed
 from .connection import Connection
 from .errors import (
     ContextClosedError,
@@ -353,9 +353,9 @@ class Interface:
                 outcome = put_many(context, [pv], [value], self.timeout)[0]
             if outcome is None:
                 break
-            if closing.is_closed(context):  # cut off, not refused: not retried, not the machine
+            if is_closed(context):  # cut off, not refused: not retried, not the machine
                 closed = (outcome if isinstance(outcome, ContextClosedError)
-                          else closing.closed_error(f"putting {pv}"))
+                          else closed_error(f"putting {pv}"))
                 return failed(PutError(pv, value, str(closed), attempts))
             if not isinstance(outcome, TimeoutError):
                 return failed(self._put_error(pv, value, outcome, attempts))

@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 from p4p.client.thread import Context
 
-from . import closing
 from ._p4p_compat import CallerQueue, pop_lost_first_update
+from .closing import check_open, watch
 
 __all__ = ["wait_for_readback"]
 
@@ -61,11 +61,11 @@ def wait_for_readback(
             latest[:] = [update]
 
     # A context closed under this wait (close() or os.fork() in another thread) silences the
-    # monitor; closing.watch wakes the wait so that it fails at once, blaming no readback.
+    # monitor; watch wakes the wait so that it fails at once, blaming no readback.
     doing = f"waiting for readback {readback_pv} of {set_pv}"
-    closing.check_open(context, doing)
+    check_open(context, doing)
     updates = CallerQueue()
-    unwatch = closing.watch(context, updates.wake)
+    unwatch = watch(context, updates.wake)
     subscription = None
     readback: float | np.ndarray | None = None
     try:
@@ -73,11 +73,11 @@ def wait_for_readback(
             subscription = context.monitor(readback_pv, on_update, notify_disconnect=True,
                                            queue=updates)
         except Exception:
-            closing.check_open(context, doing)
+            check_open(context, doing)
             raise
         pop_lost_first_update(subscription, updates)
         while True:
-            closing.check_open(context, doing)
+            check_open(context, doing)
             if latest:
                 try:
                     readback = _as_number(latest[0])
@@ -94,7 +94,7 @@ def wait_for_readback(
             if now >= limit:
                 break
             updates.run_next(limit - now)
-        closing.check_open(context, doing)  # closed during the last wait: say so, not "too slow"
+        check_open(context, doing)  # closed during the last wait: say so, not "too slow"
     finally:
         unwatch()
         if subscription is not None:
