@@ -40,6 +40,11 @@ def _flag(value: Any) -> bool:
     raise ValueError("must be true or false")
 
 
+def _fail_safe(value: Any) -> bool:
+    # read-only errs towards not writing: anything truthy (even the text "false") means read-only
+    return bool(value)
+
+
 def _bounded(kind: type, gt: float | None = None, ge: float | None = None) -> Callable[[Any], Any]:
     """A check for an int or a finite float within a bound; the message states the bound."""
     bound = f"> {gt:g}" if gt is not None else f">= {ge:g}"
@@ -84,7 +89,7 @@ class Settings:
     """Every setting of an Interface, checked once when built (ValueError naming the setting)."""
 
     read_only: bool = _setting(
-        False, "send no put and run no validation; log what would be set", _flag,
+        False, "send no put and run no validation; log what would be set", _fail_safe,
         _env("read_only"), bool)
     parallel: bool = _setting(
         True, "set the PVs of one step concurrently", _flag, _env("parallel"), bool)

@@ -29,7 +29,8 @@ def test_every_setting_has_a_doc_and_a_check_and_defaults_pass_it():
     ("put_attempts", True, "put_attempts must be an int >= 1, not True"),
     ("max_workers", 0, "max_workers must be >= 1"),
     ("metadata_max_age", -1, "metadata_max_age must be >= 0"),
-    ("read_only", "no", "read_only must be true or false, not 'no'"),
+    ("parallel", "no", "parallel must be true or false, not 'no'"),
+    ("nan_on_read_error", 2, "nan_on_read_error must be true or false, not 2"),
     ("conf", "EPICS_PVA_ADDR_LIST=x", "conf must be a dict of EPICS_PVA_* settings"),
     ("conf", {"EPICS_PVA_ADDR_LIST": 1}, "conf must map names to strings"),
 ])
