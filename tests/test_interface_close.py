@@ -32,8 +32,8 @@ def softioc_config():
     return CONFIG
 
 
-def _start_set(itf: Interface) -> tuple[threading.Thread, dict, threading.Event]:
-    """Run a validated parallel set in a thread; returns it, its outcome, and 'validating'."""
+def _start_set(itf: Interface) -> tuple[threading.Thread, dict]:
+    """Start a validated parallel set in a thread; return once every PV's validation began."""
     validating = threading.Barrier(len(INPUTS) + 1)
     outcome: dict = {}
 
@@ -51,7 +51,7 @@ def _start_set(itf: Interface) -> tuple[threading.Thread, dict, threading.Event]
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
     validating.wait(timeout=10)  # every PV's put is done and its validation has begun
-    return thread, outcome, validating
+    return thread, outcome
 
 
 def _assert_failed_as_closed(thread: threading.Thread, outcome: dict) -> None:
@@ -70,7 +70,7 @@ def _assert_failed_as_closed(thread: threading.Thread, outcome: dict) -> None:
 
 def test_close_from_another_thread_fails_the_set_at_once_saying_why(soft_ioc):
     itf = Interface(conf=soft_ioc.client_conf(), timeout=2.0)
-    thread, outcome, _ = _start_set(itf)
+    thread, outcome = _start_set(itf)
     itf.close()
     _assert_failed_as_closed(thread, outcome)
     assert sorted(r.pv for r in soft_ioc.audit.puts(outcome="accepted")) == sorted(INPUTS)
@@ -79,7 +79,7 @@ def test_close_from_another_thread_fails_the_set_at_once_saying_why(soft_ioc):
 
 def test_a_fork_during_the_set_fails_it_at_once_saying_why(soft_ioc):
     itf = Interface(conf=soft_ioc.client_conf(), timeout=2.0)
-    thread, outcome, _ = _start_set(itf)
+    thread, outcome = _start_set(itf)
     pid = os.fork()  # the at-fork hook closes the parent's contexts
     if pid == 0:
         os._exit(0)  # the child makes no p4p call (the soft IOC's server lives in this process)
