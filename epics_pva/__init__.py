@@ -6,20 +6,27 @@
 """
 
 from .errors import (
+    BadgerEnvironmentError,
+    ContextClosedError,
     EpicsPvaError,
     InvalidInputError,
+    JournalError,
     PutError,
     PutTimeoutError,
     ReadError,
     SetValuesError,
     ValidationError,
 )
-from .interface import Interface, SetResult
+from .interface import Interface
+from .results import SetResult, Status
+from .settings import Settings
 from .validation import wait_for_readback
 
 __all__ = [
     "Interface",
+    "Settings",
     "SetResult",
+    "Status",
     "wait_for_readback",
     "EpicsPvaError",
     "InvalidInputError",
@@ -28,4 +35,7 @@ __all__ = [
     "PutTimeoutError",
     "ValidationError",
     "SetValuesError",
+    "ContextClosedError",
+    "BadgerEnvironmentError",
+    "JournalError",
 ]

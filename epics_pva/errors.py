@@ -9,18 +9,18 @@ Messages are written for the operator who reads them in Badger's error dialog::
     |   +-- PutTimeoutError       every attempt of one PV's put timed out (also a TimeoutError)
     +-- ValidationError           the validation function of one PV raised after its put
     +-- SetValuesError            a set_values call had failures; carries every PV's outcome
+    +-- ContextClosedError        the client context was closed under an operation (close(), fork)
+    +-- BadgerEnvironmentError    a Badger environment cannot be loaded or read (also a ValueError)
     +-- JournalError              the journal file cannot be written or read (also an OSError)
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from .results import SetResult, Status
 from .values import show as _show
-
-if TYPE_CHECKING:
-    from .interface import SetResult
 
 __all__ = [
     "EpicsPvaError",
@@ -30,6 +30,8 @@ __all__ = [
     "PutTimeoutError",
     "ValidationError",
     "SetValuesError",
+    "ContextClosedError",
+    "BadgerEnvironmentError",
     "JournalError",
 ]
 
@@ -94,9 +96,9 @@ class SetValuesError(EpicsPvaError):
 
     def __init__(self, results: Mapping[str, SetResult]) -> None:
         self.results = dict(results)
-        failed = [r for r in self.results.values() if r.status == "failed"]
-        skipped = [r for r in self.results.values() if r.status == "not_attempted"]
-        done = [r for r in self.results.values() if r.status == "set"]
+        failed = [r for r in self.results.values() if r.status == Status.FAILED]
+        skipped = [r for r in self.results.values() if r.status == Status.NOT_ATTEMPTED]
+        done = [r for r in self.results.values() if r.status == Status.SET]
         lines = [
             f"Failed to set {len(failed)} of {len(self.results)} PV(s) "
             f"({len(done)} set, {len(skipped)} not attempted):"
@@ -111,7 +113,18 @@ class SetValuesError(EpicsPvaError):
     @property
     def failed(self) -> dict[str, SetResult]:
         """The outcomes of the PVs that failed."""
-        return {pv: r for pv, r in self.results.items() if r.status == "failed"}
+        return {pv: r for pv, r in self.results.items() if r.status == Status.FAILED}
+
+
+class BadgerEnvironmentError(EpicsPvaError, ValueError):
+    """A Badger environment cannot be loaded or read; the message names it and what is wrong."""
+
+
+class ContextClosedError(EpicsPvaError):
+    """The client context was closed (close() or os.fork() in another thread) under an operation.
+
+    Says nothing about the machine: the operation was cut off, not judged.
+    """
 
 
 class JournalError(EpicsPvaError, OSError):

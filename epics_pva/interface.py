@@ -8,19 +8,20 @@ from __future__ import annotations
 
 import logging
 import math
-import os
-import threading
 import time
-import weakref
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any
 
 from p4p.client.thread import Context, Disconnected, RemoteError
 
+from ._p4p_compat import put_many
+from .checks import ValidationFunction, check_configs
+from .closing import closed_error, is_closed
+from .connection import Connection
 from .errors import (
+    ContextClosedError,
     EpicsPvaError,
     InvalidInputError,
     PutError,
@@ -29,76 +30,16 @@ from .errors import (
     SetValuesError,
     ValidationError,
 )
-from .puts import put_many
+from .results import SetResult, Status
+from .settings import Settings, specs
 from .values import PvInfo, check_name, coerce, describe, normalize, show, to_python
 
 __all__ = ["Interface", "SetResult", "ValidationFunction"]
 
 _log = logging.getLogger(__name__)
 
-ValidationFunction = Callable[..., Any]
-"""Called as fn(set_pv=..., set_value=..., context=..., timeout=...) after a successful put."""
-
-SET, FAILED, NOT_ATTEMPTED, READ_ONLY = "set", "failed", "not_attempted", "read_only"
+SET, FAILED, NOT_ATTEMPTED, READ_ONLY = Status.SET, Status.FAILED, Status.NOT_ATTEMPTED, Status.READ_ONLY
 _NOT_SENT = object()  # marks "no first put was sent on this PV's behalf yet"
-
-
-@dataclass(frozen=True)
-class SetResult:
-    """The outcome of one PV in a set_values call.
-
-    `status` is "set", "failed", "not_attempted" (sequential mode stopped at an earlier
-    failure) or "read_only" (nothing sent); `attempts` counts the puts sent; `elapsed` is the
-    time spent on this PV in seconds (puts, retries and validation).
-    """
-
-    pv: str
-    value: Any
-    status: str
-    attempts: int = 0
-    validation_result: Any = None
-    error: EpicsPvaError | None = None
-    elapsed: float = 0.0
-
-    @property
-    def ok(self) -> bool:
-        """True unless this PV failed or was not attempted."""
-        return self.status in (SET, READ_ONLY)
-
-
-# Fork safety: a child forked while this process holds an open p4p context hangs on its first
-# p4p call, so every live context is closed just before a fork and reopened lazily after it.
-_live: weakref.WeakSet[Interface] = weakref.WeakSet()
-_live_lock = threading.Lock()
-
-
-def _before_fork() -> None:
-    _live_lock.acquire()
-    for interface in list(_live):
-        interface._lock.acquire()  # held across the fork: no thread can be mid-creation
-        if interface._context is not None and interface._pid == os.getpid():
-            # operations in flight in other threads fail; the next use reconnects
-            interface._context.close()
-        interface._context = None
-
-
-def _after_fork_in_parent() -> None:
-    for interface in list(_live):
-        interface._lock.release()
-    _live_lock.release()
-
-
-def _after_fork_in_child() -> None:
-    for interface in list(_live):
-        interface._lock = threading.RLock()  # the parent's threads are gone; start clean
-        interface._pool = None  # its threads stayed in the parent
-        interface._pid = os.getpid()
-    _live_lock.release()
-
-
-os.register_at_fork(
-    before=_before_fork, after_in_parent=_after_fork_in_parent, after_in_child=_after_fork_in_child
-)
 
 
 def _read_failure(exc: BaseException, timeout: float) -> str:
@@ -115,85 +56,41 @@ def _read_failure(exc: BaseException, timeout: float) -> str:
 class Interface:
     """Reads and sets EPICS PVs over PVAccess through one persistent p4p client context.
 
-    Arguments (all optional): `read_only` sends no put and runs no validation; `parallel` sets
-    the PVs of one call concurrently; `timeout` is seconds per network operation; a put that
-    times out is sent up to `put_attempts` times in all, `retry_delay` seconds apart; `conf` is
-    a p4p client configuration (EPICS_PVA_* keys) used instead of the environment;
-    `nan_on_read_error` makes get_values return NaN for PVs it cannot read instead of raising;
-    `max_workers` bounds the threads of parallel mode (validations are waits, so each PV of
-    a call gets its own thread up to this bound); every set reads its PVs first (type, control
-    limits, reachable?) unless `metadata_max_age` > 0 lets it trust what it read that many
-    seconds ago (faster; a PV that dropped off since is then found by its put timing out).
+    Takes the keyword arguments of `Settings` (all optional; see settings.py for each one's
+    meaning and unit): `read_only`, `parallel`, `timeout`, `put_attempts`, `retry_delay`,
+    `conf`, `nan_on_read_error`, `max_workers`, `metadata_max_age`; or a ready `settings`.
+    They are checked once (ValueError naming the setting) and readable as attributes
+    (`interface.timeout`); to change one, build a new Interface from `settings.replace(...)`.
 
     Nothing connects until first use. The object is thread safe, usable again after close()
     (it reconnects lazily), survives os.fork() in either process, and pickles to its settings.
     """
 
-    def __init__(
-        self,
-        read_only: bool = False,
-        parallel: bool = True,
-        timeout: float = 5.0,
-        put_attempts: int = 2,
-        retry_delay: float = 1.0,
-        conf: Mapping[str, str] | None = None,
-        nan_on_read_error: bool = False,
-        max_workers: int = 64,
-        metadata_max_age: float = 0.0,
-    ) -> None:
-        if not timeout > 0:
-            raise ValueError(f"timeout must be > 0 seconds, not {timeout!r}")
-        if not (isinstance(put_attempts, int) and put_attempts >= 1):
-            raise ValueError(f"put_attempts must be an int >= 1, not {put_attempts!r}")
-        if not retry_delay >= 0:
-            raise ValueError(f"retry_delay must be >= 0 seconds, not {retry_delay!r}")
-        if not (isinstance(max_workers, int) and max_workers >= 1):
-            raise ValueError(f"max_workers must be an int >= 1, not {max_workers!r}")
-        if not metadata_max_age >= 0:
-            raise ValueError(f"metadata_max_age must be >= 0 seconds, not {metadata_max_age!r}")
-        if conf is not None and not isinstance(conf, Mapping):
-            raise ValueError(f"conf must be a dict of EPICS_PVA_* settings, not {type(conf).__name__}")
-        self.read_only = bool(read_only)
-        self.parallel = bool(parallel)
-        self.timeout = float(timeout)
-        self.put_attempts = put_attempts
-        self.retry_delay = float(retry_delay)
-        self.conf = dict(conf) if conf is not None else None
-        self.nan_on_read_error = bool(nan_on_read_error)
-        self.max_workers = max_workers
-        self.metadata_max_age = float(metadata_max_age)
+    def __init__(self, settings: Settings | None = None, **kwargs: Any) -> None:
+        if settings is not None and kwargs:
+            raise TypeError("give either settings or keyword arguments, not both")
+        if settings is not None and not isinstance(settings, Settings):
+            raise TypeError(f"settings must be a Settings, not {type(settings).__name__}")
+        self.settings = settings if settings is not None else Settings(**kwargs)
         self._metadata: dict[str, tuple[float, PvInfo]] = {}  # pv -> (monotonic read time, info)
-        self._lock = threading.RLock()
-        self._context: Context | None = None
-        self._pool: ThreadPoolExecutor | None = None
-        self._pid = os.getpid()
-        with _live_lock:
-            _live.add(self)
+        self._connection = Connection(self.settings.conf, self.settings.max_workers,
+                                      on_close=self._metadata.clear)
+        self._lock = self._connection.lock
 
     def __repr__(self) -> str:
-        state = "connected" if self._context is not None else "idle"
-        return (
-            f"Interface(read_only={self.read_only}, parallel={self.parallel}, "
-            f"timeout={self.timeout:g}, put_attempts={self.put_attempts}, "
-            f"retry_delay={self.retry_delay:g}) <{state}>"
-        )
+        state = "connected" if self._connection.connected else "idle"
+        shown = ", ".join(f"{name}={value!r}" for name, value in self.settings.as_dict().items()
+                          if name != "conf")
+        return f"Interface({shown}) <{state}>"
 
     # ---- life cycle -------------------------------------------------------------------------
 
-    def _settings(self) -> dict[str, Any]:
-        return {
-            "read_only": self.read_only, "parallel": self.parallel, "timeout": self.timeout,
-            "put_attempts": self.put_attempts, "retry_delay": self.retry_delay,
-            "conf": self.conf, "nan_on_read_error": self.nan_on_read_error,
-            "max_workers": self.max_workers, "metadata_max_age": self.metadata_max_age,
-        }
-
-    def __getstate__(self) -> dict[str, Any]:
+    def __getstate__(self) -> Settings:
         """Pickle the settings only: a process that unpickles it connects lazily on its own."""
-        return self._settings()
+        return self.settings
 
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(**state)
+    def __setstate__(self, state: Settings) -> None:
+        self.__init__(state)
 
     def __enter__(self) -> Interface:
         return self
@@ -202,43 +99,22 @@ class Interface:
         self.close()
 
     def close(self) -> None:
-        """Close the client context and the thread pool; the next use reconnects lazily."""
-        with self._lock:
-            self._drop_resources()
+        """Close the client context and the thread pool; the next use reconnects lazily.
 
-    def _drop_resources(self) -> None:
-        """Close and forget the context and pool (caller holds the lock)."""
-        context, pool = self._context, self._pool
-        self._context = self._pool = None
-        self._metadata.clear()
-        if self._pid != os.getpid():
-            return  # inherited from the parent process: its threads do not exist here
-        if pool is not None:
-            # running tasks end on their own: their puts fail once the context is closed
-            pool.shutdown(wait=False, cancel_futures=True)
-        if context is not None:
-            context.close()
-            _log.debug("closed p4p client context")
+        Operations in flight in other threads fail at once with the context closed under
+        them (ContextClosedError as the cause), never with a verdict on the machine.
+        """
+        self._connection.close()
+
+    @property
+    def _context(self) -> Context | None:
+        return self._connection._context
 
     def _get_context(self) -> Context:
-        """The client context, created on first use (and again after close() or a fork)."""
-        with self._lock:
-            if self._pid != os.getpid():  # forked without the at-fork hooks running
-                self._drop_resources()
-                self._pid = os.getpid()
-            if self._context is None:
-                if self.conf is None:
-                    self._context = Context("pva")
-                else:
-                    self._context = Context("pva", conf=self.conf, useenv=False)
-                _log.debug("opened p4p client context")
-            return self._context
+        return self._connection.context()
 
     def _get_pool(self) -> ThreadPoolExecutor:
-        with self._lock:
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(self.max_workers, thread_name_prefix="epics_pva")
-            return self._pool
+        return self._connection.pool()
 
     # ---- reading ----------------------------------------------------------------------------
 
@@ -321,7 +197,7 @@ class Interface:
         if not isinstance(inputs, Mapping):
             raise InvalidInputError(
                 {"inputs": f"expected a dict of PV name -> value, not {type(inputs).__name__}"})
-        functions = self._check_configs(inputs, configs)
+        functions = check_configs(inputs, configs)
         if not inputs:
             _log.info("set_values called with no inputs: nothing to set")
             return {}
@@ -342,26 +218,6 @@ class Interface:
             counts[SET], counts[FAILED], counts[NOT_ATTEMPTED],
         )
         return results
-
-    def _check_configs(
-        self, inputs: Mapping[str, Any], configs: Mapping[str, Any] | None
-    ) -> dict[str, ValidationFunction | None]:
-        """The validation function of each input PV; InvalidInputError if configs is malformed."""
-        if configs is None:
-            return {}
-        if not isinstance(configs, Mapping):
-            raise InvalidInputError(
-                {"configs": f"expected a dict of PV name -> function, not {type(configs).__name__}"})
-        problems = {
-            pv: f"validation function {fn!r} is not callable"
-            for pv, fn in configs.items() if pv in inputs and fn is not None and not callable(fn)
-        }
-        if problems:
-            raise InvalidInputError(problems)
-        unused = [pv for pv in configs if pv not in inputs]
-        if unused:  # normal for Badger: a routine often sets a subset of the variables
-            _log.debug("no input for configs key(s) %s: their validation is not run", unused)
-        return {pv: fn for pv, fn in configs.items() if pv in inputs}
 
     def _prepare(self, context: Context, inputs: Mapping[str, Any]) -> dict[str, Any]:
         """Check every input against its PV (read once) and return the values to put.
@@ -497,6 +353,10 @@ class Interface:
                 outcome = put_many(context, [pv], [value], self.timeout)[0]
             if outcome is None:
                 break
+            if is_closed(context):  # cut off, not refused: not retried, not the machine
+                closed = (outcome if isinstance(outcome, ContextClosedError)
+                          else closed_error(f"putting {pv}"))
+                return failed(PutError(pv, value, str(closed), attempts))
             if not isinstance(outcome, TimeoutError):
                 return failed(self._put_error(pv, value, outcome, attempts))
             if attempts >= self.put_attempts:
@@ -512,3 +372,12 @@ class Interface:
         except (Exception, SystemExit) as exc:  # a validation function may not end the program
             return failed(ValidationError(pv, value, exc))
         return SetResult(pv, value, SET, attempts, outcome, elapsed=time.monotonic() - start)
+
+
+def _setting_property(name: str, doc: str) -> property:
+    return property(lambda self: getattr(self.settings, name), doc=doc)
+
+
+# every setting reads as an attribute (interface.timeout); none can be assigned past its check
+for _name, _spec in specs().items():
+    setattr(Interface, _name, _setting_property(_name, _spec.doc))

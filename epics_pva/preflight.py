@@ -16,29 +16,29 @@ value written back, to prove that the server accepts a put.
 from __future__ import annotations
 
 import argparse
-import importlib
-import importlib.util
 import logging
 import math
-import os
 import sys
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 from p4p.client.thread import Context
+
+from ._cli import program_name
+from ._p4p_compat import pop_lost_first_update
+from .badger.environment import environment_pvs, load_environment
+from .values import PvInfo, describe, to_python
 
 logger = logging.getLogger(__name__)
 
 OK, WARN, FAIL = "OK", "WARN", "FAIL"
 SETPOINT, READBACK, OBSERVABLE, PV = "setpoint", "readback", "observable", "pv"
 _RANK = {OK: 0, WARN: 1, FAIL: 2}
-_NUMERIC = set("bBhHiIlLfd")
-_FLOAT = set("fd")
+_INT_CODES = set("bBhHiIlL")
 _TYPE_NAMES = {"d": "double", "f": "float", "s": "string", "?": "bool"}
 _INVALID_SEVERITY = 3
 
@@ -174,6 +174,17 @@ def run_preflight(
     return PreflightReport(list(checks.values()), update_time, write_test)
 
 
+def _type_name(info: PvInfo) -> str:
+    """The PV's type for the table: double, int, string, enum, array of double, ..."""
+    if info.kind == "enum":
+        return "enum"
+    if not info.code:
+        return "structure"
+    scalar = info.code.lstrip("a")
+    name = _TYPE_NAMES.get(scalar, "int" if scalar in _INT_CODES else scalar)
+    return ("array of " if info.code.startswith("a") else "") + name
+
+
 def _inspect(check: PVCheck, value: Any, timeout: float) -> None:
     if isinstance(value, TimeoutError):
         check.add(FAIL, f"does not connect (no answer in {timeout:g} s)")
@@ -181,33 +192,23 @@ def _inspect(check: PVCheck, value: Any, timeout: float) -> None:
     if isinstance(value, Exception):
         check.add(FAIL, f"cannot be read: {type(value).__name__}: {value}")
         return
-    code = value.type()["value"]
-    if isinstance(code, str):
-        check.type = ("array of " if code.startswith("a") else "") + _TYPE_NAMES.get(
-            code.lstrip("a"), "int" if code.lstrip("a") in _NUMERIC else code
-        )
-        raw = value["value"]
-        check.value = raw.tolist() if hasattr(raw, "tolist") else raw
-    else:
-        check.type = "enum" if value.getID().startswith("epics:nt/NTEnum") else "structure"
-        try:
-            index, choices = value["value.index"], list(value["value.choices"])
-            check.value = choices[index] if 0 <= index < len(choices) else index
-        except (KeyError, TypeError):
-            check.value = "<structure>"
-    if "control" in value:
-        low, high = value["control.limitLow"], value["control.limitHigh"]
-        if low < high:  # 0, 0 means "no limits published"
-            check.limits = (float(low), float(high))
+    info = describe(value)
+    check.type = _type_name(info)
+    try:
+        current = to_python(value)
+        check.value = current.tolist() if hasattr(current, "tolist") else current
+    except ValueError:
+        check.value = "<structure>"
+    check.limits = info.limits
     severity = value["alarm.severity"] if "alarm" in value else 0
     if severity >= _INVALID_SEVERITY:
         message = value["alarm.message"] if "alarm.message" in value else ""
         check.add(WARN, "severity INVALID" + (f" ({message})" if message else ""))
-    numeric_scalar = isinstance(code, str) and code in _NUMERIC
+    numeric_scalar = info.kind in ("float", "int")
     if SETPOINT in check.roles:
         if not numeric_scalar:
             check.add(FAIL, f"a {check.type} PV cannot take Badger's float values")
-        elif code not in _FLOAT:
+        elif info.kind == "int":
             check.add(WARN, "integer PV: Badger's float values will lose their fraction")
         if numeric_scalar and check.bounds is not None:
             _check_bounds(check)
@@ -267,11 +268,7 @@ def _watch_updates(watched: list[PVCheck], ctx: Context, update_time: float) -> 
     subscriptions = []
     for check in watched:
         subscription = ctx.monitor(check.pv, partial(callback, check.pv), notify_disconnect=True)
-        # p4p 4.3 drops a first update that arrives before monitor() returns, and the
-        # subscription then stalls: pop once now (harmless when nothing is pending).
-        queue, handle = getattr(subscription, "_Q", None), getattr(subscription, "_handle", None)
-        if queue is not None and handle is not None:
-            queue.push(handle)
+        pop_lost_first_update(subscription)
         subscriptions.append(subscription)
     try:
         done.wait(update_time)
@@ -286,59 +283,9 @@ def _watch_updates(watched: list[PVCheck], ctx: Context, update_time: float) -> 
             check.add(status, f"no update in {update_time:g} s")
 
 
-def load_environment(spec: str | os.PathLike) -> type:
-    """Import a Badger environment class from a plugin folder, a ``.py`` file or a module.
-
-    ``spec`` may end in ``:ClassName`` (default ``Environment``).
-    """
-    text, attr = os.fspath(spec), "Environment"
-    head, sep, tail = text.rpartition(":")
-    if sep and head and tail.isidentifier() and not (len(head) == 1 and head.isalpha()):
-        text, attr = head, tail
-    path = Path(text)
-    if path.is_dir():
-        path = path / "__init__.py"
-    if path.suffix == ".py" or path.exists():
-        if not path.is_file():
-            raise ValueError(f"{text}: no environment plugin or file there")
-        module_name = f"_preflight_env_{path.parent.name if path.name == '__init__.py' else path.stem}"
-        module_spec = importlib.util.spec_from_file_location(
-            module_name, path,
-            submodule_search_locations=[str(path.parent)] if path.name == "__init__.py" else None,
-        )
-        module = importlib.util.module_from_spec(module_spec)
-        sys.modules[module_name] = module
-        module_spec.loader.exec_module(module)
-    else:
-        module = importlib.import_module(text)
-    try:
-        return getattr(module, attr)
-    except AttributeError:
-        raise ValueError(f"{spec}: module {module.__name__!r} has no {attr!r}") from None
-
-
-def environment_pvs(env: Any) -> tuple[dict[str, Any], list[str], list[str]]:
-    """(setpoints with bounds, readbacks from the validation configs, plain observables)."""
-    setpoints = dict(getattr(env, "variables", {}) or {})
-    configs = getattr(env, "_configs", None)
-    if not isinstance(configs, Mapping):  # pydantic keeps an un-annotated `_configs` private
-        configs = getattr(getattr(env, "__private_attributes__", {}).get("_configs"), "default", None) or {}
-    readbacks = []
-    for config in configs.values():
-        while isinstance(config, partial):
-            readback = config.keywords.get("readback_pv")
-            if isinstance(readback, str) and readback not in readbacks:
-                readbacks.append(readback)
-                break
-            config = config.func
-    # Badger formula observables (with backquotes) are computed by Badger, not served.
-    observables = [o for o in getattr(env, "observables", []) or [] if isinstance(o, str) and "`" not in o]
-    return setpoints, readbacks, observables
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m epics_pva.preflight",
+        prog=program_name("epics_pva.preflight"),
         description="Check that a routine's PVs are there before it starts. Nothing is written "
         "unless --write-test is given. Exit status 1 when a check fails.",
     )

@@ -7,49 +7,18 @@ with the interface's ``p4p.client.thread.Context``; it returns what it measured 
 from __future__ import annotations
 
 import logging
-import queue
 import time
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 from p4p.client.thread import Context
 
+from ._p4p_compat import CallerQueue, pop_lost_first_update
+from .closing import check_open, watch
+
 __all__ = ["wait_for_readback"]
 
 _log = logging.getLogger(__name__)
-
-
-class _CallerQueue:
-    """A p4p work queue drained by the thread that waits, so updates are handled where awaited.
-
-    p4p's default queue hands callbacks to 4 process-wide worker threads, started on first use;
-    in a child forked after the parent started them they are dead, and the child's monitor
-    callbacks never run. Draining in the waiting thread works in any process, needs no thread.
-    """
-
-    def __init__(self) -> None:
-        self._queue: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
-
-    def push(self, work: Callable[[], None]) -> None:
-        self._queue.put(work)
-
-    push_wait = push
-
-    def run_next(self, timeout: float) -> None:
-        """Run the next queued update, waiting at most `timeout` seconds for one."""
-        try:
-            work = self._queue.get(timeout=max(timeout, 0.0))
-        except queue.Empty:
-            return
-        work()
-
-    def drop_pending(self) -> None:
-        while True:
-            try:
-                self._queue.get_nowait()
-            except queue.Empty:
-                return
 
 
 def _as_number(value: Any) -> float | np.ndarray:
@@ -74,7 +43,9 @@ def wait_for_readback(
     Waits on a monitor of `readback_pv`, checking each update as it arrives, for at most
     `count_down` seconds; raises ValueError naming the setpoint PV, the readback PV, its last
     value, the expected value and the time limit if it does not get there. If the readback PV
-    sends no value at all within `timeout` seconds (the network timeout), it stops early.
+    sends no value at all within `timeout` seconds (the network timeout), it stops early. If
+    `context` is closed meanwhile (close() or os.fork() in another thread), raises
+    ContextClosedError at once: the readback was not judged.
     """
     expected = set_value + offset
     start = time.monotonic()
@@ -89,15 +60,24 @@ def wait_for_readback(
         else:
             latest[:] = [update]
 
-    updates = _CallerQueue()
-    subscription = context.monitor(readback_pv, on_update, notify_disconnect=True, queue=updates)
-    # p4p 4.3 drops ("Lost Subscription update") a first update that arrives before monitor()
-    # returns, and nothing would pop it again: the subscription stalls. Pop once now.
-    if hasattr(subscription, "_handle"):
-        updates.push(subscription._handle)
+    # A context closed under this wait (close() or os.fork() in another thread) silences the
+    # monitor; watch wakes the wait so that it fails at once, blaming no readback.
+    doing = f"waiting for readback {readback_pv} of {set_pv}"
+    check_open(context, doing)
+    updates = CallerQueue()
+    unwatch = watch(context, updates.wake)
+    subscription = None
     readback: float | np.ndarray | None = None
     try:
+        try:
+            subscription = context.monitor(readback_pv, on_update, notify_disconnect=True,
+                                           queue=updates)
+        except Exception:
+            check_open(context, doing)
+            raise
+        pop_lost_first_update(subscription, updates)
         while True:
+            check_open(context, doing)
             if latest:
                 try:
                     readback = _as_number(latest[0])
@@ -114,8 +94,11 @@ def wait_for_readback(
             if now >= limit:
                 break
             updates.run_next(limit - now)
+        check_open(context, doing)  # closed during the last wait: say so, not "too slow"
     finally:
-        subscription.close()
+        unwatch()
+        if subscription is not None:
+            subscription.close()
         updates.drop_pending()
         del subscription  # an error's traceback keeps this frame: keep no subscription in it
 

@@ -202,7 +202,7 @@ def _raises(exc):
     return validate
 
 
-def _wrong_signature(pv, value):  # not the documented keyword signature
+def _wrong_signature(pv, value):  # not the documented keyword signature: refused before the put
     return value
 
 
@@ -214,7 +214,6 @@ def _writes_a_readback(set_pv, set_value, context, timeout):
     (_raises(TimeoutError("readback server did not answer")), TimeoutError,
      "readback server did not answer", []),
     (_raises(RecursionError()), RecursionError, "RecursionError", []),
-    (_wrong_signature, TypeError, "unexpected keyword argument 'set_pv'", []),
     (_writes_a_readback, RuntimeError, "BI:D:RBV is read-only (not a setpoint)",
      [("BI:D:RBV", 3.0, "rejected")]),
 ])
@@ -313,3 +312,28 @@ def test_get_values_refuses_what_is_not_a_list_of_names_as_set_values_does(soft_
         interface.get_values(names)
     with pytest.raises(InvalidInputError):
         interface.set_values(names)
+
+
+# ---- validation functions that cannot take the call's arguments ------------------------------
+
+def _no_timeout(set_pv, set_value, context):  # takes no `timeout`
+    raise AssertionError("never called")
+
+
+@pytest.mark.parametrize("parallel", [True, False])
+@pytest.mark.parametrize("function, missing", [
+    (partial(wait_for_readback, readback_pv="BI:D:RBV", count_down=5.0, offset=0.0), "tolerance"),
+    (partial(wait_for_readback, readback_pv="BI:D:RBV", tolerance=0.1, offset=0.0), "count_down"),
+    (_no_timeout, "timeout"),
+    (_wrong_signature, "missing a required argument: 'pv'"),
+])
+def test_a_validation_function_that_cannot_take_the_call_is_refused_before_any_put(
+        soft_ioc, function, missing, parallel):
+    with Interface(conf=soft_ioc.client_conf(), timeout=TIMEOUT, parallel=parallel) as itf:
+        with pytest.raises(InvalidInputError) as caught:
+            itf.set_values({"BI:E:SET": 1.0, "BI:D:SET": 2.0},
+                           {"BI:E:SET": settle("BI:E:RBV"), "BI:D:SET": function})
+    assert list(caught.value.problems) == ["BI:D:SET"]
+    why = caught.value.problems["BI:D:SET"]
+    assert "validation function" in why and missing in why
+    assert audited(soft_ioc) == []  # nothing was sent, not even the PV with a good function

@@ -25,10 +25,10 @@ badger = pytest.importorskip("badger")
 import epics_pva  # noqa: E402
 from epics_pva import InvalidInputError, SetValuesError  # noqa: E402
 from epics_pva.badger import READ_ONLY_VARIABLE, Interface  # noqa: E402
+from epics_pva.badger.dryrun import config_from_environment, load_environment  # noqa: E402
 from epics_pva.badger.plugin import install_plugin  # noqa: E402
 from epics_pva.badger.runner import configure_badger, result_table, run_routine  # noqa: E402
 from softioc import StuckReadback  # noqa: E402
-from softioc.dryrun import config_from_environment, load_environment  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 DEMO_ENV = REPO / "examples" / "badger" / "environments" / "demo"

@@ -1,8 +1,11 @@
-"""softioc.dryrun: a Badger environment mirrored as a soft IOC config, served and checked over PVAccess."""
+"""epics_pva.badger.dryrun: a Badger environment mirrored as a soft IOC config, served and checked over PVAccess."""
 
 from __future__ import annotations
 
+import ast
 import math
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -13,8 +16,7 @@ from typing import ClassVar
 import pytest
 from p4p.client.thread import Context
 
-from softioc.config import config_from_dict
-from softioc.dryrun import (
+from epics_pva.badger.dryrun import (
     DryRunError,
     config_from_environment,
     load_environment,
@@ -22,6 +24,7 @@ from softioc.dryrun import (
     to_toml,
     validation_keywords,
 )
+from softioc.config import config_from_dict
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -149,9 +152,22 @@ def test_cli_prints_toml_and_writes_files(tmp_path, capsys):
     assert "has no 'Nope'" in capsys.readouterr().err
 
 
-def test_dryrun_does_not_import_epics_pva():
-    code = "import sys, softioc.dryrun; assert 'epics_pva' not in sys.modules, sorted(sys.modules)"
+def test_dryrun_imports_neither_the_simulator_nor_badger():
+    code = ("import sys, epics_pva.badger.dryrun; "
+            "bad = [m for m in sys.modules if m.split('.')[0] in ('softioc', 'badger')]; "
+            "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_the_environment_reader_imports_no_client_simulator_or_badger():
+    source = (REPO / "epics_pva" / "badger" / "environment.py").read_text()
+    imported = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            imported.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0:
+            imported.add(node.module.split(".")[0])
+    assert not imported & {"p4p", "softioc", "badger", "pydantic"}, imported
 
 
 def test_the_mirror_behaves_like_the_environment_expects(softioc_factory):
@@ -181,14 +197,21 @@ def test_the_mirror_behaves_like_the_environment_expects(softioc_factory):
         ctx.close()
 
 
-def test_one_command_generates_and_serves(tmp_path):
+def _children(pid: int) -> list[int]:
+    return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_one_command_generates_and_serves(tmp_path, stop):
+    """--serve runs the soft IOC as a child process; a signal to pva-dryrun reaches it and its
+    exit code comes back."""
     env_file = tmp_path / "served_env.py"
     env_file.write_text(
         "class Environment:\n    name = 'served'\n    variables = {'S:X:SET': [-1.0, 1.0]}\n"
         "    observables = ['S:OBJ']\n"
     )
     proc = subprocess.Popen(
-        [sys.executable, "-m", "softioc.dryrun", str(env_file), "--serve", "--", "--quiet", "--duration", "20"],
+        [sys.executable, "-m", "epics_pva.badger.dryrun", str(env_file), "--serve", "--", "--quiet", "--duration", "20"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:
@@ -206,9 +229,15 @@ def test_one_command_generates_and_serves(tmp_path):
             assert ctx.get("S:OBJ", timeout=5) == pytest.approx(0.25)
         finally:
             ctx.close()
-    finally:
-        proc.terminate()
+        (ioc_pid,) = _children(proc.pid)
+        proc.send_signal(stop)
         assert proc.wait(timeout=15) == 0
+        with pytest.raises(ProcessLookupError):  # the soft IOC stopped and was reaped
+            os.kill(ioc_pid, 0)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=15)
         proc.stdout.close()
         proc.stderr.close()
 

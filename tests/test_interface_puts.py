@@ -7,7 +7,7 @@ import pytest
 from p4p.client.thread import Context
 
 from epics_pva import Interface, InvalidInputError, PutTimeoutError, SetValuesError
-from epics_pva.puts import put_many
+from epics_pva._p4p_compat import put_many
 from softioc import Outage, PutReject, PutTimeout
 
 CONFIG = {

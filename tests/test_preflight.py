@@ -129,7 +129,7 @@ def test_cli_exit_codes_and_table(ioc, monkeypatch, capsys):
 
 def test_the_example_environment_is_checked(softioc_factory, monkeypatch, capsys):
     pytest.importorskip("badger")
-    from softioc.dryrun import config_from_environment, load_environment
+    from epics_pva.badger.dryrun import config_from_environment, load_environment
 
     ioc = softioc_factory(config_from_environment(load_environment(DEMO_ENV)))
     for name, value in ioc.client_conf().items():

@@ -15,12 +15,13 @@ import sys
 import tempfile
 from collections.abc import Sequence
 
+from .._cli import program_name
 from .plugin import install_plugin
 from .settings import ENVIRONMENT_VARIABLES, read_only_forced, settings_from_environment
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m epics_pva.badger", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog=program_name("epics_pva.badger"), description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
 
     install = commands.add_parser("install", help="install the interface plugin into a Badger plugin root")

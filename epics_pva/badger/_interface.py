@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import logging
 import threading
 from collections import deque
@@ -10,30 +9,33 @@ from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
 from badger import interface as badger_interface
-from pydantic import Field, PrivateAttr, model_validator
+from pydantic import Field, PrivateAttr, create_model, model_validator
 
 from ..errors import SetValuesError
 from ..interface import Interface as PvaInterface
 from ..interface import SetResult, ValidationFunction
+from ..settings import Settings, defaults, specs
 from .settings import ENVIRONMENT_VARIABLES, read_only_forced, settings_from_environment
 
 _log = logging.getLogger(__name__)
 
-# The defaults are epics_pva.Interface's own, so both classes behave the same when bare.
-_DEFAULTS = {
-    name: parameter.default
-    for name, parameter in inspect.signature(PvaInterface.__init__).parameters.items()
-    if parameter.default is not inspect.Parameter.empty
-}
-_FIELDS = tuple(ENVIRONMENT_VARIABLES)
 _create_lock = threading.Lock()
 
 
-def _describe(text: str, field: str) -> str:
-    return f"{text} (environment: {ENVIRONMENT_VARIABLES[field]})"
+def _badger_fields() -> dict[str, tuple[Any, Any]]:
+    """One pydantic field per setting with an environment variable, derived from Settings."""
+    default = defaults()
+    return {
+        name: (spec.kind, Field(default[name], description=f"{spec.doc} (environment: {spec.variable})",
+                                **spec.bounds))
+        for name, spec in specs().items() if spec.variable is not None
+    }
 
 
-class Interface(badger_interface.Interface):
+_FIELDS = tuple(_badger_fields())
+
+
+class _Interface(badger_interface.Interface):
     """EPICS PVAccess for Badger: a ``badger.interface.Interface`` delegating to ``epics_pva.Interface``.
 
     Every call behaves exactly as ``epics_pva.Interface`` with the same settings: reads are
@@ -50,27 +52,7 @@ class Interface(badger_interface.Interface):
 
     name: ClassVar[str] = "epics_pva"
 
-    read_only: bool = Field(
-        _DEFAULTS["read_only"],
-        description=_describe("send no put and run no validation; log what would be set", "read_only"),
-    )
-    parallel: bool = Field(
-        _DEFAULTS["parallel"], description=_describe("set the PVs of one step concurrently", "parallel")
-    )
-    timeout: float = Field(
-        _DEFAULTS["timeout"], gt=0, description=_describe("seconds per network operation", "timeout")
-    )
-    put_attempts: int = Field(
-        _DEFAULTS["put_attempts"], ge=1,
-        description=_describe("puts sent in all when a put times out", "put_attempts"),
-    )
-    retry_delay: float = Field(
-        _DEFAULTS["retry_delay"], ge=0, description=_describe("seconds between put attempts", "retry_delay")
-    )
-    nan_on_read_error: bool = Field(
-        _DEFAULTS["nan_on_read_error"],
-        description=_describe("return NaN for unreadable PVs instead of raising", "nan_on_read_error"),
-    )
+    # the setting fields (read_only, timeout, ...) are added from Settings by create_model below
 
     _conf: dict[str, str] | None = PrivateAttr(default=None)
     _pva: PvaInterface | None = PrivateAttr(default=None)
@@ -103,21 +85,33 @@ class Interface(badger_interface.Interface):
         """Whether puts are suppressed now: the field, or the environment forcing it."""
         return bool(self.read_only) or read_only_forced()
 
+    def _settings(self) -> Settings:
+        """The Settings these fields (and `conf`) give now; a forced read-only wins."""
+        values = {field: getattr(self, field) for field in _FIELDS}
+        values["read_only"] = self.effective_read_only
+        return Settings(**values, conf=self._conf)
+
     def _interface(self) -> PvaInterface:
-        """The epics_pva.Interface doing the work, created on first use with the current settings."""
+        """The epics_pva.Interface doing the work, (re)built whenever the settings change.
+
+        Fields may be assigned after construction, and the environment may force read-only
+        at any time: each call compares the Settings they give with the delegate's, and on
+        a difference builds a new delegate from the new Settings (checked like any other),
+        closing the old one.
+        """
+        wanted = self._settings()
         pva = self._pva
-        if pva is None:
-            with _create_lock:
-                if self._pva is None:
-                    self._pva = PvaInterface(
-                        **{field: getattr(self, field) for field in _FIELDS}, conf=self._conf
-                    )
-                pva = self._pva
-        # Fields may have been assigned since; the environment may force read-only since.
-        for field in _FIELDS:
-            setattr(pva, field, getattr(self, field))
-        pva.read_only = self.effective_read_only
-        return pva
+        if pva is not None and pva.settings == wanted:
+            return pva
+        with _create_lock:
+            old = self._pva
+            if old is not None and old.settings == wanted:
+                return old
+            self._pva = PvaInterface(wanted)
+        if old is not None:
+            _log.info("interface settings changed: %s", _changes(old.settings, wanted))
+            old.close()
+        return self._pva
 
     # ---- Badger's interface API -------------------------------------------------------------------
 
@@ -178,3 +172,15 @@ class Interface(badger_interface.Interface):
     def last_results(self) -> dict[str, SetResult] | None:
         """The outcome of the latest set call, failed or not; None before any."""
         return self._history[-1] if self._history else None
+
+
+def _changes(old: Settings, new: Settings) -> str:
+    before, after = old.as_dict(), new.as_dict()
+    return ", ".join(f"{k} {before[k]!r} -> {after[k]!r}" for k in after if after[k] != before[k])
+
+
+# Badger reads its parameters from the pydantic schema: one field per setting, from Settings
+Interface = create_model(
+    "Interface", __base__=_Interface, __module__=__name__, __doc__=_Interface.__doc__,
+    **_badger_fields(),
+)

@@ -14,57 +14,17 @@ ports) as usual. This module does not import Badger.
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Mapping
 from typing import Any
 
-READ_ONLY_VARIABLE = "EPICS_PVA_INTERFACE_READ_ONLY"
+from ..settings import parse_setting, specs
 
-#: field name -> environment variable
+#: setting name -> environment variable, for every setting an operator may set without code
 ENVIRONMENT_VARIABLES: dict[str, str] = {
-    "read_only": READ_ONLY_VARIABLE,
-    "parallel": "EPICS_PVA_INTERFACE_PARALLEL",
-    "timeout": "EPICS_PVA_INTERFACE_TIMEOUT",
-    "put_attempts": "EPICS_PVA_INTERFACE_PUT_ATTEMPTS",
-    "retry_delay": "EPICS_PVA_INTERFACE_RETRY_DELAY",
-    "nan_on_read_error": "EPICS_PVA_INTERFACE_NAN_ON_READ_ERROR",
+    name: spec.variable for name, spec in specs().items() if spec.variable is not None
 }
-
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off"}
-
-
-def _bool(variable: str, text: str) -> bool:
-    word = text.strip().lower()
-    if word in _TRUE:
-        return True
-    if word in _FALSE:
-        return False
-    raise ValueError(
-        f"{variable}={text!r} is not a yes/no value: use one of {sorted(_TRUE)} or {sorted(_FALSE)}"
-    )
-
-
-def _number(variable: str, text: str, kind: type, minimum: float, strict: bool) -> Any:
-    try:
-        value = kind(text.strip())
-    except ValueError:
-        raise ValueError(f"{variable}={text!r} is not a{'n integer' if kind is int else ' number'}") from None
-    if not math.isfinite(value) or value < minimum or (strict and value == minimum):
-        bound = f"> {minimum:g}" if strict else f">= {minimum:g}"
-        raise ValueError(f"{variable}={text!r} must be {bound}")
-    return value
-
-
-_PARSERS = {
-    "read_only": _bool,
-    "parallel": _bool,
-    "nan_on_read_error": _bool,
-    "timeout": lambda var, text: _number(var, text, float, 0.0, strict=True),
-    "put_attempts": lambda var, text: _number(var, text, int, 1, strict=False),
-    "retry_delay": lambda var, text: _number(var, text, float, 0.0, strict=False),
-}
+READ_ONLY_VARIABLE = ENVIRONMENT_VARIABLES["read_only"]
 
 
 def settings_from_environment(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
@@ -77,7 +37,7 @@ def settings_from_environment(environ: Mapping[str, str] | None = None) -> dict[
     for field, variable in ENVIRONMENT_VARIABLES.items():
         text = environ.get(variable, "")
         if text.strip():
-            settings[field] = _PARSERS[field](variable, text)
+            settings[field] = parse_setting(field, text)
     return settings
 
 
@@ -92,6 +52,6 @@ def read_only_forced(environ: Mapping[str, str] | None = None) -> bool:
     if not text.strip():
         return False
     try:
-        return _bool(READ_ONLY_VARIABLE, text)
+        return bool(parse_setting("read_only", text))
     except ValueError:
         return True

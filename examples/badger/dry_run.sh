@@ -16,7 +16,7 @@ cleanup() {
 trap cleanup EXIT
 
 echo "== 1. serve a soft IOC mirroring the environment's PVs"
-"$python" -m softioc.dryrun "$env_dir" --time-scale 5 --serve -- --export --quiet --duration 300 \
+"$python" -m epics_pva.badger.dryrun "$env_dir" --time-scale 5 --serve -- --export --quiet --duration 300 \
     > "$work/ioc.env" &
 ioc=$!
 for _ in $(seq 100); do grep -q '^# ready' "$work/ioc.env" && break; sleep 0.1; done

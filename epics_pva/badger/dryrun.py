@@ -5,107 +5,48 @@ and tolerances in the ``functools.partial`` validation configs of its ``_configs
 ``observables``) build a soft IOC config that serves the same PV names, so an operator can
 rehearse a routine with the real names before the real machine:
 
-    python -m softioc.dryrun path/to/environments/demo            # print the TOML
-    python -m softioc.dryrun path/to/environments/demo --serve    # and serve it
+    pva-dryrun path/to/environments/demo            # print the TOML
+    pva-dryrun path/to/environments/demo --serve    # and serve it
 
-This module reads the environment by duck typing and imports nothing from ``epics_pva``:
-the simulator and the client stay apart.
+The environment is read by ``epics_pva.badger.environment`` (duck typing, no Badger). The
+simulator is never imported: ``--serve`` runs the soft IOC as a child process
+(``python -m softioc FILE ...``), so the client and the simulator stay apart.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
-import importlib.util
 import json
 import logging
 import math
-import os
+import signal
+import subprocess
 import sys
 import tempfile
 from collections.abc import Mapping, Sequence
-from functools import partial
 from pathlib import Path
 from typing import Any
 
+from .._cli import program_name
+from ..errors import BadgerEnvironmentError
+from .environment import (
+    OFFSET_KEY,
+    READBACK_KEY,
+    TOLERANCE_KEY,
+    environment_configs,
+    environment_name,
+    load_environment,
+    served_observables,
+    validation_keywords,
+)
+
+__all__ = ["DryRunError", "config_from_environment", "load_environment", "main", "to_toml",
+           "validation_keywords"]
+
 logger = logging.getLogger(__name__)
 
-#: Keywords of a validation config (``partial(wait_for_readback, ...)``) that the mirror reads.
-READBACK_KEY, OFFSET_KEY, TOLERANCE_KEY = "readback_pv", "offset", "tolerance"
-
-
-class DryRunError(ValueError):
+class DryRunError(BadgerEnvironmentError):
     """The environment cannot be mirrored; the message says which part and why."""
-
-
-def load_environment(spec: str | os.PathLike) -> type:
-    """Import a Badger environment class from a plugin folder, a ``.py`` file or a module name.
-
-    ``spec`` may end in ``:ClassName`` (default ``Environment``). Importing a real plugin
-    needs what the plugin itself imports (usually ``badger``).
-    """
-    text = os.fspath(spec)
-    attr = "Environment"
-    head, sep, tail = text.rpartition(":")
-    if sep and tail.isidentifier() and head and not (len(head) == 1 and head.isalpha()):
-        text, attr = head, tail
-    path = Path(text)
-    if path.is_dir():
-        path = path / "__init__.py"
-        if not path.is_file():
-            raise DryRunError(f"{text}: not an environment plugin folder (no __init__.py)")
-    if path.suffix == ".py" or path.exists():
-        if not path.is_file():
-            raise DryRunError(f"{text}: no such file")
-        module = _import_file(path)
-    else:
-        try:
-            module = importlib.import_module(text)
-        except ImportError as exc:
-            raise DryRunError(f"{text}: cannot import environment module: {exc}") from exc
-    try:
-        return getattr(module, attr)
-    except AttributeError:
-        raise DryRunError(f"{spec}: module {module.__name__!r} has no {attr!r}") from None
-
-
-def _import_file(path: Path):
-    # A plugin folder is a package named after the folder, as Badger imports it.
-    is_package = path.name == "__init__.py"
-    name = path.parent.name if is_package else path.stem
-    module_name = f"_softioc_dryrun_env_{name}"
-    spec = importlib.util.spec_from_file_location(
-        module_name, path, submodule_search_locations=[str(path.parent)] if is_package else None
-    )
-    if spec is None or spec.loader is None:
-        raise DryRunError(f"{path}: cannot be imported")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module
-    try:
-        spec.loader.exec_module(module)
-    except ImportError as exc:
-        del sys.modules[module_name]
-        raise DryRunError(f"{path}: importing the environment failed: {exc}") from exc
-    return module
-
-
-def environment_configs(env: Any) -> dict[str, Any]:
-    """Return the environment's ``_configs`` mapping (setpoint -> validation config), or {}."""
-    configs = getattr(env, "_configs", None)
-    # A pydantic model turns an un-annotated `_configs` into a private attribute.
-    if configs is None or not isinstance(configs, Mapping):
-        private = getattr(env, "__private_attributes__", {}).get("_configs")
-        configs = getattr(private, "default", None)
-    return dict(configs) if isinstance(configs, Mapping) else {}
-
-
-def validation_keywords(config: Any) -> dict[str, Any]:
-    """The keywords bound in a validation config: ``partial.keywords`` (nested partials merged)."""
-    keywords: dict[str, Any] = {}
-    while isinstance(config, partial):
-        keywords = {**config.keywords, **keywords}
-        config = config.func
-    return keywords
 
 
 def config_from_environment(
@@ -137,12 +78,12 @@ def config_from_environment(
     """
     variables = getattr(env, "variables", None)
     if not isinstance(variables, Mapping) or not variables:
-        raise DryRunError(f"{_env_name(env)}: the environment has no 'variables' to mirror")
-    observables = list(getattr(env, "observables", None) or [])
+        raise DryRunError(f"{environment_name(env)}: the environment has no 'variables' to mirror")
+    observables = served_observables(env)
     configs = environment_configs(env)
     unknown = sorted(set(configs) - set(variables))
     if unknown:
-        logger.warning("%s: validation configs for non-variables ignored: %s", _env_name(env), unknown)
+        logger.warning("%s: validation configs for non-variables ignored: %s", environment_name(env), unknown)
     if not 0.0 <= initial_fraction <= 1.0:
         raise DryRunError(f"initial_fraction must be within [0, 1], got {initial_fraction!r}")
 
@@ -158,7 +99,7 @@ def config_from_environment(
         entry: dict[str, Any] = {"name": name}
         if readback is not None:
             if not isinstance(readback, str) or not readback:
-                raise DryRunError(f"{_env_name(env)}: '{name}': {READBACK_KEY} must be a PV name, got {readback!r}")
+                raise DryRunError(f"{environment_name(env)}: '{name}': {READBACK_KEY} must be a PV name, got {readback!r}")
             entry["readback"] = readback
         span = high - low
         entry["initial"] = _round(low + initial_fraction * span)
@@ -183,8 +124,7 @@ def config_from_environment(
     default_expression = " + ".join(terms)
     computed: list[dict[str, Any]] = []
     for name in observables:
-        if not isinstance(name, str) or "`" in name or name in served:
-            # Formulas are Badger's own business; served PVs need no mirror.
+        if name in served:  # a setpoint or readback already: no mirror needed
             continue
         expression = _objective_for(objective, name) or default_expression
         entry = {"name": name, "expression": expression, "inputs": dict(inputs)}
@@ -194,7 +134,7 @@ def config_from_environment(
     if isinstance(objective, Mapping):
         stray = sorted(set(objective) - {o["name"] for o in computed})
         if stray:
-            raise DryRunError(f"objective given for {stray}, not computed observables of {_env_name(env)}")
+            raise DryRunError(f"objective given for {stray}, not computed observables of {environment_name(env)}")
 
     config: dict[str, Any] = {
         "ioc": {"seed": int(seed), "update_rate": float(update_rate), "time_scale": float(time_scale)},
@@ -203,11 +143,6 @@ def config_from_environment(
     if computed:
         config["observable"] = computed
     return config
-
-
-def _env_name(env: Any) -> str:
-    name = getattr(env, "name", None)
-    return name if isinstance(name, str) else getattr(env, "__name__", type(env).__name__)
 
 
 def _bounds(env: Any, name: str, bounds: Any) -> tuple[float, float]:
@@ -219,14 +154,14 @@ def _bounds(env: Any, name: str, bounds: Any) -> tuple[float, float]:
         or not bounds[0] < bounds[1]
     ):
         raise DryRunError(
-            f"{_env_name(env)}: variable '{name}' needs bounds [low, high] with low < high, got {bounds!r}"
+            f"{environment_name(env)}: variable '{name}' needs bounds [low, high] with low < high, got {bounds!r}"
         )
     return float(bounds[0]), float(bounds[1])
 
 
 def _number(env: Any, name: str, key: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise DryRunError(f"{_env_name(env)}: '{name}': validation keyword '{key}' must be a finite number, got {value!r}")
+        raise DryRunError(f"{environment_name(env)}: '{name}': validation keyword '{key}' must be a finite number, got {value!r}")
     return float(value)
 
 
@@ -305,7 +240,7 @@ def _parse_objective(values: Sequence[str]) -> str | dict[str, str] | None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m softioc.dryrun",
+        prog=program_name("epics_pva.badger.dryrun"),
         description="Generate a soft IOC config mirroring a Badger environment's PVs, "
         "and optionally serve it (commissioning dry run).",
     )
@@ -357,14 +292,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             observable_noise=args.observable_noise, initial_fraction=args.initial_fraction,
             seed=args.seed, update_rate=args.update_rate, time_scale=args.time_scale,
         )
-        from .config import config_from_dict
-
-        config_from_dict(config, source=f"<mirror of {_env_name(env)}>")  # fail here, not in the IOC
-    except (DryRunError, ValueError) as exc:
+    except (BadgerEnvironmentError, ValueError) as exc:
         print(f"dryrun: {exc}", file=sys.stderr)
         return 2
-    text = to_toml(config, header=f"Soft IOC mirroring Badger environment '{_env_name(env)}' "
-                               "(generated by softioc.dryrun)")
+    text = to_toml(config, header=f"Soft IOC mirroring Badger environment '{environment_name(env)}' "
+                               "(generated by pva-dryrun)")
     if not args.serve:
         if args.output:
             Path(args.output).write_text(text)
@@ -375,15 +307,37 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _serve(text: str, output: str | None, ioc_args: list[str]) -> int:
-    from .cli import main as softioc_main
-
+    """Serve the config with the soft IOC in a child process; its exit code."""
     if output:
         Path(output).write_text(text)
-        return softioc_main([output, *ioc_args])
-    with tempfile.TemporaryDirectory(prefix="softioc-dryrun-") as tmp:
+        return _run_softioc([output, *ioc_args])
+    with tempfile.TemporaryDirectory(prefix="pva-dryrun-") as tmp:
         path = Path(tmp) / "dryrun.toml"
         path.write_text(text)
-        return softioc_main([str(path), *ioc_args])
+        return _run_softioc([str(path), *ioc_args])
+
+
+def _run_softioc(args: list[str]) -> int:
+    """Run ``python -m softioc ARGS`` and wait; SIGINT and SIGTERM are passed on to it.
+
+    A child process, not an import: the client package never imports the simulator.
+    """
+    child = subprocess.Popen([sys.executable, "-m", "softioc", *args])
+
+    def forward(signum: int, _frame: Any) -> None:
+        if child.poll() is None:
+            child.send_signal(signum)
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        while True:
+            try:
+                return child.wait()
+            except KeyboardInterrupt:  # a handler replaced by the caller: pass it on, keep waiting
+                forward(signal.SIGINT, None)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 if __name__ == "__main__":

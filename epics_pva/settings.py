@@ -1,0 +1,163 @@
+"""The Interface's settings: one frozen object, each field declared once with all it needs.
+
+A field carries its default, its check, its environment variable (if operators may set it
+without code) and a one-line doc, in its metadata. Interface, its pickling and repr, the
+``EPICS_PVA_INTERFACE_*`` parsing and the Badger model all loop over these fields: adding a
+setting is one field here, plus its use.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import numbers
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["SettingSpec", "Settings", "defaults", "parse_setting", "specs"]
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+@dataclass(frozen=True)
+class SettingSpec:
+    """How one setting is checked and documented; `variable` is its environment variable or None."""
+
+    doc: str
+    check: Callable[[Any], Any]  # the normalised value, or ValueError saying what it must be
+    variable: str | None = None
+    kind: type = object  # bool, int, float: how its environment text is read
+    bounds: Mapping[str, float] = field(default_factory=dict)  # {"gt": 0} / {"ge": 1}: for schemas
+
+
+def _flag(value: Any) -> bool:
+    if isinstance(value, bool) or (isinstance(value, numbers.Integral) and value in (0, 1)):
+        return bool(value)
+    if type(value).__name__ == "bool_":  # numpy's bool
+        return bool(value)
+    raise ValueError("must be true or false")
+
+
+def _fail_safe(value: Any) -> bool:
+    # read-only errs towards not writing: anything truthy (even the text "false") means read-only
+    return bool(value)
+
+
+def _bounded(kind: type, gt: float | None = None, ge: float | None = None) -> Callable[[Any], Any]:
+    """A check for an int or a finite float within a bound; the message states the bound."""
+    bound = f"> {gt:g}" if gt is not None else f">= {ge:g}"
+
+    def check(value: Any) -> Any:
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise ValueError(f"must be {'an int' if kind is int else 'a number'} {bound}")
+        if kind is int and not isinstance(value, numbers.Integral):
+            raise ValueError(f"must be an int {bound}")
+        if not math.isfinite(value) or (gt is not None and not value > gt) or (
+                ge is not None and not value >= ge):
+            raise ValueError(f"must be {bound} and finite")
+        return kind(value)
+
+    return check
+
+
+def _conf(value: Any) -> dict[str, str] | None:
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise ValueError("must be a dict of EPICS_PVA_* settings")
+    bad = [k for k, v in value.items() if not isinstance(k, str) or not isinstance(v, str)]
+    if bad:
+        raise ValueError(f"must map names to strings (bad entries: {bad!r})")
+    return dict(value)
+
+
+def _setting(default: Any, doc: str, check: Callable[[Any], Any], variable: str | None = None,
+             kind: type = object, **bounds: float) -> Any:
+    spec = SettingSpec(doc, check, variable, kind, bounds)
+    # a dict-valued setting (conf) takes no part in the hash: a dict cannot be hashed
+    return field(default=default, metadata={"spec": spec}, hash=check is not _conf)
+
+
+def _env(name: str) -> str:
+    return f"EPICS_PVA_INTERFACE_{name.upper()}"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting of an Interface, checked once when built (ValueError naming the setting)."""
+
+    read_only: bool = _setting(
+        False, "send no put and run no validation; log what would be set", _fail_safe,
+        _env("read_only"), bool)
+    parallel: bool = _setting(
+        True, "set the PVs of one step concurrently", _flag, _env("parallel"), bool)
+    timeout: float = _setting(
+        5.0, "seconds per network operation", _bounded(float, gt=0), _env("timeout"), float, gt=0)
+    put_attempts: int = _setting(
+        2, "puts sent in all when a put times out", _bounded(int, ge=1), _env("put_attempts"),
+        int, ge=1)
+    retry_delay: float = _setting(
+        1.0, "seconds between put attempts", _bounded(float, ge=0), _env("retry_delay"), float,
+        ge=0)
+    nan_on_read_error: bool = _setting(
+        False, "return NaN for unreadable PVs instead of raising", _flag,
+        _env("nan_on_read_error"), bool)
+    max_workers: int = _setting(
+        64, "threads of parallel mode at most (each PV of a call gets its own up to this)",
+        _bounded(int, ge=1), ge=1)
+    metadata_max_age: float = _setting(
+        0.0, "seconds a PV's type and limits read before a set may be trusted (0: read each time)",
+        _bounded(float, ge=0), ge=0)
+    conf: dict[str, str] | None = _setting(
+        None, "p4p client configuration (EPICS_PVA_* keys) used instead of the environment", _conf)
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            try:
+                checked = f.metadata["spec"].check(value)
+            except ValueError as exc:
+                raise ValueError(f"{f.name} {exc}, not {value!r}") from None
+            object.__setattr__(self, f.name, checked)
+
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with some settings changed, checked like any other."""
+        return dataclasses.replace(self, **changes)
+
+    def as_dict(self) -> dict[str, Any]:
+        """{name: value} of every setting, as Interface(**...) takes them."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+
+def specs() -> dict[str, SettingSpec]:
+    """{setting name: its SettingSpec}, in declaration order."""
+    return {f.name: f.metadata["spec"] for f in dataclasses.fields(Settings)}
+
+
+def defaults() -> dict[str, Any]:
+    """{setting name: its default}."""
+    return {f.name: f.default for f in dataclasses.fields(Settings)}
+
+
+def parse_setting(name: str, text: str) -> Any:
+    """The value of setting `name` given as environment text; ValueError naming the variable."""
+    spec = specs()[name]
+    variable, word = spec.variable or name, text.strip()
+    if spec.kind is bool:
+        if word.lower() in _TRUE:
+            return True
+        if word.lower() in _FALSE:
+            return False
+        raise ValueError(f"{variable}={text!r} is not a yes/no value: use one of {sorted(_TRUE)} "
+                         f"or {sorted(_FALSE)}")
+    try:
+        value = spec.kind(word)
+    except ValueError:
+        what = "an integer" if spec.kind is int else "a number"
+        raise ValueError(f"{variable}={text!r} is not {what}") from None
+    try:
+        return spec.check(value)
+    except ValueError as exc:
+        raise ValueError(f"{variable}={text!r} {exc}") from None
