@@ -23,13 +23,29 @@ CONFIG = {"ioc": {"seed": 1, "update_rate": 20.0},
           "setpoint": [{"name": "T:SET", "readback": "T:RBV", "lag": "none", "limits": [-5.0, 5.0]}]}
 
 
-def alive(pid: int) -> bool:
-    """True while `pid` runs (a zombie waiting to be reaped counts as gone)."""
+def state(pid: int) -> str | None:
+    """The process state letter of `pid` (R, S, T stopped, Z zombie...), None once reaped."""
     try:
         with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+            return fh.read().rsplit(")", 1)[1].split()[0]
     except FileNotFoundError:
-        return False
+        return None
+
+
+def all_threads_stopped(pid: int) -> bool:
+    """True once every thread of `pid` is in the stopped state (T)."""
+    states = []
+    for stat in Path(f"/proc/{pid}/task").glob("*/stat"):
+        try:
+            states.append(stat.read_text().rsplit(")", 1)[1].split()[0])
+        except (OSError, IndexError):
+            continue
+    return bool(states) and all(s == "T" for s in states)
+
+
+def alive(pid: int) -> bool:
+    """True while `pid` runs (a zombie waiting to be reaped counts as gone)."""
+    return state(pid) not in (None, "Z")
 
 
 def wait_gone(pid: int, timeout: float) -> bool:
@@ -142,6 +158,10 @@ def test_a_child_that_does_not_answer_is_terminated_then_killed(caplog: pytest.L
     ioc = IOCProcess(CONFIG, stop_grace=0.5).start()
     pid = ioc.pid
     os.kill(pid, signal.SIGSTOP)  # wedged: it can neither answer nor act on SIGTERM
+    deadline = time.monotonic() + 5.0
+    while not all_threads_stopped(pid):  # the stop lands on each thread in turn: one may still answer
+        assert time.monotonic() < deadline, state(pid)
+        time.sleep(0.01)
     try:
         with caplog.at_level(logging.WARNING, logger="devtools.ioc_process"):
             ioc.stop()
