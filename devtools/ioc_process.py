@@ -234,6 +234,7 @@ class IOCProcess:
         """Start the child and return once its banner said `# ready`; IOCProcessError if not."""
         if self._proc is not None:
             raise IOCProcessError("the soft IOC process is already running")
+        self.banner, self._lines, self._stderr = [], queue.Queue(), deque(maxlen=50)
         with tempfile.TemporaryDirectory(prefix="ioc-") as folder:
             if isinstance(self.config, Mapping):
                 path = Path(folder, "config.json")
@@ -243,8 +244,10 @@ class IOCProcess:
             argv = [sys.executable, "-m", "devtools.ioc_process", str(path), "--host", self.host,
                     "--port", str(self.port), "--broadcast-port", str(self.broadcast_port),
                     "--log-level", self.log_level]
+            # a session of its own: a Ctrl-C reaches the parent only, which then stops the child
             self._proc = proc = subprocess.Popen(argv, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                                 stderr=subprocess.PIPE, text=True, bufsize=1)
+                                                 stderr=subprocess.PIPE, text=True, bufsize=1,
+                                                 start_new_session=True)
             weakref.finalize(self, _end, proc, 2.0)  # at exit or collection: no orphan
             self._pumps = [
                 threading.Thread(target=pump, args=(proc,), daemon=True, name=f"ioc-{proc.pid}-{name}")
@@ -312,7 +315,11 @@ class IOCProcess:
             except OSError as exc:
                 raise IOCProcessError(f"soft IOC process: cannot send {command!r}: {exc}") from None
             deadline = time.monotonic() + (self.reply_timeout if timeout is None else timeout)
-            line = self._next_line(deadline, f"reply to {command!r}")
+            try:
+                line = self._next_line(deadline, f"reply to {command!r}")
+            except IOCProcessError:
+                self._ready = False  # a late reply would answer the next command: no more commands
+                raise
         try:
             reply = json.loads(line)
         except json.JSONDecodeError:
