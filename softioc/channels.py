@@ -86,6 +86,13 @@ class Channel:
         self.last = value
         self.pv.post(self.kind.post_form(value), timestamp=stamp)
 
+    def holds(self, value: Any) -> bool:
+        """True when `value` is what the PV last posted (nothing to post)."""
+        last = self.last
+        if isinstance(value, np.ndarray) or isinstance(last, np.ndarray):
+            return isinstance(value, np.ndarray) and isinstance(last, np.ndarray) and np.array_equal(value, last)
+        return bool(value == last)
+
     def close(self) -> None:
         """Take the PV off the network; clients reconnect when it reopens."""
         if self.open:

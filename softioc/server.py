@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from p4p.server import Server, StaticProvider
 from p4p.util import ThreadedWorkQueue
 
@@ -389,16 +388,10 @@ class SoftIOC:
             rate = effects.get(channel.device, NO_EFFECT).rate if channel.device else None
             if rate is not None and (rate <= 0 or now - channel.last_post < 1.0 / rate):
                 continue
-            if _same(value, channel.last):
+            if channel.holds(value):
                 continue
             channel.last_post = now
             channel.post(value, stamp)
             self.stats.posts += 1
         if self._control is not None:
             self._control.update()
-
-
-def _same(a: Any, b: Any) -> bool:
-    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
-        return isinstance(a, np.ndarray) and isinstance(b, np.ndarray) and np.array_equal(a, b)
-    return a == b
