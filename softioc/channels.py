@@ -49,11 +49,9 @@ def initial_value(cfg: SetpointConfig | ObservableConfig, kind: PVType, value: A
     now = time.time()
     data: dict[str, Any] = {
         "timeStamp.secondsPastEpoch": int(now), "timeStamp.nanoseconds": int(now % 1 * 1e9),
-        **kind.value_fields(value),
+        **kind.initial_fields(value, getattr(cfg, "choices", ())),
     }
-    if kind.enum:
-        data["value.choices"] = list(getattr(cfg, "choices", ()))
-    if not kind.numeric:
+    if not kind.numeric:  # only numbers carry display metadata (units, format, limits)
         return data
     data["display.units"] = cfg.units
     if cfg.precision is not None:

@@ -39,8 +39,12 @@ class PVType:
         return {"value.index": int(value)} if self.enum else value
 
     def value_fields(self, value: Any) -> dict[str, Any]:
-        """The value field(s) of a full Value holding `value` (for a first or reopened PV)."""
+        """The value field(s) of a full Value holding `value` (for a reopened PV)."""
         return {"value.index": int(value)} if self.enum else {"value": value}
+
+    def initial_fields(self, value: Any, choices: tuple[str, ...]) -> dict[str, Any]:
+        """The value field(s) of a PV's first Value: an enum also publishes its choices."""
+        return {**self.value_fields(value), "value.choices": list(choices)} if self.enum else {"value": value}
 
 
 def _in_limits(cfg: Any, number: float) -> None:
