@@ -12,6 +12,8 @@ from typing import Any
 import pytest
 from p4p.client.thread import Context, Disconnected
 
+import _hypothesis  # noqa: F401 - registers and loads the Hypothesis profiles
+
 
 class Recorder:
     """Collects a PV's monitor updates (and disconnects) and lets a test wait on them."""
