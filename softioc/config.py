@@ -116,6 +116,12 @@ def load_config(source: str | Path | Mapping[str, Any] | IOCConfig) -> IOCConfig
         raise ConfigError(f"{path}: no such config file") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text: {exc}") from None
+    except RecursionError:  # tomllib recurses once per nesting level of arrays and tables
+        raise ConfigError(f"{path}: arrays or tables nested too deeply") from None
+    except OSError as exc:  # a directory, no permission, ...
+        raise ConfigError(f"{path}: cannot read the config file: {exc.strerror or exc}") from None
     return config_from_dict(data, source=str(path))
 
 

@@ -297,3 +297,20 @@ def test_bad_fault_tables(tmp_path, table, pattern):
     with pytest.raises(ConfigError) as info:
         load_config(config_file)
     assert re.search("^" + re.escape(f"{config_file}: [[fault]] #2") + ": .*" + pattern, str(info.value)), str(info.value)
+
+
+@pytest.mark.parametrize(("content", "why"), [
+    (b"a = " + b"[" * 3000 + b"]" * 3000, "nested too deeply"),
+    (b"a = " + b"{b = " * 3000 + b"1" + b"}" * 3000, "nested too deeply"),
+    (b"a = '\xff'\n", "not UTF-8"),
+])
+def test_a_file_tomllib_cannot_read_is_a_config_error(tmp_path, content, why):
+    path = tmp_path / "ioc.toml"
+    path.write_bytes(content)
+    with pytest.raises(ConfigError, match=why):
+        load_config(path)
+
+
+def test_a_directory_as_config_file_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read the config file"):
+        load_config(tmp_path)
