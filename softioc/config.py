@@ -150,6 +150,8 @@ class _Reader:
 
     def number(self, key: str, default: float, positive: bool = False, minimum: float | None = None) -> float:
         value = self.get(key, (int, float), default)
+        if isinstance(value, int) and not _fits_float(value):
+            raise self.fail(key, f"is beyond float range, got an integer of {len(str(abs(value)))} digits")
         if not math.isfinite(value):
             raise self.fail(key, f"must be finite, got {value!r}")
         if positive and value <= 0:
@@ -163,6 +165,15 @@ class _Reader:
         if unknown:
             known = sorted(self.used | set(extra))
             raise ConfigError(f"{self.where}: unknown key '{unknown[0]}' (known keys: {', '.join(known)})")
+
+
+def _fits_float(value: int) -> bool:
+    """Whether an int (TOML integers are unbounded) converts to a float without OverflowError."""
+    try:
+        float(value)
+    except OverflowError:
+        return False
+    return True
 
 
 def config_from_dict(data: Mapping[str, Any], source: str = "<dict>") -> IOCConfig:
@@ -245,6 +256,7 @@ def _setpoint(r: _Reader) -> SetpointConfig:
         if (
             len(limits) != 2
             or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in limits)
+            or not all(_fits_float(x) for x in limits if isinstance(x, int))
             or not limits[0] < limits[1]
         ):
             raise r.fail("limits", f"must be [low, high] numbers with low < high, got {limits!r}")
@@ -281,6 +293,10 @@ def _initial(r: _Reader, pv_type: str, choices: tuple[str, ...], length: int | N
     }
     defaults = {"double": 0.0, "int": 0, "enum": 0, "string": "", "double_array": [0.0] * (length or 1)}
     value = r.get("initial", kinds[pv_type], defaults[pv_type])
+    if isinstance(value, int) and not _fits_float(value) or (
+        isinstance(value, list) and any(isinstance(x, int) and not _fits_float(x) for x in value)
+    ):
+        raise r.fail("initial", "is beyond float range")
     if pv_type == "double":
         value = float(value)
         if not math.isfinite(value):

@@ -314,3 +314,16 @@ def test_a_file_tomllib_cannot_read_is_a_config_error(tmp_path, content, why):
 def test_a_directory_as_config_file_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match="cannot read the config file"):
         load_config(tmp_path)
+
+
+@pytest.mark.parametrize(("table", "key"), [
+    ({"ioc": {"update_rate": 10**400}}, "update_rate"),
+    ({"setpoint": [{"name": "A", "tau": 10**400}]}, "tau"),
+    ({"setpoint": [{"name": "A", "initial": 10**400}]}, "initial"),
+    ({"setpoint": [{"name": "A", "type": "int", "initial": -(10**400)}]}, "initial"),
+    ({"setpoint": [{"name": "A", "type": "double_array", "initial": [10**400]}]}, "initial"),
+    ({"setpoint": [{"name": "A", "limits": [0, 10**400]}]}, "limits"),
+])
+def test_an_integer_beyond_float_range_is_a_config_error_naming_the_key(table, key):
+    with pytest.raises(ConfigError, match=f"key '{key}'"):
+        load_config(table)
