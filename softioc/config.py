@@ -322,7 +322,7 @@ def _observable(r: _Reader) -> ObservableConfig:
     expression = r.get("expression", (str,), required=True)
     inputs = dict(r.get("inputs", (Mapping,), {}))
     for var, pv in inputs.items():
-        if not var.isidentifier() or not isinstance(pv, str):
+        if not isinstance(var, str) or not var.isidentifier() or not isinstance(pv, str):
             raise r.fail(f"inputs.{var}", f"must map an identifier to a PV name, got {var!r} = {pv!r}")
     noise = r.number("noise", 0.0, minimum=0.0)
     units = r.get("units", (str,), "")

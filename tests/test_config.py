@@ -327,3 +327,9 @@ def test_a_directory_as_config_file_is_a_config_error(tmp_path):
 def test_an_integer_beyond_float_range_is_a_config_error_naming_the_key(table, key):
     with pytest.raises(ConfigError, match=f"key '{key}'"):
         load_config(table)
+
+
+def test_an_observable_input_key_that_is_not_a_string_is_a_config_error():
+    table = {"setpoint": [{"name": "A"}], "observable": [{"name": "O", "expression": "1", "inputs": {1: "A"}}]}
+    with pytest.raises(ConfigError, match="key 'inputs.1' must map an identifier"):
+        load_config(table)
