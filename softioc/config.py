@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import sys
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -226,10 +227,28 @@ def _settings(r: _Reader) -> IOCSettings:
     return IOCSettings(seed, update_rate, time_scale, prefix)
 
 
+# the longest PV name served (characters); 1000 measured to be found by a p4p client's search
+MAX_NAME = 1000
+
+
+def _uncarried(text: str) -> str | None:
+    """Why PVAccess cannot carry `text` unchanged (a control character such as NUL, which ends the
+    string on the wire, or a lone surrogate, which has no UTF-8), or None if it can."""
+    for c in text:
+        if unicodedata.category(c) in ("Cc", "Cs"):
+            return f"contains the character {c!r}, which PVAccess cannot carry"
+    return None
+
+
 def _name(r: _Reader, key: str, required: bool = True) -> str | None:
     value = r.get(key, (str,), None, required=required)
     if value is not None and (not value.strip() or any(c.isspace() for c in value)):
         raise r.fail(key, f"must be a PV name without spaces, got {value!r}")
+    if value is not None and len(value) > MAX_NAME:
+        raise r.fail(key, f"is a PV name of {len(value)} characters; the limit is {MAX_NAME}")
+    why = None if value is None else _uncarried(value)
+    if why:
+        raise r.fail(key, f"{why}, got {value!r}")
     return value
 
 

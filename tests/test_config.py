@@ -333,3 +333,22 @@ def test_an_observable_input_key_that_is_not_a_string_is_a_config_error():
     table = {"setpoint": [{"name": "A"}], "observable": [{"name": "O", "expression": "1", "inputs": {1: "A"}}]}
     with pytest.raises(ConfigError, match="key 'inputs.1' must map an identifier"):
         load_config(table)
+
+
+@pytest.mark.parametrize(("name", "why"), [
+    ("A\x00B", r"'\\x00', which PVAccess cannot carry"),
+    ("A\ud800", r"'\\ud800', which PVAccess cannot carry"),
+    ("A\x07", "cannot carry"),
+    ("A" * 1001, "1001 characters; the limit is 1000"),
+])
+def test_a_pv_name_pvaccess_cannot_carry_is_a_config_error(name, why):
+    with pytest.raises(ConfigError, match=why):
+        load_config({"setpoint": [{"name": name}]})
+    with pytest.raises(ConfigError, match=why):
+        load_config({"setpoint": [{"name": "OK", "readback": name}]})
+
+
+def test_a_pv_name_of_the_longest_length_is_served(softioc_factory, client_for):
+    name = "L" * 1000
+    ctx = client_for(softioc_factory({"setpoint": [{"name": name, "initial": 2.5}]}))
+    assert ctx.get(name, timeout=5.0) == 2.5
