@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
@@ -139,6 +140,10 @@ def check_name(name: Any) -> str | None:
         return "empty PV name"
     if any(c.isspace() for c in name):
         return "a PV name cannot contain whitespace"
+    for c in name:
+        # a lone surrogate has no UTF-8 (p4p raises UnicodeEncodeError); NUL ends a name on the wire
+        if unicodedata.category(c) in ("Cc", "Cs"):
+            return f"a PV name cannot contain the character {c!r} (PVAccess cannot carry it)"
     return None
 
 

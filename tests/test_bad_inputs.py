@@ -313,3 +313,17 @@ def test_get_values_refuses_what_is_not_a_list_of_names_as_set_values_does(soft_
         interface.get_values(names)
     with pytest.raises(InvalidInputError):
         interface.set_values(names)
+
+
+@pytest.mark.parametrize("name, why", [
+    ("BI:D:\ud800", r"'\ud800'"),  # no UTF-8: p4p raised a raw UnicodeEncodeError
+    ("BI:D:SET\x00", r"'\x00'"),  # NUL would end the name on the wire
+])
+def test_names_pvaccess_cannot_carry_are_refused_for_reads_and_sets_alike(soft_ioc, interface, name, why):
+    with pytest.raises(InvalidInputError) as read:
+        interface.get_values(["BI:D:SET", name])
+    with pytest.raises(InvalidInputError) as put:
+        interface.set_values({"BI:D:SET": 1.0, name: 1.0})
+    for error in (read.value, put.value):
+        assert list(error.problems) == [name] and why in error.problems[name]
+    assert audited(soft_ioc) == []
