@@ -165,6 +165,9 @@ def normalize(value: Any) -> Any:
     raise ValueError(f"{show(value)} ({type(value).__name__}) is not a number, string or array")
 
 
+_FLOAT_MAX_INT = int(np.finfo(float).max)
+
+
 def _number(value: Any, info: PvInfo) -> float | int:
     """A finite real number from `value`, or ValueError naming what is wrong."""
     if isinstance(value, str):
@@ -173,6 +176,11 @@ def _number(value: Any, info: PvInfo) -> float | int:
         raise ValueError(f"{show(value)} is an array, but the PV holds a single number")
     if isinstance(value, bool) and info.kind == "float":
         raise ValueError(f"{value!r} is a bool, but the PV holds a floating-point number")
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        # Python ints are unbounded: math.isfinite/float() would raise OverflowError
+        if info.kind == "float" and abs(value) > _FLOAT_MAX_INT:
+            raise ValueError(f"an integer of {len(str(abs(int(value))))} digits is beyond float range")
+        return value
     if not math.isfinite(value):
         raise ValueError(f"{value!r} is not a finite number")
     return value

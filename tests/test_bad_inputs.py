@@ -327,3 +327,10 @@ def test_names_pvaccess_cannot_carry_are_refused_for_reads_and_sets_alike(soft_i
     for error in (read.value, put.value):
         assert list(error.problems) == [name] and why in error.problems[name]
     assert audited(soft_ioc) == []
+
+
+@pytest.mark.parametrize("value", [10**400, -(10**309)])
+def test_an_integer_beyond_float_range_is_refused_for_a_double_pv(soft_ioc, interface, value):
+    with pytest.raises(InvalidInputError, match="beyond float range"):
+        interface.set_values({"BI:D:SET": value})  # was a raw OverflowError
+    assert audited(soft_ioc) == []
