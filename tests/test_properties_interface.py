@@ -51,11 +51,20 @@ odd_values = st.one_of(
 )
 
 
+class _Deep(list):
+    """A list nested `depth` levels deep, with a short repr (a failing example must print)."""
+
+    def __repr__(self) -> str:
+        return f"<list nested {self.depth} deep>"
+
+
 def _nested(depth: int) -> list:
     value: list = [1.0]
     for _ in range(depth):
         value = [value]
-    return value
+    deep = _Deep(value)
+    deep.depth = depth
+    return deep
 
 
 entries = st.one_of(valid, st.tuples(st.sampled_from(SERVED), odd_values), st.tuples(bad_names, odd_values | st.floats()))
