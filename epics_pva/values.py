@@ -29,7 +29,10 @@ def show(value: Any) -> str:
     if isinstance(value, np.ndarray):
         text = np.array2string(value, threshold=6, precision=6)
     else:
-        text = repr(value)
+        try:
+            text = repr(value)
+        except (RecursionError, ValueError):  # lists nested thousands deep; ints over 4300 digits
+            text = f"<{type(value).__name__} too deep or too large to show>"
     return text if len(text) <= 60 else text[:57] + "..."
 
 

@@ -334,3 +334,14 @@ def test_an_integer_beyond_float_range_is_refused_for_a_double_pv(soft_ioc, inte
     with pytest.raises(InvalidInputError, match="beyond float range"):
         interface.set_values({"BI:D:SET": value})  # was a raw OverflowError
     assert audited(soft_ioc) == []
+
+
+def test_a_name_nested_thousands_deep_is_refused_not_a_recursion_error(soft_ioc, interface):
+    deep: list = ["BI:D:SET"]
+    for _ in range(5000):
+        deep = [deep]
+    with pytest.raises(InvalidInputError, match="a PV name must be a string, not list"):
+        interface.get_values([deep])
+    with pytest.raises(InvalidInputError, match="BI:D:SET"):
+        interface.set_values({"BI:D:SET": deep})
+    assert audited(soft_ioc) == []
