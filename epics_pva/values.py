@@ -222,6 +222,10 @@ def coerce(value: Any, info: PvInfo) -> Any:
         raise ValueError(f"{show(value)} is not a bool (True/False or 0/1)")
     if kind == "string":
         if isinstance(value, str):
+            # NUL ends the string on the wire (silent truncation); a lone surrogate has no UTF-8
+            bad = next((c for c in value if c == "\x00" or unicodedata.category(c) == "Cs"), None)
+            if bad is not None:
+                raise ValueError(f"{show(value)} contains the character {bad!r}, which PVAccess cannot carry")
             return value
         raise ValueError(f"{show(value)} ({type(value).__name__}) is not a string, but the PV holds one")
     if kind == "enum":

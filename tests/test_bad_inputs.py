@@ -345,3 +345,11 @@ def test_a_name_nested_thousands_deep_is_refused_not_a_recursion_error(soft_ioc,
     with pytest.raises(InvalidInputError, match="BI:D:SET"):
         interface.set_values({"BI:D:SET": deep})
     assert audited(soft_ioc) == []
+
+
+@pytest.mark.parametrize("text", ["a\x00b", "\ud800"])
+def test_a_string_pvaccess_cannot_carry_is_refused_before_any_put(soft_ioc, interface, text):
+    name = next(sp.name for sp in soft_ioc.config.setpoints if sp.type == "string")
+    with pytest.raises(InvalidInputError, match="which PVAccess cannot carry"):
+        interface.set_values({name: text})
+    assert audited(soft_ioc) == []
