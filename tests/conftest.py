@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import _hypothesis  # noqa: F401 - registers and loads the Hypothesis profiles
 import pytest
 from p4p.client.thread import Context, Disconnected
 
