@@ -92,7 +92,7 @@ def noise_sigma(times: Sequence[float] | np.ndarray, values: Sequence[float] | n
     window = max(3, int(window))
     count = max(1, n // window)
     ssr, dof = 0.0, 0
-    for chunk_t, chunk_y in zip(np.array_split(t, count), np.array_split(y, count)):
+    for chunk_t, chunk_y in zip(np.array_split(t, count), np.array_split(y, count), strict=True):
         if chunk_y.size < 3:
             continue
         x = chunk_t - chunk_t.mean()

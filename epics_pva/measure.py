@@ -218,8 +218,8 @@ def _read(context: Context, names: Sequence[str], timeout: float) -> dict[str, A
     if not names:
         return {}
     values = context.get(list(names), timeout=timeout, throw=False)
-    failures = {n: (str(v) or type(v).__name__) for n, v in zip(names, values) if isinstance(v, Exception)}
-    good = {n: v for n, v in zip(names, values) if not isinstance(v, Exception)}
+    failures = {n: (str(v) or type(v).__name__) for n, v in zip(names, values, strict=True) if isinstance(v, Exception)}
+    good = {n: v for n, v in zip(names, values, strict=True) if not isinstance(v, Exception)}
     if failures:
         raise ReadError(failures, good)
     return good
@@ -491,7 +491,7 @@ def build_measure_parser(prog: str = "python -m epics_pva.measure") -> argparse.
 def _summary(result: Calibration) -> str:
     lines = [f"{'PV':32} {'updates':>7} {'rate Hz':>9} {'sigma':>10} {'mean':>12} {'offset':>10} alarm"]
     for name, entry in result.readbacks.items():
-        def num(key: str, fmt: str) -> str:
+        def num(key: str, fmt: str, entry: dict[str, Any] = entry) -> str:
             value = entry.get(key)
             return format(value, fmt) if isinstance(value, float) else "-"
         lines.append(f"{name:32} {entry['updates']:>7} {num('update_rate_hz', '9.3f')} "
