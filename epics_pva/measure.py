@@ -187,11 +187,14 @@ def wait_configs(configs: Mapping[str, Any]) -> dict[str, WaitConfig]:
     """The wait_for_readback settings of each setpoint in a Badger-style configs dict.
 
     Accepts ``functools.partial(wait_for_readback, readback_pv=..., tolerance=..., ...)``
-    (nested partials too) or plain dicts with those keys; others are skipped.
+    (nested partials too), plain dicts with those keys or WaitConfigs; others are skipped.
     """
     found: dict[str, WaitConfig] = {}
     for set_pv, config in configs.items():
         keywords: dict[str, Any] = {}
+        if isinstance(config, WaitConfig):
+            found[set_pv] = config
+            continue
         if isinstance(config, Mapping):
             keywords = dict(config)
         else:
