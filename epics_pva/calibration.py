@@ -25,6 +25,7 @@ __all__ = [
     "alarm_summary",
     "check_wait_config",
     "combine_step_fits",
+    "fit_response",
     "fit_step",
     "noise_sigma",
     "trace_stats",
@@ -164,37 +165,38 @@ def trace_stats(trace: Iterable[tuple[float, float]]) -> TraceStats:
 # ---------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class LagModel:
-    """A lag model: its parameter's name and the readback's displacement after the step.
+    """A lag model: its parameter's name and how the readback moves after a setpoint change.
 
-    `shape(t, delta, p)` is the displacement at times `t` (s after the response starts,
-    negative before) for a step of `delta`, with parameter `p` (array, broadcast against t);
-    `bounds(delta, duration, period)` is the (low, high) range searched for p (log-spaced).
+    `respond(t, x0, target, p)` is the readback (without offset) `t` s (>= 0) after it started
+    moving from `x0` toward `target`, with parameter `p`; arrays broadcast. `bounds(delta,
+    duration, period)` is the (low, high) range searched for p (log-spaced), None for no p.
     """
 
     parameter: str | None
-    shape: Callable[[np.ndarray, float, np.ndarray], np.ndarray]
+    respond: Callable[[np.ndarray, np.ndarray, float, np.ndarray], np.ndarray]
     bounds: Callable[[float, float, float], tuple[float, float]] | None = None
 
 
-def _none_shape(t: np.ndarray, delta: float, p: np.ndarray) -> np.ndarray:
-    return np.where(t >= 0, delta, 0.0) + 0.0 * p
+def _none_respond(t: np.ndarray, x0: np.ndarray, target: float, p: np.ndarray) -> np.ndarray:
+    return np.broadcast_to(np.asarray(target, dtype=float), np.broadcast_shapes(np.shape(t), np.shape(x0),
+                                                                             np.shape(p)))
 
 
-def _first_order_shape(t: np.ndarray, delta: float, tau: np.ndarray) -> np.ndarray:
-    return np.where(t >= 0, delta * (1.0 - np.exp(-np.maximum(t, 0.0) / tau)), 0.0)
+def _first_order_respond(t: np.ndarray, x0: np.ndarray, target: float, tau: np.ndarray) -> np.ndarray:
+    return target + (x0 - target) * np.exp(-t / tau)
 
 
-def _rate_shape(t: np.ndarray, delta: float, rate: np.ndarray) -> np.ndarray:
-    return np.sign(delta) * np.minimum(rate * np.maximum(t, 0.0), abs(delta))
+def _rate_respond(t: np.ndarray, x0: np.ndarray, target: float, rate: np.ndarray) -> np.ndarray:
+    return x0 + np.clip(target - x0, -rate * t, rate * t)
 
 
 LAG_MODELS: dict[str, LagModel] = {
-    "none": LagModel(None, _none_shape),
+    "none": LagModel(None, _none_respond),
     "first_order": LagModel(
-        "tau_s", _first_order_shape,
+        "tau_s", _first_order_respond,
         lambda delta, duration, period: (period / 10.0, 10.0 * duration)),
     "rate": LagModel(
-        "rate_per_s", _rate_shape,
+        "rate_per_s", _rate_respond,
         lambda delta, duration, period: (abs(delta) / (10.0 * duration), 10.0 * abs(delta) / period)),
 }
 """The lag models a fit chooses from, by the name the soft IOC's config uses."""
@@ -255,22 +257,39 @@ class StepFit:
                 "noise_sigma": self.noise_sigma, "rms_over_noise": self.rms_over_noise}
 
 
-def _evaluate(model: LagModel, t: np.ndarray, y: np.ndarray, before: float, delta: float,
-              dead: np.ndarray, param: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """SSR and offset of every (dead time, parameter) candidate; the offset is solved exactly."""
-    shifted = t[None, None, :] - dead[:, None, None]
-    g = model.shape(shifted, delta, param[None, :, None])
-    residual = y[None, None, :] - before - g
-    offset = residual.mean(axis=2)
-    centred = residual - offset[:, :, None]
-    return np.einsum("ijk,ijk->ij", centred, centred), offset
+def _response(model: LagModel, t: np.ndarray, initial: float, steps: Sequence[tuple[float, float]],
+              dead: np.ndarray, param: np.ndarray) -> np.ndarray:
+    """The model's readback (no offset) at times `t` for setpoint `steps` [(time s, value)].
+
+    Shapes: `t` (n,), `dead` (D,), `param` (P,) -> (D, P, n). Each change starts `dead` s after
+    its time from wherever the previous one had got to, so an unfinished move carries over.
+    """
+    t3, d3, p3 = t[None, None, :], dead[:, None, None], param[None, :, None]
+    out = np.full(np.broadcast_shapes(t3.shape, d3.shape, p3.shape), float(initial))
+    state: np.ndarray = np.asarray(float(initial))
+    for j, (when, target) in enumerate(steps):
+        start = when + d3
+        local = t3 - start
+        following = steps[j + 1][0] if j + 1 < len(steps) else math.inf
+        inside = (local >= 0) & (t3 < following + d3)
+        out = np.where(inside, model.respond(np.maximum(local, 0.0), state, float(target), p3), out)
+        if j + 1 < len(steps):  # where it had got to when the next change began (dead time cancels)
+            state = model.respond(np.asarray(following - when), state, float(target), p3)
+    return out
 
 
-def _fit_model(name: str, t: np.ndarray, y: np.ndarray, before: float, delta: float,
+def _fit_model(name: str, t: np.ndarray, y: np.ndarray, initial: float, steps: Sequence[tuple[float, float]],
                period: float, max_dead: float) -> ModelFit:
-    """Least-squares fit of one lag model by a grid search that zooms in four times."""
+    """Least-squares fit of one lag model by a grid search that zooms in four times.
+
+    The offset enters linearly, so for each (dead time, parameter) candidate it is solved
+    exactly (the mean residual); the grid covers the other two.
+    """
     model = LAG_MODELS[name]
-    duration = max(float(t.max()), period)
+    first = steps[0][0]
+    duration = max(float(t.max()) - first, period)
+    delta = max(abs(b - a) for a, b in zip([initial, *(v for _, v in steps)], (v for _, v in steps),
+                                           strict=False))
     d_lo, d_hi = -period, max(max_dead, 0.0)
     if model.bounds is not None:
         p_lo, p_hi = (math.log(b) for b in model.bounds(delta, duration, period))
@@ -280,7 +299,10 @@ def _fit_model(name: str, t: np.ndarray, y: np.ndarray, before: float, delta: fl
     for _ in range(5):
         dead = np.linspace(d_lo, d_hi, 41)
         logp = np.linspace(p_lo, p_hi, 41) if model.bounds is not None else np.zeros(1)
-        ssr, offset = _evaluate(model, t, y, before, delta, dead, np.exp(logp))
+        residual = y[None, None, :] - _response(model, t, initial, steps, dead, np.exp(logp))
+        offset = residual.mean(axis=2)
+        centred = residual - offset[:, :, None]
+        ssr = np.einsum("ijk,ijk->ij", centred, centred)
         i, j = np.unravel_index(int(np.argmin(ssr)), ssr.shape)
         if ssr[i, j] <= best[0]:
             best = (float(ssr[i, j]), float(dead[i]), float(logp[j]), float(offset[i, j]))
@@ -308,40 +330,58 @@ def _fit_model(name: str, t: np.ndarray, y: np.ndarray, before: float, delta: fl
     )
 
 
-def fit_step(step_time: float, before: float, after: float, trace: Iterable[tuple[float, float]],
-             noise: float | None = None, period: float | None = None,
-             models: Sequence[str] | None = None) -> StepFit:
-    """Fit every lag model to a readback's response to a setpoint step; choose the best.
+def fit_response(initial: float, steps: Sequence[tuple[float, float]], trace: Iterable[tuple[float, float]],
+                 noise: float | None = None, period: float | None = None,
+                 models: Sequence[str] | None = None) -> StepFit:
+    """Fit every lag model to a readback's response to setpoint changes; choose the best.
 
-    `step_time` is when the setpoint changed (s, the same clock as the trace's server
-    timestamps), `before`/`after` the setpoint values, `trace` the readback (s, value) from
-    some rest before the step to after it settled. Each model gives readback = setpoint
-    response + offset, starting after a dead time; the best is the lowest BIC (the extra
-    parameter of first_order or rate must pay for itself against `none`). `noise` (sigma) is
-    measured from the trace before the step when not given; `period` (s) from its timestamps.
+    `initial` is the setpoint before the first change, `steps` the changes [(time s, new
+    setpoint)] on the same clock as the trace's server timestamps, `trace` the readback
+    (s, value) from some rest before the first change on. Each model gives readback = its
+    response to the setpoint + offset, each change starting after a dead time, a change that
+    comes before the last one finished carrying on from where that got to. The best model is
+    the lowest BIC (the parameter of first_order or rate must pay for itself against `none`).
+    `noise` (sigma) is measured from the trace before the first change when not given;
+    `period` (s) from its timestamps.
     """
     t, y = _as_arrays(trace)
     keep = np.isfinite(y)
-    t, y = t[keep] - float(step_time), y[keep]
-    delta = float(after) - float(before)
-    if delta == 0 or not math.isfinite(delta):
-        raise ValueError(f"a step fit needs a finite non-zero step, got {before!r} -> {after!r}")
-    if np.count_nonzero(t > 0) < 3:
-        raise ValueError(f"a step fit needs at least 3 readback updates after the step, got "
-                         f"{int(np.count_nonzero(t > 0))}")
+    t, y = t[keep], y[keep]
+    steps = sorted((float(when), float(value)) for when, value in steps)
+    if not steps:
+        raise ValueError("a response fit needs at least one setpoint change")
+    levels = [float(initial), *(v for _, v in steps)]
+    if not all(math.isfinite(v) for v in levels) or all(v == levels[0] for v in levels):
+        raise ValueError(f"a response fit needs finite setpoints that change, got {levels}")
+    after = int(np.count_nonzero(t > steps[0][0]))
+    if after < 3:
+        raise ValueError(f"a response fit needs at least 3 readback updates after the step, got {after}")
     if period is None:
-        rate = update_rate(t + step_time)
-        period = 1.0 / rate if rate else float(t.max()) / 10.0
+        rate = update_rate(t)
+        period = 1.0 / rate if rate else (float(t.max()) - steps[0][0]) / 10.0
     if noise is None:
-        noise = noise_sigma(t[t < 0], y[t < 0])
-    max_dead = float(t.max()) / 2.0
+        noise = noise_sigma(t[t < steps[0][0]], y[t < steps[0][0]])
+    ends = [*(when for when, _ in steps[1:]), float(t.max())]
+    max_dead = min(end - when for (when, _), end in zip(steps, ends, strict=True)) / 2.0
     names = list(models) if models is not None else list(LAG_MODELS)
     unknown = [m for m in names if m not in LAG_MODELS]
     if unknown:
         raise ValueError(f"unknown lag model(s) {unknown}; known: {list(LAG_MODELS)}")
-    fits = {m: _fit_model(m, t, y, float(before), delta, period, max_dead) for m in names}
+    fits = {m: _fit_model(m, t, y, float(initial), steps, period, max_dead) for m in names}
     best = min(fits.values(), key=lambda f: f.bic)
-    return StepFit(best, fits, noise, 1, (best,))
+    return StepFit(best, fits, noise, len(steps), (best,))
+
+
+def fit_step(step_time: float, before: float, after: float, trace: Iterable[tuple[float, float]],
+             noise: float | None = None, period: float | None = None,
+             models: Sequence[str] | None = None) -> StepFit:
+    """Fit every lag model to the response to one setpoint step `before` -> `after` at `step_time` (s).
+
+    The same as ``fit_response(before, [(step_time, after)], trace, ...)``.
+    """
+    if not (math.isfinite(float(after) - float(before)) and after != before):
+        raise ValueError(f"a step fit needs a finite non-zero step, got {before!r} -> {after!r}")
+    return fit_response(before, [(step_time, after)], trace, noise, period, models)
 
 
 def combine_step_fits(fits: Sequence[StepFit]) -> StepFit:

@@ -27,15 +27,7 @@ from typing import Any
 
 from p4p.client.thread import Context
 
-from .calibration import (
-    StepFit,
-    TraceStats,
-    alarm_summary,
-    check_wait_config,
-    combine_step_fits,
-    fit_step,
-    trace_stats,
-)
+from .calibration import TraceStats, alarm_summary, check_wait_config, fit_response, trace_stats
 from .errors import InvalidInputError, PutError, ReadError
 from .validation import _CallerQueue  # drains monitor updates in the waiting thread
 
@@ -406,7 +398,7 @@ def _put(ctx: Context, pv: str, value: float, timeout: float) -> None:
 
 def _step_one(ctx: Context, set_pv: str, rbv: str, start: float, target: float, hold: float,
               sigma: float | None, timeout: float) -> dict[str, Any]:
-    """Step one setpoint to `target` and back to `start`, recording both; fit both moves."""
+    """Step one setpoint to `target` and back to `start`, recording both; fit the response."""
     recorder = _Recorder(ctx, [set_pv, rbv])
     moved = False
     try:
@@ -430,16 +422,9 @@ def _step_one(ctx: Context, set_pv: str, rbv: str, start: float, target: float, 
     set_samples = recorder.samples[set_pv]
     t_up = _step_time(set_samples, target, up_client, up_client)
     t_down = _step_time([s for s in set_samples if s.time > t_up], start, down_client, down_client)
-    trace = _trace(recorder.samples[rbv])
-    up_trace = [(t, v) for t, v in trace if t < t_down]
-    # the last quarter of the hold is the down step's rest: the readback should have settled
-    down_trace = [(t, v) for t, v in trace if t >= t_down - (t_down - t_up) / 4]
-    fits: list[StepFit] = [
-        fit_step(t_up, start, target, up_trace, noise=sigma),
-        fit_step(t_down, target, start, down_trace, noise=sigma),
-    ]
-    combined = combine_step_fits(fits)
-    best = combined.best
+    # one fit over both moves: a move back that starts before the readback settled is modelled
+    fit = fit_response(start, [(t_up, target), (t_down, start)], _trace(recorder.samples[rbv]), noise=sigma)
+    best = fit.best
     return {
         "readback": rbv,
         "setpoint": start,
@@ -449,10 +434,9 @@ def _step_one(ctx: Context, set_pv: str, rbv: str, start: float, target: float, 
         "rate_per_s": best.rate_per_s,
         "dead_time_s": best.dead_time_s,
         "offset": best.offset,
-        "fit_quality": combined.fit_quality(),
-        "models": {name: fit.as_dict() for name, fit in combined.fits.items()},
-        "steps": [{"time": t, "from": a, "to": b, **f.best.as_dict()}
-                  for t, a, b, f in ((t_up, start, target, fits[0]), (t_down, target, start, fits[1]))],
+        "fit_quality": fit.fit_quality(),
+        "models": {name: model_fit.as_dict() for name, model_fit in fit.fits.items()},
+        "steps": [{"time": t_up, "from": start, "to": target}, {"time": t_down, "from": target, "to": start}],
     }
 
 

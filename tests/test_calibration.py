@@ -13,6 +13,7 @@ from epics_pva.calibration import (
     alarm_summary,
     check_wait_config,
     combine_step_fits,
+    fit_response,
     fit_step,
     noise_sigma,
     trace_stats,
@@ -183,6 +184,49 @@ def test_fit_step_refuses_what_it_cannot_fit():
         fit_step(10.0, 1.0, 3.0, trace)
     with pytest.raises(ValueError, match="unknown lag model"):
         fit_step(0.0, 1.0, 3.0, trace, models=["second_order"])
+
+
+def simulate_sequence(lag: str, param: float, t: np.ndarray, initial: float,
+                      steps: list[tuple[float, float]], dt: float = 0.001) -> np.ndarray:
+    """Integrate the lag model in small time steps (independently of the fit's closed forms)."""
+    grid = np.arange(t.min() - dt, t.max() + dt, dt)
+    state, setpoint, out = initial, initial, np.empty(grid.size)
+    for i, now in enumerate(grid):
+        for when, value in steps:
+            if when <= now < when + dt:
+                setpoint = value
+        if lag == "first_order":
+            state += (setpoint - state) * (1 - math.exp(-dt / param))
+        else:
+            state += float(np.clip(setpoint - state, -param * dt, param * dt))
+        out[i] = state
+    return np.interp(t, grid, out)
+
+
+@pytest.mark.parametrize("seed", SEEDS[:3])
+@pytest.mark.parametrize(("lag", "param"), [("first_order", 0.5), ("rate", 1.5)])
+def test_fit_response_to_a_move_back_before_the_readback_settled(seed, lag, param):
+    """Up by 2, back down 0.8 s later (1.6 tau; the ramp is 1.33 s): the fit carries the state over."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(-1.0, 3.0, 0.02) + rng.uniform(0, 0.02)
+    steps = [(0.0, 3.0), (0.8, 1.0)]
+    y = 0.3 + simulate_sequence(lag, param, t, 1.0, steps) + rng.normal(0, 0.02, t.size)
+    fit = fit_response(1.0, steps, list(zip(t, y, strict=True)))
+    assert fit.best.lag == lag and fit.steps == 2
+    assert fit.best.parameter == pytest.approx(param, rel=0.15)
+    assert fit.best.offset == pytest.approx(0.3, rel=0.2)
+    assert fit.rms_over_noise == pytest.approx(1.0, abs=0.15)
+    # fitted as two independent steps from rest, the move back would be misread
+    independent = fit_step(0.8, 3.0, 1.0, [(a, b) for a, b in zip(t, y, strict=True) if a >= 0.4])
+    assert independent.best.rms_residual > 2 * fit.best.rms_residual
+
+
+def test_fit_response_refuses_setpoints_that_do_not_change():
+    trace = step_trace("rate", 1.0, seed=1)
+    with pytest.raises(ValueError, match="setpoint change"):
+        fit_response(1.0, [], trace)
+    with pytest.raises(ValueError, match="that change"):
+        fit_response(1.0, [(0.0, 1.0), (1.0, 1.0)], trace)
 
 
 def test_combine_step_fits_up_and_down():

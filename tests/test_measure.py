@@ -105,7 +105,9 @@ def test_step_test_recovers_tau_rate_and_offset_and_puts_back(ioc):
         assert 0.0 <= entry["dead_time_s"] < 0.05  # the soft IOC responds at its next step
         assert entry["fit_quality"]["r_squared"] > 0.99
         assert entry["fit_quality"]["rms_over_noise"] == pytest.approx(1.0, abs=0.3)
-        assert [s["lag"] for s in entry["steps"]] == [entry["lag"]] * 2
+        assert [(s["from"], s["to"]) for s in entry["steps"]] == [
+            (entry["setpoint"], entry["setpoint"] + entry["step"]), (entry["setpoint"] + entry["step"], entry["setpoint"])]
+        assert entry["steps"][0]["time"] < entry["steps"][1]["time"]
     # Q1 steps up; Q2 at 9 of [0, 10] can only step down; both are put back, nothing else
     assert [(p.pv, p.value) for p in ioc.audit.puts()] == [
         ("CAL:Q1:SET", 3.0), ("CAL:Q1:SET", 1.0), ("CAL:Q2:SET", 7.0), ("CAL:Q2:SET", 9.0)]
