@@ -294,7 +294,11 @@ def measure(
                                              stats[cfg.readback_pv] if stats[cfg.readback_pv].samples else None,
                                              cfg.offset, measured_offset)
     for name in watched:
-        if name not in checked_readbacks and result.readbacks[name]["updates"] == 0:
+        if name in checked_readbacks:
+            continue
+        if not result.readbacks[name]["samples"]:
+            result.warnings.append(f"{name}: sent no value in {seconds:g} s (not connected?)")
+        elif result.readbacks[name]["updates"] == 0:
             result.warnings.append(f"{name}: never updated in {seconds:g} s")
     for warning in result.warnings:
         _log.warning("%s", warning)

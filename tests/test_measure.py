@@ -15,7 +15,7 @@ from p4p.server import Server
 from p4p.server.thread import SharedPV
 
 from epics_pva import wait_for_readback
-from epics_pva.errors import InvalidInputError
+from epics_pva.errors import InvalidInputError, ReadError
 from epics_pva.measure import MeasureTargets, main_measure, measure, step_test, wait_configs
 
 RATE_HZ = 100.0
@@ -39,8 +39,13 @@ PAIRS = {"CAL:Q1:SET": "CAL:Q1:RBV", "CAL:Q2:SET": "CAL:Q2:RBV"}
 
 
 @pytest.fixture
-def ioc(softioc_factory):
-    return softioc_factory(MACHINE)
+def softioc_config():
+    return MACHINE
+
+
+@pytest.fixture
+def ioc(soft_ioc):
+    return soft_ioc
 
 
 def test_measure_recovers_rate_noise_mean_and_offset_and_writes_nothing(ioc):
@@ -146,6 +151,23 @@ def test_alarm_state_is_measured_from_a_real_server():
     assert entry["alarm"] == {"max_severity": 2, "messages": ["HIHI"]}
     assert entry["mean"] == 12.0 and entry["updates"] == 0
     assert result.warnings == ["ALARM:RBV: never updated in 0.3 s"]
+
+
+def test_measure_reports_a_pv_that_is_not_there_and_leaves_the_callers_client_open(ioc, pva_client):
+    result = measure({"CAL:Q1:SET": "CAL:Q1:RBV"}, ["CAL:NOT:THERE"], 1.0, context=pva_client)
+    assert result.readbacks["CAL:NOT:THERE"]["samples"] == 0
+    assert result.readbacks["CAL:NOT:THERE"]["mean"] is None
+    assert result.warnings == ["CAL:NOT:THERE: sent no value in 1 s (not connected?)"]
+    assert result.readbacks["CAL:Q1:RBV"]["updates"] > 0
+    assert pva_client.get("CAL:Q1:SET", timeout=2.0) == 1.0  # a client it was given is not closed
+
+
+def test_measure_names_a_setpoint_it_cannot_read(ioc):
+    with pytest.raises(ReadError) as info:
+        measure({"CAL:NO:SET": "CAL:Q1:RBV"}, [], 1.0, conf=ioc.client_conf(), timeout=0.5)
+    assert set(info.value.failures) == {"CAL:NO:SET"}
+    with pytest.raises(InvalidInputError, match="measuring time"):
+        measure({}, ["CAL:OBJ"], 0.0, conf=ioc.client_conf())
 
 
 def test_wait_configs_reads_partials_and_dicts():
