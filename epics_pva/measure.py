@@ -338,13 +338,17 @@ def _step_target(set_pv: str, value: Any, size: float) -> float | str:
             f"limits [{limits[0]:g}, {limits[1]:g}]")
 
 
-def _step_time(samples: list[Sample], target: float, after: float, fallback: float) -> float:
-    """Server timestamp of the setpoint update carrying `target` at or after `after` (s)."""
-    for s in samples:
-        if s.time >= after - 1.0 and math.isclose(s.value, target, rel_tol=1e-9, abs_tol=1e-12):
-            return s.time
-    _log.info("no setpoint update with %g seen: the step time is the client's clock", target)
-    return fallback
+def _step_time(samples: list[Sample], target: float, first: int, fallback: float) -> tuple[float, int]:
+    """Server timestamp (s) and index of the first setpoint update from index `first` carrying `target`.
+
+    Matched by arrival order, not by clock, so a server clock that is off from this one does
+    not matter; `fallback` (the client's clock) only if the update never came.
+    """
+    for index in range(first, len(samples)):
+        if math.isclose(samples[index].value, target, rel_tol=1e-9, abs_tol=1e-12):
+            return samples[index].time, index
+    _log.warning("no setpoint update with %g seen: the step time is this client's clock", target)
+    return fallback, len(samples)
 
 
 def step_test(
@@ -424,8 +428,8 @@ def _step_one(ctx: Context, set_pv: str, rbv: str, start: float, target: float, 
         finally:
             recorder.close()
     set_samples = recorder.samples[set_pv]
-    t_up = _step_time(set_samples, target, up_client, up_client)
-    t_down = _step_time([s for s in set_samples if s.time > t_up], start, down_client, down_client)
+    t_up, index = _step_time(set_samples, target, 1, up_client)  # [0] is the value before the step
+    t_down, _ = _step_time(set_samples, start, index + 1, down_client)
     # one fit over both moves: a move back that starts before the readback settled is modelled
     fit = fit_response(start, [(t_up, target), (t_down, start)], _trace(recorder.samples[rbv]), noise=sigma)
     best = fit.best
