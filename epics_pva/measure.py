@@ -27,9 +27,9 @@ from typing import Any
 
 from p4p.client.thread import Context
 
+from ._p4p_compat import CallerQueue, pop_lost_first_update
 from .calibration import TraceStats, alarm_summary, check_wait_config, fit_response, trace_stats
 from .errors import InvalidInputError, PutError, ReadError
-from .validation import _CallerQueue  # drains monitor updates in the waiting thread
 
 __all__ = [
     "Calibration",
@@ -119,7 +119,7 @@ class _Recorder:
     def __init__(self, context: Context, names: Iterable[str]) -> None:
         self.samples: dict[str, list[Sample]] = {}
         self.errors: dict[str, list[str]] = {}
-        self._queue = _CallerQueue()
+        self._queue = CallerQueue()  # drains monitor updates in the waiting thread
         self._subscriptions = []
         try:
             for name in dict.fromkeys(names):
@@ -128,10 +128,7 @@ class _Recorder:
                     name, partial(self._on_update, name), request=f"record[queueSize={QUEUE_SIZE}]",
                     notify_disconnect=True, queue=self._queue)
                 self._subscriptions.append(subscription)
-                # p4p 4.3 loses a first update that arrives before monitor() returns and then
-                # stalls; popping the subscription once recovers it (as wait_for_readback does)
-                if hasattr(subscription, "_handle"):
-                    self._queue.push(subscription._handle)
+                pop_lost_first_update(subscription, self._queue)
         except BaseException:
             self.close()
             raise
