@@ -107,7 +107,12 @@ class FaultControl:
                 channel.close()
 
     def clear(self, pv: str | None = None) -> int:
-        """Disarm faults on `pv` (all when None), release puts they hold; returns how many."""
+        """Disarm faults on `pv` (all when None), release puts they hold; returns how many.
+
+        ValueError for a `pv` that is neither served here nor '*': a typo must not pass as "none armed".
+        """
+        if pv is not None and pv != SERVER and pv not in self._served:
+            raise ValueError(f"cannot clear faults on {pv!r:.200}: not a PV of this IOC")
         removed = self._book.clear(pv)
         for armed in removed:
             self._retire(armed, "cleared")
