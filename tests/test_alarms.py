@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import logging
 import math
+import subprocess
+import sys
 import threading
 from functools import partial
 
@@ -195,6 +197,39 @@ def test_the_memory_of_alarms_is_bounded():
     assert memory.changed("C", major) and len(memory) == 2  # B, the least recent, is forgotten
     assert not memory.changed("A", major) and memory.changed("B", major)
     assert not memory.changed("D", Alarm())  # a first sight in no alarm is no change
+
+
+FORK_WHILE_LOCKED = """
+import os, sys, threading, time
+from epics_pva.readings import Alarm, AlarmMemory
+memory = AlarmMemory()
+held, release = threading.Event(), threading.Event()
+def hold():
+    with memory._lock:
+        held.set()
+        release.wait(30)
+threading.Thread(target=hold, daemon=True).start()
+assert held.wait(10)
+pid = os.fork()
+if pid == 0:
+    os._exit(0 if memory.changed("A", Alarm(2, 0, "HIHI")) else 1)
+deadline = time.monotonic() + 10
+while time.monotonic() < deadline:
+    done, status = os.waitpid(pid, os.WNOHANG)
+    if done:
+        release.set()
+        sys.exit(os.waitstatus_to_exitcode(status))
+    time.sleep(0.01)
+os.kill(pid, 9)
+os.waitpid(pid, 0)
+sys.exit("the forked child hung on the lock")
+"""
+
+
+def test_the_memory_of_alarms_works_in_a_child_forked_while_its_lock_was_held():
+    done = subprocess.run([sys.executable, "-c", FORK_WHILE_LOCKED], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
 
 
 # ---- get_readings -------------------------------------------------------------------------
