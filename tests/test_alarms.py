@@ -368,3 +368,100 @@ def test_a_set_validated_on_an_invalid_readback_fails_saying_so(interface, pvs):
     assert "last readback 4 was in alarm INVALID (LINK)" in str(info.value)
     with Context("pva", conf=interface.conf, useenv=False) as ctx:
         assert ctx.get("RE:SET") == 4.0  # the put itself reached the server
+
+
+# ---- against EPICS base's softIoc (QSRV2): real records raising real alarms -----------------
+
+BASE = "BASE:"  # the prefix of softioc/examples/epics_base.db in the epics_base_ioc fixture
+EPICS_EPOCH = 631_152_000.0  # 1990-01-01 UTC: the time stamp of a record never processed
+
+needs_linux = pytest.mark.skipif(not sys.platform.startswith("linux"),
+                                 reason="the EPICS base IOC fixture reads /proc (Linux)")
+
+
+@pytest.fixture
+def base(epics_base_ioc):
+    with Interface(conf=epics_base_ioc.client_conf(), timeout=5.0) as itf:
+        yield itf
+
+
+@pytest.fixture
+def base_ctx(epics_base_ioc, monitor):
+    """A p4p client of the IOC, returned once DEAD:RBV has been scanned (until then it is UDF)."""
+    ctx = Context("pva", conf=epics_base_ioc.client_conf(), useenv=False)
+    monitor(ctx, BASE + "DEAD:RBV").wait_value(lambda v: v.raw["alarm.message"] == "LINK", timeout=10)
+    yield ctx
+    ctx.close()
+
+
+@needs_linux
+def test_base_a_never_processed_ai_and_its_ms_linked_readback_fail_to_read(base, base_ctx):
+    with pytest.raises(ReadError) as info:
+        base.get_values([BASE + "TEMP", BASE + "DEAD", BASE + "DEAD:RBV"])
+    assert info.value.failures == {BASE + "DEAD": "alarm INVALID (UDF)",
+                                   BASE + "DEAD:RBV": "alarm INVALID (LINK)"}
+    assert info.value.values == {BASE + "TEMP": 5.0}
+    assert "  BASE:DEAD: alarm INVALID (UDF)\n" in str(info.value)
+
+
+@needs_linux
+def test_base_invalid_records_read_nan_with_nan_on_read_error(epics_base_ioc, base_ctx):
+    with Interface(conf=epics_base_ioc.client_conf(), timeout=5.0, nan_on_read_error=True) as itf:
+        values = itf.get_values([BASE + "DEAD", BASE + "DEAD:RBV", BASE + "Q1:SET"])
+    assert math.isnan(values[BASE + "DEAD"]) and math.isnan(values[BASE + "DEAD:RBV"])
+    assert not math.isnan(values[BASE + "Q1:SET"])
+
+
+@needs_linux
+def test_base_a_hihi_ai_is_returned_and_its_alarm_changes_are_logged_once(base, base_ctx, caplog):
+    name = BASE + "TEMP"
+    try:
+        with caplog.at_level(logging.WARNING, logger="epics_pva.interface"):
+            assert base.get_values([name]) == {name: 5.0}
+            assert base.get_values([name]) == {name: 5.0}
+            base_ctx.put(name, 3.5, timeout=5.0)  # a put processes the ai: past HIGH, MINOR
+            for _ in range(3):
+                assert base.get_values([name]) == {name: 3.5}
+    finally:
+        base_ctx.put(name, 5.0, timeout=5.0)
+    assert alarm_records(caplog) == ["BASE:TEMP = 5.0: alarm MAJOR (HIHI)",
+                                     "BASE:TEMP = 3.5: alarm MINOR (HIGH)"]
+
+
+@needs_linux
+def test_base_get_readings_reports_qsrvs_alarms_and_time_stamps(base, base_ctx):
+    names = [BASE + "DEAD", BASE + "DEAD:RBV", BASE + "TEMP"]
+    readings = base.get_readings(names)
+    dead, linked, temp = (readings[n] for n in names)
+    assert (dead.value, dead.severity, dead.status, dead.message, dead.ok) == (0.0, 3, 2, "UDF", False)
+    assert dead.timestamp == EPICS_EPOCH
+    assert (linked.value, linked.severity, linked.message, linked.ok) == (1.0, 3, "LINK", False)
+    assert (temp.value, temp.severity, temp.status, temp.message, temp.ok) == (5.0, 2, 1, "HIHI", True)
+    assert temp.timestamp == base_ctx.get(BASE + "TEMP", timeout=5.0).timestamp  # the record's own
+    assert temp.timestamp > EPICS_EPOCH
+
+
+@needs_linux
+def test_base_wait_for_readback_never_settles_on_the_invalid_linked_readback(base_ctx):
+    # DEAD:RBV holds the expected 1.0 exactly, in INVALID LINK, updated every 0.1 s
+    with pytest.raises(ValueError) as info:
+        wait_for_readback(set_pv=BASE + "Q1:SET", set_value=1.0, readback_pv=BASE + "DEAD:RBV",
+                          tolerance=0.01, count_down=0.5, offset=0.0, context=base_ctx, timeout=5.0)
+    assert "readback BASE:DEAD:RBV: last readback 1 was in alarm INVALID (LINK)" in str(info.value)
+
+
+@needs_linux
+def test_base_a_major_readback_on_target_settles(base_ctx):
+    assert wait_for_readback(set_pv=BASE + "Q1:SET", set_value=5.0, readback_pv=BASE + "TEMP",
+                             tolerance=0.01, count_down=2.0, offset=0.0, context=base_ctx,
+                             timeout=5.0) == 5.0
+
+
+@needs_linux
+def test_base_a_set_validated_on_an_invalid_readback_fails_saying_so(base, base_ctx):
+    target = 2.0 if float(base_ctx.get(BASE + "Q2:SET", timeout=5.0)) != 2.0 else -2.0
+    configs = {BASE + "Q2:SET": partial(wait_for_readback, readback_pv=BASE + "DEAD:RBV",
+                                        tolerance=0.01, count_down=0.5, offset=1.0 - target)}
+    with pytest.raises(SetValuesError, match=r"last readback 1 was in alarm INVALID \(LINK\)"):
+        base.set_values({BASE + "Q2:SET": target}, configs=configs)
+    assert float(base_ctx.get(BASE + "Q2:SET", timeout=5.0)) == target  # the put itself reached the record
