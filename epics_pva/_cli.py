@@ -87,13 +87,17 @@ def pv_name(text: str) -> str:
 def json_object(text: str) -> dict[str, Any]:
     """An argparse type: a JSON object of finite numbers, at most MAX_JSON characters."""
     if len(text) > MAX_JSON:
-        raise argparse.ArgumentTypeError(f"is {len(text):,} characters of JSON; the limit is {MAX_JSON:,}")
+        raise argparse.ArgumentTypeError(f"{len(text):,} characters of JSON; the limit is {MAX_JSON:,}")
 
     def refuse(constant: str) -> Any:
         raise ValueError(f"{constant} is not a finite number")
 
+    def finite(number: str) -> float:
+        value = float(number)
+        return value if math.isfinite(value) else refuse(number)  # 1e999 would read as inf
+
     try:
-        value = json.loads(text, parse_constant=refuse)
+        value = json.loads(text, parse_constant=refuse, parse_float=finite)
     except (ValueError, RecursionError) as exc:
         raise argparse.ArgumentTypeError(f"{text!r:.80} is not JSON: {str(exc) or type(exc).__name__}") from None
     if not isinstance(value, dict):

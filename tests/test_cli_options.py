@@ -43,7 +43,7 @@ BAD = [
     (dryrun.main, [ENV], "--time-scale", ["0", "inf"]),
     (badger_cli.main, ["run", ENV, "--plugin-root", "root"], "--evaluations", ["0", "-1", "1e9", "10000000", "9" * 5000]),
     (badger_cli.main, ["run", ENV, "--plugin-root", "root"], "--generator-params",
-     ["[1]", "1", '{"x": NaN}', '{"x": Infinity}', "{" * 5000, "[" * 100_000, "{bad", '{"a": 1}' + " " * 100_000]),
+     ["[1]", "1", '{"x": NaN}', '{"x": Infinity}', '{"x": [1e999]}', "{" * 5000, "[" * 100_000, "{bad", '{"a": 1}' + " " * 100_000]),
     (journal_cli.main, ["show", "j.jsonl"], "--since", ["nan", "inf", "-1", "1e300", "0001-01-01T00:00", "someday"]),
     (journal_cli.main, ["restore", "j.jsonl"], "--until", ["-inf", "1e20"]),
     (journal_cli.main, ["restore", "j.jsonl"], "--timeout", ["0", "-1", "nan", "inf", "1e300", "3601"]),
