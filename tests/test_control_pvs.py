@@ -240,3 +240,12 @@ def test_a_nul_in_control_text_is_cut_by_the_client_before_the_server_sees_it(io
     # the PVAccess client ends the string at NUL; the server can only judge what arrives
     operator.put("SOFTIOC:FAULT:ARM", "X:SET put_reject\x00 count=2", timeout=5)
     assert [(a.pv, a.fault.kind, a.remaining) for a in ioc.faults.active()] == [("X:SET", "put_reject", 1)]
+
+
+def test_text_beginning_with_a_brace_is_read_by_the_client_as_json_and_never_sent(ioc, operator):
+    # p4p's thread Context turns a string beginning with '{' into a structure assignment
+    before = ioc.audit.put_count()
+    with pytest.raises(ValueError, match="as json"):
+        operator.put("SOFTIOC:FAULT:ARM", "{X:SET put_reject", timeout=5)
+    assert ioc.faults.active() == [] and ioc.audit.put_count() == before
+    assert isinstance(json.loads(operator.get("SOFTIOC:FAULT:ACTIVE", timeout=5)), list)

@@ -60,7 +60,9 @@ def fault_ioc():
     ioc.stop()
 
 
-wire_specs = specs.filter(lambda text: " outage" not in text and "\x00" not in text)
+# p4p's client reads a string beginning with '{' as a JSON structure, never as text (found by
+# the fuzz run; test_control_pvs shows it), and cuts a string at NUL: neither reaches the server
+wire_specs = specs.filter(lambda text: " outage" not in text and "\x00" not in text and text[:1] != "{")
 
 
 @given(wire_specs)
