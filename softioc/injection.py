@@ -189,7 +189,11 @@ class FaultControl:
 
     def tick(self, now: float) -> dict[str, ReadbackEffect]:
         """One update step: expire faults, arm scheduled ones, finish late puts; the readback effects."""
-        for armed in self._book.expire(now):
+        # a put handler takes a fault's last shot and audits it as fired under this lock; expiring
+        # outside it could audit "expired" before that "fired", and FAULT:LAST would end on "fired"
+        with self._lock:
+            spent = self._book.expire(now)
+        for armed in spent:
             self._retire(armed, "expired")
         with self._lock:
             late = [h for h in self._held if h.deadline <= now]
