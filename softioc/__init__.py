@@ -6,6 +6,7 @@ from .audit import FaultRecord, PutRecord  # noqa: E402
 from .config import IOCConfig, load_config  # noqa: E402
 from .errors import ConfigError, PortInUseError, PutRefused, SoftIOCError  # noqa: E402
 from .faults import (  # noqa: E402
+    Alarm,
     Fault,
     Outage,
     PutEffect,
@@ -19,6 +20,7 @@ from .faults import (  # noqa: E402
 from .server import SoftIOC  # noqa: E402
 
 __all__ = [
+    "Alarm",
     "ConfigError",
     "Fault",
     "FaultRecord",
