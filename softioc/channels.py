@@ -102,7 +102,7 @@ def initial_value(cfg: SetpointConfig | ObservableConfig, kind: PVType, value: A
 
     A setpoint (`control`) publishes its limits as an ao does (display LOPR/HOPR, control
     DRVL/DRVH); a readback or observable as a calc/ai does (limits 0/0) with `alarm_limits`
-    in valueAlarm. Limits not set read NaN (a double) or 0 (an int, an array), as on QSRV.
+    in valueAlarm (limits only: QSRV publishes no severity and no hysteresis there). Limits not set read NaN (a double) or 0 (an int, an array), as on QSRV.
     """
     now = time.time()
     data: dict[str, Any] = {
@@ -126,8 +126,7 @@ def initial_value(cfg: SetpointConfig | ObservableConfig, kind: PVType, value: A
                             ("high", "highWarningLimit"), ("hihi", "highAlarmLimit")):
         given = getattr(alarm_limits, key) if alarm_limits is not None else None
         data[f"valueAlarm.{field_name}"] = unset if given is None else given
-    if alarm_limits is not None:
-        data["valueAlarm.hysteresis"] = alarm_limits.deadband
+    # valueAlarm.hysteresis stays 0 and every *Severity 0, whatever HYST and HHSV say, as QSRV serves them
     return data
 
 
