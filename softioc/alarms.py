@@ -26,6 +26,12 @@ AlarmState = tuple[int, int, str]
 OK: AlarmState = (NO_ALARM, 0, "")
 """The alarm fields of a PV in no alarm."""
 
+UDF: AlarmState = (INVALID, 2, "UDF")
+"""The alarm of a record never processed since boot (an ao never written), as QSRV serves it."""
+
+EPICS_EPOCH = 631152000
+"""1990-01-01 UTC in POSIX seconds: the time stamp of a record never processed."""
+
 LIMIT_KEYS = ("lolo", "low", "high", "hihi")
 """The keys of an `alarm_limits` table, in the order they must be (lolo <= low <= high <= hihi)."""
 

@@ -16,7 +16,7 @@ from p4p import Type
 from p4p.nt import NTEnum, NTScalar
 from p4p.server.thread import SharedPV
 
-from .alarms import OK, AlarmLimits, AlarmState
+from .alarms import EPICS_EPOCH, OK, AlarmLimits, AlarmState
 from .config import IOCConfig, ObservableConfig, SetpointConfig
 from .model import Simulation
 from .pvtypes import OBSERVABLE_TYPE, PV_TYPES, PVType
@@ -104,7 +104,7 @@ def initial_value(cfg: SetpointConfig | ObservableConfig, kind: PVType, value: A
     DRVL/DRVH); a readback or observable as a calc/ai does (limits 0/0) with `alarm_limits`
     in valueAlarm (limits only: QSRV publishes no severity and no hysteresis there). Limits not set read NaN (a double) or 0 (an int, an array), as on QSRV.
     """
-    now = time.time()
+    now = EPICS_EPOCH if control and getattr(cfg, "udf", False) else time.time()
     data: dict[str, Any] = {
         "timeStamp.secondsPastEpoch": int(now), "timeStamp.nanoseconds": int(now % 1 * 1e9),
         **kind.initial_fields(value, getattr(cfg, "choices", ())),
@@ -204,9 +204,11 @@ def build_channels(
 
     def add(name: str, cfg: Any, kind: PVType, value: Any, control: bool, device: str | None) -> None:
         init = initial_value(cfg, kind, value, control, None if control else cfg.alarm_limits)
+        alarm = sim.alarms.get(name, OK)  # UDF, or a readback's initial value past an alarm limit
         handler = _Handler(name, on_put if control else on_read_only_put)
-        pv = SharedPV(nt=nt_for(kind, control), initial=init, handler=handler, queue=queue)
-        channels[name] = Channel(name, pv, kind, init, device=device, last=value)
+        pv = SharedPV(nt=nt_for(kind, control), initial={**init, **_alarm_fields(alarm)}, handler=handler,
+                      queue=queue)
+        channels[name] = Channel(name, pv, kind, init, device=device, last=value, alarm=alarm)
 
     for sp in config.setpoints:
         kind = PV_TYPES[sp.type]

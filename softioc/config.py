@@ -59,6 +59,7 @@ class SetpointConfig:
     description: str = ""
     limit_action: str = "clamp"  # a put beyond `limits`: "clamp" to the limit (as an ao), or "reject"
     alarm_limits: AlarmLimits | None = None  # applies to the readback
+    udf: bool = False  # INVALID (UDF) until the first put, as an ao never written since boot
 
 
 LIMIT_ACTIONS = ("clamp", "reject")
@@ -279,10 +280,11 @@ def _setpoint(r: _Reader) -> SetpointConfig:
     if limit_action not in LIMIT_ACTIONS:
         raise r.fail("limit_action", f"must be one of {', '.join(LIMIT_ACTIONS)}, got {limit_action!r}")
     alarm_limits = _alarm_limits(r, kind.scalar)
+    udf = r.get("udf", (bool,), False)
     r.finish()
     return SetpointConfig(
         name, readback, kind.name, initial, limits, lag, tau, rate, noise, offset, units,
-        precision, tuple(choices), length, description, limit_action, alarm_limits,
+        precision, tuple(choices), length, description, limit_action, alarm_limits, udf,
     )
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from .alarms import AlarmCheck, AlarmState
+from .alarms import UDF, AlarmCheck, AlarmState
 from .config import IOCConfig, ObservableConfig, SetpointConfig
 from .errors import PutRefused
 from .expression import compile_expression
@@ -117,6 +117,8 @@ class Simulation:
         self.readbacks: dict[str, Any] = {}
         self.alarms: dict[str, AlarmState] = {}  # the limit alarm of each readback and observable
         for device in self.devices.values():
+            if device.config.udf:
+                self.alarms[device.config.name] = UDF
             value = device.sample()
             self.readbacks[device.config.name] = device.setpoint
             if device.config.readback:
@@ -130,6 +132,11 @@ class Simulation:
     def _observe(self, observable: Observable) -> float:
         env = {var: self.readbacks[pv] for var, pv in observable.config.inputs.items()}
         return observable.compute(env)
+
+    def apply(self, name: str, value: Any) -> None:
+        """Apply an accepted (coerced) put to setpoint `name`; its first put ends UDF."""
+        self.devices[name].set(value)
+        self.alarms.pop(name, None)
 
     def step(self) -> dict[str, Any]:
         """Advance one step; return {readback or observable PV: new value} for this step.

@@ -374,12 +374,13 @@ class SoftIOC:
         op.done()
 
     def _apply(self, name: str, value: Any) -> None:
-        self._sim.devices[name].set(value)
+        self._sim.apply(name, value)
         channel = self._channels[name]
+        alarm = self._alarm_of(name, self.faults.alarms(time.monotonic()))
         if channel.open:
-            channel.post(value, time.time())
+            channel.post(value, time.time(), alarm)
         else:
-            channel.last = value
+            channel.last, channel.alarm = value, alarm
 
     # the update loop --------------------------------------------------------------------
     def _run(self) -> None:

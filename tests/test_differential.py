@@ -48,6 +48,7 @@ def machine(p: str) -> dict[str, Any]:
              "description": "Label"},
             {"name": f"{p}W:SET", "readback": f"{p}W:RBV", "type": "double_array", "length": 4,
              "units": "mm", "precision": 2, "description": "Wave"},
+            {"name": f"{p}U:SET", "limits": [-1, 1], "description": "Never written", "udf": True},
         ],
         "observable": [
             {"name": f"{p}OBS", "expression": "2*x", "inputs": {"x": f"{p}D:RBV"}, "units": "a.u.",
@@ -202,3 +203,13 @@ def test_enum_string_and_array_puts_read_back_the_same(real, sim, monitor, suffi
         put_both(real, sim, monitor, suffix, put, watch={readback: expected})
         compare(real, sim, suffix, f"a put of {put!r}")
         compare(real, sim, readback, f"a put of {put!r} to {suffix}")
+
+
+def test_a_setpoint_never_written_is_invalid_until_its_first_put(real, sim):
+    stamps = [(ctx.get(prefix + "U:SET", timeout=TIMEOUT).raw["timeStamp.secondsPastEpoch"])
+              for ctx, prefix in ((real, REAL), (sim, SIM))]
+    assert stamps[0] == stamps[1], f"U:SET never written: time stamp {stamps[0]} on EPICS base, {stamps[1]} here"
+    assert compare(real, sim, "U:SET", "no put") == (0.0, (3, 2, "UDF"))
+    real.put(REAL + "U:SET", 0.5, timeout=TIMEOUT)
+    sim.put(SIM + "U:SET", 0.5, timeout=TIMEOUT)
+    assert compare(real, sim, "U:SET", "its first put") == (0.5, (0, 0, ""))
