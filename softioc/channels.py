@@ -89,8 +89,9 @@ class _QSRVEnum(NTEnum):
         ])
 
 
-def nt_for(kind: PVType, control: bool = True) -> NTScalar | NTEnum:
-    """The normative type serving `kind`, with the fields a real record of that type has."""
+def nt_for(kind: PVType) -> NTScalar | NTEnum:
+    """The normative type serving `kind`, with the fields a real record of that type has
+    (setpoints and readbacks alike: an ai has control limits too, 0/0)."""
     if kind.nt_code is None:
         return _QSRVEnum()
     return _QSRVScalar(kind.nt_code)
@@ -102,7 +103,8 @@ def initial_value(cfg: SetpointConfig | ObservableConfig, kind: PVType, value: A
 
     A setpoint (`control`) publishes its limits as an ao does (display LOPR/HOPR, control
     DRVL/DRVH); a readback or observable as a calc/ai does (limits 0/0) with `alarm_limits`
-    in valueAlarm (limits only: QSRV publishes no severity and no hysteresis there). Limits not set read NaN (a double) or 0 (an int, an array), as on QSRV.
+    in valueAlarm (limits only: QSRV publishes no severity and no hysteresis there). Limits
+    not set read NaN (a double) or 0 (an int, an array), as on QSRV.
     """
     now = EPICS_EPOCH if control and getattr(cfg, "udf", False) else time.time()
     data: dict[str, Any] = {
@@ -206,7 +208,7 @@ def build_channels(
         init = initial_value(cfg, kind, value, control, None if control else cfg.alarm_limits)
         alarm = sim.alarms.get(name, OK)  # UDF, or a readback's initial value past an alarm limit
         handler = _Handler(name, on_put if control else on_read_only_put)
-        pv = SharedPV(nt=nt_for(kind, control), initial={**init, **_alarm_fields(alarm)}, handler=handler,
+        pv = SharedPV(nt=nt_for(kind), initial={**init, **_alarm_fields(alarm)}, handler=handler,
                       queue=queue)
         channels[name] = Channel(name, pv, kind, init, device=device, last=value, alarm=alarm)
 
