@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from p4p import Type, Value
 from p4p.client.thread import Context
 
 from softioc import SoftIOC
@@ -80,10 +81,33 @@ def sim():
     ioc.stop()
 
 
-def spec(raw: Any) -> tuple[str, list]:
-    """A Value's type id and fields (names and type codes, recursively), without the identity."""
-    fields = [f for f in raw.type().aspy() if f[0] != IDENTITY_FIELD]
-    return raw.getID(), fields
+def spec(raw: Any) -> tuple[str, list[tuple[str, str]]]:
+    """A Value's type id and its fields in order, flattened as (path, type code) recursively
+    ('display.form.index', 'i'), without the identity field."""
+    _, type_id, fields = raw.type().aspy()
+    flat: list[tuple[str, str]] = []
+
+    def walk(prefix: str, items: list) -> None:
+        for name, code in items:
+            if isinstance(code, tuple):  # ('S', struct id, fields)
+                flat.append((prefix + name, f"{code[0]}:{code[1]}"))
+                walk(f"{prefix}{name}.", code[2])
+            else:
+                flat.append((prefix + name, code))
+
+    walk("", [f for f in fields if f[0] != IDENTITY_FIELD])
+    return type_id, flat
+
+
+def spec_drift(real: list[tuple[str, str]], sim: list[tuple[str, str]]) -> str:
+    """What differs between two flattened specs, by field name, for an assertion message."""
+    a, b = dict(real), dict(sim)
+    lines = [f"only on EPICS base: {k} ({a[k]})" for k in a if k not in b]
+    lines += [f"only on the soft IOC: {k} ({b[k]})" for k in b if k not in a]
+    lines += [f"{k}: type {a[k]} on EPICS base, {b[k]} on the soft IOC" for k in a if k in b and a[k] != b[k]]
+    if not lines:
+        lines = [f"order: EPICS base {[k for k, _ in real]}, soft IOC {[k for k, _ in sim]}"]
+    return "; ".join(lines)
 
 
 def metadata(raw: Any) -> dict[str, Any]:
@@ -149,13 +173,14 @@ def test_the_soft_ioc_serves_the_records_of_the_db():
 def test_each_pv_has_the_fields_of_its_record(real, sim, suffix):
     a, b = spec(real.get(REAL + suffix, timeout=TIMEOUT).raw), spec(sim.get(SIM + suffix, timeout=TIMEOUT).raw)
     assert a[0] == b[0], f"{suffix}: EPICS base serves a {a[0]}, the soft IOC a {b[0]}"
-    assert a[1] == b[1], f"{suffix}: fields differ:\n  EPICS base {a[1]}\n  soft IOC   {b[1]}"
+    assert a[1] == b[1], f"{suffix}: fields differ: {spec_drift(a[1], b[1])}"
 
 
 @pytest.mark.parametrize("suffix", SUFFIXES)
 def test_each_pv_has_the_metadata_of_its_record(real, sim, suffix):
     a, b = metadata(real.get(REAL + suffix, timeout=TIMEOUT).raw), metadata(sim.get(SIM + suffix, timeout=TIMEOUT).raw)
-    assert sorted(a) == sorted(b)
+    assert sorted(a) == sorted(b), (f"{suffix}: only on EPICS base {sorted(set(a) - set(b))}, "
+                                    f"only on the soft IOC {sorted(set(b) - set(a))}")
     drift = {k: (a[k], b[k]) for k in a if not same(a[k], b[k])}
     assert not drift, f"{suffix}: metadata differs (EPICS base, soft IOC): {drift}"
 
@@ -213,3 +238,11 @@ def test_a_setpoint_never_written_is_invalid_until_its_first_put(real, sim):
     real.put(REAL + "U:SET", 0.5, timeout=TIMEOUT)
     sim.put(SIM + "U:SET", 0.5, timeout=TIMEOUT)
     assert compare(real, sim, "U:SET", "its first put") == (0.5, (0, 0, ""))
+
+
+def test_only_the_top_level_identity_field_is_left_out_of_the_comparison():
+    t = Type([("value", "d"), (IDENTITY_FIELD, "s"), ("display", ("S", "structure", [(IDENTITY_FIELD, "s")]))],
+             id="epics:nt/NTScalar:1.0")
+    assert spec(Value(t, {})) == ("epics:nt/NTScalar:1.0", [
+        ("value", "d"), ("display", "S:structure"), (f"display.{IDENTITY_FIELD}", "s")])
+    assert metadata(Value(t, {IDENTITY_FIELD: "soft IOC 1"})) == {f"display.{IDENTITY_FIELD}": ""}
