@@ -307,7 +307,10 @@ class Interface:
         names = list(planned)
         for pv in names:
             _log.debug("put %s = %s (attempt 1 of %d)", pv, show(planned[pv]), self.put_attempts)
-        replies = put_many(context, names, [planned[pv] for pv in names], self.timeout)
+        try:
+            replies: list[Any] = put_many(context, names, [planned[pv] for pv in names], self.timeout)
+        except Exception as exc:  # noqa: BLE001 - unexpected: every PV's put failed with it
+            replies = [exc] * len(names)
         futures: dict[str, Future[SetResult] | None] = {}
         for pv, reply in zip(names, replies, strict=True):
             try:

@@ -174,7 +174,6 @@ class MetadataCache:
             with self._lock:
                 queue = self._start(context)
                 now = self._clock()
-                self._evict(now, set(names))
                 for pv in names:
                     entry = self._entries.get(pv)
                     if entry is None:
@@ -187,6 +186,7 @@ class MetadataCache:
                             continue
                     entry.used = now
                     self._entries.move_to_end(pv)
+                self._evict(now, set(names))  # a call's own PVs stay, even beyond `size`
                 while True:
                     waiting = [pv for pv in names if pv in self._entries
                                and not self._entries[pv].connected]
@@ -230,24 +230,22 @@ class MetadataCache:
     def state(self, pv: str) -> str:
         """'connected', 'disconnected', 'connecting' (no value yet) or 'unmonitored'."""
         with self._lock:
-            entry = self._entries.get(pv)
-            if entry is None:
-                return "unmonitored"
-            if entry.connected:
-                return "connected"
-            return "connecting" if entry.value is None else "disconnected"
+            return _state(self._entries.get(pv))
 
-    def wait_for(self, pv: str, state: str, timeout: float) -> bool:
-        """Wait at most `timeout` seconds until state(pv) == state; True if it got there."""
+    def wait_for(self, pv: str, until: Callable[[str, Any], bool], timeout: float) -> bool:
+        """Wait at most `timeout` s until until(state(pv), latest value or None); True if it did.
+
+        Lets a caller (a test, a tool) act once the server's push has arrived, not sooner.
+        """
         deadline = time.monotonic() + timeout
         with self._lock:
             while True:
                 entry = self._entries.get(pv)
-                now = ("unmonitored" if entry is None else "connected" if entry.connected
-                       else "connecting" if entry.value is None else "disconnected")
+                if until(_state(entry), None if entry is None else entry.value):
+                    return True
                 remaining = deadline - time.monotonic()
-                if now == state or remaining <= 0:
-                    return now == state
+                if remaining <= 0:
+                    return False
                 self._changed.wait(remaining)
 
     def _wake(self) -> None:
@@ -257,6 +255,14 @@ class MetadataCache:
     def _check_process(self) -> None:
         if self._pid != os.getpid():  # forked without the at-fork hooks running
             self._reset()
+
+
+def _state(entry: _Entry | None) -> str:
+    if entry is None:
+        return "unmonitored"
+    if entry.connected:
+        return "connected"
+    return "connecting" if entry.value is None else "disconnected"
 
 
 def _close(entry: _Entry) -> None:

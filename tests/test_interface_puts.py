@@ -74,7 +74,7 @@ def test_a_pv_seen_disconnecting_is_refused_unsent_naming_every_pv(soft_ioc):
     with Interface(conf=soft_ioc.client_conf(), timeout=0.3) as itf:
         itf.set_values({"M:A:SET": 1.0, "M:B:SET": 1.0})
         soft_ioc.faults.arm("M:A:SET", Outage(duration=30))
-        assert itf._monitors.wait_for("M:A:SET", "disconnected", timeout=5.0)
+        assert itf._monitors.wait_for("M:A:SET", lambda state, _: state == "disconnected", 5.0)
         with pytest.raises(NotConnectedError, match="M:A:SET.*disconnected") as refused:
             itf.set_values({"M:A:SET": 2.0, "M:B:SET": 2.0})
     assert isinstance(refused.value, InvalidInputError) and isinstance(refused.value, SetValuesError)
