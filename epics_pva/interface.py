@@ -311,8 +311,11 @@ class Interface:
             replies: list[Any] = put_many(context, names, [planned[pv] for pv in names], self.timeout)
         except Exception as exc:  # noqa: BLE001 - unexpected: every PV's put failed with it
             replies = [exc] * len(names)
-        futures: dict[str, Future[SetResult] | None] = {}
+        futures: dict[str, Future[SetResult] | SetResult | None] = {}
         for pv, reply in zip(names, replies, strict=True):
+            if reply is None and functions.get(pv) is None:  # done, nothing to validate: no task
+                futures[pv] = SetResult(pv, planned[pv], SET, 1, elapsed=time.monotonic() - start)
+                continue
             try:
                 futures[pv] = self._get_pool().submit(
                     self._set_one, context, pv, planned[pv], functions.get(pv), reply, start)
@@ -323,7 +326,7 @@ class Interface:
             try:
                 if future is None:
                     raise CancelledError
-                results[pv] = future.result()
+                results[pv] = future if isinstance(future, SetResult) else future.result()
             except CancelledError:
                 value = planned[pv]
                 error = PutError(pv, value, "not validated: the interface was closed", attempts=1)
