@@ -10,6 +10,7 @@ beyond `size` PVs (least recently used first), are closed.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import threading
@@ -172,6 +173,8 @@ class MetadataCache:
         wake = watch(context, self._wake)
         try:
             with self._lock:
+                if is_closed(context):  # closed before this check began: start nothing on it
+                    return self._outcome(context, names, timeout)
                 queue = self._start(context)
                 now = self._clock()
                 for pv in names:
@@ -274,9 +277,16 @@ def _close(entry: _Entry) -> None:
             _log.debug("closing a monitor failed", exc_info=True)
 
 
+def _close_all() -> None:
+    # at exit: subscriptions left open while the interpreter finalizes can abort the process
+    for cache in list(_caches):
+        cache.close()
+
+
 def _after_fork_in_child() -> None:
     for cache in list(_caches):
         cache._reset()  # the parent's thread and subscriptions do not exist here
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
+atexit.register(_close_all)
