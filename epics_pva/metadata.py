@@ -103,7 +103,10 @@ class MetadataCache:
     def _run(self, queue: CallerQueue) -> None:
         """The callback thread: runs monitor updates as they arrive until close()."""
         while self._queue is queue:  # close(), or a new context's queue, ends it
-            queue.run_next(60.0)
+            try:
+                queue.run_next(60.0)
+            except Exception:  # noqa: BLE001 - one bad update must not stop every PV's monitor
+                _log.exception("a PV monitor update failed")
 
     def _start(self, context: Context) -> CallerQueue:
         """The queue of `context`'s subscriptions, with its thread running (under the lock)."""
