@@ -271,8 +271,9 @@ class Interface:
     def latest_values(self, names: Iterable[str]) -> dict[str, Any]:
         """{pv: value} of the given PVs as their monitors last pushed them (plain Python).
 
-        After a set's inputs were checked, this is each PV's value before its put, with no
-        round trip; PVs never set through this interface, or disconnected, are left out.
+        Called between a set's check and its puts (as a journal of "before" values would),
+        these are the values before the set, with no round trip; PVs never set through this
+        interface, or disconnected, are left out.
         """
         return self._monitors.latest(names)
 
