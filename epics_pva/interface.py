@@ -286,7 +286,8 @@ class Interface:
         failed = False
         for pv, value in planned.items():
             if failed:
-                results[pv] = SetResult(pv, value, NOT_ATTEMPTED)
+                results[pv] = SetResult(pv, value, NOT_ATTEMPTED,
+                                        reason="sequential mode stops at the first failure")
                 continue
             try:
                 results[pv] = self._set_one(context, pv, value, functions.get(pv))
