@@ -3,12 +3,16 @@
 __project__ = "badger-epics-pva"  # checked by softioc._guard: proves this is our `softioc`
 
 from .audit import FaultRecord, PutRecord  # noqa: E402
-from .config import ConfigError, IOCConfig, load_config  # noqa: E402
+from .config import IOCConfig, load_config  # noqa: E402
+from .errors import ConfigError, PortInUseError, PutRefused, SoftIOCError  # noqa: E402
 from .faults import (  # noqa: E402
+    Fault,
     Outage,
+    PutEffect,
     PutReject,
     PutTimeout,
     ReadbackBias,
+    ReadbackEffect,
     SlowReadback,
     StuckReadback,
 )
@@ -16,15 +20,21 @@ from .server import SoftIOC  # noqa: E402
 
 __all__ = [
     "ConfigError",
+    "Fault",
     "FaultRecord",
     "IOCConfig",
     "Outage",
+    "PortInUseError",
+    "PutEffect",
     "PutRecord",
+    "PutRefused",
     "PutReject",
     "PutTimeout",
     "ReadbackBias",
+    "ReadbackEffect",
     "SlowReadback",
     "SoftIOC",
+    "SoftIOCError",
     "StuckReadback",
     "load_config",
 ]

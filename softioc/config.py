@@ -8,25 +8,24 @@ from __future__ import annotations
 
 import math
 import sys
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .errors import ConfigError
 from .expression import ExpressionError, compile_expression
-from .faults import SERVER, Fault, fault_from_dict
+from .faults import MAX_SECONDS, Fault, check_target, fault_from_dict, fault_kind
+from .lags import LAGS
+from .pvtypes import PV_TYPES, pv_type
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
-PV_TYPES = ("double", "int", "enum", "string", "double_array")
-LAGS = ("none", "first_order", "rate")
-
-
-class ConfigError(ValueError):
-    """A configuration is invalid; the message names the file and the key."""
+__all__ = ["PV_TYPES", "LAGS", "ConfigError", "IOCConfig", "load_config", "config_from_dict"]
 
 
 @dataclass(frozen=True)
@@ -116,6 +115,12 @@ def load_config(source: str | Path | Mapping[str, Any] | IOCConfig) -> IOCConfig
         raise ConfigError(f"{path}: no such config file") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text: {exc}") from None
+    except RecursionError:  # tomllib recurses once per nesting level of arrays and tables
+        raise ConfigError(f"{path}: arrays or tables nested too deeply") from None
+    except OSError as exc:  # a directory, no permission, ...
+        raise ConfigError(f"{path}: cannot read the config file: {exc.strerror or exc}") from None
     return config_from_dict(data, source=str(path))
 
 
@@ -144,6 +149,8 @@ class _Reader:
 
     def number(self, key: str, default: float, positive: bool = False, minimum: float | None = None) -> float:
         value = self.get(key, (int, float), default)
+        if isinstance(value, int) and not _fits_float(value):
+            raise self.fail(key, f"is beyond float range, got an integer of {len(str(abs(value)))} digits")
         if not math.isfinite(value):
             raise self.fail(key, f"must be finite, got {value!r}")
         if positive and value <= 0:
@@ -157,6 +164,15 @@ class _Reader:
         if unknown:
             known = sorted(self.used | set(extra))
             raise ConfigError(f"{self.where}: unknown key '{unknown[0]}' (known keys: {', '.join(known)})")
+
+
+def _fits_float(value: int) -> bool:
+    """Whether an int (TOML integers are unbounded) converts to a float without OverflowError."""
+    try:
+        float(value)
+    except OverflowError:
+        return False
+    return True
 
 
 def config_from_dict(data: Mapping[str, Any], source: str = "<dict>") -> IOCConfig:
@@ -209,90 +225,96 @@ def _settings(r: _Reader) -> IOCSettings:
     return IOCSettings(seed, update_rate, time_scale, prefix)
 
 
+# the longest PV name served (characters); 1000 measured to be found by a p4p client's search
+MAX_NAME = 1000
+
+
+def _uncarried(text: str) -> str | None:
+    """Why PVAccess cannot carry `text` unchanged (a control character such as NUL, which ends the
+    string on the wire, or a lone surrogate, which has no UTF-8), or None if it can."""
+    for c in text:
+        if unicodedata.category(c) in ("Cc", "Cs"):
+            return f"contains the character {c!r}, which PVAccess cannot carry"
+    return None
+
+
 def _name(r: _Reader, key: str, required: bool = True) -> str | None:
     value = r.get(key, (str,), None, required=required)
     if value is not None and (not value.strip() or any(c.isspace() for c in value)):
         raise r.fail(key, f"must be a PV name without spaces, got {value!r}")
+    if value is not None and len(value) > MAX_NAME:
+        raise r.fail(key, f"is a PV name of {len(value)} characters; the limit is {MAX_NAME}")
+    why = None if value is None else _uncarried(value)
+    if why:
+        raise r.fail(key, f"{why}, got {value!r}")
     return value
 
 
 def _setpoint(r: _Reader) -> SetpointConfig:
     name = _name(r, "name")
     readback = _name(r, "readback", required=False)
-    pv_type = r.get("type", (str,), "double")
-    if pv_type not in PV_TYPES:
-        raise r.fail("type", f"must be one of {', '.join(PV_TYPES)}, got {pv_type!r}")
-    numeric = pv_type in ("double", "int", "double_array")
+    type_name = r.get("type", (str,), "double")
+    try:
+        kind = pv_type(type_name)
+    except ValueError as exc:
+        raise r.fail("type", str(exc)) from None
     lag = r.get("lag", (str,), "none")
     if lag not in LAGS:
         raise r.fail("lag", f"must be one of {', '.join(LAGS)}, got {lag!r}")
-    if lag != "none" and not numeric:
-        raise r.fail("lag", f"must be 'none' for a {pv_type} PV")
+    if lag != "none" and not kind.numeric:
+        raise r.fail("lag", f"must be 'none' for a {kind.name} PV")
     tau = r.number("tau", 1.0, positive=True)
     rate = r.number("rate", 1.0, positive=True)
     noise = r.number("noise", 0.0, minimum=0.0)
     offset = r.number("offset", 0.0)
-    if not numeric and (noise or offset):
-        raise r.fail("noise" if noise else "offset", f"is only for numeric PVs, not {pv_type}")
+    if not kind.numeric and (noise or offset):
+        raise r.fail("noise" if noise else "offset", f"is only for numeric PVs, not {kind.name}")
     limits = r.get("limits", (list,), None)
     if limits is not None:
         if (
             len(limits) != 2
             or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in limits)
+            or not all(_fits_float(x) for x in limits if isinstance(x, int))
+            or not all(math.isfinite(x) for x in limits)
             or not limits[0] < limits[1]
         ):
-            raise r.fail("limits", f"must be [low, high] numbers with low < high, got {limits!r}")
-        if not numeric:
-            raise r.fail("limits", f"is only for numeric PVs, not {pv_type}")
+            raise r.fail("limits", f"must be [low, high] finite numbers with low < high, got {limits!r}")
+        if not kind.numeric:
+            raise r.fail("limits", f"is only for numeric PVs, not {kind.name}")
         limits = (float(limits[0]), float(limits[1]))
     choices = r.get("choices", (list,), [])
-    if pv_type == "enum":
+    if kind.takes_choices:
         if not choices or not all(isinstance(c, str) for c in choices):
-            raise r.fail("choices", "must be a non-empty list of strings for an enum PV")
+            raise r.fail("choices", f"must be a non-empty list of strings for an {kind.name} PV")
     elif choices:
-        raise r.fail("choices", f"is only for enum PVs, not {pv_type}")
+        raise r.fail("choices", f"is only for {_types_with('takes_choices')} PVs, not {kind.name}")
     length = r.get("length", (int,), None)
-    if pv_type == "double_array":
+    if kind.takes_length:
         length = 1 if length is None else length
         if length < 1:
             raise r.fail("length", f"must be >= 1, got {length}")
     elif length is not None:
-        raise r.fail("length", f"is only for double_array PVs, not {pv_type}")
+        raise r.fail("length", f"is only for {_types_with('takes_length')} PVs, not {kind.name}")
     precision = r.get("precision", (int,), None)
     units = r.get("units", (str,), "")
     description = r.get("description", (str,), "")
-    initial = _initial(r, pv_type, tuple(choices), length, limits)
+    value = r.get("initial", kind.initial_kinds, kind.default(length))
+    numbers = value if isinstance(value, list) else [value]
+    if any(isinstance(x, int) and not _fits_float(x) for x in numbers):
+        raise r.fail("initial", "is beyond float range")
+    try:
+        initial = kind.check_initial(value, tuple(choices), length, limits)
+    except (ValueError, OverflowError) as exc:
+        raise r.fail("initial", str(exc)) from None
     r.finish()
     return SetpointConfig(
-        name, readback, pv_type, initial, limits, lag, tau, rate, noise, offset, units,
+        name, readback, kind.name, initial, limits, lag, tau, rate, noise, offset, units,
         precision, tuple(choices), length, description,
     )
 
 
-def _initial(r: _Reader, pv_type: str, choices: tuple[str, ...], length: int | None, limits) -> Any:
-    kinds: dict[str, tuple[type, ...]] = {
-        "double": (int, float), "int": (int,), "enum": (int, str), "string": (str,), "double_array": (list,),
-    }
-    defaults = {"double": 0.0, "int": 0, "enum": 0, "string": "", "double_array": [0.0] * (length or 1)}
-    value = r.get("initial", kinds[pv_type], defaults[pv_type])
-    if pv_type == "double":
-        value = float(value)
-        if not math.isfinite(value):
-            raise r.fail("initial", f"must be finite, got {value!r}")
-    if pv_type == "enum":
-        if isinstance(value, str):
-            if value not in choices:
-                raise r.fail("initial", f"{value!r} is not one of the choices {list(choices)}")
-            value = choices.index(value)
-        elif not 0 <= value < len(choices):
-            raise r.fail("initial", f"index {value} is outside the {len(choices)} choices")
-    if pv_type == "double_array":
-        if len(value) != length or not all(isinstance(x, (int, float)) for x in value):
-            raise r.fail("initial", f"must be a list of {length} numbers, got {value!r}")
-        value = [float(x) for x in value]
-    if limits is not None and pv_type in ("double", "int") and not limits[0] <= value <= limits[1]:
-        raise r.fail("initial", f"{value!r} is outside the limits {list(limits)}")
-    return value
+def _types_with(flag: str) -> str:
+    return " or ".join(t.name for t in PV_TYPES.values() if getattr(t, flag))
 
 
 def _observable(r: _Reader) -> ObservableConfig:
@@ -300,7 +322,7 @@ def _observable(r: _Reader) -> ObservableConfig:
     expression = r.get("expression", (str,), required=True)
     inputs = dict(r.get("inputs", (Mapping,), {}))
     for var, pv in inputs.items():
-        if not var.isidentifier() or not isinstance(pv, str):
+        if not isinstance(var, str) or not var.isidentifier() or not isinstance(pv, str):
             raise r.fail(f"inputs.{var}", f"must map an identifier to a PV name, got {var!r} = {pv!r}")
     noise = r.number("noise", 0.0, minimum=0.0)
     units = r.get("units", (str,), "")
@@ -317,17 +339,22 @@ def _fault(r: _Reader, served: set[str], setpoints: set[str]) -> FaultConfig:
     pv = r.get("pv", (str,), required=True)
     kind = r.get("kind", (str,), required=True)
     at = r.get("at", (int, float), None)
-    if at is not None and at < 0:
-        raise r.fail("at", f"must be >= 0 (simulated seconds), got {at!r}")
+    if at is not None:
+        try:
+            sane = math.isfinite(at) and 0 <= at <= MAX_SECONDS
+        except OverflowError:
+            sane = False
+        if not sane:
+            raise r.fail("at", f"must be within [0, {MAX_SECONDS:.0f}] simulated seconds, got {at!r}")
     params = {k: v for k, v in r.data.items() if k not in ("pv", "kind", "at")}
-    if pv != SERVER and pv not in setpoints:
-        if pv in served:
-            if kind != "outage":
-                raise r.fail("pv", f"'{pv}' is not a setpoint; only an outage can be armed on it")
-        else:
-            raise r.fail("pv", f"'{pv}' is not served by this IOC (use '{SERVER}' for the whole server)")
-    if pv == SERVER and kind != "outage":
-        raise r.fail("pv", f"'{SERVER}' (the whole server) only takes an outage, not {kind!r}")
+    try:
+        fault_kind(kind)
+    except ValueError as exc:
+        raise r.fail("kind", str(exc)) from None
+    try:
+        check_target(kind, pv, setpoints, served)
+    except ValueError as exc:
+        raise r.fail("pv", str(exc)) from None
     try:
         fault = fault_from_dict(kind, params)
     except (TypeError, ValueError) as exc:

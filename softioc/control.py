@@ -18,13 +18,14 @@ import json
 import logging
 import shlex
 import threading
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
 from p4p.nt import NTScalar
 from p4p.server.thread import SharedPV
 
-if TYPE_CHECKING:
-    from .server import SoftIOC
+from .audit import Audit
+from .injection import FaultControl
 
 _log = logging.getLogger(__name__)
 
@@ -77,8 +78,11 @@ class _ReadOnly:
 class ControlPVs:
     """The control PVs of one IOC; `update()` is called by the update loop after each step."""
 
-    def __init__(self, ioc: SoftIOC, prefix: str, queue) -> None:
-        self._ioc = ioc
+    def __init__(
+        self, prefix: str, queue: Any, *, faults: FaultControl, audit: Audit,
+        clock: Callable[[], float], restart: Callable[[float], None],
+    ) -> None:
+        self._faults, self._audit, self._clock, self._restart_server = faults, audit, clock, restart
         self._dirty = threading.Event()
         self._dirty.set()
         self._published: dict[str, Any] = {}
@@ -100,13 +104,16 @@ class ControlPVs:
         }
         self._prefix = prefix
 
-    def _arm(self, value: Any) -> None:
-        armed = self._ioc.faults.arm_from_dict(parse_fault_spec(str(value)))
+    def _arm(self, value: Any):
+        armed = self._faults.arm_from_dict(parse_fault_spec(str(value)), fire=False)
         _log.info("fault armed over the wire on %s: %s", armed.pv, armed.fault)
+        # fire after the put completes: an outage of the whole server would otherwise stop the
+        # server under the pending put, which the client then re-sends once it reconnects
+        return lambda: self._faults.fire(armed)
 
     def _clear(self, value: Any) -> None:
         target = str(value).strip()
-        count = self._ioc.faults.clear(target or None)
+        count = self._faults.clear(target or None)
         _log.info("cleared %d fault(s) over the wire (%s)", count, target or "all PVs")
 
     def _restart(self, value: Any):
@@ -114,7 +121,7 @@ class ControlPVs:
         if not 0.0 <= downtime <= 3600.0:
             raise ValueError(f"downtime must be within [0, 3600] s, got {downtime}")
         # after the put completes: stopping the server first would leave the client's put hanging
-        return lambda: self._ioc.restart(downtime, wait=False)
+        return lambda: self._restart_server(downtime)
 
     def changed(self) -> None:
         """Mark fault state as changed so the next update republishes it."""
@@ -122,23 +129,23 @@ class ControlPVs:
 
     def update(self) -> None:
         """Publish what changed: simulated time and puts every step, faults when they change."""
-        p, ioc = self._prefix, self._ioc
-        self._post(f"{p}TIME", round(ioc.sim_time, 6))
+        p = self._prefix
+        self._post(f"{p}TIME", round(self._clock(), 6))
         self.update_puts()
         if self._dirty.is_set():
             self._dirty.clear()
-            active = [armed.to_dict() for armed in ioc.faults.active()]
+            active = [armed.to_dict() for armed in self._faults.active()]
             self._post(f"{p}FAULT:ACTIVE", json.dumps(active))
-            fired = ioc.audit.faults(event="fired")
+            fired = self._audit.faults(event="fired")
             self._post(f"{p}FAULT:FIRED", len(fired))
-            events = ioc.audit.faults(event=None)
+            events = self._audit.faults(event=None)
             if events:
                 self._post(f"{p}FAULT:LAST", json.dumps(dataclasses.asdict(events[-1]), default=str))
 
     def update_puts(self) -> None:
         """Publish the number of puts received so far."""
         with self._post_lock:  # count and post together, so a stale count never overwrites a newer one
-            count = self._ioc.audit.put_count()  # no copy of the whole audit every step
+            count = self._audit.put_count()  # no copy of the whole audit every step
             if self._published.get("puts") != count:
                 self._published["puts"] = count
                 self.pvs[f"{self._prefix}PUTS"].post(count)

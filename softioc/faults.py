@@ -1,4 +1,8 @@
-"""Fault descriptions and the per-IOC book of armed faults (pure Python, no p4p).
+"""Fault kinds and the per-IOC book of armed faults (pure Python, no p4p).
+
+A fault kind is one frozen dataclass subclassing `Fault`: it names itself (`kind`), says which
+PVs it may target (`targets`) and carries its hooks (`put_effect`, `readback_effect`,
+`downtime`). Defining the class registers it; nothing else needs to change.
 
 Durations (`duration`, `complete_after`) are wall-clock seconds, because they concern the
 network and the clients' timeouts; `drift` is in units per *simulated* second, because it
@@ -10,18 +14,119 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import math
 import random
 import threading
-from collections.abc import Mapping
+import types
+import typing
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 SERVER = "*"
 """The PV name under which a whole-server fault (an outage of every PV) is armed."""
 
+SETPOINT, READ_ONLY, WHOLE_SERVER = "setpoint", "read-only PV", "whole server"
+"""What a fault may target: a setpoint, any other served PV, or the whole server ('*')."""
+
+MAX_SECONDS = 3600.0
+"""Longest duration, delay or late completion a fault accepts (s), as RESTART does."""
+
+
+def seconds(default: float | None, **extra: Any) -> Any:
+    """A dataclass field holding a time in seconds, checked within [0, MAX_SECONDS]."""
+    return field(default=default, metadata={"min": 0.0, "max": MAX_SECONDS, **extra})
+
+
+def bounded(default: Any, low: float | None = None, high: float | None = None) -> Any:
+    """A dataclass field whose value (when not None) must lie within [low, high]."""
+    return field(default=default, metadata={"min": low, "max": high})
+
+
+FAULT_KINDS: dict[str, type[Fault]] = {}
+"""Every fault kind by its `kind` name; filled by defining a subclass of `Fault`."""
+
 
 @dataclass(frozen=True)
-class PutTimeout:
+class PutEffect:
+    """What a fault does to one put: refuse it with `reject`, or `hold` it open.
+
+    A held put reaches the device at once when `apply`, else when it completes; it completes
+    after `complete_after` s, or is abandoned with an error when that is None.
+    """
+
+    reject: str | None = None
+    hold: bool = False
+    apply: bool = True
+    complete_after: float | None = None
+
+
+@dataclass(frozen=True)
+class ReadbackEffect:
+    """What armed faults do to a setpoint's readback: frozen, offset (units), drifting (units per
+    simulated s), posted at `rate` Hz (None: every update)."""
+
+    stuck: bool = False
+    bias: float = 0.0
+    drift: float = 0.0
+    rate: float | None = None
+
+    def combine(self, other: ReadbackEffect) -> ReadbackEffect:
+        """Both effects at once: stuck if either is, biases and drifts add, the slower rate wins."""
+        rates = [r for r in (self.rate, other.rate) if r is not None]
+        return ReadbackEffect(
+            self.stuck or other.stuck, self.bias + other.bias, self.drift + other.drift,
+            min(rates) if rates else None,
+        )
+
+
+NO_EFFECT = ReadbackEffect()
+
+
+@dataclass(frozen=True)
+class Fault:
+    """Base of every fault kind; a subclass with a `kind` registers itself in FAULT_KINDS."""
+
+    kind: ClassVar[str]
+    targets: ClassVar[frozenset[str]] = frozenset({SETPOINT})
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        kind = cls.__dict__.get("kind")
+        if kind is None:
+            return  # an abstract base such as PutFault
+        if kind in FAULT_KINDS and FAULT_KINDS[kind].__qualname__ != cls.__qualname__:
+            raise ValueError(f"fault kind {kind!r} is already defined by {FAULT_KINDS[kind].__qualname__}")
+        FAULT_KINDS[kind] = cls
+
+    @property
+    def duration_s(self) -> float | None:
+        """Seconds until the armed fault expires by itself (None: until cleared or spent)."""
+        return getattr(self, "duration", None)
+
+    def put_effect(self, value: Any) -> PutEffect | None:
+        """What this fault does to a put of `value` when it fires (None: nothing)."""
+        return None
+
+    def readback_effect(self) -> ReadbackEffect | None:
+        """What this fault does to its setpoint's readback while armed (None: nothing)."""
+        return None
+
+    def downtime(self) -> float | None:
+        """Seconds the target is taken off the network when the fault fires (None: it is not)."""
+        return None
+
+
+@dataclass(frozen=True)
+class PutFault(Fault):
+    """A fault that fires on the next `count` puts (None: every put), or on each with `probability`."""
+
+    count: int | None = bounded(1, low=1)
+    probability: float | None = bounded(None, 0.0, 1.0)
+
+
+@dataclass(frozen=True)
+class PutTimeout(PutFault):
     """The next `count` puts (None: every put) are never completed, so clients time out.
 
     `apply` decides whether the value still reaches the device while the put hangs (real IOCs
@@ -29,108 +134,142 @@ class PutTimeout:
     """
 
     kind: ClassVar[str] = "put_timeout"
-    count: int | None = 1
-    probability: float | None = None
     apply: bool = False
-    complete_after: float | None = None
+    complete_after: float | None = seconds(None)
+
+    def put_effect(self, value: Any) -> PutEffect:
+        return PutEffect(hold=True, apply=self.apply, complete_after=self.complete_after)
 
 
 @dataclass(frozen=True)
-class PutReject:
+class PutReject(PutFault):
     """The next `count` puts (None: every put) fail with a remote error carrying `message`."""
 
     kind: ClassVar[str] = "put_reject"
-    count: int | None = 1
-    probability: float | None = None
     message: str = "put rejected by fault injection"
+
+    def put_effect(self, value: Any) -> PutEffect:
+        return PutEffect(reject=self.message)
 
 
 @dataclass(frozen=True)
-class StuckReadback:
+class StuckReadback(Fault):
     """The readback stops following the setpoint (frozen at its last value) until cleared."""
 
     kind: ClassVar[str] = "stuck_readback"
-    duration: float | None = None
+    duration: float | None = seconds(None)
+
+    def readback_effect(self) -> ReadbackEffect:
+        return ReadbackEffect(stuck=True)
 
 
 @dataclass(frozen=True)
-class ReadbackBias:
+class ReadbackBias(Fault):
     """The readback settles `bias` off target, and drifts further by `drift` per simulated second."""
 
     kind: ClassVar[str] = "readback_bias"
     bias: float = 0.0
     drift: float = 0.0
-    duration: float | None = None
+    duration: float | None = seconds(None)
+
+    def readback_effect(self) -> ReadbackEffect:
+        return ReadbackEffect(bias=self.bias, drift=self.drift)
 
 
 @dataclass(frozen=True)
-class SlowReadback:
+class SlowReadback(Fault):
     """The readback posts at `rate` Hz instead of the IOC's update rate (0: stops posting)."""
 
     kind: ClassVar[str] = "slow_readback"
-    rate: float = 0.0
-    duration: float | None = None
+    rate: float = bounded(0.0, low=0.0)
+    duration: float | None = seconds(None)
+
+    def readback_effect(self) -> ReadbackEffect:
+        return ReadbackEffect(rate=self.rate)
 
 
 @dataclass(frozen=True)
-class Outage:
+class Outage(Fault):
     """The PV (setpoint and readback; every PV when armed on '*') disappears for `duration` s."""
 
     kind: ClassVar[str] = "outage"
-    duration: float = 1.0
+    targets: ClassVar[frozenset[str]] = frozenset({SETPOINT, READ_ONLY, WHOLE_SERVER})
+    duration: float = seconds(1.0)
+
+    def downtime(self) -> float:
+        return self.duration
 
 
-Fault = PutTimeout | PutReject | StuckReadback | ReadbackBias | SlowReadback | Outage
-FAULT_TYPES: dict[str, type] = {
-    cls.kind: cls
-    for cls in (PutTimeout, PutReject, StuckReadback, ReadbackBias, SlowReadback, Outage)
-}
-PUT_FAULTS = (PutTimeout, PutReject)
-NO_READBACK_FAULT: tuple[bool, float, float, float | None] = (False, 0.0, 0.0, None)
+def check_target(kind: str | type[Fault], pv: str, setpoints: Collection[str], served: Collection[str]) -> None:
+    """Raise ValueError unless a fault of `kind` may be armed on `pv` (config and arming alike)."""
+    cls = kind if isinstance(kind, type) else fault_kind(kind)
+    if pv == SERVER:
+        role, what = WHOLE_SERVER, f"'{SERVER}' (the whole server) does not take"
+    elif pv in setpoints:
+        role, what = SETPOINT, f"{pv!r} is a setpoint, which does not take"
+    elif pv in served:
+        role, what = READ_ONLY, f"{pv!r} is not a setpoint, so does not take"
+    else:
+        raise ValueError(f"{pv!r} is not served by this soft IOC (use '{SERVER}' for the whole server)")
+    if role not in cls.targets:
+        allowed = ", ".join(_TARGET_NAMES[t] for t in sorted(cls.targets))
+        raise ValueError(f"{what} fault {cls.kind!r} (it targets: {allowed})")
+
+
+_TARGET_NAMES = {SETPOINT: "a setpoint", READ_ONLY: "a read-only PV", WHOLE_SERVER: f"the whole server ('{SERVER}')"}
+
+
+def fault_kind(kind: str) -> type[Fault]:
+    """The registered fault class called `kind`; ValueError naming the known kinds otherwise."""
+    cls = FAULT_KINDS.get(kind) if isinstance(kind, str) else None
+    if cls is None:
+        raise ValueError(f"unknown fault kind {kind!r} (known: {sorted(FAULT_KINDS)})")
+    return cls
 
 
 def fault_from_dict(kind: str, params: Mapping[str, Any]) -> Fault:
     """Build a fault from its kind name and parameters, with errors naming the bad key or value."""
-    cls = FAULT_TYPES.get(kind)
-    if cls is None:
-        raise ValueError(f"unknown fault kind {kind!r} (known: {sorted(FAULT_TYPES)})")
+    cls = fault_kind(kind)
     fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
     for key, value in params.items():
         if key not in fields:
             raise ValueError(f"fault {kind!r} has no parameter {key!r} (parameters: {sorted(fields)})")
-        _check_param(kind, key, value, fields[key].type)
-    fault = cls(**params)
-    _check_fault(fault)
-    return fault
+        _check_param(kind, key, value, hints[key], fields[key].metadata)
+    return cls(**params)
 
 
-def _check_param(kind: str, key: str, value: Any, annotation: Any) -> None:
-    text = str(annotation)
-    if value is None and "None" in text:
+def _allowed(annotation: Any) -> tuple[Any, ...]:
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+        return typing.get_args(annotation)
+    return (annotation,)
+
+
+def _check_param(kind: str, key: str, value: Any, annotation: Any, meta: Mapping[str, Any]) -> None:
+    allowed = _allowed(annotation)
+    if value is None and type(None) in allowed:
         return
-    if "bool" in text:
-        ok = isinstance(value, bool)
-    elif "int" in text:
-        ok = isinstance(value, int) and not isinstance(value, bool)
-    elif "float" in text:
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if isinstance(value, bool):
+        ok = bool in allowed
+    elif isinstance(value, int):
+        ok = int in allowed or float in allowed
     else:
-        ok = isinstance(value, str)
+        ok = any(isinstance(value, t) for t in allowed if isinstance(t, type) and t is not type(None))
     if not ok:
-        raise ValueError(f"fault {kind!r} parameter {key!r} has the wrong type: {value!r} ({text} expected)")
-
-
-def _check_fault(fault: Fault) -> None:
-    count = getattr(fault, "count", None)
-    if count is not None and count < 1:
-        raise ValueError(f"fault {fault.kind!r}: count must be >= 1 or None (always), got {count}")
-    probability = getattr(fault, "probability", None)
-    if probability is not None and not 0.0 <= probability <= 1.0:
-        raise ValueError(f"fault {fault.kind!r}: probability must be within [0, 1], got {probability}")
-    for name in ("duration", "complete_after", "rate"):
-        value = getattr(fault, name, None)
-        if value is not None and value < 0:
-            raise ValueError(f"fault {fault.kind!r}: {name} must be >= 0, got {value}")
+        names = " or ".join(getattr(t, "__name__", str(t)) for t in allowed)
+        raise ValueError(f"fault {kind!r} parameter {key!r} has the wrong type: {value!r} ({names} expected)")
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        try:
+            finite = math.isfinite(value)
+        except OverflowError:  # an int beyond float range
+            finite = False
+        if not finite:
+            raise ValueError(f"fault {kind!r}: {key} must be a finite number, got {value!r}")
+        low, high = meta.get("min"), meta.get("max")
+        if low is not None and value < low or high is not None and value > high:
+            span = f"within [{low:g}, {high:g}]" if high is not None else f">= {low:g}"
+            extra = " or None" if type(None) in allowed else ""
+            raise ValueError(f"fault {kind!r}: {key} must be {span}{extra}, got {value!r}")
 
 
 def describe(fault: Fault) -> dict[str, Any]:
@@ -174,14 +313,11 @@ class FaultBook:
         with self._lock:
             self._serial += 1
             digest = hashlib.sha256(f"{self._seed}:{pv}:{fault.kind}:{self._serial}".encode()).digest()
-            duration = getattr(fault, "duration", None)
+            duration = fault.duration_s
+            shots = fault.count if isinstance(fault, PutFault) and fault.probability is None else None
             armed = ArmedFault(
-                pv=pv,
-                fault=fault,
-                rng=random.Random(int.from_bytes(digest[:8], "big")),
-                armed_at=now,
-                expires_at=None if duration is None else now + duration,
-                remaining=fault.count if isinstance(fault, PUT_FAULTS) and fault.probability is None else None,
+                pv=pv, fault=fault, rng=random.Random(int.from_bytes(digest[:8], "big")), armed_at=now,
+                expires_at=None if duration is None else now + duration, remaining=shots,
             )
             self._armed.append(armed)
             return armed
@@ -210,10 +346,11 @@ class FaultBook:
         """Decide whether a put to `pv` arriving now is faulted; consumes one shot if so."""
         with self._lock:
             for armed in self._armed:
-                if armed.pv != pv or not isinstance(armed.fault, PUT_FAULTS) or armed.spent(now):
+                fault = armed.fault
+                if armed.pv != pv or not isinstance(fault, PutFault) or armed.spent(now):
                     continue
-                if armed.fault.probability is not None:
-                    if armed.rng.random() >= armed.fault.probability:
+                if fault.probability is not None:
+                    if armed.rng.random() >= fault.probability:
                         continue
                 elif armed.remaining is not None:
                     armed.remaining -= 1
@@ -221,25 +358,13 @@ class FaultBook:
                 return armed
             return None
 
-    def readback_state(self, pv: str, now: float) -> tuple[bool, float, float, float | None]:
-        """(stuck, bias, drift per simulated s, post rate Hz or None) for a setpoint's readback."""
-        return self.readback_states(now).get(pv, NO_READBACK_FAULT)
-
-    def readback_states(self, now: float) -> dict[str, tuple[bool, float, float, float | None]]:
-        """readback_state of every PV with a readback fault armed, in one pass (the update loop's view)."""
-        states: dict[str, tuple[bool, float, float, float | None]] = {}
+    def readback_effects(self, now: float) -> dict[str, ReadbackEffect]:
+        """The combined readback effect per PV with a readback fault armed, in one pass."""
+        effects: dict[str, ReadbackEffect] = {}
         with self._lock:
             for armed in self._armed:
-                fault = armed.fault
-                if not isinstance(fault, (StuckReadback, ReadbackBias, SlowReadback)) or armed.spent(now):
+                effect = armed.fault.readback_effect()
+                if effect is None or armed.spent(now):
                     continue
-                stuck, bias, drift, rate = states.get(armed.pv, NO_READBACK_FAULT)
-                if isinstance(fault, StuckReadback):
-                    stuck = True
-                elif isinstance(fault, ReadbackBias):
-                    bias += fault.bias
-                    drift += fault.drift
-                else:
-                    rate = fault.rate if rate is None else min(rate, fault.rate)
-                states[armed.pv] = (stuck, bias, drift, rate)
-        return states
+                effects[armed.pv] = effects.get(armed.pv, NO_EFFECT).combine(effect)
+        return effects

@@ -14,7 +14,13 @@ from typing import Any
 import numpy as np
 
 from .config import IOCConfig, ObservableConfig, SetpointConfig
+from .errors import PutRefused
 from .expression import compile_expression
+from .faults import NO_EFFECT, ReadbackEffect
+from .lags import LAGS
+from .pvtypes import PV_TYPES
+
+__all__ = ["Device", "Observable", "PutRefused", "Simulation", "rng_for"]
 
 
 def rng_for(seed: int, name: str) -> np.random.Generator:
@@ -23,80 +29,31 @@ def rng_for(seed: int, name: str) -> np.random.Generator:
     return np.random.default_rng(int.from_bytes(digest[:8], "big"))
 
 
-class PutRefused(ValueError):
-    """A put the device itself refuses (wrong type, not finite, outside limits)."""
-
-
 class Device:
     """A setpoint and the readback that follows it with lag, noise, offset and injected faults."""
 
     def __init__(self, config: SetpointConfig, seed: int) -> None:
         self.config = config
+        self.pv_type = PV_TYPES[config.type]
+        self._lag = LAGS[config.lag]
         self._rng = rng_for(seed, config.readback or config.name)
         self.setpoint: Any = self._copy(config.initial)
-        self._state: Any = self._as_state(config.initial)
+        self._state: Any = self.pv_type.to_state(config.initial)
         self._output: Any = self._render(self._state, 0.0)
         self._drift = 0.0
-        # fault modifiers, set by the server from its fault book each step
-        self.stuck = False
-        self.bias = 0.0
-        self.drift_rate = 0.0
+        self.faults: ReadbackEffect = NO_EFFECT  # set by the server from its fault book each step
 
     @property
     def numeric(self) -> bool:
-        return self.config.type in ("double", "int", "double_array")
+        return self.pv_type.numeric
 
     @staticmethod
     def _copy(value: Any) -> Any:
         return list(value) if isinstance(value, list) else value
 
-    def _as_state(self, value: Any) -> Any:
-        if self.config.type == "double_array":
-            return np.asarray(value, dtype=float).copy()
-        if self.config.type in ("double", "int"):
-            return float(value)
-        return value
-
     def coerce(self, value: Any) -> Any:
         """Check a put's value against the device; return it normalised or raise PutRefused."""
-        cfg = self.config
-        if cfg.type in ("double", "int"):
-            if isinstance(value, (str, bytes)) or np.ndim(value) != 0:
-                raise PutRefused(f"{cfg.name}: {value!r} is not a number")
-            number = float(value)
-            if not math.isfinite(number):
-                raise PutRefused(f"{cfg.name}: {number!r} is not a finite number")
-            if cfg.type == "int":
-                number = int(round(number))
-            self._check_limits(number)
-            return number
-        if cfg.type == "double_array":
-            array = np.asarray(value, dtype=float).reshape(-1)
-            if not np.all(np.isfinite(array)):
-                raise PutRefused(f"{cfg.name}: the array holds values that are not finite")
-            if cfg.length is not None and array.size > cfg.length:
-                raise PutRefused(f"{cfg.name}: {array.size} elements, at most {cfg.length} allowed")
-            if cfg.limits is not None:
-                for element in array:
-                    self._check_limits(float(element))
-            return array
-        if cfg.type == "enum":
-            index = value
-            if isinstance(value, str):
-                if value not in cfg.choices:
-                    raise PutRefused(f"{cfg.name}: {value!r} is not one of {list(cfg.choices)}")
-                index = cfg.choices.index(value)
-            if not isinstance(index, (int, np.integer)) or not 0 <= index < len(cfg.choices):
-                raise PutRefused(f"{cfg.name}: {value!r} is not a valid index of {len(cfg.choices)} choices")
-            return int(index)
-        return str(value)
-
-    def _check_limits(self, number: float) -> None:
-        limits = self.config.limits
-        if limits is not None and not limits[0] <= number <= limits[1]:
-            raise PutRefused(
-                f"{self.config.name}: {number!r} is outside the limits [{limits[0]!r}, {limits[1]!r}]"
-            )
+        return self.pv_type.coerce(self.config, value)
 
     def set(self, value: Any) -> None:
         """Apply an accepted (already coerced) setpoint."""
@@ -104,24 +61,15 @@ class Device:
 
     def advance(self, dt: float) -> None:
         """Move the true readback state toward the setpoint over `dt` simulated seconds."""
-        cfg = self.config
-        target = self._as_state(self.setpoint)
-        if not self.numeric or cfg.lag == "none":
-            self._state = target
-        elif cfg.lag == "first_order":
-            self._state = self._state + (target - self._state) * (1.0 - math.exp(-dt / cfg.tau))
-        else:  # rate: ramp at cfg.rate units per simulated second
-            step = cfg.rate * dt
-            self._state = self._state + np.clip(target - self._state, -step, step)
-            if not isinstance(self._state, np.ndarray):
-                self._state = float(self._state)
+        self._state = self._lag(self._state, self.pv_type.to_state(self.setpoint), dt, self.config)
         # drift accumulates only while a drift fault is armed; clearing it restores the readback
-        self._drift = self._drift + self.drift_rate * dt if self.drift_rate else 0.0
+        drift = self.faults.drift
+        self._drift = self._drift + drift * dt if drift else 0.0
 
     def sample(self) -> Any:
         """The next readback value: one noise draw per call, frozen while stuck."""
-        if not self.stuck:
-            self._output = self._render(self._state, self.bias + self._drift)
+        if not self.faults.stuck:
+            self._output = self._render(self._state, self.faults.bias + self._drift)
         return self._output
 
     def _render(self, state: Any, extra: float) -> Any:
@@ -130,16 +78,7 @@ class Device:
             return state
         shape = np.shape(state)
         noise = self._rng.normal(0.0, cfg.noise, size=shape or None) if cfg.noise > 0 else 0.0
-        value = state + cfg.offset + extra + noise
-        if cfg.type == "int":
-            return int(round(float(value)))
-        if cfg.type == "double_array":
-            return np.asarray(value, dtype=float)
-        return float(value)
-
-    def settled_value(self) -> Any:
-        """The readback value without noise, as the device would settle (for views and tests)."""
-        return self._state
+        return self.pv_type.render(state + cfg.offset + extra + noise)
 
 
 class Observable:

@@ -65,3 +65,15 @@ def pva_client(soft_ioc: SoftIOC) -> Iterator[Any]:
     ctx = Context("pva", conf=soft_ioc.client_conf(), useenv=False)
     yield ctx
     ctx.close()
+
+
+@pytest.fixture(scope="module")
+def epics_base_ioc() -> Iterator[Any]:
+    """EPICS base's softIoc (QSRV2) serving the shipped examples/epics_base.db (prefix BASE:)
+    on loopback with free ports: one per test module, stopped after it. A test that kills or
+    changes it must leave it running and as it found it. See softioc.epics_base.EpicsBaseIOC."""
+    from .epics_base import EpicsBaseIOC  # imported here: only tests that ask for it start one
+
+    ioc = EpicsBaseIOC().start()
+    yield ioc
+    ioc.stop()

@@ -1,7 +1,7 @@
-"""p4p wiring for the simulation: SharedPVs, put handlers, the update loop and faults.
+"""The soft IOC's life cycle: start/stop/restart, the put handler and the update loop.
 
-The model decides values; this module only moves them over PVAccess, applies faults at the
-wire (held or rejected puts, PVs that vanish) and keeps the audit.
+The model decides values; `channels` maps them onto p4p, `injection` applies faults at the
+wire (held or rejected puts, PVs that vanish); this module ties them together and keeps the audit.
 """
 
 from __future__ import annotations
@@ -10,112 +10,27 @@ import logging
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-from p4p.nt import NTEnum, NTScalar
 from p4p.server import Server, StaticProvider
-from p4p.server.thread import SharedPV
 from p4p.util import ThreadedWorkQueue
 
 from . import _guard
-from .audit import ACCEPTED, REJECTED, TIMED_OUT, Audit, FaultRecord, PutRecord
-from .config import IOCConfig, ObservableConfig, SetpointConfig, load_config
+from .audit import ACCEPTED, REJECTED, TIMED_OUT, Audit, PutRecord
+from .channels import Channel, build_channels, plain
+from .config import IOCConfig, load_config
 from .control import ControlPVs
-from .faults import (
-    NO_READBACK_FAULT,
-    SERVER,
-    ArmedFault,
-    Fault,
-    FaultBook,
-    Outage,
-    PutReject,
-    PutTimeout,
-    describe,
-    fault_from_dict,
-)
-from .model import PutRefused, Simulation
+from .errors import PortInUseError, PutRefused
+from .faults import NO_EFFECT
+from .injection import ABANDON_AFTER, FaultControl, Wire
+from .model import Simulation
 
 _guard.ensure_this_package()
 _log = logging.getLogger(__name__)
 
-ABANDON_AFTER = 60.0
-"""Seconds after which a put held without `complete_after` is abandoned with an error."""
-
-
-def _plain(value: Any) -> Any:
-    """Turn a p4p-unwrapped put value (ntfloat, ntenum, ntnumericarray...) into plain Python."""
-    if type(value).__name__ == "ntenum":
-        return int(value)
-    raw = getattr(value, "raw", None)
-    if raw is not None:  # str() of an nt wrapper prints its timestamp: read the field itself
-        value = raw["value"]
-    if isinstance(value, np.ndarray):
-        return np.asarray(value, dtype=float)
-    for base in (bool, int, float, str):
-        if isinstance(value, base):
-            return base(value)
-    return value
-
-
-def _nt_for(pv_type: str, control: bool) -> NTScalar | NTEnum:
-    codes = {"double": "d", "int": "i", "string": "s", "double_array": "ad"}
-    if pv_type == "enum":
-        return NTEnum(display=False)
-    numeric = pv_type != "string"
-    return NTScalar(codes[pv_type], display=numeric, control=control and numeric)
-
-
-def _initial(cfg: SetpointConfig | ObservableConfig, value: Any, control: bool) -> dict[str, Any]:
-    """The full first Value of a PV: value plus the metadata a real record publishes."""
-    now = time.time()
-    stamp = {"timeStamp.secondsPastEpoch": int(now), "timeStamp.nanoseconds": int(now % 1 * 1e9)}
-    if isinstance(cfg, SetpointConfig) and cfg.type == "enum":
-        return {"value.index": int(value), "value.choices": list(cfg.choices), **stamp}
-    if isinstance(cfg, SetpointConfig) and cfg.type == "string":
-        return {"value": value, **stamp}
-    data: dict[str, Any] = {"value": value, "display.units": cfg.units, **stamp}
-    if cfg.precision is not None:
-        data["display.format"] = f"%.{cfg.precision}f"
-    limits = getattr(cfg, "limits", None)
-    if limits is not None:
-        data["display.limitLow"], data["display.limitHigh"] = limits
-        if control:
-            data["control.limitLow"], data["control.limitHigh"] = limits
-    if isinstance(cfg, SetpointConfig) and cfg.description:
-        data["display.description"] = cfg.description
-    return data
-
-
-def _post_form(pv_type: str, value: Any) -> Any:
-    return {"value.index": int(value)} if pv_type == "enum" else value
-
-
-@dataclass
-class _HeldPut:
-    """A put kept open by a PutTimeout fault until `deadline` (monotonic s)."""
-
-    pv: str
-    op: Any
-    value: Any
-    deadline: float
-    complete: bool  # True: complete normally (late); False: abandon with an error
-
-
-@dataclass
-class _Channel:
-    """One served PV and how the update loop treats it."""
-
-    name: str
-    pv: SharedPV
-    pv_type: str
-    initial: dict[str, Any]
-    device: str | None = None  # the setpoint this PV belongs to, if any
-    open: bool = True
-    last: Any = None
-    last_post: float = 0.0
+__all__ = ["ABANDON_AFTER", "SoftIOC", "Stats"]
 
 
 @dataclass
@@ -127,58 +42,15 @@ class Stats:
     max_lateness: float = 0.0
     busy: float = 0.0
     posts: int = 0
-    started: float = field(default_factory=time.monotonic)
-
-
-class _SetpointHandler:
-    def __init__(self, ioc: SoftIOC, name: str) -> None:
-        self._ioc, self._name = ioc, name
-
-    def put(self, pv: SharedPV, op: Any) -> None:
-        self._ioc._on_put(self._name, op)
-
-
-class _ReadOnlyHandler:
-    def __init__(self, ioc: SoftIOC, name: str) -> None:
-        self._ioc, self._name = ioc, name
-
-    def put(self, pv: SharedPV, op: Any) -> None:
-        self._ioc._refuse_put(self._name, op, f"{self._name} is read-only (not a setpoint)")
-
-
-class FaultControl:
-    """Arm, inspect and clear faults on a running (or not yet started) IOC."""
-
-    def __init__(self, ioc: SoftIOC) -> None:
-        self._ioc = ioc
-
-    def arm(self, pv: str, fault: Fault) -> ArmedFault:
-        """Arm `fault` on `pv` ('*' for a whole-server outage); returns the armed entry."""
-        return self._ioc._arm(pv, fault)
-
-    def arm_from_dict(self, spec: Mapping[str, Any]) -> ArmedFault:
-        """Arm from data such as {"pv": "X:SET", "kind": "put_timeout", "count": 2}."""
-        params = dict(spec)
-        try:
-            pv, kind = params.pop("pv"), params.pop("kind")
-        except KeyError as exc:
-            raise ValueError(f"a fault needs 'pv' and 'kind'; {exc.args[0]!r} is missing") from None
-        return self.arm(pv, fault_from_dict(kind, params))
-
-    def clear(self, pv: str | None = None) -> int:
-        """Disarm faults on `pv` (all when None), release puts they hold; returns how many."""
-        return self._ioc._clear(pv)
-
-    def active(self, pv: str | None = None) -> list[ArmedFault]:
-        """Faults armed now, in arming order."""
-        return self._ioc._book.active(pv)
 
 
 class SoftIOC:
     """A simulated machine served over PVAccess, on loopback unless told otherwise.
 
-    Use as a context manager, or call start()/stop() (repeatedly if you like). Every start
-    builds a fresh simulation from the config; restart() keeps it (an outage, not a reboot).
+    `config` is an IOCConfig, a dict shaped like the TOML file, or the path of one. Use as a
+    context manager, or call start()/stop() (repeatedly if you like). Every start builds a fresh
+    simulation from the config; restart() keeps it (an outage, not a reboot). An explicit
+    `port` (TCP) that cannot be bound fails the start with PortInUseError.
     """
 
     def __init__(
@@ -192,36 +64,24 @@ class SoftIOC:
         self.config = load_config(config)
         self.host, self.port, self.broadcast_port = host, port, broadcast_port
         self.audit = Audit()
-        self.faults = FaultControl(self)
         self.stats = Stats()
-        self._book = FaultBook(self.config.ioc.seed)
         self._lock = threading.RLock()
+        self.faults = FaultControl(self.config, self.audit, self._lock, Wire(
+            apply=self._apply, take_down=lambda downtime: self.restart(downtime, wait=False),
+            bring_back=self._bring_back, clock=lambda: self.sim_time, changed=self._changed,
+        ))
         self._sim: Simulation | None = None
-        self._channels: dict[str, _Channel] = {}
-        self._provider: StaticProvider | None = None
+        self._channels: dict[str, Channel] = {}
         self._server: Server | None = None
         self._server_conf: dict[str, str] | None = None
         self._effective: dict[str, str] = {}  # the running server's configuration
         self._queue: ThreadedWorkQueue | None = None
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
-        self._held: list[_HeldPut] = []
-        self._closing = False  # set by stop(): no new put may be held after the held list is released
-        self._timers: list[tuple[float, str, Any]] = []  # (monotonic deadline, action, argument)
-        self._scheduled: list[tuple[float, str, Fault]] = []
-        self._control = None
+        self._serve_again_at: float | None = None  # monotonic s: when a restart(wait=False) ends
+        self._control: ControlPVs | None = None
+        self._provider: StaticProvider | None = None
         self._restarting = threading.Lock()
-
-    # construction helpers -------------------------------------------------------------
-    @classmethod
-    def from_file(cls, path: str | Path, **kwargs: Any) -> SoftIOC:
-        """An IOC from a TOML config file."""
-        return cls(load_config(Path(path)), **kwargs)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any], **kwargs: Any) -> SoftIOC:
-        """An IOC from a dict shaped like the TOML config."""
-        return cls(load_config(data), **kwargs)
 
     def __enter__(self) -> SoftIOC:
         self.start()
@@ -244,38 +104,29 @@ class SoftIOC:
         if self.running:
             raise RuntimeError("this soft IOC is already running")
         self._stop.clear()
-        self._closing = False
         self.stats = Stats()
         self._sim = Simulation(self.config)
         # unbounded: p4p's default (5) drops puts and connect events with queue.Full under load
         self._queue = ThreadedWorkQueue(name="softioc-handlers", workers=2, daemon=True, maxsize=0).start()
-        self._channels = {}
-        self._build_channels()
-        self._control = ControlPVs(self, self.config.ioc.control_prefix, self._queue)
+        self._channels = build_channels(self.config, self._sim, self._queue, self._on_put, self._refuse_put)
+        self._control = ControlPVs(
+            self.config.ioc.control_prefix, self._queue, faults=self.faults, audit=self.audit,
+            clock=lambda: self.sim_time, restart=lambda downtime: self.restart(downtime, wait=False),
+        )
         self._provider = StaticProvider(f"softioc-{id(self):x}")
         for channel in self._channels.values():
             self._provider.add(channel.name, channel.pv)
         for name, pv in self._control.pvs.items():
             self._provider.add(name, pv)
-        now = time.monotonic()
-        for scheduled in self.config.faults:
-            if scheduled.at is None:
-                self._arm(scheduled.pv, scheduled.fault, now=now)
-            else:
-                self._scheduled.append((scheduled.at, scheduled.pv, scheduled.fault))
-        self._scheduled.sort(key=lambda item: item[0])
-        # outages armed before serving (config start-up faults, or armed on a stopped IOC) fire now:
-        # a PV's before the server is up, so no client ever sees it; the whole server's once it is up
-        waiting = [a for a in self._book.active() if isinstance(a.fault, Outage) and not a.fired]
-        for armed in waiting:
-            if armed.pv != SERVER:
-                self._fire_outage(armed)
-        self._serve()
+        self.faults.start(self._channels)
+        try:
+            self._serve()
+        except Exception:
+            self._teardown()
+            raise
         self._thread = threading.Thread(target=self._run, name="softioc-update", daemon=True)
         self._thread.start()
-        for armed in waiting:
-            if armed.pv == SERVER:
-                self._fire_outage(armed)
+        self.faults.serving()
         _log.info("soft IOC serving %d PVs on %s", len(self._channels), self.describe_address())
         return self
 
@@ -286,13 +137,13 @@ class SoftIOC:
             return
         self._stop.set()
         thread.join(timeout=10.0)
+        self._teardown()
+        _log.info("soft IOC stopped")
+
+    def _teardown(self) -> None:
+        self.faults.stop()
         with self._lock:
-            self._closing = True
-            held, self._held = self._held, []
-            self._timers.clear()
-            self._scheduled.clear()
-        for put in held:
-            self._finish_held(put, error="soft IOC stopped before completing this put")
+            self._serve_again_at = None
         if self._server is not None:
             self._server.stop()
             self._server = None
@@ -305,8 +156,6 @@ class SoftIOC:
         if self._queue is not None:
             self._queue.stop()
             self._queue = None
-        self._book.clear()
-        _log.info("soft IOC stopped")
 
     def _serve(self) -> None:
         """Start the p4p server: first time on the configured ports, later on the same ones."""
@@ -321,10 +170,23 @@ class SoftIOC:
             "EPICS_PVA_SERVER_PORT": str(self.port),
             "EPICS_PVA_BROADCAST_PORT": str(self.broadcast_port),
         }
-        self._server = Server(providers=[self._provider], conf=conf, useenv=False)
-        self._effective = self._server.conf()
+        server = Server(providers=[self._provider], conf=conf, useenv=False)
+        effective = server.conf()
+        # pvxs moves a server whose TCP port is taken to another one with only a warning, and
+        # clients then see two servers of the same PVs: an explicit (or, on restart, a
+        # previously bound) port must be the one bound. The UDP search port is not checked:
+        # pvxs binds it with SO_REUSEADDR so that several servers on one host share it (as
+        # EPICS IOCs share 5076), and it reports the asked port whether shared or not.
+        wanted = conf["EPICS_PVAS_SERVER_PORT"]
+        if wanted != "0" and effective["EPICS_PVAS_SERVER_PORT"] != wanted:
+            server.stop()
+            raise PortInUseError(
+                f"soft IOC: TCP port {wanted} on {self.host} is in use by another server "
+                f"(pvxs fell back to {effective['EPICS_PVAS_SERVER_PORT']}); stop it or choose another port"
+            )
+        self._server, self._effective = server, effective
         # keep the ports actually bound, so restart() and the next start() come back where clients look
-        self._server_conf = {k: v for k, v in self._effective.items() if k.startswith("EPICS_PVAS_")}
+        self._server_conf = {k: v for k, v in effective.items() if k.startswith("EPICS_PVAS_")}
 
     def restart(self, downtime: float = 0.0, wait: bool = True) -> None:
         """Take the whole server off the network for `downtime` s, then serve again on the same ports.
@@ -343,12 +205,16 @@ class SoftIOC:
             self._bring_back()
         else:
             with self._lock:
-                self._timers.append((time.monotonic() + downtime, "serve", None))
+                self._serve_again_at = time.monotonic() + downtime
 
     def _bring_back(self) -> None:
         with self._restarting:
             if self._server is None and self.running:
-                self._serve()
+                try:
+                    self._serve()
+                except PortInUseError:
+                    _log.exception("soft IOC cannot serve again on its port; it stays down")
+                    return
                 _log.warning("soft IOC server back on %s", self.describe_address())
 
     # what clients need ----------------------------------------------------------------------
@@ -365,6 +231,7 @@ class SoftIOC:
         }  # no EPICS_PVA_NAME_SERVERS: its TCP reconnect backs off ~7 s after a restart, UDP search doesn't
 
     def describe_address(self) -> str:
+        """Host, TCP and UDP ports being served, for logs."""
         conf = self._effective
         return f"{self.host} tcp:{conf.get('EPICS_PVAS_SERVER_PORT')} udp:{conf.get('EPICS_PVAS_BROADCAST_PORT')}"
 
@@ -382,7 +249,7 @@ class SoftIOC:
 
     def snapshot(self) -> list[dict[str, Any]]:
         """Per device: setpoint, readback, distance to target and armed faults (for live views)."""
-        rows = []
+        rows: list[dict[str, Any]] = []
         with self._lock:
             sim = self._sim
             if sim is None:
@@ -391,13 +258,13 @@ class SoftIOC:
                 cfg = device.config
                 readback = sim.readbacks.get(cfg.readback) if cfg.readback else None
                 distance = None
-                if cfg.type in ("double", "int") and readback is not None:
+                if device.pv_type.scalar and readback is not None:
                     distance = float(readback) - (float(device.setpoint) + cfg.offset)
                 rows.append({
                     "setpoint_pv": name, "setpoint": device.setpoint, "readback_pv": cfg.readback,
                     "readback": readback, "distance": distance, "units": cfg.units,
                     "online": self._channels[name].open,
-                    "faults": [a.fault.kind for a in self._book.active(name)],
+                    "faults": [a.fault.kind for a in self.faults.active(name)],
                 })
             for name, value in sim.observed.items():
                 rows.append({
@@ -406,34 +273,6 @@ class SoftIOC:
                 })
         return rows
 
-    # PVs --------------------------------------------------------------------------------
-    def _build_channels(self) -> None:
-        assert self._sim is not None
-        for sp in self.config.setpoints:
-            device = self._sim.devices[sp.name]
-            init = _initial(sp, device.setpoint, control=True)
-            pv = SharedPV(
-                nt=_nt_for(sp.type, control=True), initial=init,
-                handler=_SetpointHandler(self, sp.name), queue=self._queue,
-            )
-            self._channels[sp.name] = _Channel(sp.name, pv, sp.type, init, device=sp.name, last=device.setpoint)
-            if sp.readback:
-                value = self._sim.readbacks[sp.readback]
-                init = _initial(sp, value, control=False)
-                pv = SharedPV(
-                    nt=_nt_for(sp.type, control=False), initial=init,
-                    handler=_ReadOnlyHandler(self, sp.readback), queue=self._queue,
-                )
-                self._channels[sp.readback] = _Channel(sp.readback, pv, sp.type, init, device=sp.name, last=value)
-        for ob in self.config.observables:
-            value = self._sim.observed[ob.name]
-            init = _initial(ob, value, control=False)
-            pv = SharedPV(
-                nt=_nt_for("double", control=False), initial=init,
-                handler=_ReadOnlyHandler(self, ob.name), queue=self._queue,
-            )
-            self._channels[ob.name] = _Channel(ob.name, pv, "double", init, last=value)
-
     # puts -------------------------------------------------------------------------------
     def _record(self, pv: str, value: Any, outcome: str, message: str = "", fault: str | None = None,
                 peer: str = "") -> None:
@@ -441,8 +280,7 @@ class SoftIOC:
         if self._control is not None:
             self._control.update_puts()  # at once, so a script reading PUTS right after its put sees it
 
-    def _record_fault(self, pv: str, kind: str, event: str, detail: dict[str, Any] | None = None) -> None:
-        self.audit.record_fault(FaultRecord(pv, kind, event, time.time(), self.sim_time, detail or {}))
+    def _changed(self) -> None:
         if self._control is not None:
             self._control.changed()
 
@@ -453,9 +291,10 @@ class SoftIOC:
         except Exception:  # noqa: BLE001 - the peer is informative only
             return ""
 
-    def _refuse_put(self, name: str, op: Any, message: str) -> None:
+    def _refuse_put(self, name: str, op: Any) -> None:
+        message = f"{name} is read-only (not a setpoint)"
         try:
-            value = _plain(op.value())
+            value = plain(op.value())
         except ValueError:
             value = None
         self._record(name, value, REJECTED, message, peer=self._peer(op))
@@ -466,40 +305,37 @@ class SoftIOC:
         """Handle a put to a setpoint: check it, let faults act, apply it, audit it."""
         peer = self._peer(op)
         try:
-            value = _plain(op.value())
+            value = plain(op.value())
         except ValueError as exc:
             self._record(name, None, REJECTED, str(exc), peer=peer)
             op.done(error=f"{name}: {exc}")
             return
         with self._lock:
-            if self._closing:
+            if self.faults.closing:
                 self._record(name, value, REJECTED, "soft IOC is stopping", peer=peer)
                 op.done(error=f"{name}: soft IOC is stopping")
                 return
-            device = self._sim.devices[name]
             try:
-                coerced = device.coerce(value)
+                coerced = self._sim.devices[name].coerce(value)
             except PutRefused as exc:
                 self._record(name, value, REJECTED, str(exc), peer=peer)
                 op.done(error=str(exc))
                 return
-            armed = self._book.take_put_fault(name, time.monotonic())
-            fault = armed.fault if armed else None
-            if isinstance(fault, PutReject):
-                self._record(name, value, REJECTED, fault.message, fault.kind, peer)
-                self._record_fault(name, fault.kind, "fired", {"value": _jsonable(value), "message": fault.message})
-                op.done(error=fault.message)
-                return
-            if isinstance(fault, PutTimeout):
-                self._record(name, value, TIMED_OUT, "held by fault injection", fault.kind, peer)
-                self._record_fault(name, fault.kind, "fired", {"value": _jsonable(value), "apply": fault.apply})
-                if fault.apply:
-                    self._apply(name, coerced)
-                late = fault.complete_after is not None
-                delay = fault.complete_after if late else ABANDON_AFTER
-                self._held.append(_HeldPut(name, op, None if fault.apply else coerced,
-                                           time.monotonic() + delay, complete=late))
-                return
+            faulted = self.faults.take_put(name, coerced)
+            if faulted is not None:
+                kind, effect = faulted
+                if effect.reject is not None:
+                    self._record(name, value, REJECTED, effect.reject, kind, peer)
+                    self.faults.report_fired(name, kind, value, effect)
+                    op.done(error=effect.reject)
+                    return
+                if effect.hold:
+                    self._record(name, value, TIMED_OUT, "held by fault injection", kind, peer)
+                    self.faults.report_fired(name, kind, value, effect)
+                    if effect.apply:
+                        self._apply(name, coerced)
+                    self.faults.hold(name, op, coerced, effect)
+                    return
             self._apply(name, coerced)
             self._record(name, value, ACCEPTED, peer=peer)
         op.done()
@@ -507,88 +343,10 @@ class SoftIOC:
     def _apply(self, name: str, value: Any) -> None:
         self._sim.devices[name].set(value)
         channel = self._channels[name]
-        channel.last = value
         if channel.open:
-            channel.pv.post(_post_form(channel.pv_type, value), timestamp=time.time())
-
-    def _finish_held(self, put: _HeldPut, error: str | None) -> None:
-        if error is None and put.value is not None:
-            with self._lock:
-                self._apply(put.pv, put.value)
-        try:
-            put.op.done(error=error) if error else put.op.done()
-        except Exception:  # noqa: BLE001 - the client may be long gone
-            _log.debug("could not complete a held put to %s", put.pv, exc_info=True)
-
-    # faults -----------------------------------------------------------------------------
-    def _arm(self, pv: str, fault: Fault, now: float | None = None) -> ArmedFault:
-        now = time.monotonic() if now is None else now
-        setpoints = {sp.name for sp in self.config.setpoints}
-        if pv == SERVER:
-            if not isinstance(fault, Outage):
-                raise ValueError(f"only an outage can be armed on the whole server ('{SERVER}'), not {fault.kind}")
-        elif pv not in setpoints:
-            if pv not in self.config.pv_names():
-                raise ValueError(f"{pv!r} is not served by this soft IOC")
-            if not isinstance(fault, Outage):
-                raise ValueError(f"{pv!r} is not a setpoint: only an outage can be armed on it, not {fault.kind}")
-        armed = self._book.arm(pv, fault, now)
-        self._record_fault(pv, fault.kind, "armed", describe(fault))
-        _log.info("fault armed on %s: %s", pv, describe(fault))
-        if isinstance(fault, Outage) and self.running:
-            self._fire_outage(armed)
-        return armed
-
-    def _fire_outage(self, armed: ArmedFault) -> None:
-        armed.fired += 1
-        self._start_outage(armed.pv, armed.fault)
-
-    def _start_outage(self, pv: str, fault: Outage) -> None:
-        self._record_fault(pv, fault.kind, "fired", {"duration": fault.duration})
-        if pv == SERVER:
-            self.restart(fault.duration, wait=False)
-            return
-        with self._lock:
-            for channel in self._related(pv):
-                if channel.open:
-                    channel.open = False
-                    channel.pv.close()  # not destroy: clients reconnect when it reopens
-
-    def _related(self, pv: str) -> list[_Channel]:
-        """A setpoint goes away with its readback; any other PV goes away alone."""
-        channel = self._channels[pv]
-        if channel.device == pv:
-            return [c for c in self._channels.values() if c.device == pv]
-        return [channel]
-
-    def _end_outage(self, pv: str) -> None:
-        if pv == SERVER:
-            self._bring_back()
-            return
-        with self._lock:
-            for channel in self._related(pv):
-                if not channel.open:
-                    value = dict(channel.initial)
-                    key = "value.index" if channel.pv_type == "enum" else "value"
-                    value[key] = int(channel.last) if channel.pv_type == "enum" else channel.last
-                    channel.pv.open(value)
-                    channel.open = True
-
-    def _clear(self, pv: str | None) -> int:
-        removed = self._book.clear(pv)
-        for armed in removed:
-            self._retire(armed, "cleared")
-        with self._lock:
-            release = [h for h in self._held if pv is None or h.pv == pv]
-            self._held = [h for h in self._held if h not in release]
-        for put in release:
-            self._finish_held(put, error=f"{put.pv}: put abandoned (fault cleared)")
-        return len(removed)
-
-    def _retire(self, armed: ArmedFault, event: str) -> None:
-        self._record_fault(armed.pv, armed.fault.kind, event, {"fired": armed.fired})
-        if isinstance(armed.fault, Outage):
-            self._end_outage(armed.pv)
+            channel.post(value, time.time())
+        else:
+            channel.last = value
 
     # the update loop --------------------------------------------------------------------
     def _run(self) -> None:
@@ -610,54 +368,30 @@ class SoftIOC:
             self.stats.busy += time.monotonic() - began
 
     def _step(self, now: float) -> None:
-        for armed in self._book.expire(now):
-            self._retire(armed, "expired")
+        effects = self.faults.tick(now)  # one pass over the armed faults, not one per PV
         with self._lock:
+            serve_again = self._serve_again_at is not None and self._serve_again_at <= now
+            if serve_again:
+                self._serve_again_at = None
             sim = self._sim
-            due = [t for t in self._timers if t[0] <= now]
-            self._timers = [t for t in self._timers if t[0] > now]
-            late = [h for h in self._held if h.deadline <= now]
-            self._held = [h for h in self._held if h.deadline > now]
-            while self._scheduled and self._scheduled[0][0] <= sim.time:
-                at, pv, fault = self._scheduled.pop(0)
-                self._arm(pv, fault, now)
-            rates: dict[str, float | None] = {}
-            states = self._book.readback_states(now)  # one pass over the armed faults, not one per PV
             for name, device in sim.devices.items():
-                stuck, bias, drift, rate = states.get(name, NO_READBACK_FAULT)
-                device.stuck, device.bias, device.drift_rate = stuck, bias, drift
-                rates[name] = rate
+                device.faults = effects.get(name, NO_EFFECT)
             updates = sim.step()
-        for _, action, _arg in due:
-            if action == "serve":
-                self._bring_back()
-        for put in late:
-            self._finish_held(put, None if put.complete else f"{put.pv}: put abandoned after {ABANDON_AFTER:.0f} s")
+        if serve_again:
+            self._bring_back()
         self.stats.steps += 1
         stamp = time.time()
         for name, value in updates.items():
             channel = self._channels[name]
             if not channel.open:
                 continue
-            rate = rates.get(channel.device) if channel.device else None
+            rate = effects.get(channel.device, NO_EFFECT).rate if channel.device else None
             if rate is not None and (rate <= 0 or now - channel.last_post < 1.0 / rate):
                 continue
-            if _same(value, channel.last):
+            if channel.holds(value):
                 continue
-            channel.last, channel.last_post = value, now
-            channel.pv.post(_post_form(channel.pv_type, value), timestamp=stamp)
+            channel.last_post = now
+            channel.post(value, stamp)
             self.stats.posts += 1
         if self._control is not None:
             self._control.update()
-
-
-def _same(a: Any, b: Any) -> bool:
-    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
-        return isinstance(a, np.ndarray) and isinstance(b, np.ndarray) and np.array_equal(a, b)
-    return a == b
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    return value

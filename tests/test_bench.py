@@ -11,6 +11,7 @@ import io
 import json
 import logging
 import multiprocessing
+import os
 import sys
 import threading
 import time
@@ -18,10 +19,10 @@ from pathlib import Path
 
 import pytest
 
-from pva_bench.__main__ import main
-from pva_bench.plot import PlotUnavailable, plot
-from pva_bench.targets import TARGETS, evaluate
-from pva_bench.timing import interleaved, percentile
+from devtools.bench.__main__ import main
+from devtools.bench.plot import PlotUnavailable, plot
+from devtools.bench.targets import TARGETS, evaluate
+from devtools.bench.timing import interleaved, percentile
 
 SECTIONS = ("meta", "get_values", "set_values", "validated_set", "settle_latency", "traced",
             "retry", "ioc_health", "capacity", "targets")
@@ -29,9 +30,9 @@ SECTIONS = ("meta", "get_values", "set_values", "validated_set", "settle_latency
 
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, str, Path]:
-    """One `pva-bench --quick` run: its JSON, its printed table and its PNG path."""
+    """One `python -m devtools.bench --quick` run: its JSON, its printed table and its PNG path."""
     out = tmp_path_factory.mktemp("bench")
-    levels = {name: logging.getLogger(name).level for name in ("pva_bench", "epics_pva")}
+    levels = {name: logging.getLogger(name).level for name in ("devtools.bench", "epics_pva")}
     table = io.StringIO()
     try:
         with contextlib.redirect_stdout(table):
@@ -42,10 +43,24 @@ def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, str, Path
     return json.loads((out / "bench.json").read_text()), table.getvalue(), out / "bench.png"
 
 
+def child_commands() -> list[bytes]:
+    """Command lines of this process's live children (Linux /proc; empty elsewhere)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[1]) == os.getpid() and fields[0] != "Z":
+                found.append((stat.parent / "cmdline").read_bytes())
+        except (OSError, IndexError, ValueError):
+            continue
+    return found
+
+
 def test_leaves_no_process_or_worker_thread(quick_run: tuple[dict, str, Path]) -> None:
-    assert multiprocessing.active_children() == []  # soft IOC children and the subscriber
+    assert multiprocessing.active_children() == []  # the capacity section's subscriber
+    assert [c for c in child_commands() if b"devtools.ioc_process" in c] == []  # the soft IOCs
     deadline = time.monotonic() + 10.0
-    while any(t.name.startswith("epics_pva") for t in threading.enumerate()):
+    while any(t.name.startswith(("epics_pva", "ioc-")) for t in threading.enumerate()):
         assert time.monotonic() < deadline, [t.name for t in threading.enumerate()]
         time.sleep(0.05)
 

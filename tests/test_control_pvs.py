@@ -106,7 +106,7 @@ def test_put_timeout_armed_over_the_wire(ioc, operator, machine_client):
         machine_client.put("X:SET", 7.0, timeout=0.2)
     assert float(machine_client.get("X:SET", timeout=5)) == 7.0
     operator.put("SOFTIOC:FAULT:CLEAR", "", timeout=5)
-    assert ioc._held == []
+    assert ioc.faults.held() == []
 
 
 @pytest.mark.parametrize(
@@ -118,7 +118,7 @@ def test_put_timeout_armed_over_the_wire(ioc, operator, machine_client):
         ("X:RBV stuck_readback", "'X:RBV' is not a setpoint"),
         ("X:SET put_reject count=abc", "parameter 'count' has the wrong type"),
         ("X:SET put_reject count=0", "count must be >= 1"),
-        ("* put_reject", "only an outage can be armed on the whole server"),
+        ("* put_reject", "'*' (the whole server) does not take fault 'put_reject'"),
     ],
 )
 def test_bad_arm_requests_are_refused_with_a_message(ioc, operator, text, message):

@@ -259,7 +259,7 @@ def test_read_only_cell(soft_ioc, name, parallel, validate):
 
 
 def test_the_matrix_covers_every_fault_the_soft_ioc_injects(softioc_factory):
-    from softioc.faults import FAULT_TYPES
+    from softioc.faults import FAULT_KINDS
 
     kinds = set()
     for fault in FAULTS.values():
@@ -267,6 +267,6 @@ def test_the_matrix_covers_every_fault_the_soft_ioc_injects(softioc_factory):
         fault.arm(ioc)
         kinds |= {e.kind for e in ioc.audit.faults(event="armed")}
         ioc.stop()
-    assert kinds == set(FAULT_TYPES)  # the restart is the eighth, with no fault kind of its own
+    assert kinds == set(FAULT_KINDS)  # the restart is the eighth, with no fault kind of its own
     assert len(CELLS) == 8 * 2 * 2
 

@@ -1,5 +1,6 @@
 """Fault injection: the fault book on its own, then every fault as a p4p client sees it."""
 
+import re
 import threading
 import time
 
@@ -16,7 +17,7 @@ from softioc import (
     StuckReadback,
 )
 from softioc.audit import ACCEPTED, REJECTED, TIMED_OUT
-from softioc.faults import FaultBook, describe, fault_from_dict
+from softioc.faults import FaultBook, ReadbackEffect, describe, fault_from_dict
 
 # ---------------------------------------------------------------------------------------------
 # the fault book, without a network
@@ -32,8 +33,8 @@ from softioc.faults import FaultBook, describe, fault_from_dict
         ("put_reject", {"message": 3}, "parameter 'message' has the wrong type"),
         ("put_reject", {"count": 0}, "count must be >= 1 or None"),
         ("put_timeout", {"probability": -0.1}, "probability must be within [0, 1]"),
-        ("outage", {"duration": -1}, "duration must be >= 0"),
-        ("put_timeout", {"complete_after": -1}, "complete_after must be >= 0"),
+        ("outage", {"duration": -1}, "duration must be within [0, 3600]"),
+        ("put_timeout", {"complete_after": -1}, "complete_after must be within [0, 3600] or None"),
     ],
 )
 def test_fault_from_dict_refuses_bad_parameters(kind, params, message):
@@ -81,18 +82,18 @@ def test_probabilistic_faults_replay_with_the_same_seed():
     assert kinds.count(None) > 0
 
 
-def test_timed_faults_expire_and_readback_state_combines_them():
+def test_timed_faults_expire_and_readback_effects_combine():
     book = FaultBook(seed=0)
     book.arm("X", StuckReadback(duration=2.0), now=10.0)
     book.arm("X", ReadbackBias(bias=0.5, drift=0.1), now=10.0)
     book.arm("X", ReadbackBias(bias=0.25), now=10.0)
     book.arm("X", SlowReadback(rate=5.0), now=10.0)
     book.arm("X", SlowReadback(rate=2.0, duration=1.0), now=10.0)
-    assert book.readback_state("X", 10.5) == (True, 0.75, 0.1, 2.0)
-    assert book.readback_state("X", 11.5) == (True, 0.75, 0.1, 5.0)
+    assert book.readback_effects(10.5) == {"X": ReadbackEffect(True, 0.75, 0.1, 2.0)}
+    assert book.readback_effects(11.5) == {"X": ReadbackEffect(True, 0.75, 0.1, 5.0)}
     assert [a.fault.kind for a in book.expire(12.0)] == ["stuck_readback", "slow_readback"]
-    assert book.readback_state("X", 12.0) == (False, 0.75, 0.1, 5.0)
-    assert book.readback_state("Y", 12.0) == (False, 0.0, 0.0, None)
+    assert book.readback_effects(12.0) == {"X": ReadbackEffect(False, 0.75, 0.1, 5.0)}
+    assert "Y" not in book.readback_effects(12.0)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -161,7 +162,7 @@ def test_put_timeout_without_apply_leaves_the_value_unapplied(ioc, ctx, monitor,
     assert float(ctx.get("X:SET", timeout=5)) == 0.0
     assert [float(v) for v in rbv.values] == [0.0]
     assert ioc.faults.clear() == 0  # the count is spent; clearing still releases the held put
-    assert ioc._held == []
+    assert ioc.faults.held() == []
     steps_later(ioc, until, 3)
     assert float(ctx.get("X:SET", timeout=5)) == 0.0  # abandoned, never applied
 
@@ -173,7 +174,7 @@ def test_put_timeout_with_apply_sets_the_value_while_the_put_hangs(ioc, ctx, mon
         ctx.put("X:SET", 5.0, timeout=SHORT)
     assert float(ctx.get("X:SET", timeout=5)) == 5.0
     rbv.wait_value(lambda v: v == 5.0)  # and the readback follows
-    assert len(ioc._held) == 1
+    assert len(ioc.faults.held()) == 1
 
 
 @pytest.mark.parametrize("apply", [False, True])
@@ -189,19 +190,19 @@ def test_put_timeout_complete_after_completes_late(ioc, ctx, monitor, apply):
         assert posted.timestamp < held.wall_time + 0.3
     else:  # applied only when the put completes
         assert posted.timestamp >= held.wall_time + 0.3 - 0.005
-    assert ioc._held == []
+    assert ioc.faults.held() == []
 
 
 def test_held_put_gets_an_error_when_the_fault_is_cleared(ioc, ctx, until):
     ioc.faults.arm("X:SET", PutTimeout(count=None))
     thread, outcome = put_in_thread(ctx, "X:SET", 1.0, timeout=10)
     until(lambda: ioc.audit.puts(outcome=TIMED_OUT), what="the put to be held")
-    assert len(ioc._held) == 1
+    assert len(ioc.faults.held()) == 1
     assert ioc.faults.clear("X:SET") == 1
     thread.join(timeout=10)
     (error, _), = outcome
     assert isinstance(error, RemoteError) and "X:SET: put abandoned (fault cleared)" in str(error)
-    assert ioc._held == []
+    assert ioc.faults.held() == []
     ctx.put("X:SET", 2.0, timeout=5)  # and puts work again
 
 
@@ -214,7 +215,7 @@ def test_held_put_gets_an_error_when_the_ioc_stops(ioc, ctx, until):
     (error, waited), = outcome
     assert isinstance(error, RemoteError) and "soft IOC stopped before completing this put" in str(error)
     assert waited < 10
-    assert ioc._held == [] and ioc.faults.active() == []
+    assert ioc.faults.held() == [] and ioc.faults.active() == []
 
 
 def test_put_reject_fires_count_times_with_its_message(ioc, ctx):
@@ -441,7 +442,7 @@ def test_every_fired_fault_sits_beside_the_puts_it_affected(ioc, ctx):
 
 
 def test_arming_is_checked(ioc):
-    with pytest.raises(ValueError, match="only an outage can be armed on the whole server"):
+    with pytest.raises(ValueError, match=re.escape("'*' (the whole server) does not take fault 'put_reject'")):
         ioc.faults.arm("*", PutReject())
     with pytest.raises(ValueError, match="'NOPE' is not served"):
         ioc.faults.arm("NOPE", Outage())
@@ -462,7 +463,7 @@ def test_no_thread_or_held_operation_is_left_behind(client_for, monitor, until):
         with pytest.raises(TimeoutError):
             ctx.put("X:SET", 1.0, timeout=SHORT)
         thread, outcome = put_in_thread(ctx, "X:SET", 2.0, timeout=10)
-        until(lambda: len(ioc._held) == 2, what="two held puts")
+        until(lambda: len(ioc.faults.held()) == 2, what="two held puts")
         return thread, outcome
 
     warm = SoftIOC(MACHINE).start()  # p4p keeps a few helper threads after first use
@@ -477,9 +478,9 @@ def test_no_thread_or_held_operation_is_left_behind(client_for, monitor, until):
     assert ioc.faults.clear() == 2
     thread.join(timeout=10)
     assert isinstance(outcome[0][0], RemoteError)  # the pending put got an error, not a hang
-    assert ioc._held == [] and ioc.faults.active() == []
+    assert ioc.faults.held() == [] and ioc.faults.active() == []
     ioc.stop()
     ctx.close()
-    assert ioc._held == []
+    assert ioc.faults.held() == []
     assert {t.ident for t in threading.enumerate()} <= before
 

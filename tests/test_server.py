@@ -327,7 +327,7 @@ def test_context_manager_and_misuse(client_for):
 def test_builds_from_file_dict_or_config(tmp_path, client_for):
     path = tmp_path / "one.toml"
     path.write_text('[[setpoint]]\nname = "F:SET"\ninitial = 4.5\n')
-    for ioc in (SoftIOC.from_file(path), SoftIOC(str(path)), SoftIOC.from_dict({"setpoint": [{"name": "F:SET", "initial": 4.5}]}),
+    for ioc in (SoftIOC(path), SoftIOC(str(path)), SoftIOC({"setpoint": [{"name": "F:SET", "initial": 4.5}]}),
                 SoftIOC(load_config(path))):
         with ioc:
             assert float(client_for(ioc).get("F:SET", timeout=5)) == 4.5

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from devtools.soak import SoakSettings, expected_puts, match_cycle, run_soak
 from epics_pva import PutError, PutTimeoutError, SetResult, ValidationError
-from pva_soak import SoakSettings, expected_puts, match_cycle, run_soak
 from softioc import PutRecord
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -118,7 +118,7 @@ CALM = ["--timeout", "0.5", "--outage-duration", "1", "--p-timeout", "0.02"]
 
 
 def soak_command(*args: str, timeout: float = 50) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pva_soak", *args], cwd=ROOT, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "devtools.soak", *args], cwd=ROOT, capture_output=True,
                           text=True, timeout=timeout)
 
 

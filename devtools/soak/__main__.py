@@ -1,4 +1,4 @@
-"""`pva-soak` / `python -m pva_soak`: run a soak, print its figures, write its JSON report.
+"""`python -m devtools.soak`: run a soak, print its figures, write its JSON report.
 
 Exit status: 0 when every check passed, 1 when any failed, 2 for bad arguments.
 """
@@ -19,7 +19,7 @@ from .runner import SoakSettings, run_soak
 def build_parser() -> argparse.ArgumentParser:
     d = SoakSettings()
     p = argparse.ArgumentParser(
-        prog="pva-soak",
+        prog="python -m devtools.soak",
         description="Validated set_values/get_values in a loop against a soft IOC with seeded "
                     "random faults; checks that every fault surfaced and nothing leaked.")
     p.add_argument("--cycles", type=int, default=None,
@@ -85,7 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         report = run_soak(settings)
     except ValueError as exc:
-        print(f"pva-soak: {exc}", file=sys.stderr)
+        print(f"soak: {exc}", file=sys.stderr)
         return 2
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)

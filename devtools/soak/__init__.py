@@ -2,7 +2,7 @@
 seeded random faults, proving that every injected fault surfaces as a reported outcome and
 that nothing leaks.
 
-    python -m pva_soak --cycles 10000 --json out.json
+    python -m devtools.soak --cycles 10000 --json results/soak.json
 """
 
 from .ledger import CycleMatch, PvMatch, expected_puts, match_cycle

@@ -18,10 +18,10 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
 
 
 def _capacity(c: dict[str, Any]) -> list[str]:
-    """Section 6 lines: softioc.bench's rows, or a note that it was skipped."""
+    """Section 6 lines: devtools.bench.capacity's rows, or a note that it was skipped."""
     if not c["rows"]:
         return ["6. soft IOC capacity: skipped (--capacity given no sizes)"]
-    lines = [f"6. soft IOC capacity (softioc.bench): noisy pairs updated at {c['rate_hz']:g} Hz, "
+    lines = [f"6. soft IOC capacity (devtools.bench.capacity): noisy pairs updated at {c['rate_hz']:g} Hz, "
              f"{c['seconds']:g} s each"]
     lines += _table(["pairs", "late steps", "loop busy", "IOC CPU", "delivered", "keeps up"], [
         [str(row["pairs"]), str(row["late_steps"]), _f(row["update_loop_busy"] * 100, ".0f", "%"),
@@ -38,7 +38,7 @@ def format_table(results: dict[str, Any]) -> str:
     meta = results["meta"]
     opts = meta["options"]
     out = [
-        f"pva-bench: soft IOC in {meta['ioc']}; {meta['cpus']} CPUs; load average "
+        f"devtools.bench: soft IOC in {meta['ioc']}; {meta['cpus']} CPUs; load average "
         f"{meta['load_before'][0]} before, {meta.get('load_after', ['?'])[0]} after; "
         f"medians of {opts['repeats']} interleaved rounds after {opts['warmup']} warm-up",
         "",

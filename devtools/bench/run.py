@@ -132,7 +132,7 @@ def run_all(options: Options) -> dict[str, Any]:
         _log.info("5/6 retry cost")
         results["retry"] = measure_retry(rw.conf, rw.arm, options.retry_repeats, 1)
         results["ioc_health"] = {"read_write_ioc": rw.stats(), "settle_ioc": settle.stats()}
-    _log.info("6/6 soft IOC capacity (softioc.bench)")
+    _log.info("6/6 soft IOC capacity (devtools.bench.capacity)")
     results["capacity"] = measure_capacity(options.capacity_pairs, options.capacity_rate,
                                            options.capacity_seconds)
     meta["load_after"] = _load()

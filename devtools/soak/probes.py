@@ -10,19 +10,9 @@ import os
 import threading
 from typing import Any
 
+from ..ioc_process import status_field
+
 __all__ = ["POOL_PREFIX", "python_threads", "snapshot", "status_field"]
-
-
-def status_field(name: str, path: str = "/proc/self/status") -> int:
-    """An integer field of /proc/self/status (VmRSS in kB, Threads...), -1 when unavailable."""
-    try:
-        with open(path) as fh:
-            for line in fh:
-                if line.startswith(name + ":"):
-                    return int(line.split()[1])
-    except (OSError, ValueError, IndexError):
-        pass
-    return -1
 
 
 def _open_fds() -> int:

@@ -1,4 +1,4 @@
-"""`pva-bench` / `python -m pva_bench`: the interface against raw p4p and the ideal, one table.
+"""`python -m devtools.bench`: the interface against raw p4p and the ideal, one table.
 
 Starts its own soft IOCs, measures every section side by side, prints the table and the
 targets, and optionally writes the JSON (--json) and the picture (--plot, needs matplotlib).
@@ -15,11 +15,11 @@ from .plot import PlotUnavailable, plot
 from .report import format_table, write_json
 from .run import Options, run_all
 
-_log = logging.getLogger("pva_bench")
+_log = logging.getLogger("devtools.bench")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="pva-bench", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m devtools.bench", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true",
                         help="tiny sizes and few repeats (seconds; what the smoke test runs)")
     parser.add_argument("--repeats", type=int, default=None,

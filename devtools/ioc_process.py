@@ -1,0 +1,351 @@
+"""A soft IOC in a child process, as a real IOC would run: the one runner bench and soak share.
+
+    IOCProcess(config)  ->  sys.executable -m devtools.ioc_process CONFIG --host 127.0.0.1 ...
+
+The child is the soft IOC command (`python -m softioc CONFIG`) with one addition: after the
+banner's `# ready` it answers JSON commands on stdin (arm, clear_faults, clear_audit, drain,
+stats, stop), because the soak reads the IOC's whole audit, which the control PVs do not
+publish. The parent parses the client settings from the banner (NAME=value lines), waits
+for `# ready` with a timeout, and stops the child by asking, then SIGTERM, then SIGKILL.
+The child stops when its stdin closes, so it never outlives its parent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import os
+import queue
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import weakref
+from collections import deque
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = ["Commands", "IOCProcess", "IOCProcessError", "parse_banner", "status_field"]
+
+_log = logging.getLogger(__name__)
+
+ROOT = Path(__file__).resolve().parents[1]
+"""The checkout holding devtools/: the child runs from there so `-m devtools...` resolves."""
+READY = "# ready"
+
+
+class IOCProcessError(RuntimeError):
+    """The soft IOC process did not start, answer or stop as asked; says what and why."""
+
+
+def status_field(name: str, path: str = "/proc/self/status") -> int:
+    """An integer field of /proc/<pid>/status (VmRSS in kB, Threads...), -1 when unavailable."""
+    try:
+        with open(path) as fh:
+            for line in fh:
+                if line.startswith(name + ":"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return -1
+
+
+def parse_banner(lines: Sequence[str]) -> dict[str, str]:
+    """The client settings of a soft IOC banner: its NAME=value lines (`export ` allowed)."""
+    conf = {}
+    for line in lines:
+        if not line or line.startswith("#"):
+            continue
+        name, sep, value = line.removeprefix("export ").partition("=")
+        if not sep:
+            raise IOCProcessError(f"unexpected banner line {line!r} (expected NAME=value)")
+        conf[name] = value
+    return conf
+
+
+# ---- the child side: commands on a running SoftIOC ----------------------------------------------
+
+class Commands:
+    """The commands a bench or soak sends to a running SoftIOC; also used in-process."""
+
+    def __init__(self, ioc: Any) -> None:
+        self.ioc = ioc
+        self._seen_puts = self._seen_faults = 0
+
+    def __call__(self, command: str, argument: Any = None) -> Any:
+        """Run one command and return its JSON-ready result; ValueError for an unknown one."""
+        ioc = self.ioc
+        if command == "arm":
+            return ioc.faults.arm_from_dict(argument).to_dict()
+        if command == "clear_faults":
+            return ioc.faults.clear(argument)
+        if command == "clear_audit":  # the audit is append-only: long runs keep it short
+            ioc.audit.clear()
+            self._seen_puts = self._seen_faults = 0
+            return None
+        if command == "drain":
+            puts, faults = ioc.audit.puts(), ioc.audit.faults(event=None)
+            new = ([dataclasses.asdict(r) for r in puts[self._seen_puts:]],
+                   [dataclasses.asdict(r) for r in faults[self._seen_faults:]])
+            self._seen_puts, self._seen_faults = len(puts), len(faults)
+            return new
+        if command == "stats":
+            s = ioc.stats
+            stats = {"steps": s.steps, "late_steps": s.late_steps, "max_lateness_s": s.max_lateness,
+                     "busy_s": s.busy, "posts": s.posts, "cpu_s": time.process_time(),
+                     "rss_kb": status_field("VmRSS"), "os_threads": status_field("Threads"),
+                     "audit_puts": ioc.audit.put_count(), "active_faults": len(ioc.faults.active())}
+            if argument == "reset_lateness":
+                s.max_lateness = 0.0
+            return stats
+        raise ValueError(f"unknown command {command!r}")
+
+
+def _serve_stdin(commands: Commands, stop: threading.Event) -> None:
+    """Answer one JSON command per stdin line on stdout until `stop` or EOF (parent gone)."""
+    pending = b""
+    while not stop.is_set():
+        try:
+            chunk = os.read(0, 65536)  # raw reads: no buffered-stdin lock held at shutdown
+        except OSError:
+            chunk = b""
+        if not chunk:
+            break
+        pending += chunk
+        while b"\n" in pending:
+            line, pending = pending.split(b"\n", 1)
+            try:
+                request = json.loads(line)
+                command, argument = request["command"], request.get("argument")
+                result = None if command == "stop" else commands(command, argument)
+                reply: dict[str, Any] = {"ok": True, "result": result}
+            except Exception as exc:  # noqa: BLE001 - reported to the parent, which raises it
+                command, reply = None, {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+            sys.stdout.write(json.dumps(reply, default=str) + "\n")
+            sys.stdout.flush()
+            if command == "stop":  # answered first: the parent then waits for the exit
+                stop.set()
+                return
+    stop.set()
+
+
+def child_main(argv: Sequence[str] | None = None) -> int:
+    """`python -m devtools.ioc_process CONFIG`: serve CONFIG (TOML, or JSON of the same shape)."""
+    parser = argparse.ArgumentParser(prog="python -m devtools.ioc_process", description=__doc__.splitlines()[0])
+    parser.add_argument("config", help="TOML config file, or a .json file of the same shape")
+    parser.add_argument("--host", default="127.0.0.1", help="interface address (default loopback)")
+    parser.add_argument("--port", type=int, default=0, help="TCP server port (default: a free port)")
+    parser.add_argument("--broadcast-port", type=int, default=0, help="UDP search port (default: a free port)")
+    parser.add_argument("--log-level", default="WARNING")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s ioc %(levelname)s %(name)s: %(message)s")
+    from softioc import SoftIOC
+    from softioc.cli import print_banner
+
+    source: Any = args.config
+    if source.endswith(".json"):
+        with open(source) as fh:
+            source = json.load(fh)
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    try:
+        ioc = SoftIOC(source, host=args.host, port=args.port, broadcast_port=args.broadcast_port).start()
+    except Exception as exc:  # noqa: BLE001 - one line for the parent's error, not a traceback
+        print(f"cannot start the soft IOC: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+        return 1
+    try:
+        print_banner(ioc, out=sys.stdout, export=False, quiet=True)
+        threading.Thread(target=_serve_stdin, args=(Commands(ioc), stop), daemon=True,
+                         name="ioc-commands").start()
+        while not stop.wait(1.0):  # a timed wait, so SIGTERM's handler runs promptly
+            pass
+    finally:
+        ioc.stop()
+    sys.stdout.flush()
+    os._exit(0)  # the command thread may still sit in a read of stdin
+
+
+# ---- the parent side ----------------------------------------------------------------------------
+
+def _end(proc: subprocess.Popen, grace: float) -> None:
+    """Close stdin (the child's cue to stop), then SIGTERM, then SIGKILL; each wait bounded."""
+    if proc.stdin is not None and not proc.stdin.closed:
+        try:
+            proc.stdin.close()
+        except OSError:
+            pass
+    for action in (None, proc.terminate, proc.kill):
+        if proc.poll() is not None:
+            return
+        if action is not None:
+            _log.warning("soft IOC process %d still running: %s", proc.pid, action.__name__)
+            action()
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            pass
+
+
+class IOCProcess:
+    """A soft IOC serving `config` (a dict or a TOML path) in a child process on loopback.
+
+    `client_conf` is what a p4p client needs (`Context('pva', conf=..., useenv=False)`);
+    `call` runs a command in the child; `pid` is the child's. Use as a context manager.
+    Every wait has a timeout (seconds): start, each reply, each step of stopping.
+    """
+
+    def __init__(self, config: Mapping[str, Any] | str | Path, *, host: str = "127.0.0.1",
+                 port: int = 0, broadcast_port: int = 0, log_level: str = "WARNING",
+                 start_timeout: float = 120.0, reply_timeout: float = 60.0, stop_grace: float = 10.0) -> None:
+        self.config = config
+        self.host, self.port, self.broadcast_port = host, port, broadcast_port
+        self.log_level = log_level
+        self.start_timeout, self.reply_timeout, self.stop_grace = start_timeout, reply_timeout, stop_grace
+        self.client_conf: dict[str, str] = {}
+        self.banner: list[str] = []
+        self._proc: subprocess.Popen | None = None
+        self._lines: queue.Queue[str | None] = queue.Queue()
+        self._stderr: deque[str] = deque(maxlen=50)
+        self._lock = threading.Lock()  # one command in flight: replies come back in order
+        self._pumps: list[threading.Thread] = []
+        self._ready = False  # past the banner: stdout then carries only replies
+
+    @property
+    def pid(self) -> int | None:
+        return None if self._proc is None else self._proc.pid
+
+    def __enter__(self) -> IOCProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _output(self) -> str:
+        return " | ".join(self._stderr) or "(no output)"
+
+    def start(self) -> IOCProcess:
+        """Start the child and return once its banner said `# ready`; IOCProcessError if not."""
+        if self._proc is not None:
+            raise IOCProcessError("the soft IOC process is already running")
+        self.banner, self._lines, self._stderr = [], queue.Queue(), deque(maxlen=50)
+        with tempfile.TemporaryDirectory(prefix="ioc-") as folder:
+            if isinstance(self.config, Mapping):
+                path = Path(folder, "config.json")
+                path.write_text(json.dumps(self.config))
+            else:
+                path = Path(self.config).resolve()
+            argv = [sys.executable, "-m", "devtools.ioc_process", str(path), "--host", self.host,
+                    "--port", str(self.port), "--broadcast-port", str(self.broadcast_port),
+                    "--log-level", self.log_level]
+            # a session of its own: a Ctrl-C reaches the parent only, which then stops the child
+            self._proc = proc = subprocess.Popen(argv, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                                 stderr=subprocess.PIPE, text=True, bufsize=1,
+                                                 start_new_session=True)
+            weakref.finalize(self, _end, proc, 2.0)  # at exit or collection: no orphan
+            self._pumps = [
+                threading.Thread(target=pump, args=(proc,), daemon=True, name=f"ioc-{proc.pid}-{name}")
+                for pump, name in ((self._pump_stdout, "stdout"), (self._pump_stderr, "stderr"))]
+            for thread in self._pumps:
+                thread.start()
+            try:
+                self._read_banner()
+            except BaseException:
+                self.stop()
+                raise
+        self.client_conf = parse_banner(self.banner)
+        _log.debug("soft IOC process %d serving on %s", proc.pid, self.client_conf)
+        return self
+
+    def _pump_stdout(self, proc: subprocess.Popen) -> None:
+        assert proc.stdout is not None
+        with proc.stdout:
+            for line in proc.stdout:
+                self._lines.put(line.rstrip("\n"))
+        self._lines.put(None)  # EOF: the child has gone
+
+    def _pump_stderr(self, proc: subprocess.Popen) -> None:
+        assert proc.stderr is not None
+        with proc.stderr:
+            for line in proc.stderr:
+                line = line.rstrip("\n")
+                self._stderr.append(line)
+                _log.warning("soft IOC process %d: %s", proc.pid, line)
+
+    def _next_line(self, deadline: float, what: str) -> str:
+        try:
+            line = self._lines.get(timeout=max(deadline - time.monotonic(), 0.0))
+        except queue.Empty:
+            raise IOCProcessError(f"soft IOC process: no {what} within its timeout; "
+                                  f"output: {self._output()}") from None
+        if line is None:
+            assert self._proc is not None
+            try:
+                code = self._proc.wait(5.0)
+            except subprocess.TimeoutExpired:
+                code = None
+            raise IOCProcessError(f"soft IOC process exited (status {code}) before {what}; "
+                                  f"output: {self._output()}")
+        return line
+
+    def _read_banner(self) -> None:
+        deadline = time.monotonic() + self.start_timeout
+        while True:
+            line = self._next_line(deadline, "'# ready'")
+            if line == READY:
+                self._ready = True
+                return
+            self.banner.append(line)
+
+    def call(self, command: str, argument: Any = None, timeout: float | None = None) -> Any:
+        """Run `command` in the child and return its result; IOCProcessError if it fails."""
+        proc = self._proc
+        if proc is None or not self._ready or proc.poll() is not None or proc.stdin is None:
+            raise IOCProcessError(f"soft IOC process is not running (command {command!r})")
+        with self._lock:
+            try:
+                proc.stdin.write(json.dumps({"command": command, "argument": argument}) + "\n")
+                proc.stdin.flush()
+            except OSError as exc:
+                raise IOCProcessError(f"soft IOC process: cannot send {command!r}: {exc}") from None
+            deadline = time.monotonic() + (self.reply_timeout if timeout is None else timeout)
+            try:
+                line = self._next_line(deadline, f"reply to {command!r}")
+            except IOCProcessError:
+                self._ready = False  # a late reply would answer the next command: no more commands
+                raise
+        try:
+            reply = json.loads(line)
+        except json.JSONDecodeError:
+            raise IOCProcessError(f"soft IOC process: {command!r}: not a reply: {line!r}") from None
+        if not reply["ok"]:
+            raise IOCProcessError(f"soft IOC process: {command!r} failed: {reply['error']}")
+        return reply["result"]
+
+    def stop(self) -> None:
+        """Stop the child: ask, then SIGTERM, then SIGKILL, waiting `stop_grace` s for each."""
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        if self._ready and proc.poll() is None:
+            self._proc = proc
+            try:
+                self.call("stop", timeout=self.stop_grace)
+            except IOCProcessError as exc:
+                _log.warning("%s", exc)
+            finally:
+                self._proc = None
+        self._ready = False
+        _end(proc, self.stop_grace)
+        for thread in self._pumps:  # they end at the streams' EOF, now the child has gone
+            thread.join(self.stop_grace)
+
+
+if __name__ == "__main__":
+    sys.exit(child_main())
