@@ -180,8 +180,8 @@ def test_an_alarm_fault_over_fault_arm_with_its_message_and_an_expiry(softioc_fa
     mark = rbv.mark()
     ctx.put("SOFTIOC:FAULT:CLEAR", "X:RBV", timeout=5)
     rbv.wait_value(severity_is((0, "")), after=mark)
+    obs = monitor(ctx, "OBS")  # before arming: the alarm lasts only 0.3 s
     ctx.put("SOFTIOC:FAULT:ARM", "OBS alarm severity=MINOR message=drifting status=2 duration=0.3", timeout=5)
-    obs = monitor(ctx, "OBS")
     obs.wait_value(lambda v: v.raw["alarm.severity"] == 1 and v.raw["alarm.status"] == 2)
     obs.wait_value(severity_is((0, "")))  # expired by itself
     assert [e.event for e in ioc.audit.faults("OBS", event=None)] == ["armed", "expired"]
