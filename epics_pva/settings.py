@@ -21,7 +21,7 @@ __all__ = ["SettingSpec", "Settings", "defaults", "parse_setting", "specs"]
 # upper bounds of every numeric setting: float settings are seconds (beyond an hour p4p's waits
 # overflow or the number is a typo: 1e10 s raised OverflowError from p4p), int ones are counts
 MAX_SECONDS = 3600.0
-MAX_COUNT = 1000
+MAX_COUNT = 1_000_000
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -66,7 +66,7 @@ def _bounded(kind: type, gt: float | None = None, ge: float | None = None) -> Ca
                 ge is not None and not value >= ge):
             raise ValueError(f"must be {bound} and finite")
         if value > le:
-            raise ValueError(f"must be <= {le:g}" + (" s" if kind is float else ""))
+            raise ValueError(f"must be <= {le:g} s" if kind is float else f"must be <= {le:,}")
         return kind(value)
 
     return check

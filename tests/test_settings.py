@@ -85,14 +85,14 @@ def test_environment_text_gets_the_same_checks(text):
     ("timeout", 3600.5, "timeout must be <= 3600 s"),
     ("retry_delay", 1e300, "retry_delay must be <= 3600 s"),
     ("metadata_max_age", 1e6, "metadata_max_age must be <= 3600 s"),
-    ("put_attempts", 10**9, "put_attempts must be <= 1000, not 1000000000"),
-    ("max_workers", 10**400, "max_workers must be <= 1000, not 1000000000000"),  # was OverflowError
+    ("put_attempts", 10**9, "put_attempts must be <= 1,000,000, not 1000000000"),
+    ("max_workers", 10**400, "max_workers must be <= 1,000,000, not 1000000000000"),  # was OverflowError
 ])
 def test_a_setting_beyond_any_sane_size_is_refused(name, value, words):
     with pytest.raises(ValueError) as caught:
         Settings(**{name: value})
     assert words in str(caught.value) and len(str(caught.value)) < 200
-    Settings(**{name: 3600.0 if isinstance(value, float) else 1000})  # the bound itself is accepted
+    Settings(**{name: 3600.0 if isinstance(value, float) else 1_000_000})  # the bound itself is accepted
 
 
 # every EPICS_PVA_INTERFACE_* variable with text it cannot mean: a ValueError naming the variable
