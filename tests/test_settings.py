@@ -84,7 +84,7 @@ def test_environment_text_gets_the_same_checks(text):
     ("timeout", 1e10, "timeout must be <= 3600 s, not 10000000000.0"),  # p4p raised OverflowError
     ("timeout", 3600.5, "timeout must be <= 3600 s"),
     ("retry_delay", 1e300, "retry_delay must be <= 3600 s"),
-    ("metadata_max_age", 1e6, "metadata_max_age must be <= 3600 s"),
+    ("monitor_idle", 1e6, "monitor_idle must be <= 3600 s"),
     ("put_attempts", 10**9, "put_attempts must be <= 1,000,000, not 1000000000"),
     ("max_workers", 10**400, "max_workers must be <= 1,000,000, not 1000000000000"),  # was OverflowError
 ])
