@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -24,14 +25,18 @@ from .errors import (
     ContextClosedError,
     EpicsPvaError,
     InvalidInputError,
+    JournalError,
     PutError,
     PutTimeoutError,
     ReadError,
     SetValuesError,
     ValidationError,
 )
+from .journal import Journal
+from .journal_hook import CallJournal, classify
 from .results import SetResult, Status
 from .settings import Settings, specs
+from .time_limit import TimeLimit
 from .values import PvInfo, check_name, coerce, describe, normalize, show, to_python
 
 __all__ = ["Interface", "SetResult", "ValidationFunction"]
@@ -58,7 +63,8 @@ class Interface:
 
     Takes the keyword arguments of `Settings` (all optional; see settings.py for each one's
     meaning and unit): `read_only`, `parallel`, `timeout`, `put_attempts`, `retry_delay`,
-    `conf`, `nan_on_read_error`, `max_workers`, `metadata_max_age`; or a ready `settings`.
+    `conf`, `nan_on_read_error`, `max_workers`, `metadata_max_age`, `validation_timeout`,
+    `journal`, `journal_fsync`; or a ready `settings`.
     They are checked once (ValueError naming the setting) and readable as attributes
     (`interface.timeout`); to change one, build a new Interface from `settings.replace(...)`.
 
@@ -76,6 +82,19 @@ class Interface:
         self._connection = Connection(self.settings.conf, self.settings.max_workers,
                                       on_close=self._metadata.clear)
         self._lock = self._connection.lock
+        self._journal: Journal | None = None  # opened on the first set: a bad path fails that set
+        self._journal_lock = threading.Lock()
+        self._time_limit = TimeLimit(self.settings.max_workers)
+
+    @property
+    def stray_validations(self) -> int:
+        """Validations that overran validation_timeout so far (each left to finish on its own)."""
+        return self._time_limit.strays
+
+    @property
+    def running_stray_validations(self) -> int:
+        """Of the stray validations, those still running (each holds a validation thread slot)."""
+        return self._time_limit.running_strays
 
     def __repr__(self) -> str:
         state = "connected" if self._connection.connected else "idle"
@@ -201,16 +220,22 @@ class Interface:
         if not inputs:
             _log.info("set_values called with no inputs: nothing to set")
             return {}
+        journal = self._open_journal(inputs)
         context = self._get_context()
-        planned = self._prepare(context, inputs)
+        seen: dict[str, Any] = {}
+        planned = self._prepare(context, inputs, seen)
         if self.read_only:
             _log.info("read-only: would set %s",
                       ", ".join(f"{pv} = {show(v)}" for pv, v in planned.items()))
+            self._journal_start(journal, planned, lambda: journal.read_only(planned))
             return {pv: SetResult(pv, v, READ_ONLY) for pv, v in planned.items()}
+        if journal:
+            values, errors = self._values_before(context, planned, seen)
+            self._journal_start(journal, planned, lambda: journal.before(values, errors))
         if self.parallel and len(planned) > 1:
-            results = self._set_parallel(context, planned, functions)
+            results = self._set_parallel(context, planned, functions, journal)
         else:
-            results = self._set_in_order(context, planned, functions)
+            results = self._set_in_order(context, planned, functions, journal)
         counts = {s: sum(r.status == s for r in results.values()) for s in (SET, FAILED, NOT_ATTEMPTED)}
         _log.info(
             "set %d PV(s) in %.3f s (%s): %d set, %d failed, %d not attempted",
@@ -219,7 +244,64 @@ class Interface:
         )
         return results
 
-    def _prepare(self, context: Context, inputs: Mapping[str, Any]) -> dict[str, Any]:
+    def _open_journal(self, inputs: Mapping[str, Any]) -> CallJournal:
+        """This call's journal lines (none without a journal); JournalError if it cannot be written.
+
+        Checked before anything is read or sent: the error's `results` say every PV was not
+        attempted.
+        """
+        if self.settings.journal is None:
+            return CallJournal(None)
+        try:
+            with self._journal_lock:
+                if self._journal is None:
+                    self._journal = Journal(self.settings.journal, fsync=self.settings.journal_fsync)
+                journal = self._journal
+            journal.check()
+            return CallJournal(journal)
+        except JournalError as exc:
+            raise self._refused_by_journal(exc, inputs) from None
+
+    def _journal_start(self, journal: CallJournal, planned: Mapping[str, Any], write: Any) -> None:
+        """Write the call's first lines (before or read_only); JournalError, nothing sent, if it fails."""
+        try:
+            write()
+        except JournalError as exc:
+            raise self._refused_by_journal(exc, planned) from None
+
+    @staticmethod
+    def _refused_by_journal(exc: JournalError, inputs: Mapping[str, Any]) -> JournalError:
+        """The error of a set refused because its journal cannot be written: every PV not attempted."""
+        _log.error("set refused, nothing sent: %s", exc)
+        results = {pv: SetResult(pv, value, NOT_ATTEMPTED) for pv, value in inputs.items()}
+        return JournalError(exc.path, f"{exc.reason}; nothing was sent", exc.errno, results=results)
+
+    def _values_before(
+        self, context: Context, planned: Mapping[str, Any], seen: Mapping[str, Any]
+    ) -> tuple[dict[str, Any], dict[str, str]]:
+        """Each PV's value as the pre-check read it ({pv: value}, {pv: why not readable}).
+
+        A PV whose type and limits came from the cache was not read: it is read now.
+        """
+        values: dict[str, Any] = {}
+        errors: dict[str, str] = {}
+        for pv in planned:
+            if pv in seen:
+                try:
+                    values[pv] = to_python(seen[pv])
+                except ValueError as exc:
+                    errors[pv] = f"unreadable value: {exc}"
+        unread = [pv for pv in planned if pv not in seen]
+        if unread:
+            for pv, reply in zip(unread, context.get(unread, timeout=self.timeout, throw=False), strict=True):
+                if isinstance(reply, BaseException):
+                    errors[pv] = _read_failure(reply, self.timeout)
+                else:
+                    values[pv] = to_python(reply)
+        return values, errors
+
+    def _prepare(self, context: Context, inputs: Mapping[str, Any],
+                 seen: dict[str, Any] | None = None) -> dict[str, Any]:
         """Check every input against its PV (read once) and return the values to put.
 
         Raises InvalidInputError listing every bad input; nothing has been sent then.
@@ -236,7 +318,7 @@ class Interface:
             except ValueError as exc:
                 problems[pv] = str(exc)
         planned: dict[str, Any] = {}
-        infos = self._describe(context, list(staged), problems)
+        infos = self._describe(context, list(staged), problems, seen)
         for pv, info in infos.items():
             try:
                 planned[pv] = coerce(staged[pv], info)
@@ -246,7 +328,8 @@ class Interface:
             raise InvalidInputError(problems)
         return {pv: planned[pv] for pv in inputs}
 
-    def _describe(self, context: Context, names: list[str], problems: dict[str, str]) -> dict[str, PvInfo]:
+    def _describe(self, context: Context, names: list[str], problems: dict[str, str],
+                  seen: dict[str, Any] | None = None) -> dict[str, PvInfo]:
         """What each PV accepts (type, limits), from the cache or one concurrent read of the stale ones."""
         now = time.monotonic()
         with self._lock:
@@ -261,6 +344,8 @@ class Interface:
                     problems[pv] = f"cannot read the PV: {_read_failure(reply, self.timeout)}"
                     continue
                 infos[pv] = describe(reply)
+                if seen is not None:
+                    seen[pv] = reply
             with self._lock:
                 self._metadata.update((pv, (now, infos[pv])) for pv in stale if pv in infos)
         return {pv: infos[pv] for pv in names if pv in infos}
@@ -272,7 +357,7 @@ class Interface:
 
     def _set_in_order(
         self, context: Context, planned: Mapping[str, Any],
-        functions: Mapping[str, ValidationFunction | None],
+        functions: Mapping[str, ValidationFunction | None], journal: CallJournal | None = None,
     ) -> dict[str, SetResult]:
         """Set PVs one after the other, stopping at the first failure."""
         results: dict[str, SetResult] = {}
@@ -281,13 +366,13 @@ class Interface:
             if failed:
                 results[pv] = SetResult(pv, value, NOT_ATTEMPTED)
                 continue
-            results[pv] = self._set_one(context, pv, value, functions.get(pv))
+            results[pv] = self._set_one(context, pv, value, functions.get(pv), journal=journal)
             failed = results[pv].status == FAILED
         return results
 
     def _set_parallel(
         self, context: Context, planned: Mapping[str, Any],
-        functions: Mapping[str, ValidationFunction | None],
+        functions: Mapping[str, ValidationFunction | None], journal: CallJournal | None = None,
     ) -> dict[str, SetResult]:
         """Send every first put at once (one p4p multi-put), then retry and validate each PV in its task.
 
@@ -295,19 +380,34 @@ class Interface:
         concurrently in the pool, so the call lasts about as long as its slowest PV.
         """
         start = time.monotonic()
-        names = list(planned)
+        journal = journal if journal is not None else CallJournal(None)
+        unsent: dict[str, SetResult] = {}
+        for pv in planned:  # each put line is written before any put is sent
+            try:
+                journal.put(pv, planned[pv], 1)
+            except JournalError as exc:
+                unsent[pv] = self._not_journaled(pv, planned[pv], exc, 0, start)
+        names = [pv for pv in planned if pv not in unsent]
         for pv in names:
             _log.debug("put %s = %s (attempt 1 of %d)", pv, show(planned[pv]), self.put_attempts)
         replies = put_many(context, names, [planned[pv] for pv in names], self.timeout)
+        if journal:
+            closed = is_closed(context)
+            for pv, reply in zip(names, replies, strict=True):
+                journal.outcome(pv, 1, *classify(reply, self.timeout, closed and reply is not None))
         futures: dict[str, Future[SetResult] | None] = {}
         for pv, reply in zip(names, replies, strict=True):
             try:
                 futures[pv] = self._get_pool().submit(
-                    self._set_one, context, pv, planned[pv], functions.get(pv), reply, start)
+                    self._set_one, context, pv, planned[pv], functions.get(pv), reply, start, journal)
             except RuntimeError:  # the pool was shut down by a concurrent close()
                 futures[pv] = None
         results: dict[str, SetResult] = {}
-        for pv, future in futures.items():
+        for pv in planned:
+            if pv in unsent:
+                results[pv] = unsent[pv]
+                continue
+            future = futures[pv]
             try:
                 if future is None:
                     raise CancelledError
@@ -317,6 +417,12 @@ class Interface:
                 error = PutError(pv, value, "not validated: the interface was closed", attempts=1)
                 results[pv] = SetResult(pv, value, FAILED, 1, error=error)
         return results
+
+    def _not_journaled(self, pv: str, value: Any, exc: JournalError, attempts: int, start: float) -> SetResult:
+        """The outcome of a put not sent because its journal line could not be written."""
+        error = PutError(pv, value, f"put not sent: {exc}", attempts)
+        _log.error("%s", error)
+        return SetResult(pv, value, FAILED, attempts, error=error, elapsed=time.monotonic() - start)
 
     def _put_error(self, pv: str, value: Any, exc: BaseException, attempts: int) -> PutError:
         """The error for a put that failed for a reason other than a timeout (never retried)."""
@@ -328,13 +434,14 @@ class Interface:
 
     def _set_one(
         self, context: Context, pv: str, value: Any, validate: ValidationFunction | None,
-        first: Any = _NOT_SENT, start: float | None = None,
+        first: Any = _NOT_SENT, start: float | None = None, journal: CallJournal | None = None,
     ) -> SetResult:
         """Put one value, retrying timeouts, then validate it; the outcome, never an exception.
 
         `first` is the outcome of a first put already sent (None: done; an exception: failed).
         """
         start = time.monotonic() if start is None else start
+        journal = journal if journal is not None else CallJournal(None)
         attempts = 0
 
         def failed(error: EpicsPvaError) -> SetResult:
@@ -349,8 +456,15 @@ class Interface:
             if first is not _NOT_SENT:
                 outcome, first = first, _NOT_SENT
             else:
+                try:
+                    journal.put(pv, value, attempts)  # before sending: a kill cannot hide the put
+                except JournalError as exc:
+                    return self._not_journaled(pv, value, exc, attempts - 1, start)
                 _log.debug("put %s = %s (attempt %d of %d)", pv, show(value), attempts, self.put_attempts)
                 outcome = put_many(context, [pv], [value], self.timeout)[0]
+                if journal:
+                    journal.outcome(pv, attempts, *classify(
+                        outcome, self.timeout, outcome is not None and is_closed(context)))
             if outcome is None:
                 break
             if is_closed(context):  # cut off, not refused: not retried, not the machine
@@ -368,10 +482,21 @@ class Interface:
         if validate is None:
             return SetResult(pv, value, SET, attempts, elapsed=time.monotonic() - start)
         try:
-            outcome = validate(set_pv=pv, set_value=value, context=context, timeout=self.timeout)
+            outcome = self._validate(validate, pv, value, context)
         except (Exception, SystemExit) as exc:  # a validation function may not end the program
+            journal.validation(pv, error=exc)
             return failed(ValidationError(pv, value, exc))
+        journal.validation(pv, result=outcome)
         return SetResult(pv, value, SET, attempts, outcome, elapsed=time.monotonic() - start)
+
+
+    def _validate(self, validate: ValidationFunction, pv: str, value: Any, context: Context) -> Any:
+        """Run one validation function, within validation_timeout if set (ValidationTimeout past it)."""
+        kwargs = {"set_pv": pv, "set_value": value, "context": context, "timeout": self.timeout}
+        limit = self.settings.validation_timeout
+        if limit is None:
+            return validate(**kwargs)
+        return self._time_limit.run(pv, validate, kwargs, limit)
 
 
 def _setting_property(name: str, doc: str) -> property:
