@@ -6,6 +6,7 @@ person reading it is editing that file.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import sys
 from collections.abc import Mapping
@@ -35,6 +36,7 @@ class IOCSettings:
     update_rate: float = 10.0
     time_scale: float = 1.0
     control_prefix: str = "SOFTIOC:"
+    audit: str | None = None  # JSON Lines file every put and fault event is appended to
 
 
 @dataclass(frozen=True)
@@ -114,7 +116,12 @@ def load_config(source: str | Path | Mapping[str, Any] | IOCConfig) -> IOCConfig
         raise ConfigError(f"{path}: no such config file") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
-    return config_from_dict(data, source=str(path))
+    config = config_from_dict(data, source=str(path))
+    audit = config.ioc.audit
+    if audit is not None and not Path(audit).is_absolute():  # relative to the file, not the cwd
+        ioc = dataclasses.replace(config.ioc, audit=str(path.parent / audit))
+        config = dataclasses.replace(config, ioc=ioc)
+    return config
 
 
 class _Reader:
@@ -203,8 +210,11 @@ def _settings(r: _Reader) -> IOCSettings:
     update_rate = r.number("update_rate", 10.0, positive=True)
     time_scale = r.number("time_scale", 1.0, positive=True)
     prefix = r.get("control_prefix", (str,), "SOFTIOC:")
+    audit = r.get("audit", (str,), None)
+    if audit is not None and not audit.strip():
+        raise r.fail("audit", "must be a file path, not an empty string")
     r.finish()
-    return IOCSettings(seed, update_rate, time_scale, prefix)
+    return IOCSettings(seed, update_rate, time_scale, prefix, audit)
 
 
 def _name(r: _Reader, key: str, required: bool = True) -> str | None:

@@ -1,0 +1,193 @@
+"""Kill tests: SIGKILL the interface's process or the soft IOC's, then read what survived on disk.
+
+1. A child process doing a validated parallel set with a journal, one put held by the soft
+   IOC, is killed once the held put reached the server: the journal lists every put the
+   IOC's audit file received, and every PV's value before.
+2. A soft IOC in a child process, killed in the middle of a loop of sets, leaves an audit file
+   that matches the interface's journal put for put (but for the puts in flight at the kill).
+3. `pva-journal restore --write` after a killed run brings every PV back to its before value.
+
+Run as a script, this file is the child of 1 and 3:
+``python test_kill.py JOURNAL '<client conf json>'`` (started with subprocess: a fresh
+interpreter, never a fork of pytest, which holds a p4p server).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from epics_pva import Interface, wait_for_readback
+
+ROOT = Path(__file__).resolve().parents[1]
+PVS = [f"K:{n}:SET" for n in range(3)]
+HELD = "K:1:SET"
+INITIAL = {pv: float(n) + 0.5 for n, pv in enumerate(PVS)}
+TARGET = {pv: -2.0 - n for n, pv in enumerate(PVS)}
+CONFIG = {
+    "ioc": {"seed": 4, "update_rate": 50.0, "time_scale": 1.0},
+    "setpoint": [
+        {"name": pv, "readback": pv.replace(":SET", ":RBV"), "limits": [-10, 10], "lag": "none",
+         "noise": 0.0, "initial": INITIAL[pv]}
+        for pv in PVS
+    ],
+}
+WAIT = 30.0  # s: the longest any step here may take before the test fails
+
+
+def validations() -> dict[str, Any]:
+    return {pv: partial(wait_for_readback, readback_pv=pv.replace(":SET", ":RBV"), tolerance=1e-6,
+                        offset=0.0, count_down=20.0) for pv in PVS}
+
+
+# ---- the child (runs as a script) ------------------------------------------------------------
+
+def child_main(journal: str, conf: dict[str, str]) -> None:
+    """A validated parallel set with a journal; one put never completes, so it waits to be killed."""
+    interface = Interface(conf=conf, journal=journal, parallel=True, timeout=WAIT, put_attempts=1)
+    interface.set_values(TARGET, validations())
+
+
+# ---- helpers ------------------------------------------------------------------------------------
+
+def wait_until(predicate, what: str, timeout: float = WAIT, interval: float = 0.01) -> None:
+    """Poll an on-disk condition (a file another process appends to) until it holds or time runs out."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout} s: {what}")
+        time.sleep(interval)
+
+
+def audit_lines(path: Path) -> list[dict[str, Any]]:
+    from softioc import read_audit_file
+
+    return read_audit_file(path) if path.exists() else []
+
+
+def held_put_received(audit: Path) -> bool:
+    return any(line["type"] == "put" and line["pv"] == HELD and line["outcome"] == "timed_out"
+               for line in audit_lines(audit))
+
+
+def run_killed_child(ioc, journal: Path, audit: Path) -> None:
+    """Start the child, SIGKILL it once the held put reached the IOC, and reap it."""
+    from softioc import PutTimeout
+
+    ioc.faults.arm(HELD, PutTimeout(count=1))  # held for ever: no complete_after
+    child = subprocess.Popen([sys.executable, __file__, str(journal), json.dumps(ioc.client_conf())],
+                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_until(lambda: held_put_received(audit) or child.poll() is not None,
+                   "the held put reached the soft IOC")
+        assert child.poll() is None, child.communicate(timeout=WAIT)
+        # the other PVs' puts were sent in the same batch; wait until the IOC has them too
+        wait_until(lambda: len([x for x in audit_lines(audit) if x["type"] == "put"]) == len(PVS),
+                   "every put reached the soft IOC")
+        os.kill(child.pid, signal.SIGKILL)
+    finally:
+        if child.poll() is None:
+            child.kill()
+        child.communicate(timeout=WAIT)
+    assert child.returncode == -signal.SIGKILL
+
+
+# ---- 1: the interface's process killed ----------------------------------------------------------
+
+def test_a_killed_set_leaves_every_received_put_and_every_before_in_the_journal(softioc_factory, tmp_path):
+    from epics_pva.journal import group_calls, read_journal
+
+    journal, audit = tmp_path / "journal.jsonl", tmp_path / "audit.jsonl"
+    ioc = softioc_factory(CONFIG, audit=audit)
+    run_killed_child(ioc, journal, audit)
+    (call,) = group_calls(read_journal(journal))
+    assert {pv: rec.before for pv, rec in call.pvs.items()} == INITIAL
+    received = [(x["pv"], x["value"]) for x in audit_lines(audit) if x["type"] == "put"]
+    assert sorted(received) == sorted(TARGET.items())
+    for pv, value in received:
+        rec = call.pvs[pv]
+        assert rec.was_put and rec.requested == value and rec.attempts[0][0] == 1
+    # the held put has a put line and no outcome: the kill came while it was in flight
+    assert call.pvs[HELD].attempts == [(1, None, None)]
+
+
+# ---- 3: restore after a killed run ----------------------------------------------------------------
+
+def test_restore_after_a_killed_run_puts_every_pv_back_to_its_before_value(softioc_factory, tmp_path):
+    journal, audit = tmp_path / "journal.jsonl", tmp_path / "audit.jsonl"
+    ioc = softioc_factory(CONFIG, audit=audit)
+    run_killed_child(ioc, journal, audit)
+    with Interface(conf=ioc.client_conf(), timeout=5.0) as itf:
+        moved = itf.get_values(PVS)
+    assert moved != INITIAL  # the accepted puts moved the machine
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EPICS_PVA")}
+    env.update(ioc.client_conf())
+    command = [sys.executable, "-m", "epics_pva.journal_cli", "restore", str(journal)]
+    dry = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=WAIT)
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    with Interface(conf=ioc.client_conf(), timeout=5.0) as itf:
+        assert itf.get_values(PVS) == moved  # without --write nothing is sent
+        done = subprocess.run([*command, "--write"], cwd=ROOT, env=env, capture_output=True, text=True,
+                              timeout=WAIT)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert itf.get_values(PVS) == INITIAL
+    restored = [(r.pv, r.value) for r in ioc.audit.puts(outcome="accepted")][-len(PVS):]
+    assert sorted(restored) == sorted(INITIAL.items())
+
+
+# ---- 2: the soft IOC's process killed ----------------------------------------------------------------
+
+def test_a_killed_soft_ioc_leaves_an_audit_file_matching_the_journal(tmp_path):
+    from devtools.ioc_process import IOCProcess
+    from devtools.soak.crosscheck import cross_check, journal_puts
+
+    journal, audit = tmp_path / "journal.jsonl", tmp_path / "audit.jsonl"
+    config = {**CONFIG, "ioc": {**CONFIG["ioc"], "update_rate": 100.0}}
+    with IOCProcess(config, audit=audit, start_timeout=WAIT, reply_timeout=WAIT) as ioc:
+        stop, calls, errors = threading.Event(), [0], []
+
+        def loop() -> None:
+            with Interface(conf=ioc.client_conf, journal=str(journal), timeout=1.0, put_attempts=1) as itf:
+                step = 0
+                while not stop.is_set():
+                    step += 1
+                    try:
+                        itf.set_values({pv: round(step * 0.001 + n, 3) for n, pv in enumerate(PVS)})
+                    except Exception as exc:  # noqa: BLE001 - after the kill every set fails
+                        errors.append(exc)
+                    calls[0] += 1
+
+        driver = threading.Thread(target=loop, name="kill-test-loop")
+        driver.start()
+        try:
+            wait_until(lambda: sum(x["outcome"] == "accepted" for x in audit_lines(audit)) >= 30,
+                       "30 accepted puts in the audit file")
+            os.kill(ioc.pid, signal.SIGKILL)
+            ioc._proc.wait(WAIT)
+            after = calls[0]
+            wait_until(lambda: calls[0] >= after + 2, "two calls after the kill")
+        finally:
+            stop.set()
+            driver.join(WAIT)
+        assert not driver.is_alive()
+    assert errors, "the sets after the kill must fail"
+    check = cross_check(journal, audit, in_flight=1)
+    assert check.ok, check.mismatches
+    assert check.accepted >= 30
+    # the journal's accepted puts and the audit file's differ by at most the ones in flight
+    accepted_journal = sum(o == "accepted" for puts in journal_puts(journal).values() for _, o in puts)
+    accepted_audit = sum(x["outcome"] == "accepted" for x in audit_lines(audit) if x["type"] == "put")
+    assert 0 <= accepted_audit - accepted_journal <= len(PVS)
+
+
+if __name__ == "__main__":
+    child_main(sys.argv[1], json.loads(sys.argv[2]))
+    sys.exit(0)
