@@ -7,8 +7,12 @@
    that matches the interface's journal put for put (but for the puts in flight at the kill).
 3. `pva-journal restore --write` after a killed run brings every PV back to its before value.
 
+Also: an interface and its forked child (Badger's GUI and its worker) append to one journal
+named by EPICS_PVA_INTERFACE_JOURNAL.
+
 Run as a script, this file is the child of 1 and 3:
-``python test_kill.py JOURNAL '<client conf json>'`` (started with subprocess: a fresh
+``python test_kill.py JOURNAL '<client conf json>'``, or the fork driver:
+``python test_kill.py --fork '<client conf json>'`` (started with subprocess: a fresh
 interpreter, never a fork of pytest, which holds a p4p server).
 """
 
@@ -54,6 +58,25 @@ def child_main(journal: str, conf: dict[str, str]) -> None:
     """A validated parallel set with a journal; one put never completes, so it waits to be killed."""
     interface = Interface(conf=conf, journal=journal, parallel=True, timeout=WAIT, put_attempts=1)
     interface.set_values(TARGET, validations())
+
+
+def fork_main(conf: dict[str, str]) -> None:
+    """Set in this process, then in a forked child, through one Interface built from the environment."""
+    import multiprocessing
+
+    from epics_pva.badger.settings import settings_from_environment
+
+    interface = Interface(conf=conf, timeout=5.0, **settings_from_environment())
+    interface.set_values({PVS[0]: 1.25})
+    child = multiprocessing.get_context("fork").Process(
+        target=interface.set_values, args=({PVS[1]: 2.25},))
+    child.start()
+    child.join(WAIT)
+    if child.is_alive():
+        child.kill()
+        raise SystemExit("the forked child hung")
+    interface.set_values({PVS[2]: 3.25})
+    sys.exit(child.exitcode)
 
 
 # ---- helpers ------------------------------------------------------------------------------------
@@ -188,6 +211,28 @@ def test_a_killed_soft_ioc_leaves_an_audit_file_matching_the_journal(tmp_path):
     assert 0 <= accepted_audit - accepted_journal <= len(PVS)
 
 
+# ---- one journal, two processes ------------------------------------------------------------------------
+
+def test_a_process_and_its_forked_child_append_to_the_journal_the_environment_names(softioc_factory, tmp_path):
+    from epics_pva.journal import group_calls, read_journal
+
+    journal, audit = tmp_path / "journal.jsonl", tmp_path / "audit.jsonl"
+    ioc = softioc_factory(CONFIG, audit=audit)
+    env = {**os.environ, "EPICS_PVA_INTERFACE_JOURNAL": str(journal)}
+    done = subprocess.run([sys.executable, __file__, "--fork", json.dumps(ioc.client_conf())], cwd=ROOT,
+                          env=env, capture_output=True, text=True, timeout=WAIT * 2)
+    assert done.returncode == 0, done.stdout + done.stderr
+    calls = group_calls(read_journal(journal))
+    assert [list(c.pvs) for c in calls] == [[PVS[0]], [PVS[1]], [PVS[2]]]
+    assert calls[0].pid == calls[2].pid != calls[1].pid  # the middle call is the forked child's
+    for call, value in zip(calls, (1.25, 2.25, 3.25), strict=True):
+        (rec,) = call.pvs.values()
+        assert rec.requested == value and rec.attempts == [(1, "accepted", None)] and rec.has_before
+    assert [(r.pv, r.value) for r in ioc.audit.puts()] == [(PVS[0], 1.25), (PVS[1], 2.25), (PVS[2], 3.25)]
+
+
 if __name__ == "__main__":
+    if sys.argv[1] == "--fork":
+        fork_main(json.loads(sys.argv[2]))
     child_main(sys.argv[1], json.loads(sys.argv[2]))
     sys.exit(0)
