@@ -121,9 +121,13 @@ class Interface:
         """Close the client context and the thread pool; the next use reconnects lazily.
 
         Operations in flight in other threads fail at once with the context closed under
-        them (ContextClosedError as the cause), never with a verdict on the machine.
+        them (ContextClosedError as the cause), never with a verdict on the machine. The
+        journal's file is closed too; the next set opens it again.
         """
         self._connection.close()
+        journal = self._journal
+        if journal is not None:
+            journal.close()
 
     @property
     def _context(self) -> Context | None:
