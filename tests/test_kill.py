@@ -12,7 +12,8 @@ named by EPICS_PVA_INTERFACE_JOURNAL.
 
 Run as a script, this file is the child of 1 and 3:
 ``python test_kill.py JOURNAL '<client conf json>'``, or the fork driver:
-``python test_kill.py --fork '<client conf json>'`` (started with subprocess: a fresh
+``python test_kill.py --fork '<client conf json>'``, or the full-disk driver:
+``python test_kill.py --full JOURNAL '<client conf json>'`` (started with subprocess: a fresh
 interpreter, never a fork of pytest, which holds a p4p server).
 """
 
@@ -77,6 +78,27 @@ def fork_main(conf: dict[str, str]) -> None:
         raise SystemExit("the forked child hung")
     interface.set_values({PVS[2]: 3.25})
     sys.exit(child.exitcode)
+
+
+def full_main(journal: str, conf: dict[str, str]) -> None:
+    """A set in order whose journal fills up (RLIMIT_FSIZE) after the first PV: print the outcomes."""
+    import resource
+
+    from epics_pva import SetValuesError
+
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit then fails with EFBIG
+
+    def fill_the_disk(**kwargs):
+        size = os.stat(journal).st_size
+        resource.setrlimit(resource.RLIMIT_FSIZE, (size, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+        return size
+
+    interface = Interface(conf=conf, journal=journal, parallel=False, timeout=5.0)
+    try:
+        results = interface.set_values({PVS[0]: 1.0, PVS[1]: 2.0}, {PVS[0]: fill_the_disk})
+    except SetValuesError as exc:
+        results = exc.results
+    print(json.dumps({pv: [str(r.status), str(r.error or ""), r.attempts] for pv, r in results.items()}))
 
 
 # ---- helpers ------------------------------------------------------------------------------------
@@ -211,6 +233,28 @@ def test_a_killed_soft_ioc_leaves_an_audit_file_matching_the_journal(tmp_path):
     assert 0 <= accepted_audit - accepted_journal <= len(PVS)
 
 
+# ---- a journal that fills up in the middle of a call ---------------------------------------------------
+
+def test_a_put_whose_journal_line_cannot_be_written_is_not_sent(softioc_factory, tmp_path):
+    from epics_pva.journal import group_calls, read_journal
+
+    journal = tmp_path / "journal.jsonl"
+    ioc = softioc_factory(CONFIG)
+    done = subprocess.run([sys.executable, __file__, "--full", str(journal), json.dumps(ioc.client_conf())],
+                          cwd=ROOT, capture_output=True, text=True, timeout=WAIT * 2)
+    assert done.returncode == 0, done.stdout + done.stderr
+    outcomes = json.loads(done.stdout.splitlines()[-1])
+    assert outcomes[PVS[0]][0] == "set"
+    status, error, attempts = outcomes[PVS[1]]
+    assert status == "failed" and attempts == 0
+    assert f"{PVS[1]} = 2" in error and "put not sent" in error and "cannot write" in error
+    assert [(r.pv, r.value) for r in ioc.audit.puts()] == [(PVS[0], 1.0)]  # the second never sent
+    (call,) = group_calls(read_journal(journal))
+    assert call.pvs[PVS[0]].attempts == [(1, "accepted", None)]
+    assert not call.pvs[PVS[1]].was_put
+    assert "not journaled" in done.stderr  # the first PV's validation line did not fit either
+
+
 # ---- one journal, two processes ------------------------------------------------------------------------
 
 def test_a_process_and_its_forked_child_append_to_the_journal_the_environment_names(softioc_factory, tmp_path):
@@ -234,5 +278,8 @@ def test_a_process_and_its_forked_child_append_to_the_journal_the_environment_na
 if __name__ == "__main__":
     if sys.argv[1] == "--fork":
         fork_main(json.loads(sys.argv[2]))
+    if sys.argv[1] == "--full":
+        full_main(sys.argv[2], json.loads(sys.argv[3]))
+        sys.exit(0)
     child_main(sys.argv[1], json.loads(sys.argv[2]))
     sys.exit(0)
