@@ -349,10 +349,13 @@ class Interface:
         unread = [pv for pv in planned if pv not in seen]
         if unread:
             for pv, reply in zip(unread, context.get(unread, timeout=self.timeout, throw=False), strict=True):
-                if isinstance(reply, BaseException):
-                    errors[pv] = _read_failure(reply, self.timeout)
-                else:
-                    values[pv] = to_python(reply)
+                try:
+                    if isinstance(reply, BaseException):
+                        errors[pv] = _read_failure(reply, self.timeout)
+                    else:
+                        values[pv] = to_python(reply)
+                except ValueError as exc:
+                    errors[pv] = f"unreadable value: {exc}"
         return values, errors
 
     def _prepare(self, context: Context, inputs: Mapping[str, Any],
@@ -445,7 +448,7 @@ class Interface:
         names = [pv for pv in planned if pv not in unsent]
         for pv in names:
             _log.debug("put %s = %s (attempt 1 of %d)", pv, show(planned[pv]), self.put_attempts)
-        replies = put_many(context, names, [planned[pv] for pv in names], self.timeout)
+        replies = put_many(context, names, [planned[pv] for pv in names], self.timeout) if names else []
         if journal:
             closed = is_closed(context)
             for pv, reply in zip(names, replies, strict=True):
