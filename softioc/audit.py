@@ -84,8 +84,7 @@ def _plain(value: Any) -> Any:
 
 def put_line(record: PutRecord) -> dict[str, Any]:
     """The audit file's line for a put: the value requested and the value applied (None if none)."""
-    # a put applies its value when accepted; a held put may apply it too (recorded as given)
-    applied = getattr(record, "applied", record.value if record.accepted else None)
+    applied = record.applied  # what the device took (clamped to its limits), None if nothing
     return {"type": "put", "time": record.wall_time, "sim_time": record.sim_time, "pv": record.pv,
             "value": _plain(record.value), "applied": _plain(applied), "outcome": record.outcome,
             "message": record.message, "fault": record.fault, "peer": record.peer}
