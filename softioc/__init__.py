@@ -4,7 +4,7 @@ __project__ = "badger-epics-pva"  # checked by softioc._guard: proves this is ou
 
 from .audit import FaultRecord, PutRecord  # noqa: E402
 from .config import IOCConfig, load_config  # noqa: E402
-from .errors import ConfigError, PortInUseError, PutRefused, SoftIOCError  # noqa: E402
+from .errors import ConfigError, NetworkRefused, PortInUseError, PutRefused, SoftIOCError  # noqa: E402
 from .faults import (  # noqa: E402
     Fault,
     Outage,
@@ -23,6 +23,7 @@ __all__ = [
     "Fault",
     "FaultRecord",
     "IOCConfig",
+    "NetworkRefused",
     "Outage",
     "PortInUseError",
     "PutEffect",

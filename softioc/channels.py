@@ -18,6 +18,10 @@ from .config import IOCConfig, ObservableConfig, SetpointConfig
 from .model import Simulation
 from .pvtypes import OBSERVABLE_TYPE, PV_TYPES, PVType
 
+IDENTITY_FIELD = "softiocId"
+"""The one top-level field a soft IOC adds to every PV: the id of the machine serving it."""
+IDENTITY = [(IDENTITY_FIELD, "s")]
+
 PutCallback = Callable[[str, Any], None]
 """Called with (PV name, p4p server operation) for each put a channel receives."""
 
@@ -40,14 +44,16 @@ def plain(value: Any) -> Any:
 def nt_for(kind: PVType, control: bool) -> NTScalar | NTEnum:
     """The normative type serving `kind`; control limits only on numeric setpoints."""
     if kind.nt_code is None:
-        return NTEnum(display=False)
-    return NTScalar(kind.nt_code, display=kind.numeric, control=control and kind.numeric)
+        return NTEnum(display=False, extra=IDENTITY)
+    return NTScalar(kind.nt_code, display=kind.numeric, control=control and kind.numeric, extra=IDENTITY)
 
 
-def initial_value(cfg: SetpointConfig | ObservableConfig, kind: PVType, value: Any, control: bool) -> dict[str, Any]:
-    """The full first Value of a PV: value plus the metadata a real record publishes."""
+def initial_value(cfg: SetpointConfig | ObservableConfig, kind: PVType, value: Any, control: bool,
+                  identity: str = "") -> dict[str, Any]:
+    """The full first Value of a PV: value plus the metadata a real record publishes, and `identity`."""
     now = time.time()
     data: dict[str, Any] = {
+        IDENTITY_FIELD: identity,
         "timeStamp.secondsPastEpoch": int(now), "timeStamp.nanoseconds": int(now % 1 * 1e9),
         **kind.initial_fields(value, getattr(cfg, "choices", ())),
     }
@@ -116,12 +122,13 @@ class _Handler:
 
 def build_channels(
     config: IOCConfig, sim: Simulation, queue: Any, on_put: PutCallback, on_read_only_put: PutCallback,
+    identity: str = "",
 ) -> dict[str, Channel]:
-    """One Channel per simulated PV, in config order; setpoint puts go to `on_put`."""
+    """One Channel per simulated PV, in config order; setpoint puts go to `on_put`; each carries `identity`."""
     channels: dict[str, Channel] = {}
 
     def add(name: str, cfg: Any, kind: PVType, value: Any, control: bool, device: str | None) -> None:
-        init = initial_value(cfg, kind, value, control)
+        init = initial_value(cfg, kind, value, control, identity)
         handler = _Handler(name, on_put if control else on_read_only_put)
         pv = SharedPV(nt=nt_for(kind, control), initial=init, handler=handler, queue=queue)
         channels[name] = Channel(name, pv, kind, init, device=device, last=value)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .access import check_entries
 from .errors import ConfigError
 from .expression import ExpressionError, compile_expression
 from .faults import MAX_SECONDS, Fault, check_target, fault_from_dict, fault_kind
@@ -29,12 +30,21 @@ __all__ = ["PV_TYPES", "LAGS", "ConfigError", "IOCConfig", "load_config", "confi
 
 @dataclass(frozen=True)
 class IOCSettings:
-    """Process-wide settings: seed, readback update rate (Hz), simulated s per wall s."""
+    """Process-wide settings: seed, readback update rate (Hz), simulated s per wall s.
+
+    `control_from` / `write_from` are access rules (see softioc.access; None: the owner
+    only / everyone), `allow_network` permits serving beyond loopback, `prefix` is put
+    before every served PV name.
+    """
 
     seed: int = 0
     update_rate: float = 10.0
     time_scale: float = 1.0
     control_prefix: str = "SOFTIOC:"
+    control_from: tuple[str, ...] | None = None
+    write_from: tuple[str, ...] | None = None
+    allow_network: bool = False
+    prefix: str = ""
 
 
 @dataclass(frozen=True)
@@ -203,8 +213,17 @@ def _settings(r: _Reader) -> IOCSettings:
     update_rate = r.number("update_rate", 10.0, positive=True)
     time_scale = r.number("time_scale", 1.0, positive=True)
     prefix = r.get("control_prefix", (str,), "SOFTIOC:")
+    rules = {}
+    for key in ("control_from", "write_from"):
+        entries = r.get(key, (list,), None)
+        rules[key] = None if entries is None else check_entries(entries, f"{r.where}: key '{key}'")
+    allow_network = r.get("allow_network", (bool,), False)
+    name_prefix = r.get("prefix", (str,), "")
+    if any(c.isspace() for c in name_prefix):
+        raise r.fail("prefix", f"must be a PV name prefix without spaces, got {name_prefix!r}")
     r.finish()
-    return IOCSettings(seed, update_rate, time_scale, prefix)
+    return IOCSettings(seed, update_rate, time_scale, prefix, rules["control_from"], rules["write_from"],
+                       allow_network, name_prefix)
 
 
 def _name(r: _Reader, key: str, required: bool = True) -> str | None:

@@ -17,3 +17,7 @@ class PutRefused(SoftIOCError, ValueError):
 
 class PortInUseError(SoftIOCError, OSError):
     """An explicitly requested TCP port could not be bound (another server holds it)."""
+
+
+class NetworkRefused(SoftIOCError, PermissionError):
+    """Serving beyond loopback was asked for without allow_network; nothing was started."""
