@@ -14,6 +14,7 @@ from .errors import (
     PutError,
     PutTimeoutError,
     ReadError,
+    RehearsalError,
     SetValuesError,
     ValidationError,
 )
@@ -34,6 +35,7 @@ __all__ = [
     "PutError",
     "PutTimeoutError",
     "ValidationError",
+    "RehearsalError",
     "SetValuesError",
     "ContextClosedError",
     "BadgerEnvironmentError",

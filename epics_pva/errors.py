@@ -9,6 +9,7 @@ Messages are written for the operator who reads them in Badger's error dialog::
     |   +-- PutTimeoutError       every attempt of one PV's put timed out (also a TimeoutError)
     +-- ValidationError           the validation function of one PV raised after its put
     +-- SetValuesError            a set_values call had failures; carries every PV's outcome
+    |   +-- RehearsalError        rehearsal mode refused a whole set before any put
     +-- ContextClosedError        the client context was closed under an operation (close(), fork)
     +-- BadgerEnvironmentError    a Badger environment cannot be loaded or read (also a ValueError)
     +-- JournalError              the journal file cannot be written or read (also an OSError)
@@ -30,6 +31,7 @@ __all__ = [
     "PutTimeoutError",
     "ValidationError",
     "SetValuesError",
+    "RehearsalError",
     "ContextClosedError",
     "BadgerEnvironmentError",
     "JournalError",
@@ -114,6 +116,20 @@ class SetValuesError(EpicsPvaError):
     def failed(self) -> dict[str, SetResult]:
         """The outcomes of the PVs that failed."""
         return {pv: r for pv, r in self.results.items() if r.status == Status.FAILED}
+
+
+class RehearsalError(SetValuesError):
+    """Rehearsal mode refused a set before any put: `problems` maps each PV (or setting) to why.
+
+    Every PV of the call is in `results` as not attempted: nothing was sent.
+    """
+
+    def __init__(self, problems: Mapping[str, str], inputs: Mapping[str, Any]) -> None:
+        self.problems = dict(problems)
+        self.results = {pv: SetResult(pv, value, Status.NOT_ATTEMPTED) for pv, value in inputs.items()}
+        lines = [f"Rehearsal refused to set {len(self.results)} PV(s); nothing was sent:"]
+        lines += [f"  {why}" for why in self.problems.values()]
+        EpicsPvaError.__init__(self, "\n".join(lines))
 
 
 class BadgerEnvironmentError(EpicsPvaError, ValueError):

@@ -27,9 +27,11 @@ from .errors import (
     PutError,
     PutTimeoutError,
     ReadError,
+    RehearsalError,
     SetValuesError,
     ValidationError,
 )
+from .rehearsal import client_settings, identity_problems, settings_problems
 from .results import SetResult, Status
 from .settings import Settings, specs
 from .values import PvInfo, check_name, coerce, describe, normalize, show, to_python
@@ -73,8 +75,9 @@ class Interface:
             raise TypeError(f"settings must be a Settings, not {type(settings).__name__}")
         self.settings = settings if settings is not None else Settings(**kwargs)
         self._metadata: dict[str, tuple[float, PvInfo]] = {}  # pv -> (monotonic read time, info)
-        self._connection = Connection(self.settings.conf, self.settings.max_workers,
-                                      on_close=self._metadata.clear)
+        # a rehearsal fixes the environment it checks: the context is built from exactly that
+        conf = client_settings(self.settings.conf) if self.settings.rehearsal else self.settings.conf
+        self._connection = Connection(conf, self.settings.max_workers, on_close=self._metadata.clear)
         self._lock = self._connection.lock
 
     def __repr__(self) -> str:
@@ -201,6 +204,11 @@ class Interface:
         if not inputs:
             _log.info("set_values called with no inputs: nothing to set")
             return {}
+        if self.rehearsal and not self.read_only:
+            # before any context exists with these settings: a refused one must reach nothing
+            problems = settings_problems(self._connection.conf or {}, self.rehearsal_allow)
+            if problems:
+                raise RehearsalError(problems, inputs)
         context = self._get_context()
         planned = self._prepare(context, inputs)
         if self.read_only:
@@ -237,6 +245,10 @@ class Interface:
                 problems[pv] = str(exc)
         planned: dict[str, Any] = {}
         infos = self._describe(context, list(staged), problems)
+        if self.rehearsal and not self.read_only:
+            doubts = identity_problems(infos, staged, self.rehearsal_id, problems)
+            if doubts:
+                raise RehearsalError(doubts, inputs)
         for pv, info in infos.items():
             try:
                 planned[pv] = coerce(staged[pv], info)
@@ -251,8 +263,10 @@ class Interface:
         now = time.monotonic()
         with self._lock:
             cached = {pv: self._metadata.get(pv) for pv in names}
+        # a rehearsal proves each PV's server on every call: it trusts no cached read
+        max_age = 0.0 if self.rehearsal else self.metadata_max_age
         infos = {pv: entry[1] for pv, entry in cached.items()
-                 if entry is not None and now - entry[0] < self.metadata_max_age}
+                 if entry is not None and now - entry[0] < max_age}
         stale = [pv for pv in names if pv not in infos]
         if stale:
             replies = context.get(stale, timeout=self.timeout, throw=False)

@@ -73,6 +73,18 @@ def _conf(value: Any) -> dict[str, str] | None:
     return dict(value)
 
 
+def _text(value: Any) -> str:
+    if not isinstance(value, str) or any(c.isspace() for c in value.strip()):
+        raise ValueError("must be a string without spaces")
+    return value.strip()
+
+
+def _host_list(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError('must be a comma-separated string of addresses or host names, e.g. "10.1.2.3,host"')
+    return ",".join(part.strip() for part in value.split(",") if part.strip())
+
+
 def _setting(default: Any, doc: str, check: Callable[[Any], Any], variable: str | None = None,
              kind: type = object, **bounds: float) -> Any:
     spec = SettingSpec(doc, check, variable, kind, bounds)
@@ -110,6 +122,17 @@ class Settings:
     metadata_max_age: float = _setting(
         0.0, "seconds a PV's type and limits read before a set may be trusted (0: read each time)",
         _bounded(float, ge=0), ge=0)
+    rehearsal: bool = _setting(
+        False, "write only to the soft IOC whose id is rehearsal_id, reached on loopback (or allowed) "
+        "addresses only; any doubt refuses the whole set before a put", _flag, _env("rehearsal"), bool)
+    rehearsal_id: str = _setting(
+        "", "the id of the rehearsal's soft IOC, as its banner prints it", _text, _env("rehearsal_id"), str)
+    rehearsal_allow: str = _setting(
+        "", "addresses or host names besides loopback a rehearsal may search, comma separated",
+        _host_list, _env("rehearsal_allow"), str)
+    prefix: str = _setting(
+        "", "put before every PV name on the wire (the soft IOC's --prefix); results keep the "
+        "names as given", _text, _env("prefix"), str)
     conf: dict[str, str] | None = _setting(
         None, "p4p client configuration (EPICS_PVA_* keys) used instead of the environment", _conf)
 
@@ -121,6 +144,10 @@ class Settings:
             except ValueError as exc:
                 raise ValueError(f"{f.name} {exc}, not {value!r}") from None
             object.__setattr__(self, f.name, checked)
+        if self.rehearsal and not self.rehearsal_id:
+            raise ValueError(
+                "rehearsal needs rehearsal_id (EPICS_PVA_INTERFACE_REHEARSAL_ID, printed by the soft "
+                "IOC's banner): without it no server can be proved to be the rehearsal's soft IOC")
 
     def replace(self, **changes: Any) -> Settings:
         """A copy with some settings changed, checked like any other."""
