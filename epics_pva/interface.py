@@ -77,7 +77,8 @@ class Interface:
         self._metadata: dict[str, tuple[float, PvInfo]] = {}  # pv -> (monotonic read time, info)
         # a rehearsal fixes the environment it checks: the context is built from exactly that
         conf = client_settings(self.settings.conf) if self.settings.rehearsal else self.settings.conf
-        self._connection = Connection(conf, self.settings.max_workers, on_close=self._metadata.clear)
+        self._connection = Connection(conf, self.settings.max_workers, on_close=self._metadata.clear,
+                                      prefix=self.settings.prefix)
         self._lock = self._connection.lock
 
     def __repr__(self) -> str:
