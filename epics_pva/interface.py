@@ -134,7 +134,7 @@ class Interface:
         if not isinstance(names, Iterable):
             raise InvalidInputError({repr(names): "give a list of PV names"}, "read")
         names = list(names)
-        problems = {repr(n) if not isinstance(n, str) else n: why
+        problems = {show(n) if not isinstance(n, str) else n: why
                     for n in names if (why := check_name(n))}
         counts = Counter(n for n in names if isinstance(n, str))
         duplicates = {n for n, k in counts.items() if k > 1}
@@ -238,7 +238,7 @@ class Interface:
         for pv, value in inputs.items():
             why = check_name(pv)
             if why is not None:
-                problems[pv if isinstance(pv, str) else repr(pv)] = why
+                problems[pv if isinstance(pv, str) else show(pv)] = why
                 continue
             try:
                 staged[pv] = normalize(value)
