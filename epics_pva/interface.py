@@ -60,7 +60,8 @@ class Interface:
 
     Takes the keyword arguments of `Settings` (all optional; see settings.py for each one's
     meaning and unit): `read_only`, `parallel`, `timeout`, `put_attempts`, `retry_delay`,
-    `conf`, `nan_on_read_error`, `max_workers`, `metadata_max_age`; or a ready `settings`.
+    `conf`, `nan_on_read_error`, `max_workers`, `metadata_max_age`, `rehearsal`,
+    `rehearsal_id`, `rehearsal_allow`, `prefix`; or a ready `settings`.
     They are checked once (ValueError naming the setting) and readable as attributes
     (`interface.timeout`); to change one, build a new Interface from `settings.replace(...)`.
 

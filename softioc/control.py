@@ -6,7 +6,7 @@ Names under the IOC's control prefix (default 'SOFTIOC:'):
   FAULT:ACTIVE  string  JSON list of the faults armed now (read-only)
   FAULT:FIRED   int     how many faults fired since start (read-only)
   FAULT:LAST    string  JSON of the last fault event (read-only)
-  PUTS          int     puts received by simulated PVs since start (read-only)
+  PUTS          int     puts received by simulated PVs since start, and refused control writes (read-only)
   RESTART       double  put a downtime in seconds: the whole server goes away and comes back
   TIME          double  simulated seconds since start (read-only)
   ID            string  this machine's id, also in every PV's `softiocId` field (read-only)
@@ -62,14 +62,14 @@ def parse_fault_spec(text: str) -> dict[str, Any]:
 class _Handler:
     """Runs `action(value)` for a client `rule` allows; a callable it returns runs after the put is completed."""
 
-    def __init__(self, action, rule: AccessRule, refused: Callable[[str, Any, str, str], None]) -> None:
+    def __init__(self, action, rule: AccessRule, refused: Callable[[str, Any, str], None]) -> None:
         self._action, self._rule, self._refused = action, rule, refused
 
     def put(self, pv: SharedPV, op: Any) -> None:
         account, host = peer_of(op)
         message = self._rule.refusal(op.name(), account, host)
         if message is not None:
-            self._refused(op.name(), op, message, str(op.peer()) if host else "")
+            self._refused(op.name(), op, message)
             op.done(error=message)
             return
         try:
@@ -123,11 +123,16 @@ class ControlPVs:
         }
         self._prefix = prefix
 
-    def _refused(self, name: str, op: Any, message: str, peer: str) -> None:
+    def _refused(self, name: str, op: Any, message: str) -> None:
+        """Audit a write the access rule refused (outcome rejected, with the rule's message)."""
         try:
             value = op.value().raw["value"]
         except (KeyError, TypeError, ValueError):
             value = None
+        try:
+            peer = str(op.peer())
+        except Exception:  # noqa: BLE001 - the peer is informative only
+            peer = ""
         self._audit.record_put(PutRecord(name, value, time.time(), self._clock(), REJECTED, message, peer=peer))
         _log.warning("%s", message)
 
