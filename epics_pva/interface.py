@@ -24,6 +24,7 @@ from .errors import (
     ContextClosedError,
     EpicsPvaError,
     InvalidInputError,
+    NotConnectedError,
     PutError,
     PutTimeoutError,
     ReadError,
@@ -31,12 +32,14 @@ from .errors import (
     SetValuesError,
     ValidationError,
 )
+from .metadata import MetadataCache
+from .readings import CLIENT_STATUS, INVALID, NO_ALARM, AlarmMemory, Reading, alarm_of, timestamp_of
 from .rehearsal import client_settings, identity_problems, settings_problems
 from .results import SetResult, Status
 from .settings import Settings, specs
-from .values import PvInfo, check_name, coerce, describe, normalize, show, to_python
+from .values import PvInfo, check_name, coerce, normalize, show, to_python
 
-__all__ = ["Interface", "SetResult", "ValidationFunction"]
+__all__ = ["Interface", "Reading", "SetResult", "ValidationFunction"]
 
 _log = logging.getLogger(__name__)
 
@@ -60,8 +63,9 @@ class Interface:
 
     Takes the keyword arguments of `Settings` (all optional; see settings.py for each one's
     meaning and unit): `read_only`, `parallel`, `timeout`, `put_attempts`, `retry_delay`,
-    `conf`, `nan_on_read_error`, `max_workers`, `metadata_max_age`, `rehearsal`,
-    `rehearsal_id`, `rehearsal_allow`, `prefix`; or a ready `settings`.
+    `conf`, `nan_on_read_error`, `max_workers`, `monitor_limit`, `monitor_idle`, `rehearsal`,
+    `rehearsal_id`, `rehearsal_allow`, `prefix` (and the no-op `metadata_max_age`); or a ready
+    `settings`.
     They are checked once (ValueError naming the setting) and readable as attributes
     (`interface.timeout`); to change one, build a new Interface from `settings.replace(...)`.
 
@@ -75,12 +79,13 @@ class Interface:
         if settings is not None and not isinstance(settings, Settings):
             raise TypeError(f"settings must be a Settings, not {type(settings).__name__}")
         self.settings = settings if settings is not None else Settings(**kwargs)
-        self._metadata: dict[str, tuple[float, PvInfo]] = {}  # pv -> (monotonic read time, info)
+        # a monitor per PV set: its type, limits and connection, pushed by the server
+        self._monitors = MetadataCache(self.settings.monitor_limit, self.settings.monitor_idle)
         # a rehearsal fixes the environment it checks: the context is built from exactly that
         conf = client_settings(self.settings.conf) if self.settings.rehearsal else self.settings.conf
-        self._connection = Connection(conf, self.settings.max_workers, on_close=self._metadata.clear,
+        self._connection = Connection(conf, self.settings.max_workers, on_close=self._monitors.close,
                                       prefix=self.settings.prefix)
-        self._lock = self._connection.lock
+        self._alarms = AlarmMemory()  # each PV's last alarm: log a change once, not every read
 
     def __repr__(self) -> str:
         state = "connected" if self._connection.connected else "idle"
@@ -127,9 +132,47 @@ class Interface:
         """Read PVs concurrently and return {name: value} in the order asked.
 
         Values are Python scalars (float, int, bool, str), enum labels, numpy arrays or lists of
-        str. If any PV cannot be read, raises ReadError naming each and why once the others are
-        read, or, with nan_on_read_error, gives NaN for those PVs and logs a warning.
+        str. A PV in INVALID alarm gives no value: its server says it is not a measurement.
+        If any PV cannot be read or is INVALID, raises ReadError naming each and why
+        ("alarm INVALID (UDF)") once the others are read, or, with nan_on_read_error, gives
+        NaN for those PVs and logs a warning. MINOR and MAJOR values are returned; each PV's
+        change of alarm is logged at WARNING once, not on every read.
         """
+        names = self._check_names(names)
+        readings, failures = self._read(names)
+        for name, reading in readings.items():
+            if not reading.ok:
+                failures[name] = str(reading.alarm)
+        values = {name: r.value for name, r in readings.items() if r.ok}
+        if failures:
+            error = ReadError({name: failures[name] for name in names if name in failures}, values)
+            if not self.nan_on_read_error:
+                raise error
+            _log.warning("%s; returning NaN for them", error)
+            return {name: values.get(name, math.nan) for name in names}
+        return values
+
+    def get_readings(self, names: Iterable[str]) -> dict[str, Reading]:
+        """Read PVs concurrently and return {name: Reading} (value, alarm, server time stamp).
+
+        Reports; never refuses a value for its alarm: an INVALID PV gives its Reading with
+        severity 3 and `ok` False. Names are checked as by get_values. A PV that cannot be
+        read raises ReadError as get_values does, or, with nan_on_read_error, gives a Reading
+        with value NaN, timestamp NaN, severity 3 (INVALID), status 7 (CLIENT) and the reason
+        as its message, logged at WARNING.
+        """
+        names = self._check_names(names)
+        readings, failures = self._read(names)
+        if failures:
+            if not self.nan_on_read_error:
+                raise ReadError(failures, readings)
+            _log.warning("%s; giving INVALID NaN readings for them", ReadError(failures, readings))
+            for name, why in failures.items():
+                readings[name] = Reading(math.nan, math.nan, INVALID, CLIENT_STATUS, why)
+        return {name: readings[name] for name in names}
+
+    def _check_names(self, names: Iterable[str]) -> list[str]:
+        """The PV names to read, as a list; InvalidInputError naming every bad or repeated one."""
         if isinstance(names, str):
             raise InvalidInputError({repr(names): "give a list of PV names, not one string"}, "read")
         if not isinstance(names, Iterable):
@@ -142,25 +185,36 @@ class Interface:
         problems.update({n: "PV name given more than once" for n in duplicates})
         if problems:
             raise InvalidInputError(problems, "read")
+        return names
+
+    def _read(self, names: list[str]) -> tuple[dict[str, Reading], dict[str, str]]:
+        """Read PVs with one concurrent get: the Reading of each one read, and why each other was not.
+
+        Both dicts follow the order of `names`. Logs each PV's change of alarm once.
+        """
         if not names:
-            return {}
+            return {}, {}
         replies = self._get_context().get(names, timeout=self.timeout, throw=False)
-        values: dict[str, Any] = {}
+        readings: dict[str, Reading] = {}
         failures: dict[str, str] = {}
         for name, reply in zip(names, replies, strict=True):
             if isinstance(reply, BaseException):
                 failures[name] = _read_failure(reply, self.timeout)
                 continue
             try:
-                values[name] = to_python(reply)
+                value = to_python(reply)
             except ValueError as exc:
                 failures[name] = f"unreadable value: {exc}"
-        if failures:
-            if not self.nan_on_read_error:
-                raise ReadError(failures, values)
-            _log.warning("%s; returning NaN for them", ReadError(failures, values))
-            return {name: values.get(name, math.nan) for name in names}
-        return {name: values[name] for name in names}
+                continue
+            alarm = alarm_of(reply)
+            readings[name] = Reading(value, timestamp_of(reply), alarm.severity, alarm.status,
+                                     alarm.message)
+            if self._alarms.changed(name, alarm):
+                if alarm.severity == NO_ALARM:
+                    _log.info("%s: alarm cleared", name)
+                else:
+                    _log.warning("%s = %s: %s", name, show(value), alarm)
+        return readings, failures
 
     def get_value(self, name: str) -> Any:
         """Read one PV; see get_values."""
@@ -175,9 +229,11 @@ class Interface:
     ) -> dict[str, SetResult]:
         """Set PVs to values, validate each with configs[pv] if given, and report every outcome.
 
-        All inputs are checked first (name, type, finiteness, the PV's control limits); if any
-        is bad, InvalidInputError is raised and nothing is sent. Returns {pv: SetResult} in the
-        order given; if any PV fails, raises SetValuesError carrying every PV's outcome.
+        All inputs are checked first (name, type, finiteness, the PV's control limits, as its
+        monitor last pushed them); if any is bad, InvalidInputError is raised and nothing is
+        sent, or NotConnectedError if PVs are unreachable or disconnected; both carry every
+        PV's outcome (not_attempted, with its reason) in `.results`. Returns {pv: SetResult}
+        in the order given; if any PV fails, raises SetValuesError carrying every PV's outcome.
         An empty dict sets nothing and returns {}. configs keys not being set are ignored.
         """
         results = self._set(inputs, configs)
@@ -230,9 +286,10 @@ class Interface:
         return results
 
     def _prepare(self, context: Context, inputs: Mapping[str, Any]) -> dict[str, Any]:
-        """Check every input against its PV (read once) and return the values to put.
+        """Check every input against its PV's monitor and return the values to put.
 
-        Raises InvalidInputError listing every bad input; nothing has been sent then.
+        Raises InvalidInputError (NotConnectedError if a PV cannot be reached) listing every
+        bad input, with every PV's outcome in `.results`; nothing has been sent then.
         """
         problems: dict[str, str] = {}
         staged: dict[str, Any] = {}
@@ -246,9 +303,10 @@ class Interface:
             except ValueError as exc:
                 problems[pv] = str(exc)
         planned: dict[str, Any] = {}
-        infos = self._describe(context, list(staged), problems)
+        infos, unreachable = self._describe(context, list(staged))
         if self.rehearsal and not self.read_only:
-            doubts = identity_problems(infos, staged, self.rehearsal_id, problems)
+            # each PV's server, as its monitor last pushed it (again after every reconnect)
+            doubts = identity_problems(infos, staged, self.rehearsal_id, unreachable)
             if doubts:
                 raise RehearsalError(doubts, inputs)
         for pv, info in infos.items():
@@ -256,35 +314,34 @@ class Interface:
                 planned[pv] = coerce(staged[pv], info)
             except ValueError as exc:
                 problems[pv] = str(exc)
+        problems.update(unreachable)
         if problems:
-            raise InvalidInputError(problems)
+            results = {}
+            for pv, value in inputs.items():
+                key = pv if isinstance(pv, str) else show(pv)
+                reason = problems.get(key) or f"not sent: {len(problems)} other input(s) refused"
+                results[key] = SetResult(key, value, NOT_ATTEMPTED, reason=reason)
+            refused = NotConnectedError if unreachable else InvalidInputError
+            raise refused({k: problems[k] for k in results if k in problems}, results=results)
         return {pv: planned[pv] for pv in inputs}
 
-    def _describe(self, context: Context, names: list[str], problems: dict[str, str]) -> dict[str, PvInfo]:
-        """What each PV accepts (type, limits), from the cache or one concurrent read of the stale ones."""
-        now = time.monotonic()
-        with self._lock:
-            cached = {pv: self._metadata.get(pv) for pv in names}
-        # a rehearsal proves each PV's server on every call: it trusts no cached read
-        max_age = 0.0 if self.rehearsal else self.metadata_max_age
-        infos = {pv: entry[1] for pv, entry in cached.items()
-                 if entry is not None and now - entry[0] < max_age}
-        stale = [pv for pv in names if pv not in infos]
-        if stale:
-            replies = context.get(stale, timeout=self.timeout, throw=False)
-            for pv, reply in zip(stale, replies, strict=True):
-                if isinstance(reply, BaseException):
-                    problems[pv] = f"cannot read the PV: {_read_failure(reply, self.timeout)}"
-                    continue
-                infos[pv] = describe(reply)
-            with self._lock:
-                self._metadata.update((pv, (now, infos[pv])) for pv in stale if pv in infos)
-        return {pv: infos[pv] for pv in names if pv in infos}
+    def _describe(self, context: Context, names: list[str]) -> tuple[dict[str, PvInfo], dict[str, str]]:
+        """What each PV accepts (type, limits) from its monitor, and why the others cannot be set.
 
-    def _forget(self, pv: str) -> None:
-        """Drop a PV's cached type and limits (after a failed put: the PV may have changed)."""
-        with self._lock:
-            self._metadata.pop(pv, None)
+        A PV seen before costs no round trip; new ones are subscribed concurrently and
+        waited for, as are disconnected ones, at most `timeout` seconds in all.
+        """
+        found = self._monitors.lookup(context, names, self.timeout)
+        return found.infos, found.problems
+
+    def latest_values(self, names: Iterable[str]) -> dict[str, Any]:
+        """{pv: value} of the given PVs as their monitors last pushed them (plain Python).
+
+        Called between a set's check and its puts (as a journal of "before" values would),
+        these are the values before the set, with no round trip; PVs never set through this
+        interface, or disconnected, are left out.
+        """
+        return self._monitors.latest(names)
 
     def _set_in_order(
         self, context: Context, planned: Mapping[str, Any],
@@ -295,9 +352,13 @@ class Interface:
         failed = False
         for pv, value in planned.items():
             if failed:
-                results[pv] = SetResult(pv, value, NOT_ATTEMPTED)
+                results[pv] = SetResult(pv, value, NOT_ATTEMPTED,
+                                        reason="sequential mode stops at the first failure")
                 continue
-            results[pv] = self._set_one(context, pv, value, functions.get(pv))
+            try:
+                results[pv] = self._set_one(context, pv, value, functions.get(pv))
+            except Exception as exc:  # noqa: BLE001 - a bug or p4p surprise: this PV's outcome
+                results[pv] = self._unexpected(pv, value, exc)
             failed = results[pv].status == FAILED
         return results
 
@@ -314,9 +375,15 @@ class Interface:
         names = list(planned)
         for pv in names:
             _log.debug("put %s = %s (attempt 1 of %d)", pv, show(planned[pv]), self.put_attempts)
-        replies = put_many(context, names, [planned[pv] for pv in names], self.timeout)
-        futures: dict[str, Future[SetResult] | None] = {}
+        try:
+            replies: list[Any] = put_many(context, names, [planned[pv] for pv in names], self.timeout)
+        except Exception as exc:  # noqa: BLE001 - unexpected: every PV's put failed with it
+            replies = [exc] * len(names)
+        futures: dict[str, Future[SetResult] | SetResult | None] = {}
         for pv, reply in zip(names, replies, strict=True):
+            if reply is None and functions.get(pv) is None:  # done, nothing to validate: no task
+                futures[pv] = SetResult(pv, planned[pv], SET, 1, elapsed=time.monotonic() - start)
+                continue
             try:
                 futures[pv] = self._get_pool().submit(
                     self._set_one, context, pv, planned[pv], functions.get(pv), reply, start)
@@ -327,12 +394,21 @@ class Interface:
             try:
                 if future is None:
                     raise CancelledError
-                results[pv] = future.result()
+                results[pv] = future if isinstance(future, SetResult) else future.result()
             except CancelledError:
                 value = planned[pv]
                 error = PutError(pv, value, "not validated: the interface was closed", attempts=1)
                 results[pv] = SetResult(pv, value, FAILED, 1, error=error)
+            except Exception as exc:  # noqa: BLE001 - a bug or p4p surprise: this PV's outcome
+                results[pv] = self._unexpected(pv, planned[pv], exc)
         return results
+
+    def _unexpected(self, pv: str, value: Any, exc: Exception) -> SetResult:
+        """The outcome of a PV whose put or check raised what nothing expected: failed, saying so."""
+        _log.error("setting %s = %s raised %r", pv, show(value), exc, exc_info=exc)
+        error = PutError(pv, value, f"unexpected error: {type(exc).__name__}: {exc}", attempts=1)
+        error.__cause__ = exc
+        return SetResult(pv, value, FAILED, 1, error=error)
 
     def _put_error(self, pv: str, value: Any, exc: BaseException, attempts: int) -> PutError:
         """The error for a put that failed for a reason other than a timeout (never retried)."""
@@ -355,8 +431,6 @@ class Interface:
 
         def failed(error: EpicsPvaError) -> SetResult:
             _log.warning("%s", error)
-            if not isinstance(error, ValidationError):
-                self._forget(pv)
             return SetResult(pv, value, FAILED, attempts, error=error,
                              elapsed=time.monotonic() - start)
 

@@ -102,14 +102,16 @@ def test_write_from_restricts_setpoints_and_the_interface_names_the_rule(softioc
     [error] = put_as_nobody(ioc, [("DEMO:Q1:SET", 2.0)])
     assert error == ("RemoteError: DEMO:Q1:SET: write refused by the soft IOC's write_from rule: "
                      f"account 'nobody' from 127.0.0.1 is not in ['{owner()}']")
-    Interface(conf=ioc.client_conf()).set_values({"DEMO:Q1:SET": 1.0})
+    with Interface(conf=ioc.client_conf()) as interface:
+        interface.set_values({"DEMO:Q1:SET": 1.0})
     assert [(r.pv, r.value, r.outcome) for r in ioc.audit.puts()] == [
         ("DEMO:Q1:SET", 2.0, "rejected"), ("DEMO:Q1:SET", 1.0, "accepted")]
     closed = softioc_factory({**CONFIG, "ioc": {"write_from": ["someone-else"]}})
-    with pytest.raises(PutError, match="put rejected by the server: DEMO:Q1:SET: write refused by the soft "
-                                       "IOC's write_from rule"):
-        Interface(conf=closed.client_conf()).set_value("DEMO:Q1:SET", 1.0)
-    assert float(Interface(conf=closed.client_conf()).get_value("DEMO:Q1:SET")) == 0.0
+    with Interface(conf=closed.client_conf()) as interface:
+        with pytest.raises(PutError, match="put rejected by the server: DEMO:Q1:SET: write refused by the soft "
+                                           "IOC's write_from rule"):
+            interface.set_value("DEMO:Q1:SET", 1.0)
+        assert float(interface.get_value("DEMO:Q1:SET")) == 0.0
 
 
 @pytest.mark.parametrize("entries, why", [
