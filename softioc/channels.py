@@ -78,6 +78,26 @@ class Channel:
     open: bool = True
     last: Any = None
     last_post: float = 0.0
+    update_rate: float | None = None  # its own posting rate, Hz (None: every update step)
+    next_post: float = 0.0  # monotonic s its next post at update_rate is due
+
+    def due(self, now: float, fault_rate: float | None, step: float) -> bool:
+        """Whether the update loop at monotonic `now` (s), stepping every `step` s, may post.
+
+        A slow_readback fault's `fault_rate` (Hz; 0 stops) overrides a faster own rate. The own
+        `update_rate` keeps a fixed schedule, posting at the step nearest each due time, so its
+        mean rate is exact whatever the loop's jitter.
+        """
+        rate = self.update_rate
+        if fault_rate is not None and (rate is None or fault_rate < rate):
+            return fault_rate > 0 and now - self.last_post >= 1.0 / fault_rate
+        if rate is None:
+            return True
+        if now < self.next_post - step / 2:
+            return False
+        late = now - self.next_post > 1.0 / rate  # first post, or the loop stalled: start afresh
+        self.next_post = (now if late else self.next_post) + 1.0 / rate
+        return True
 
     def post(self, value: Any, stamp: float) -> None:
         """Publish `value` (wall-clock `stamp`, s) and remember it for a later reopen."""
@@ -124,7 +144,8 @@ def build_channels(
         init = initial_value(cfg, kind, value, control)
         handler = _Handler(name, on_put if control else on_read_only_put)
         pv = SharedPV(nt=nt_for(kind, control), initial=init, handler=handler, queue=queue)
-        channels[name] = Channel(name, pv, kind, init, device=device, last=value)
+        channels[name] = Channel(name, pv, kind, init, device=device, last=value,
+                                 update_rate=None if control else cfg.update_rate)
 
     for sp in config.setpoints:
         kind = PV_TYPES[sp.type]

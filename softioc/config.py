@@ -57,6 +57,7 @@ class SetpointConfig:
     choices: tuple[str, ...] = ()
     length: int | None = None
     description: str = ""
+    update_rate: float | None = None  # Hz the readback posts at; None: every update step
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,7 @@ class ObservableConfig:
     noise: float = 0.0
     units: str = ""
     precision: int | None = None
+    update_rate: float | None = None  # Hz it posts at; None: every update step
 
 
 @dataclass(frozen=True)
@@ -194,6 +196,7 @@ def config_from_dict(data: Mapping[str, Any], source: str = "<dict>") -> IOCConf
         for i, t in enumerate(observable_tables)
     )
     _check_names(source, setpoints, observables, settings)
+    _check_update_rates(source, setpoints, observables, settings)
     served = {n for sp in setpoints for n in (sp.name, sp.readback) if n} | {o.name for o in observables}
     readbacks = {sp.readback for sp in setpoints if sp.readback}
     for i, ob in enumerate(observables):
@@ -298,6 +301,9 @@ def _setpoint(r: _Reader) -> SetpointConfig:
     precision = r.get("precision", (int,), None)
     units = r.get("units", (str,), "")
     description = r.get("description", (str,), "")
+    update_rate = _update_rate(r)
+    if update_rate is not None and readback is None:
+        raise r.fail("update_rate", "sets how often a readback posts: it needs a 'readback'")
     value = r.get("initial", kind.initial_kinds, kind.default(length))
     numbers = value if isinstance(value, list) else [value]
     if any(isinstance(x, int) and not _fits_float(x) for x in numbers):
@@ -309,7 +315,7 @@ def _setpoint(r: _Reader) -> SetpointConfig:
     r.finish()
     return SetpointConfig(
         name, readback, kind.name, initial, limits, lag, tau, rate, noise, offset, units,
-        precision, tuple(choices), length, description,
+        precision, tuple(choices), length, description, update_rate,
     )
 
 
@@ -327,12 +333,32 @@ def _observable(r: _Reader) -> ObservableConfig:
     noise = r.number("noise", 0.0, minimum=0.0)
     units = r.get("units", (str,), "")
     precision = r.get("precision", (int,), None)
+    update_rate = _update_rate(r)
     r.finish()
     try:
         compile_expression(expression, list(inputs))
     except ExpressionError as exc:
         raise r.fail("expression", str(exc)) from None
-    return ObservableConfig(name, expression, inputs, noise, units, precision)
+    return ObservableConfig(name, expression, inputs, noise, units, precision, update_rate)
+
+
+def _update_rate(r: _Reader) -> float | None:
+    """A PV's own posting rate (Hz, > 0), or None to post at every update step."""
+    if "update_rate" not in r.data:
+        r.used.add("update_rate")
+        return None
+    return r.number("update_rate", 0.0, positive=True)
+
+
+def _check_update_rates(source: str, setpoints, observables, settings: IOCSettings) -> None:
+    """A PV cannot post faster than the update loop steps."""
+    tables = [("[[setpoint]]", i, sp) for i, sp in enumerate(setpoints)]
+    tables += [("[[observable]]", i, ob) for i, ob in enumerate(observables)]
+    for table, i, cfg in tables:
+        if cfg.update_rate is not None and cfg.update_rate > settings.update_rate:
+            raise ConfigError(
+                f"{source}: {table} #{i + 1} ('{cfg.name}'): key 'update_rate' is {cfg.update_rate:g} Hz, "
+                f"faster than the [ioc] update_rate {settings.update_rate:g} Hz its updates are stepped at")
 
 
 def _fault(r: _Reader, served: set[str], setpoints: set[str]) -> FaultConfig:
