@@ -7,10 +7,12 @@ import json
 import math
 import sys
 import time
+from functools import partial
 
 import pytest
 from p4p.client.thread import Context
 
+from epics_pva import Interface
 from epics_pva.badger import dryrun
 from epics_pva.journal import Journal, read_journal
 from epics_pva.measure import fit_from_journal, measure
@@ -169,24 +171,15 @@ EVALUATION_S = 0.3  # the routine's time between sets (reading and judging the o
 
 
 def _journaled_run(ioc, path):
-    """A run as the interface journals it: before, put, outcome, then validation with its trace."""
-    journal = Journal(path)
-    ctx = Context("pva", conf=ioc.client_conf(), useenv=False)
-    try:
+    """A run through the Interface with a journal: its hook writes before, put, outcome, and
+    each validation with the readback trace wait_for_readback saw."""
+    configs = {pv: partial(wait_for_readback, readback_pv=rbv, tolerance=0.1, count_down=10.0, offset=offset)
+               for pv, rbv, offset in (("M:Q1:SET", "M:Q1:RBV", 0.5), ("M:Q2:SET", "M:Q2:RBV", -0.2))}
+    with Interface(conf=ioc.client_conf(), journal=str(path), timeout=5.0, parallel=False) as interface:
         for target in RUN_TARGETS:
-            for pv, rbv, offset in (("M:Q1:SET", "M:Q1:RBV", 0.5), ("M:Q2:SET", "M:Q2:RBV", -0.2)):
-                call = journal.new_call()
-                journal.before(call, {pv: ctx.get(pv, timeout=5)})
-                journal.put(call, pv, target, 1)
-                ctx.put(pv, target, timeout=5)
-                journal.outcome(call, pv, 1, "accepted")
-                with recording_traces() as traces:
-                    result = wait_for_readback(pv, target, rbv, 0.1, 10.0, offset, ctx, 5.0)
-                journal.validation(call, pv, result=result, trace=traces.last)
+            for pv in configs:
+                interface.set_values({pv: target}, configs)
                 time.sleep(EVALUATION_S)  # the run's own pace, not a synchronisation
-    finally:
-        ctx.close()
-        journal.close()
 
 
 @pytest.fixture
