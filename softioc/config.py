@@ -18,6 +18,7 @@ from .expression import ExpressionError, compile_expression
 from .faults import MAX_SECONDS, Fault, check_target, fault_from_dict, fault_kind
 from .lags import LAGS
 from .pvtypes import PV_TYPES, pv_type
+from .ranges import expand_ranges
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -35,6 +36,10 @@ class IOCSettings:
     update_rate: float = 10.0
     time_scale: float = 1.0
     control_prefix: str = "SOFTIOC:"
+    processes: int = 1  # server processes sharing the PVs (softioc.machine)
+
+
+MAX_PROCESSES = 64
 
 
 @dataclass(frozen=True)
@@ -164,17 +169,21 @@ def config_from_dict(data: Mapping[str, Any], source: str = "<dict>") -> IOCConf
     setpoint_tables = top.get("setpoint", (list,), [])
     observable_tables = top.get("observable", (list,), [])
     fault_tables = top.get("fault", (list,), [])
+    setpoint_ranges = expand_ranges(top.get("setpoint_range", (list,), []), source, "setpoint_range",
+                                    ("name", "readback"))
+    observable_ranges = expand_ranges(top.get("observable_range", (list,), []), source, "observable_range",
+                                      ("name", "inputs"))
     top.finish()
 
     settings = _settings(_Reader(ioc_table, f"{source}: [ioc]"))
     setpoints = tuple(
         _setpoint(_Reader(t, f"{source}: [[setpoint]] #{i + 1}{_label(t)}"))
         for i, t in enumerate(setpoint_tables)
-    )
+    ) + tuple(_setpoint(_Reader(t, f"{where}{_label(t)}")) for where, t in setpoint_ranges)
     observables = tuple(
         _observable(_Reader(t, f"{source}: [[observable]] #{i + 1}{_label(t)}"))
         for i, t in enumerate(observable_tables)
-    )
+    ) + tuple(_observable(_Reader(t, f"{where}{_label(t)}")) for where, t in observable_ranges)
     _check_names(source, setpoints, observables, settings)
     served = {n for sp in setpoints for n in (sp.name, sp.readback) if n} | {o.name for o in observables}
     readbacks = {sp.readback for sp in setpoints if sp.readback}
@@ -203,8 +212,11 @@ def _settings(r: _Reader) -> IOCSettings:
     update_rate = r.number("update_rate", 10.0, positive=True)
     time_scale = r.number("time_scale", 1.0, positive=True)
     prefix = r.get("control_prefix", (str,), "SOFTIOC:")
+    processes = r.get("processes", (int,), 1)
+    if not 1 <= processes <= MAX_PROCESSES:
+        raise r.fail("processes", f"must be within [1, {MAX_PROCESSES}], got {processes!r}")
     r.finish()
-    return IOCSettings(seed, update_rate, time_scale, prefix)
+    return IOCSettings(seed, update_rate, time_scale, prefix, processes)
 
 
 def _name(r: _Reader, key: str, required: bool = True) -> str | None:
