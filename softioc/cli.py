@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shlex
 import signal
 import sys
 import threading
@@ -29,7 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("config", help="TOML config file (see softioc/examples/demo.toml)")
     parser.add_argument("--host", default="127.0.0.1",
-                        help="interface address to serve on (default: 127.0.0.1, loopback only)")
+                        help="interface address to serve on (default: 127.0.0.1, loopback only); with "
+                             "--processes N, N comma-separated addresses give each shard its own")
     parser.add_argument("--port", type=int, default=0, help="TCP server port (default: a free port)")
     parser.add_argument("--broadcast-port", type=int, default=0,
                         help="UDP search port (default: a free port)")
@@ -40,7 +42,34 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--view", action="store_true",
                         help="show a live view of setpoints, readbacks and faults (refreshed in place)")
     parser.add_argument("--log-level", default="WARNING", help="logging level (default: WARNING)")
+    parser.add_argument("--processes", type=int, default=None,
+                        help="serve the PVs from N processes (default: [ioc] processes, else 1)")
+    parser.add_argument("--shard", type=int, default=None,
+                        help="serve only shard K of the N (one host of a machine spread over hosts)")
+    parser.add_argument("--links", default="",
+                        help="with --shard: EPICS_PVA_ADDR_LIST reaching the other shards, for "
+                             "observables whose inputs they serve")
     return parser
+
+
+def _build(config: IOCConfig, args: argparse.Namespace):
+    """The server the options ask for: one IOC, a machine of N processes, or one shard of it."""
+    processes = args.processes or config.ioc.processes
+    if processes < 1:
+        raise ValueError(f"--processes must be >= 1, got {processes}")
+    if args.shard is not None:
+        from .shard import ShardIOC, share
+
+        links = {"EPICS_PVA_ADDR_LIST": args.links, "EPICS_PVA_AUTO_ADDR_LIST": "NO"} if args.links else None
+        return ShardIOC(share(config, processes, args.shard), link_conf=links, host=args.host,
+                        port=args.port, broadcast_port=args.broadcast_port)
+    if processes > 1:
+        from .machine import Machine
+
+        hosts = args.host.split(",")
+        return Machine(config, processes=processes, host=hosts[0] if len(hosts) == 1 else hosts, port=args.port,
+                       broadcast_port=args.broadcast_port)
+    return SoftIOC(config, host=args.host, port=args.port, broadcast_port=args.broadcast_port, processes=1)
 
 
 def describe_pvs(config: IOCConfig) -> list[str]:
@@ -59,13 +88,14 @@ def print_banner(ioc: SoftIOC, out: TextIO, export: bool, quiet: bool) -> None:
     """Write the PV list as comments, then the client settings, then `# ready`."""
     if not quiet:
         print(f"# soft IOC '{ioc.config.source}' serving on {ioc.describe_address()}", file=out)
-        if ioc.host not in ("127.0.0.1", "::1", "localhost"):
+        if not ioc.host.startswith("127.") and ioc.host not in ("::1", "localhost"):
             print(f"# WARNING: serving on {ioc.host}, not loopback: other hosts can reach these PVs", file=out)
         for line in describe_pvs(ioc.config):
             print(f"#   {line}", file=out)
         print(f"#   control PVs under {ioc.config.ioc.control_prefix} (see the README)", file=out)
     for name, value in ioc.client_conf().items():
-        print(f"{'export ' if export else ''}{name}={value}", file=out)
+        # a machine's address list has spaces: quoted for a shell, as is after '=' otherwise
+        print(f"export {name}={shlex.quote(value)}" if export else f"{name}={value}", file=out)
     print("# ready", file=out, flush=True)
 
 
@@ -89,10 +119,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    if args.host not in ("127.0.0.1", "::1", "localhost"):
+    if not all(h.startswith("127.") or h in ("::1", "localhost") for h in args.host.split(",")):
         _log.warning("serving on %s, not loopback", args.host)
     try:
-        ioc = SoftIOC(config, host=args.host, port=args.port, broadcast_port=args.broadcast_port).start()
+        ioc = _build(config, args).start()
     except Exception as exc:  # noqa: BLE001 - report, don't dump a traceback on the operator
         print(f"pva-softioc: cannot start: {exc}", file=sys.stderr)
         return 1

@@ -50,8 +50,20 @@ class SoftIOC:
     `config` is an IOCConfig, a dict shaped like the TOML file, or the path of one. Use as a
     context manager, or call start()/stop() (repeatedly if you like). Every start builds a fresh
     simulation from the config; restart() keeps it (an outage, not a reboot). An explicit
-    `port` (TCP) that cannot be bound fails the start with PortInUseError.
+    `port` (TCP) that cannot be bound fails the start with PortInUseError. With processes=N > 1
+    (or `[ioc] processes = N`) the result is a softioc.machine.Machine of N shard processes.
     """
+
+    def __new__(cls, config: Any = None, *args: Any, processes: int | None = None, **kwargs: Any) -> Any:
+        # processes=N > 1 (or [ioc] processes) gives a machine of N shard processes with the same API
+        if cls is SoftIOC and config is not None:
+            loaded = load_config(config)
+            count = processes or loaded.ioc.processes
+            if count > 1:
+                from .machine import Machine
+
+                return Machine(loaded, processes=count, **kwargs)
+        return super().__new__(cls)
 
     def __init__(
         self,
@@ -60,7 +72,10 @@ class SoftIOC:
         host: str = "127.0.0.1",
         port: int = 0,
         broadcast_port: int = 0,
+        processes: int | None = None,
     ) -> None:
+        if processes not in (None, 1):
+            raise ValueError(f"processes must be >= 1, got {processes!r}")
         self.config = load_config(config)
         self.host, self.port, self.broadcast_port = host, port, broadcast_port
         self.audit = Audit()
@@ -105,7 +120,7 @@ class SoftIOC:
             raise RuntimeError("this soft IOC is already running")
         self._stop.clear()
         self.stats = Stats()
-        self._sim = Simulation(self.config)
+        self._sim = self._simulation()
         # unbounded: p4p's default (5) drops puts and connect events with queue.Full under load
         self._queue = ThreadedWorkQueue(name="softioc-handlers", workers=2, daemon=True, maxsize=0).start()
         self._channels = build_channels(self.config, self._sim, self._queue, self._on_put, self._refuse_put)
@@ -129,6 +144,10 @@ class SoftIOC:
         self.faults.serving()
         _log.info("soft IOC serving %d PVs on %s", len(self._channels), self.describe_address())
         return self
+
+    def _simulation(self) -> Simulation:
+        """A fresh model of the config (a shard's IOC overrides this to read linked inputs)."""
+        return Simulation(self.config)
 
     def stop(self) -> None:
         """Stop updating and serving; release every held put; idempotent."""
