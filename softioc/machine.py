@@ -41,6 +41,7 @@ from .audit import FaultRecord, PutRecord
 from .config import IOCConfig, load_config
 from .errors import SoftIOCError
 from .faults import SERVER, Fault, describe
+from .server import Stats
 from .shard import assign
 
 __all__ = ["Machine", "ShardError", "ShardProcess"]
@@ -183,6 +184,10 @@ class ShardProcess:
         _end(proc, grace)
 
 
+def _wall(record: Any) -> float:
+    return record.wall_time
+
+
 class MachineAudit:
     """The audit of every shard, merged: puts of one PV in the order that PV's shard saw them."""
 
@@ -201,10 +206,19 @@ class MachineAudit:
         return sum(s.call("status")["puts"] for s in self._machine.shards if s.alive)
 
     def faults(self, pv: str | None = None, event: str | None = "fired") -> list[FaultRecord]:
-        """Fault events of the running shards, oldest first; by default only those that fired."""
-        records = [FaultRecord(**r) for s in self._machine.shards if s.alive
-                   for r in s.call("faults", {"pv": pv, "event": event})]
-        return sorted(records, key=lambda r: r.wall_time)
+        """Fault events of the running shards, oldest first; by default only those that fired.
+
+        A whole-machine fault ('*') is armed on every shard, which each log it: its n-th event
+        on every shard is one event of the machine, at the first shard's time (the last one's
+        for an end: 'expired', 'cleared'), listed once every shard has logged it.
+        """
+        per_shard = [[FaultRecord(**r) for r in s.call("faults", {"pv": pv, "event": event})]
+                     for s in self._machine.shards if s.alive]
+        records = [r for rows in per_shard for r in rows if r.pv != SERVER]
+        for same in zip(*([r for r in rows if r.pv == SERVER] for rows in per_shard), strict=False):
+            ends = same[0].event in ("expired", "cleared")
+            records.append(max(same, key=_wall) if ends else min(same, key=_wall))
+        return sorted(records, key=_wall)
 
     def clear(self) -> None:
         """Forget everything the shards recorded so far."""
@@ -451,6 +465,15 @@ class Machine:
                     row["error"] = str(exc)
             rows.append(row)
         return rows
+
+    @property
+    def stats(self) -> Stats:
+        """Update-loop health summed over the running shards (steps: the fewest of any shard)."""
+        rows = [s.call("status") for s in self.shards if s.alive]
+        return Stats(steps=min((r["steps"] for r in rows), default=0),
+                     late_steps=sum(r["late_steps"] for r in rows),
+                     max_lateness=max((r["max_lateness"] for r in rows), default=0.0),
+                     busy=sum(r["busy_s"] for r in rows), posts=sum(r["posts"] for r in rows))
 
     def snapshot(self) -> list[dict[str, Any]]:
         """Every running shard's live-view rows, in shard order."""

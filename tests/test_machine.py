@@ -279,3 +279,16 @@ def test_the_same_seed_and_puts_give_the_same_values_for_one_and_three_processes
         results.append(ctx.get(names, timeout=5.0))
     assert results[0] == results[1]
     assert results[0][names.index("TWICE")] == 2 * (2.25 + 0.5)
+
+
+def test_the_soak_runs_against_a_machine_of_two_processes():
+    from devtools.soak.runner import SoakSettings, run_soak
+
+    settings = SoakSettings(cycles=60, seed=3, warmup=10, timeout=0.4, p_timeout=0.03, p_reject=0.03,
+                            outage_every=20, outage_duration=1.0, processes=2)
+    report = run_soak(settings)
+    failed = {name: c["detail"] for name, c in report["checks"].items() if not c["ok"]}
+    assert failed == {}, (failed, report["mismatches"], report["unexplained"], report["unexpected_errors"])
+    injected = report["faults"]["injected"]
+    assert injected["pv_outage"] >= 1 and injected["server_outage"] >= 1  # one '*' outage, counted once
+    assert len(report["outages"]) == injected["pv_outage"] + injected["server_outage"]
