@@ -11,12 +11,13 @@ no orphan. A shard that dies is reported (log, `dead()`, the SHARDS control PV) 
 `restart_shard(k)` brings it back on the same ports while the others keep serving.
 
 Discovery: every shard binds its own UDP search port and the client settings list each
-shard's address:port in EPICS_PVA_ADDR_LIST. Measured on loopback with 3 shards, this and
-"all shards share one UDP port" both connect in ~15 ms and reconnect 0.3-0.8 s after a
-shard restart; the list was chosen because it does not depend on several sockets sharing a
-port (on one host, unicast search reaches only one of them unless the server re-forwards it),
-and the same form spans real hosts: host1:5076 host2:5076 ... (EPICS_PVA_NAME_SERVERS, the
-TCP alternative, reconnects ~7 s after a restart).
+shard's address:port in EPICS_PVA_ADDR_LIST. Measured on loopback with 3 shards
+(devtools.bench.discovery, 12 trials, load ~8): this and "all shards share one UDP port" both
+connect in ~14 ms and reconnect a median 0.4 s (max 0.7-1.0 s) after a restarted shard is
+ready, so neither wins on time; the list was chosen because it does not depend on several
+sockets sharing a port (on one host a unicast search reaches only one of them, and the
+servers must forward it), and the same form spans real hosts: host1:5076 host2:5076 ...
+(EPICS_PVA_NAME_SERVERS, the TCP alternative, reconnects ~7 s after a restart).
 """
 
 from __future__ import annotations
