@@ -16,6 +16,7 @@ from .faults import (  # noqa: E402
     SlowReadback,
     StuckReadback,
 )
+from .machine import Machine  # noqa: E402
 from .server import SoftIOC  # noqa: E402
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "Fault",
     "FaultRecord",
     "IOCConfig",
+    "Machine",
     "Outage",
     "PortInUseError",
     "PutEffect",

@@ -292,3 +292,15 @@ def test_the_soak_runs_against_a_machine_of_two_processes():
     injected = report["faults"]["injected"]
     assert injected["pv_outage"] >= 1 and injected["server_outage"] >= 1  # one '*' outage, counted once
     assert len(report["outages"]) == injected["pv_outage"] + injected["server_outage"]
+
+
+def test_one_shard_alone_serves_its_share_for_a_machine_spread_over_hosts(banner, tmp_path, ctx_for):
+    path = tmp_path / "machine.toml"
+    path.write_text('[[setpoint_range]]\nname = "Q{i}:SET"\nreadback = "Q{i}:RBV"\ncount = 4\n')
+    served = banner(path, "--processes", "2", "--shard", "1")
+    ctx = ctx_for(served.settings())
+    assert ctx.get(["Q1:SET", "Q3:RBV", "SOFTIOC:SHARD1:PUTS"], timeout=5.0) == [0.0, 0.0, 0]
+    with pytest.raises(TimeoutError):
+        ctx.get("Q0:SET", timeout=0.5)  # shard 0's, served elsewhere
+    served.proc.send_signal(signal.SIGINT)
+    assert served.proc.wait(15) == 0
