@@ -3,6 +3,7 @@
 >>> from epics_pva import Interface, wait_for_readback
 >>> with Interface() as interface:                      # doctest: +SKIP
 ...     interface.get_values(["DEMO:Q1:RBV"])
+...     interface.get_readings(["DEMO:Q1:RBV"])["DEMO:Q1:RBV"].severity
 """
 
 from .errors import (
@@ -18,6 +19,7 @@ from .errors import (
     ValidationError,
 )
 from .interface import Interface
+from .readings import Reading
 from .results import SetResult, Status
 from .settings import Settings
 from .validation import wait_for_readback
@@ -25,6 +27,7 @@ from .validation import wait_for_readback
 __all__ = [
     "Interface",
     "Settings",
+    "Reading",
     "SetResult",
     "Status",
     "wait_for_readback",

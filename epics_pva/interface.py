@@ -30,11 +30,12 @@ from .errors import (
     SetValuesError,
     ValidationError,
 )
+from .readings import CLIENT_STATUS, INVALID, NO_ALARM, AlarmMemory, Reading, alarm_of, timestamp_of
 from .results import SetResult, Status
 from .settings import Settings, specs
 from .values import PvInfo, check_name, coerce, describe, normalize, show, to_python
 
-__all__ = ["Interface", "SetResult", "ValidationFunction"]
+__all__ = ["Interface", "Reading", "SetResult", "ValidationFunction"]
 
 _log = logging.getLogger(__name__)
 
@@ -76,6 +77,7 @@ class Interface:
         self._connection = Connection(self.settings.conf, self.settings.max_workers,
                                       on_close=self._metadata.clear)
         self._lock = self._connection.lock
+        self._alarms = AlarmMemory()  # each PV's last alarm: log a change once, not every read
 
     def __repr__(self) -> str:
         state = "connected" if self._connection.connected else "idle"
@@ -122,40 +124,89 @@ class Interface:
         """Read PVs concurrently and return {name: value} in the order asked.
 
         Values are Python scalars (float, int, bool, str), enum labels, numpy arrays or lists of
-        str. If any PV cannot be read, raises ReadError naming each and why once the others are
-        read, or, with nan_on_read_error, gives NaN for those PVs and logs a warning.
+        str. A PV in INVALID alarm gives no value: its server says it is not a measurement.
+        If any PV cannot be read or is INVALID, raises ReadError naming each and why
+        ("alarm INVALID (UDF)") once the others are read, or, with nan_on_read_error, gives
+        NaN for those PVs and logs a warning. MINOR and MAJOR values are returned; each PV's
+        change of alarm is logged at WARNING once, not on every read.
         """
+        names = self._check_names(names)
+        readings, failures = self._read(names)
+        for name, reading in readings.items():
+            if not reading.ok:
+                failures[name] = str(reading.alarm)
+        values = {name: r.value for name, r in readings.items() if r.ok}
+        if failures:
+            error = ReadError({name: failures[name] for name in names if name in failures}, values)
+            if not self.nan_on_read_error:
+                raise error
+            _log.warning("%s; returning NaN for them", error)
+            return {name: values.get(name, math.nan) for name in names}
+        return values
+
+    def get_readings(self, names: Iterable[str]) -> dict[str, Reading]:
+        """Read PVs concurrently and return {name: Reading} (value, alarm, server time stamp).
+
+        Reports; never refuses a value for its alarm: an INVALID PV gives its Reading with
+        severity 3 and `ok` False. Names are checked as by get_values. A PV that cannot be
+        read raises ReadError as get_values does, or, with nan_on_read_error, gives a Reading
+        with value NaN, timestamp NaN, severity 3 (INVALID), status 7 (CLIENT) and the reason
+        as its message, logged at WARNING.
+        """
+        names = self._check_names(names)
+        readings, failures = self._read(names)
+        if failures:
+            if not self.nan_on_read_error:
+                raise ReadError(failures, readings)
+            _log.warning("%s; giving INVALID NaN readings for them", ReadError(failures, readings))
+            for name, why in failures.items():
+                readings[name] = Reading(math.nan, math.nan, INVALID, CLIENT_STATUS, why)
+        return {name: readings[name] for name in names}
+
+    def _check_names(self, names: Iterable[str]) -> list[str]:
+        """The PV names to read, as a list; InvalidInputError naming every bad or repeated one."""
         if isinstance(names, str):
             raise InvalidInputError({repr(names): "give a list of PV names, not one string"}, "read")
         if not isinstance(names, Iterable):
             raise InvalidInputError({repr(names): "give a list of PV names"}, "read")
         names = list(names)
-        problems = {repr(n) if not isinstance(n, str) else n: why
+        problems = {show(n) if not isinstance(n, str) else n: why
                     for n in names if (why := check_name(n))}
         counts = Counter(n for n in names if isinstance(n, str))
         duplicates = {n for n, k in counts.items() if k > 1}
         problems.update({n: "PV name given more than once" for n in duplicates})
         if problems:
             raise InvalidInputError(problems, "read")
+        return names
+
+    def _read(self, names: list[str]) -> tuple[dict[str, Reading], dict[str, str]]:
+        """Read PVs with one concurrent get: the Reading of each one read, and why each other was not.
+
+        Both dicts follow the order of `names`. Logs each PV's change of alarm once.
+        """
         if not names:
-            return {}
+            return {}, {}
         replies = self._get_context().get(names, timeout=self.timeout, throw=False)
-        values: dict[str, Any] = {}
+        readings: dict[str, Reading] = {}
         failures: dict[str, str] = {}
         for name, reply in zip(names, replies, strict=True):
             if isinstance(reply, BaseException):
                 failures[name] = _read_failure(reply, self.timeout)
                 continue
             try:
-                values[name] = to_python(reply)
+                value = to_python(reply)
             except ValueError as exc:
                 failures[name] = f"unreadable value: {exc}"
-        if failures:
-            if not self.nan_on_read_error:
-                raise ReadError(failures, values)
-            _log.warning("%s; returning NaN for them", ReadError(failures, values))
-            return {name: values.get(name, math.nan) for name in names}
-        return {name: values[name] for name in names}
+                continue
+            alarm = alarm_of(reply)
+            readings[name] = Reading(value, timestamp_of(reply), alarm.severity, alarm.status,
+                                     alarm.message)
+            if self._alarms.changed(name, alarm):
+                if alarm.severity == NO_ALARM:
+                    _log.info("%s: alarm cleared", name)
+                else:
+                    _log.warning("%s = %s: %s", name, show(value), alarm)
+        return readings, failures
 
     def get_value(self, name: str) -> Any:
         """Read one PV; see get_values."""
@@ -229,7 +280,7 @@ class Interface:
         for pv, value in inputs.items():
             why = check_name(pv)
             if why is not None:
-                problems[pv if isinstance(pv, str) else repr(pv)] = why
+                problems[pv if isinstance(pv, str) else show(pv)] = why
                 continue
             try:
                 staged[pv] = normalize(value)

@@ -15,6 +15,7 @@ from p4p.client.thread import Context
 
 from ._p4p_compat import CallerQueue, pop_lost_first_update
 from .closing import check_open, watch
+from .readings import Alarm, alarm_of
 
 __all__ = ["wait_for_readback"]
 
@@ -42,7 +43,10 @@ def wait_for_readback(
 
     Waits on a monitor of `readback_pv`, checking each update as it arrives, for at most
     `count_down` seconds; raises ValueError naming the setpoint PV, the readback PV, its last
-    value, the expected value and the time limit if it does not get there. If the readback PV
+    value, the expected value and the time limit if it does not get there. An update in
+    INVALID alarm is never taken as settled, however close its value: the wait goes on for
+    a valid one, and if none comes, the error says the last readback was INVALID and why
+    ("last readback 3.0 was in alarm INVALID (LINK)"). If the readback PV
     sends no value at all within `timeout` seconds (the network timeout), it stops early. If
     `context` is closed meanwhile (close() or os.fork() in another thread), raises
     ContextClosedError at once: the readback was not judged.
@@ -68,6 +72,7 @@ def wait_for_readback(
     unwatch = watch(context, updates.wake)
     subscription = None
     readback: float | np.ndarray | None = None
+    alarm = Alarm()  # of the last update judged
     try:
         try:
             subscription = context.monitor(readback_pv, on_update, notify_disconnect=True,
@@ -85,7 +90,10 @@ def wait_for_readback(
                     raise ValueError(
                         f"PV {set_pv}: readback {readback_pv} = {latest[0]!r} is not a number"
                     ) from None
-                if np.all(np.abs(readback - expected) <= tolerance):
+                alarm = alarm_of(latest[0])
+                if alarm.invalid:
+                    _log.debug("%s: readback %s = %s ignored: %s", set_pv, readback_pv, readback, alarm)
+                elif np.all(np.abs(readback - expected) <= tolerance):
                     _log.debug("%s: readback %s = %s reached %s after %.3f s",
                                set_pv, readback_pv, readback, expected, time.monotonic() - start)
                     return readback
@@ -108,6 +116,12 @@ def wait_for_readback(
         raise ValueError(
             f"PV {set_pv}: readback {readback_pv} sent no value within {waited:g} s "
             f"(expected {_fmt(expected)}; time limit {count_down:g} s){why}"
+        )
+    if alarm.invalid:
+        raise ValueError(
+            f"PV {set_pv}: readback {readback_pv}: last readback {_fmt(readback)} was in "
+            f"{alarm}, so not taken as settled (expected {_fmt(expected)}, tolerance "
+            f"{tolerance:g}; time limit {count_down:g} s)"
         )
     raise ValueError(
         f"PV {set_pv}: readback {readback_pv} = {_fmt(readback)} did not reach the expected "

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,7 +29,10 @@ def show(value: Any) -> str:
     if isinstance(value, np.ndarray):
         text = np.array2string(value, threshold=6, precision=6)
     else:
-        text = repr(value)
+        try:
+            text = repr(value)
+        except (RecursionError, ValueError):  # lists nested thousands deep; ints over 4300 digits
+            text = f"<{type(value).__name__} too deep or too large to show>"
     return text if len(text) <= 60 else text[:57] + "..."
 
 
@@ -139,6 +143,10 @@ def check_name(name: Any) -> str | None:
         return "empty PV name"
     if any(c.isspace() for c in name):
         return "a PV name cannot contain whitespace"
+    for c in name:
+        # a lone surrogate has no UTF-8 (p4p raises UnicodeEncodeError); NUL ends a name on the wire
+        if unicodedata.category(c) in ("Cc", "Cs"):
+            return f"a PV name cannot contain the character {c!r} (PVAccess cannot carry it)"
     return None
 
 
@@ -160,6 +168,9 @@ def normalize(value: Any) -> Any:
     raise ValueError(f"{show(value)} ({type(value).__name__}) is not a number, string or array")
 
 
+_FLOAT_MAX_INT = int(np.finfo(float).max)
+
+
 def _number(value: Any, info: PvInfo) -> float | int:
     """A finite real number from `value`, or ValueError naming what is wrong."""
     if isinstance(value, str):
@@ -168,6 +179,11 @@ def _number(value: Any, info: PvInfo) -> float | int:
         raise ValueError(f"{show(value)} is an array, but the PV holds a single number")
     if isinstance(value, bool) and info.kind == "float":
         raise ValueError(f"{value!r} is a bool, but the PV holds a floating-point number")
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        # Python ints are unbounded: math.isfinite/float() would raise OverflowError
+        if info.kind == "float" and abs(value) > _FLOAT_MAX_INT:
+            raise ValueError(f"an integer of {len(str(abs(int(value))))} digits is beyond float range")
+        return value
     if not math.isfinite(value):
         raise ValueError(f"{value!r} is not a finite number")
     return value
@@ -206,6 +222,10 @@ def coerce(value: Any, info: PvInfo) -> Any:
         raise ValueError(f"{show(value)} is not a bool (True/False or 0/1)")
     if kind == "string":
         if isinstance(value, str):
+            # NUL ends the string on the wire (silent truncation); a lone surrogate has no UTF-8
+            bad = next((c for c in value if c == "\x00" or unicodedata.category(c) == "Cs"), None)
+            if bad is not None:
+                raise ValueError(f"{show(value)} contains the character {bad!r}, which PVAccess cannot carry")
             return value
         raise ValueError(f"{show(value)} ({type(value).__name__}) is not a string, but the PV holds one")
     if kind == "enum":

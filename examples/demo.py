@@ -2,7 +2,8 @@
 
 Starts `python -m softioc` on the shipped demo config (loopback, free ports), reads the client
 settings it prints, then reads, sets and validates through epics_pva.Interface while a
-monitor prints the lagging readback as it settles. Stops the IOC and exits in a few seconds.
+monitor prints the lagging readback as it settles; ends with a readback in INVALID alarm being
+refused. Stops the IOC and exits in a few seconds.
 """
 
 from __future__ import annotations
@@ -15,9 +16,9 @@ import time
 from functools import partial
 from pathlib import Path
 
-from p4p.client.thread import Context
+from p4p.client.thread import Context, RemoteError
 
-from epics_pva import EpicsPvaError, Interface, wait_for_readback
+from epics_pva import EpicsPvaError, Interface, ReadError, wait_for_readback
 
 CONFIG = Path(__file__).resolve().parents[1] / "softioc" / "examples" / "demo.toml"
 
@@ -68,6 +69,31 @@ def watch(conf: dict[str, str], pv: str, target: float, stop: threading.Event) -
     return thread
 
 
+def show_invalid_readback(conf: dict[str, str], pv: str = "DEMO:Q1:RBV") -> None:
+    """Arm the soft IOC's alarm fault on `pv`, show get_values refusing it and get_readings reporting it."""
+    fault = f"{pv} alarm severity=INVALID message='power supply off'"
+    with Interface(conf=conf, timeout=2.0) as interface, Context("pva", conf=conf, useenv=False) as ctx:
+        try:
+            ctx.put("SOFTIOC:FAULT:ARM", fault, timeout=2.0)
+        except RemoteError as exc:
+            print(f"  skipped: this step needs the soft IOC's alarm fault ({exc})")
+            return
+        try:
+            deadline = time.monotonic() + 5.0  # the fault shows from the IOC's next update
+            while interface.get_readings([pv])[pv].ok and time.monotonic() < deadline:
+                time.sleep(0.05)
+            try:
+                interface.get_values([pv])
+                print(f"  {pv} never went INVALID")
+            except ReadError as exc:
+                print(f"  {type(exc).__name__}: {exc}")
+            reading = interface.get_readings([pv])[pv]
+            print(f"  get_readings reports it: value {reading.value:+.4f}, severity {reading.severity},"
+                  f" message {reading.message!r}, ok {reading.ok}")
+        finally:
+            ctx.put("SOFTIOC:FAULT:CLEAR", pv, timeout=2.0)
+
+
 def main() -> int:
     logging.basicConfig(stream=sys.stdout, level=logging.WARNING, format="  log| %(levelname)s %(name)s: %(message)s")
     print("1. Starting the soft IOC (python -m softioc softioc/examples/demo.toml)")
@@ -113,6 +139,9 @@ def main() -> int:
             dry.set_values({"DEMO:Q1:SET": 3.0})
             time.sleep(0.2)  # more than one update period of the IOC
             print(f"  puts received by the IOC: before {before}, after {int(ctx.get('SOFTIOC:PUTS'))}")
+
+        print("\n7. A readback in INVALID alarm (a tripped power supply) is refused, not read as a value")
+        show_invalid_readback(conf)
     finally:
         proc.terminate()
         proc.wait(10)

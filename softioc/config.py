@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import sys
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -119,6 +120,12 @@ def load_config(source: str | Path | Mapping[str, Any] | IOCConfig) -> IOCConfig
         raise ConfigError(f"{path}: no such config file") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text: {exc}") from None
+    except RecursionError:  # tomllib recurses once per nesting level of arrays and tables
+        raise ConfigError(f"{path}: arrays or tables nested too deeply") from None
+    except OSError as exc:  # a directory, no permission, ...
+        raise ConfigError(f"{path}: cannot read the config file: {exc.strerror or exc}") from None
     return config_from_dict(data, source=str(path))
 
 
@@ -147,6 +154,8 @@ class _Reader:
 
     def number(self, key: str, default: float, positive: bool = False, minimum: float | None = None) -> float:
         value = self.get(key, (int, float), default)
+        if isinstance(value, int) and not _fits_float(value):
+            raise self.fail(key, f"is beyond float range, got an integer of {len(str(abs(value)))} digits")
         if not math.isfinite(value):
             raise self.fail(key, f"must be finite, got {value!r}")
         if positive and value <= 0:
@@ -160,6 +169,15 @@ class _Reader:
         if unknown:
             known = sorted(self.used | set(extra))
             raise ConfigError(f"{self.where}: unknown key '{unknown[0]}' (known keys: {', '.join(known)})")
+
+
+def _fits_float(value: int) -> bool:
+    """Whether an int (TOML integers are unbounded) converts to a float without OverflowError."""
+    try:
+        float(value)
+    except OverflowError:
+        return False
+    return True
 
 
 def config_from_dict(data: Mapping[str, Any], source: str = "<dict>") -> IOCConfig:
@@ -219,10 +237,28 @@ def _settings(r: _Reader) -> IOCSettings:
     return IOCSettings(seed, update_rate, time_scale, prefix, processes)
 
 
+# the longest PV name served (characters); 1000 measured to be found by a p4p client's search
+MAX_NAME = 1000
+
+
+def _uncarried(text: str) -> str | None:
+    """Why PVAccess cannot carry `text` unchanged (a control character such as NUL, which ends the
+    string on the wire, or a lone surrogate, which has no UTF-8), or None if it can."""
+    for c in text:
+        if unicodedata.category(c) in ("Cc", "Cs"):
+            return f"contains the character {c!r}, which PVAccess cannot carry"
+    return None
+
+
 def _name(r: _Reader, key: str, required: bool = True) -> str | None:
     value = r.get(key, (str,), None, required=required)
     if value is not None and (not value.strip() or any(c.isspace() for c in value)):
         raise r.fail(key, f"must be a PV name without spaces, got {value!r}")
+    if value is not None and len(value) > MAX_NAME:
+        raise r.fail(key, f"is a PV name of {len(value)} characters; the limit is {MAX_NAME}")
+    why = None if value is None else _uncarried(value)
+    if why:
+        raise r.fail(key, f"{why}, got {value!r}")
     return value
 
 
@@ -250,6 +286,7 @@ def _setpoint(r: _Reader) -> SetpointConfig:
         if (
             len(limits) != 2
             or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in limits)
+            or not all(_fits_float(x) for x in limits if isinstance(x, int))
             or not all(math.isfinite(x) for x in limits)
             or not limits[0] < limits[1]
         ):
@@ -274,6 +311,9 @@ def _setpoint(r: _Reader) -> SetpointConfig:
     units = r.get("units", (str,), "")
     description = r.get("description", (str,), "")
     value = r.get("initial", kind.initial_kinds, kind.default(length))
+    numbers = value if isinstance(value, list) else [value]
+    if any(isinstance(x, int) and not _fits_float(x) for x in numbers):
+        raise r.fail("initial", "is beyond float range")
     try:
         initial = kind.check_initial(value, tuple(choices), length, limits)
     except (ValueError, OverflowError) as exc:
@@ -294,7 +334,7 @@ def _observable(r: _Reader) -> ObservableConfig:
     expression = r.get("expression", (str,), required=True)
     inputs = dict(r.get("inputs", (Mapping,), {}))
     for var, pv in inputs.items():
-        if not var.isidentifier() or not isinstance(pv, str):
+        if not isinstance(var, str) or not var.isidentifier() or not isinstance(pv, str):
             raise r.fail(f"inputs.{var}", f"must map an identifier to a PV name, got {var!r} = {pv!r}")
     noise = r.number("noise", 0.0, minimum=0.0)
     units = r.get("units", (str,), "")

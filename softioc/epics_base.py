@@ -120,13 +120,18 @@ def sockets_of(pid: int) -> list[tuple[str, str, int, bool]]:
     return found
 
 
+_EPICS_EPOCH = 631152000  # 1990-01-01 UTC: the time stamp of a record never processed
+
+
 class EpicsBaseIOC:
     """EPICS base's softIoc with QSRV2, serving the records of `db` on loopback with free ports.
 
     `db` is a .db file (default: the shipped one), `macros` its macro substitutions (default
     P=BASE: for the shipped db), `host` the bind address (loopback only: anything else raises
     NotLoopbackError before anything starts), `ready_pv` a record read over PVA to confirm
-    readiness (None: the IOC shell's init-complete line is enough), `start_timeout` seconds
+    readiness (None: the IOC shell's init-complete line is enough), `scanned_pv` a periodically
+    scanned record whose first processing start() waits for, so no record of the scan reads
+    its boot state (UDF) to a test that runs at once, `start_timeout` seconds
     allowed for start(). Ports are chosen once, so start() after stop() or kill() serves on the
     same ports again. Its output (stdout and stderr) is logged at DEBUG and kept in `output`.
     """
@@ -138,6 +143,7 @@ class EpicsBaseIOC:
         host: str = "127.0.0.1",
         ready_pv: str | None = None,
         start_timeout: float = 30.0,
+        scanned_pv: str | None = None,
     ) -> None:
         try:
             loopback = ipaddress.ip_address(host).is_loopback
@@ -157,6 +163,9 @@ class EpicsBaseIOC:
         if ready_pv is None and db is None:
             ready_pv = f"{self.macros.get('P', '')}Q1:SET"
         self.ready_pv = ready_pv
+        if scanned_pv is None and db is None:
+            scanned_pv = f"{self.macros.get('P', '')}DEAD:RBV"  # the last record of the scan list
+        self.scanned_pv = scanned_pv
         self.start_timeout = float(start_timeout)
         tcp, udp = socket.SOCK_STREAM, socket.SOCK_DGRAM
         self.pva_server_port = _free_port(host, (tcp,))
@@ -271,6 +280,8 @@ class EpicsBaseIOC:
                     else f"not initialised within {self.start_timeout:g} s")
             if self.ready_pv is not None:
                 self._wait_pv(self.ready_pv, deadline)
+            if self.scanned_pv is not None:
+                self._wait_pv(self.scanned_pv, deadline, processed=True)
             if sys.platform.startswith("linux"):
                 bound = {(p, a, port) for p, a, port, _ in sockets_of(process.pid)}
                 if ("tcp", self.host, self.pva_server_port) not in bound:
@@ -286,8 +297,9 @@ class EpicsBaseIOC:
                   self.pva_broadcast_port, self.ca_server_port, self.start_seconds)
         return self
 
-    def _wait_pv(self, name: str, deadline: float) -> None:
-        """Read `name` over PVA until it answers or `deadline` (monotonic seconds) passes."""
+    def _wait_pv(self, name: str, deadline: float, processed: bool = False) -> None:
+        """Read `name` over PVA until it answers (with processed=True: until its time stamp
+        shows it was processed since boot) or `deadline` (monotonic seconds) passes."""
         from p4p.client.thread import Context  # imported here: only start() needs a client
 
         with Context("pva", conf=self.client_conf(), useenv=False) as ctx:
@@ -296,8 +308,10 @@ class EpicsBaseIOC:
                 if remaining <= 0:
                     raise self._failure(f"{name} not readable over PVA within {self.start_timeout:g} s")
                 try:
-                    ctx.get(name, timeout=min(remaining, 2.0))
-                    return
+                    value = ctx.get(name, timeout=min(remaining, 2.0))
+                    if not processed or value.raw["timeStamp.secondsPastEpoch"] != _EPICS_EPOCH:
+                        return
+                    time.sleep(0.02)  # scanned every 0.1 s: a few more reads at most
                 except TimeoutError:
                     if self._process is None or self._process.poll() is not None:
                         raise self._failure("exited while starting") from None

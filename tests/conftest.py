@@ -9,8 +9,11 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import _hypothesis  # noqa: F401 - registers and loads the Hypothesis profiles
 import pytest
 from p4p.client.thread import Context, Disconnected
+
+from epics_pva._p4p_compat import pop_lost_first_update
 
 
 class Recorder:
@@ -91,9 +94,7 @@ def monitor() -> Iterator[Callable[[Context, str], Recorder]]:
     def make(ctx: Context, pv: str) -> Recorder:
         recorder = Recorder()
         sub = ctx.monitor(pv, recorder, request=NO_SQUASH, notify_disconnect=True)
-        # p4p 4.3 race: a first update that arrives before monitor() returns is dropped ("Lost
-        # Subscription update") and, as nothing pops it, stalls the subscription; pop it now
-        sub._Q.push(sub._handle)
+        pop_lost_first_update(sub)  # p4p 4.3 can drop a first update and stall
         subscriptions.append(sub)
         return recorder
 

@@ -337,3 +337,43 @@ def test_a_validation_function_that_cannot_take_the_call_is_refused_before_any_p
     why = caught.value.problems["BI:D:SET"]
     assert "validation function" in why and missing in why
     assert audited(soft_ioc) == []  # nothing was sent, not even the PV with a good function
+
+
+@pytest.mark.parametrize("name, why", [
+    ("BI:D:\ud800", r"'\ud800'"),  # no UTF-8: p4p raised a raw UnicodeEncodeError
+    ("BI:D:SET\x00", r"'\x00'"),  # NUL would end the name on the wire
+])
+def test_names_pvaccess_cannot_carry_are_refused_for_reads_and_sets_alike(soft_ioc, interface, name, why):
+    with pytest.raises(InvalidInputError) as read:
+        interface.get_values(["BI:D:SET", name])
+    with pytest.raises(InvalidInputError) as put:
+        interface.set_values({"BI:D:SET": 1.0, name: 1.0})
+    for error in (read.value, put.value):
+        assert list(error.problems) == [name] and why in error.problems[name]
+    assert audited(soft_ioc) == []
+
+
+@pytest.mark.parametrize("value", [10**400, -(10**309)])
+def test_an_integer_beyond_float_range_is_refused_for_a_double_pv(soft_ioc, interface, value):
+    with pytest.raises(InvalidInputError, match="beyond float range"):
+        interface.set_values({"BI:D:SET": value})  # was a raw OverflowError
+    assert audited(soft_ioc) == []
+
+
+def test_a_name_nested_thousands_deep_is_refused_not_a_recursion_error(soft_ioc, interface):
+    deep: list = ["BI:D:SET"]
+    for _ in range(5000):
+        deep = [deep]
+    with pytest.raises(InvalidInputError, match="a PV name must be a string, not list"):
+        interface.get_values([deep])
+    with pytest.raises(InvalidInputError, match="BI:D:SET"):
+        interface.set_values({"BI:D:SET": deep})
+    assert audited(soft_ioc) == []
+
+
+@pytest.mark.parametrize("text", ["a\x00b", "\ud800"])
+def test_a_string_pvaccess_cannot_carry_is_refused_before_any_put(soft_ioc, interface, text):
+    name = next(sp.name for sp in soft_ioc.config.setpoints if sp.type == "string")
+    with pytest.raises(InvalidInputError, match="which PVAccess cannot carry"):
+        interface.set_values({name: text})
+    assert audited(soft_ioc) == []

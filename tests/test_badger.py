@@ -181,6 +181,24 @@ def test_conf_argument_is_used_instead_of_the_environment(softioc_factory, monke
         assert "conf" not in intf.model_dump()
 
 
+def test_an_invalid_observable_raises_through_badgers_environment(monkeypatch):
+    """Badger's get_observables must raise on INVALID, so its dialog asks to retry or abort."""
+    from p4p.nt import NTScalar
+    from p4p.server import Server
+    from p4p.server.thread import SharedPV
+
+    monkeypatch.delenv("EPICS_PVA_INTERFACE_NAN_ON_READ_ERROR", raising=False)
+    objective = SharedPV(nt=NTScalar("d", display=True, control=True, valueAlarm=True), initial=0.0)
+    objective.post(0.25, severity=3, message="power supply off")
+    with Server(providers=[{"DEMO:OBJ": objective}], isolate=True) as server:
+        with Interface(conf=server.conf(), timeout=2.0) as intf:
+            env = load_environment(DEMO_ENV)(interface=intf)
+            with pytest.raises(epics_pva.ReadError, match=r"DEMO:OBJ: alarm INVALID \(power supply off\)"):
+                env.get_observables(["DEMO:OBJ"])
+            objective.post(0.5, severity=0, message="")
+            assert env.get_observables(["DEMO:OBJ"]) == {"DEMO:OBJ": 0.5}
+
+
 # ---- a real Badger routine --------------------------------------------------------------------
 
 

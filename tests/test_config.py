@@ -297,3 +297,58 @@ def test_bad_fault_tables(tmp_path, table, pattern):
     with pytest.raises(ConfigError) as info:
         load_config(config_file)
     assert re.search("^" + re.escape(f"{config_file}: [[fault]] #2") + ": .*" + pattern, str(info.value)), str(info.value)
+
+
+@pytest.mark.parametrize(("content", "why"), [
+    (b"a = " + b"[" * 3000 + b"]" * 3000, "nested too deeply"),
+    (b"a = " + b"{b = " * 3000 + b"1" + b"}" * 3000, "nested too deeply"),
+    (b"a = '\xff'\n", "not UTF-8"),
+])
+def test_a_file_tomllib_cannot_read_is_a_config_error(tmp_path, content, why):
+    path = tmp_path / "ioc.toml"
+    path.write_bytes(content)
+    with pytest.raises(ConfigError, match=why):
+        load_config(path)
+
+
+def test_a_directory_as_config_file_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read the config file"):
+        load_config(tmp_path)
+
+
+@pytest.mark.parametrize(("table", "key"), [
+    ({"ioc": {"update_rate": 10**400}}, "update_rate"),
+    ({"setpoint": [{"name": "A", "tau": 10**400}]}, "tau"),
+    ({"setpoint": [{"name": "A", "initial": 10**400}]}, "initial"),
+    ({"setpoint": [{"name": "A", "type": "int", "initial": -(10**400)}]}, "initial"),
+    ({"setpoint": [{"name": "A", "type": "double_array", "initial": [10**400]}]}, "initial"),
+    ({"setpoint": [{"name": "A", "limits": [0, 10**400]}]}, "limits"),
+])
+def test_an_integer_beyond_float_range_is_a_config_error_naming_the_key(table, key):
+    with pytest.raises(ConfigError, match=f"key '{key}'"):
+        load_config(table)
+
+
+def test_an_observable_input_key_that_is_not_a_string_is_a_config_error():
+    table = {"setpoint": [{"name": "A"}], "observable": [{"name": "O", "expression": "1", "inputs": {1: "A"}}]}
+    with pytest.raises(ConfigError, match="key 'inputs.1' must map an identifier"):
+        load_config(table)
+
+
+@pytest.mark.parametrize(("name", "why"), [
+    ("A\x00B", r"'\\x00', which PVAccess cannot carry"),
+    ("A\ud800", r"'\\ud800', which PVAccess cannot carry"),
+    ("A\x07", "cannot carry"),
+    ("A" * 1001, "1001 characters; the limit is 1000"),
+])
+def test_a_pv_name_pvaccess_cannot_carry_is_a_config_error(name, why):
+    with pytest.raises(ConfigError, match=why):
+        load_config({"setpoint": [{"name": name}]})
+    with pytest.raises(ConfigError, match=why):
+        load_config({"setpoint": [{"name": "OK", "readback": name}]})
+
+
+def test_a_pv_name_of_the_longest_length_is_served(softioc_factory, client_for):
+    name = "L" * 1000
+    ctx = client_for(softioc_factory({"setpoint": [{"name": name, "initial": 2.5}]}))
+    assert ctx.get(name, timeout=5.0) == 2.5

@@ -2,6 +2,7 @@
 
 import builtins
 import math
+import threading
 
 import pytest
 
@@ -128,3 +129,97 @@ def test_runtime_math_errors_surface_from_the_evaluator():
         compile_expression("sqrt(x)", ["x"])({"x": -1.0})
     with pytest.raises(OverflowError):  # constants are floats: no giant-integer arithmetic
         compile_expression("10 ** 400", [])({})
+
+
+# --- bounded evaluation (a whitelisted expression must never hang the IOC) ---------------------
+
+TOWER = "floor(q) ** floor(q) ** floor(q)"
+
+
+def _evaluate_within(evaluate, env, timeout: float = 5.0):
+    """Run `evaluate(env)` in a thread; fail if it has not returned within `timeout` s."""
+    outcome: list = []
+
+    def run():
+        try:
+            outcome.append(("value", evaluate(env)))
+        except Exception as exc:  # noqa: BLE001 - reported to the test below
+            outcome.append(("error", exc))
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    worker.join(timeout)
+    assert not worker.is_alive(), f"evaluation with {env} did not return within {timeout} s"
+    return outcome[0]
+
+
+@pytest.mark.parametrize(
+    ("text", "env"),
+    [
+        (TOWER, {"q": 9.0}),
+        (TOWER, {"q": 9}),  # an int input too
+        ("ceil(q) ** ceil(q) ** ceil(q) ** ceil(q)", {"q": 8.5}),
+        ("floor(q) ** 100000000", {"q": 10.0}),
+        ("(q * 10) ** (q * 10) ** q", {"q": 3}),
+        ("exp(q) ** q", {"q": 1e3}),
+    ],
+)
+def test_huge_powers_overflow_at_once_instead_of_running_for_ever(text, env):
+    kind, result = _evaluate_within(compile_expression(text, list(env)), env)
+    assert kind == "error" and isinstance(result, OverflowError), (kind, result)
+
+
+def test_floor_and_ceil_give_floats():
+    assert type(compile_expression("floor(q) + ceil(q)", ["q"])({"q": 1.5})) is float
+
+
+def test_observable_reads_nan_on_overflow():
+    from softioc.config import ObservableConfig
+    from softioc.model import Observable
+
+    ob = Observable(ObservableConfig("T:OBJ", TOWER, {"q": "T:RBV"}), seed=1)
+    kind, result = _evaluate_within(ob.compute, {"q": 9.0})
+    assert kind == "value" and math.isnan(result)
+
+
+@pytest.mark.parametrize(
+    ("text", "limit"),
+    [
+        ("q + " * 600 + "q", "characters long; the limit is 2000"),
+        ("hypot(" + ", ".join(["q"] * 600) + ")", "AST nodes; the limit is 500"),
+        ("-" * 60 + "q", "deeper than 50 levels"),
+        ("sqrt(" * 60 + "q" + ")" * 60, "deeper than 50 levels"),
+        ("(" * 300 + "q" + ")" * 300, "too many nested parentheses"),
+        ("1" * 400 + ".0e999999", ""),  # a float literal: inf, allowed
+    ],
+)
+def test_oversized_expressions_are_refused_naming_the_limit(text, limit):
+    if not limit:
+        assert compile_expression(text, ["q"])({"q": 0.0}) == math.inf
+        return
+    with pytest.raises(ExpressionError, match=limit):
+        compile_expression(text, ["q"])
+
+
+@pytest.mark.parametrize("text", ["q\x00", "q + \ud800", "9" * 400 + " + q"])
+def test_text_python_cannot_carry_is_refused_with_expression_error(text):
+    with pytest.raises(ExpressionError):
+        compile_expression(text, ["q"])
+
+
+def test_soft_ioc_keeps_answering_when_an_observable_overflows(softioc_factory, client_for, monitor):
+    config = {
+        "ioc": {"update_rate": 50.0},
+        "setpoint": [{"name": "HANG:Q:SET", "readback": "HANG:Q:RBV", "limits": [-10.0, 10.0]}],
+        "observable": [{"name": "HANG:OBJ", "expression": TOWER, "inputs": {"q": "HANG:Q:RBV"}}],
+    }
+    ioc = softioc_factory(config)
+    ctx = client_for(ioc)
+    objective = monitor(ctx, "HANG:OBJ")
+    ctx.put("HANG:Q:SET", 9.0, timeout=5.0)
+    objective.wait_value(lambda v: math.isnan(v), timeout=10.0)
+    # the update loop is still running: the IOC answers gets and puts promptly
+    assert math.isnan(ctx.get("HANG:OBJ", timeout=5.0))
+    ctx.put("HANG:Q:SET", 2.0, timeout=5.0)
+    assert objective.wait_value(lambda v: v == 16.0, timeout=10.0) == 16.0
+    assert ctx.get("HANG:Q:RBV", timeout=5.0) == 2.0

@@ -117,7 +117,13 @@ class _Interface(badger_interface.Interface):
 
     @badger_interface.log
     def get_values(self, channel_names: Iterable[str]) -> dict[str, Any]:
-        """Read PVs concurrently; {name: value} in the order asked (see epics_pva.Interface)."""
+        """Read PVs concurrently; {name: value} in the order asked (see epics_pva.Interface).
+
+        An unreadable PV, or one in INVALID alarm, raises ReadError naming it and why
+        ("alarm INVALID (UDF)"): Badger then stops the routine and asks the operator to
+        retry or abort, rather than optimising on a value that is no measurement.
+        (With nan_on_read_error such a PV reads NaN instead.)
+        """
         return self._interface().get_values(channel_names)
 
     @badger_interface.log
