@@ -3,7 +3,7 @@
     with SoftIOC("machine.toml", processes=3) as machine:      # or Machine(...), or
         Context("pva", conf=machine.client_conf(), useenv=False)  # pva-softioc CONFIG --processes 3
 
-The parent starts each shard as a fresh interpreter (`python -m softioc.shard`, never a fork:
+The parent starts each shard as a fresh interpreter (softioc.shard.child_main, never a fork:
 a forked child of a process using p4p hangs), waits for every `# ready`, then serves the
 machine's control PVs itself and routes them, and its Python API, to the shards over each
 child's command pipe. A child stops when that pipe closes, so SIGKILL of the parent leaves
@@ -49,6 +49,8 @@ __all__ = ["Machine", "ShardError", "ShardProcess"]
 
 _log = logging.getLogger(__name__)
 READY = "# ready"
+# not `-m softioc.shard`: the package imports that module, so runpy would run a second copy
+_CHILD = "import sys; from softioc.shard import child_main; sys.exit(child_main(sys.argv[1:]))"
 
 
 class ShardError(SoftIOCError, RuntimeError):
@@ -331,7 +333,7 @@ class Machine:
         self._addr_list = " ".join(addresses + [f"{control_host}:{control_ports[1]}"])
         links = " ".join(addresses)
         self.shards = [
-            ShardProcess(k, [sys.executable, "-m", "softioc.shard", "--pickle", str(path), "--shard", str(k),
+            ShardProcess(k, [sys.executable, "-c", _CHILD, "--pickle", str(path), "--shard", str(k),
                              "--processes", str(self.processes), "--host", self.hosts[k], "--port", str(t),
                              "--broadcast-port", str(u), "--links", links, "--log-level", self.log_level],
                          self.hosts[k], t, u, self.start_timeout, self.reply_timeout)

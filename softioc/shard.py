@@ -9,9 +9,10 @@ inputs live on other shards reads them over PVAccess, by monitor, as an IOC's li
 Each device's noise generator is seeded by (seed, PV name), so a PV reads the same values
 whichever shard serves it.
 
-    python -m softioc.shard --pickle FILE --shard K --processes N --port P --broadcast-port U --links ADDRS
+    child_main(["--pickle", FILE, "--shard", K, "--processes", N, "--port", P, "--broadcast-port", U,
+                "--links", ADDRS])
 
-is the child the parent (softioc.machine) starts; `pva-softioc CONFIG --processes N --shard K`
+is the child the parent (softioc.machine) starts in a fresh interpreter; `pva-softioc CONFIG --processes N --shard K`
 serves shard K alone, for spreading a machine over several hosts. After printing its client
 settings and `# ready` the child answers JSON commands, one per stdin line, and stops when
 stdin closes: a parent that dies, even by SIGKILL, closes that pipe, so no shard outlives it.
@@ -219,7 +220,7 @@ def serve_commands(commands: ShardCommands, stop: threading.Event, infd: int = 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m softioc.shard", description="Serve one shard of a soft IOC machine.")
+    parser = argparse.ArgumentParser(prog="softioc shard", description="Serve one shard of a soft IOC machine.")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--config", help="TOML config file of the whole machine")
     source.add_argument("--pickle", help="the machine's IOCConfig, pickled by the parent process")
@@ -266,6 +267,3 @@ def child_main(argv: Sequence[str] | None = None) -> int:
     sys.stdout.flush()
     os._exit(0)  # the command thread may sit in a read of stdin
 
-
-if __name__ == "__main__":
-    sys.exit(child_main())
