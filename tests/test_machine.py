@@ -126,6 +126,19 @@ def test_the_model_gives_the_same_values_whichever_shard_steps_a_device():
     assert len({v for row in seen_whole for v in row.values()}) > 100  # noisy: not trivially equal
 
 
+def test_bad_machine_arguments_are_named():
+    with pytest.raises(ValueError, match="processes must be >= 1, got 0"):
+        SoftIOC(machine_config(), processes=0)
+    with pytest.raises(ValueError, match=r"host: give one address or 2 \(one per shard\), got 3"):
+        Machine(machine_config(), processes=2, host=["127.0.0.1"] * 3)
+    with pytest.raises(ValueError, match="'NOPE' is not served by this machine"):
+        Machine(machine_config(), processes=2).shard_for("NOPE")
+    with pytest.raises(ValueError, match=r"shard must be within \[0, 2\], got 3"):
+        share(load_config(machine_config()), 3, 3)
+    assert isinstance(SoftIOC({**machine_config(), "ioc": {"processes": 2}}), Machine)
+    assert not isinstance(SoftIOC(machine_config()), Machine)
+
+
 # ---- over the network ------------------------------------------------------------------------
 
 class Banner:
