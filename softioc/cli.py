@@ -58,7 +58,8 @@ def _build(config: IOCConfig, args: argparse.Namespace):
     if processes < 1:
         raise ValueError(f"--processes must be >= 1, got {processes}")
     if args.shard is not None:
-        from .shard import ShardIOC, share
+        from .shard import ShardIOC
+        from .sharding import share
 
         links = {"EPICS_PVA_ADDR_LIST": args.links, "EPICS_PVA_AUTO_ADDR_LIST": "NO"} if args.links else None
         return ShardIOC(share(config, processes, args.shard), link_conf=links, host=args.host,

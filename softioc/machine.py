@@ -35,6 +35,7 @@ import time
 import weakref
 from collections import deque
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,8 +43,7 @@ from .audit import FaultRecord, PutRecord
 from .config import IOCConfig, load_config
 from .errors import SoftIOCError
 from .faults import SERVER, Fault, describe
-from .server import Stats
-from .shard import assign
+from .sharding import assign
 
 __all__ = ["Machine", "ShardError", "ShardProcess"]
 
@@ -51,6 +51,17 @@ _log = logging.getLogger(__name__)
 READY = "# ready"
 # not `-m softioc.shard`: the package imports that module, so runpy would run a second copy
 _CHILD = "import sys; from softioc.shard import child_main; sys.exit(child_main(sys.argv[1:]))"
+
+
+@dataclass
+class MachineStats:
+    """Update-loop health of every shard together: steps, late steps, busy time (s), posts."""
+
+    steps: int = 0
+    late_steps: int = 0
+    max_lateness: float = 0.0
+    busy: float = 0.0
+    posts: int = 0
 
 
 class ShardError(SoftIOCError, RuntimeError):
@@ -470,10 +481,10 @@ class Machine:
         return rows
 
     @property
-    def stats(self) -> Stats:
+    def stats(self) -> MachineStats:
         """Update-loop health summed over the running shards (steps: the fewest of any shard)."""
         rows = [s.call("status") for s in self.shards if s.alive]
-        return Stats(steps=min((r["steps"] for r in rows), default=0),
+        return MachineStats(steps=min((r["steps"] for r in rows), default=0),
                      late_steps=sum(r["late_steps"] for r in rows),
                      max_lateness=max((r["max_lateness"] for r in rows), default=0.0),
                      busy=sum(r["busy_s"] for r in rows), posts=sum(r["posts"] for r in rows))

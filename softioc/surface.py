@@ -16,7 +16,7 @@ import json
 import logging
 import threading
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from p4p.nt import NTScalar
 from p4p.server import Server, StaticProvider
@@ -24,10 +24,7 @@ from p4p.server.thread import SharedPV
 from p4p.util import ThreadedWorkQueue
 
 from .control import _Handler, _ReadOnly, parse_fault_spec
-from .machine import ShardError
-
-if TYPE_CHECKING:
-    from .machine import Machine
+from .errors import SoftIOCError
 
 _log = logging.getLogger(__name__)
 
@@ -38,7 +35,7 @@ POLL_PERIOD = 0.1
 class ControlSurface:
     """Control PVs for a whole machine on their own p4p server (host, TCP port, UDP port)."""
 
-    def __init__(self, machine: Machine, host: str, port: int, broadcast_port: int) -> None:
+    def __init__(self, machine: Any, host: str, port: int, broadcast_port: int) -> None:
         self._machine = machine
         self.host, self.port, self.broadcast_port = host, port, broadcast_port
         self.prefix = p = machine.config.ioc.control_prefix
@@ -125,7 +122,7 @@ class ControlSurface:
     def _restart_quietly(self, index: int) -> None:
         try:
             self._machine.restart_shard(index)
-        except ShardError:
+        except SoftIOCError:
             _log.exception("shard %d could not be restarted", index)
 
     # publishing ----------------------------------------------------------------------------
@@ -146,7 +143,7 @@ class ControlSurface:
             if shard.alive:
                 try:
                     statuses.append(shard.call("status"))
-                except ShardError:
+                except SoftIOCError:  # a shard that died mid-poll (softioc.machine.ShardError)
                     row["alive"] = False
             rows.append(row)
         p = self.prefix

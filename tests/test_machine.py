@@ -17,7 +17,8 @@ from p4p.client.thread import Context, RemoteError
 from softioc import SoftIOC, load_config
 from softioc.machine import Machine
 from softioc.model import Simulation
-from softioc.shard import LinkedSimulation, assign, share
+from softioc.shard import LinkedSimulation
+from softioc.sharding import assign, share
 
 PREFIX = "SOFTIOC:"
 
