@@ -92,23 +92,11 @@ class VectorSimulation(Simulation):
         self.steps += 1
         self.time = self.steps * self.dt
         out: dict[str, Any] = {}
-        for device in self._scalar:
-            self._step_scalar(device, out)
+        self._advance(self._scalar, out)
         for group in self._groups:
             self._step_group(group, out)
-        for ob in self.observables:
-            value = self._observe(ob)
-            self.observed[ob.config.name] = value
-            out[ob.config.name] = value
+        self._observe_all(out)
         return out
-
-    def _step_scalar(self, device: Device, out: dict[str, Any]) -> None:
-        device.advance(self.dt)
-        self.readbacks[device.config.name] = device.setpoint
-        if device.config.readback:
-            value = device.sample()
-            self.readbacks[device.config.readback] = value
-            out[device.config.readback] = value
 
     def _step_group(self, group: _Group, out: dict[str, Any]) -> None:
         devices, readbacks = group.devices, self.readbacks
@@ -123,7 +111,8 @@ class VectorSimulation(Simulation):
             if i not in faulted:
                 noise[i] = group.rngs[k].normal(0.0, group.sigma[k])
         output = state + group.offset + 0.0 + noise
-        for i in group.faulted_last - faulted:  # as Device.advance: drift ends with its fault
+        released = group.faulted_last - faulted
+        for i in released:  # as Device.advance: drift ends with its fault
             devices[i]._drift = 0.0
         for i in faulted:  # the scalar path for a device a fault acts on this step
             device = devices[i]
@@ -132,6 +121,8 @@ class VectorSimulation(Simulation):
             state[i], output[i] = device._state, device.sample()
         group.faulted_last = faulted
         changed = np.flatnonzero(output != group.output)
+        if released:  # reported once more: a post its fault held back (a rate limit) is made now
+            changed = np.union1d(changed, sorted(released))
         group.state, group.output = state, output
         for i in changed:
             value = float(output[i])
