@@ -92,11 +92,23 @@ class VectorSimulation(Simulation):
         self.steps += 1
         self.time = self.steps * self.dt
         out: dict[str, Any] = {}
-        self._advance(self._scalar, out)
+        for device in self._scalar:
+            self._step_scalar(device, out)
         for group in self._groups:
             self._step_group(group, out)
-        self._observe_all(out)
+        for ob in self.observables:
+            value = self._observe(ob)
+            self.observed[ob.config.name] = value
+            out[ob.config.name] = value
         return out
+
+    def _step_scalar(self, device: Device, out: dict[str, Any]) -> None:
+        device.advance(self.dt)
+        self.readbacks[device.config.name] = device.setpoint
+        if device.config.readback:
+            value = device.sample()
+            self.readbacks[device.config.readback] = value
+            out[device.config.readback] = value
 
     def _step_group(self, group: _Group, out: dict[str, Any]) -> None:
         devices, readbacks = group.devices, self.readbacks
@@ -121,8 +133,9 @@ class VectorSimulation(Simulation):
             state[i], output[i] = device._state, device.sample()
         group.faulted_last = faulted
         changed = np.flatnonzero(output != group.output)
-        if released:  # reported once more: a post its fault held back (a rate limit) is made now
-            changed = np.union1d(changed, sorted(released))
+        if faulted or released:  # reported every step a fault acts, as the per-device path does, and
+            # once more when it ends: a post its fault held back (a rate limit) is made now
+            changed = np.union1d(changed, sorted(faulted | released)).astype(int)
         group.state, group.output = state, output
         for i in changed:
             value = float(output[i])
