@@ -28,6 +28,7 @@ from .errors import PortInUseError, PutRefused
 from .faults import NO_EFFECT
 from .injection import ABANDON_AFTER, FaultControl, Wire
 from .model import Simulation
+from .vector import VectorSimulation
 
 _guard.ensure_this_package()
 _log = logging.getLogger(__name__)
@@ -151,8 +152,8 @@ class SoftIOC:
         return self
 
     def _simulation(self) -> Simulation:
-        """A fresh model of the config (a shard's IOC overrides this to read linked inputs)."""
-        return Simulation(self.config)
+        """A fresh model of the config, stepping alike devices in arrays (softioc.vector)."""
+        return VectorSimulation(self.config)
 
     def stop(self) -> None:
         """Stop updating and serving; release every held put; idempotent."""
@@ -437,7 +438,8 @@ class SoftIOC:
         stamp = time.time()
         for name, value in updates.items():
             channel = self._channels[name]
-            if not channel.open:
+            if not channel.open:  # reopened with the newest value: an unchanged one is not reported again
+                channel.last = value
                 continue
             rate = effects.get(channel.device, NO_EFFECT).rate if channel.device else None
             if rate is not None and (rate <= 0 or now - channel.last_post < 1.0 / rate):

@@ -38,14 +38,15 @@ from .config import IOCConfig, load_config
 from .model import Observable, Simulation
 from .server import SoftIOC
 from .sharding import links_of, share
+from .vector import VectorSimulation
 
 __all__ = ["LinkedSimulation", "ShardCommands", "ShardIOC", "child_main"]
 
 _log = logging.getLogger(__name__)
 
 
-class LinkedSimulation(Simulation):
-    """A Simulation whose observables may read inputs served elsewhere (NaN until first read)."""
+class LinkedSimulation(VectorSimulation):
+    """A VectorSimulation whose observables may read inputs served elsewhere (NaN until first read)."""
 
     def __init__(self, config: IOCConfig, links: Sequence[str]) -> None:
         self.links: dict[str, float] = {name: math.nan for name in links}

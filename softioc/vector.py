@@ -92,23 +92,11 @@ class VectorSimulation(Simulation):
         self.steps += 1
         self.time = self.steps * self.dt
         out: dict[str, Any] = {}
-        for device in self._scalar:
-            self._step_scalar(device, out)
+        self._advance(self._scalar, out)
         for group in self._groups:
             self._step_group(group, out)
-        for ob in self.observables:
-            value = self._observe(ob)
-            self.observed[ob.config.name] = value
-            out[ob.config.name] = value
+        self._observe_all(out)
         return out
-
-    def _step_scalar(self, device: Device, out: dict[str, Any]) -> None:
-        device.advance(self.dt)
-        self.readbacks[device.config.name] = device.setpoint
-        if device.config.readback:
-            value = device.sample()
-            self.readbacks[device.config.readback] = value
-            out[device.config.readback] = value
 
     def _step_group(self, group: _Group, out: dict[str, Any]) -> None:
         devices, readbacks = group.devices, self.readbacks
