@@ -300,8 +300,8 @@ def test_the_same_seed_and_puts_give_the_same_values_for_one_and_three_processes
 def test_the_soak_runs_against_a_machine_of_two_processes():
     from devtools.soak.runner import SoakSettings, run_soak
 
-    # loose timeouts: a false timeout fails the soak, and these tests share 2 cores with others
-    settings = SoakSettings(cycles=45, seed=3, warmup=10, timeout=1.0, p_timeout=0.03, p_reject=0.03,
+    # an outage 4 timeouts long: no read waits it out unseen on 2 shared cores
+    settings = SoakSettings(cycles=45, seed=3, warmup=10, timeout=0.5, p_timeout=0.03, p_reject=0.03,
                             outage_every=15, outage_duration=2.0, processes=2)
     report = run_soak(settings)
     failed = {name: c["detail"] for name, c in report["checks"].items() if not c["ok"]}
