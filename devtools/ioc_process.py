@@ -81,7 +81,9 @@ class Commands:
         """Run one command and return its JSON-ready result; ValueError for an unknown one."""
         ioc = self.ioc
         if command == "arm":
-            return ioc.faults.arm_from_dict(argument).to_dict()
+            armed = ioc.faults.arm_from_dict(argument)
+            # a machine of shards arms on every shard serving the target: one dict per shard
+            return armed[0] if isinstance(armed, list) else armed.to_dict()
         if command == "clear_faults":
             return ioc.faults.clear(argument)
         if command == "clear_audit":  # the audit is append-only: long runs keep it short

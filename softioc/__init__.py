@@ -25,6 +25,7 @@ from .faults import (  # noqa: E402
     SlowReadback,
     StuckReadback,
 )
+from .machine import Machine  # noqa: E402
 from .server import SoftIOC  # noqa: E402
 
 __all__ = [
@@ -35,6 +36,7 @@ __all__ = [
     "Fault",
     "FaultRecord",
     "IOCConfig",
+    "Machine",
     "NetworkRefused",
     "Outage",
     "PortInUseError",

@@ -10,6 +10,7 @@ import argparse
 import dataclasses
 import logging
 import math
+import shlex
 import signal
 import sys
 import threading
@@ -71,7 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("config", help="TOML config file (see softioc/examples/demo.toml)")
     parser.add_argument("--host", type=_host, default="127.0.0.1",
-                        help="interface address to serve on (default: 127.0.0.1, loopback only)")
+                        help="interface address to serve on (default: 127.0.0.1, loopback only); with "
+                             "--processes N, N comma-separated addresses give each shard its own")
     parser.add_argument("--port", type=_port, default=0, help="TCP server port (default: a free port)")
     parser.add_argument("--broadcast-port", type=_port, default=0,
                         help="UDP search port (default: a free port)")
@@ -94,7 +96,45 @@ def build_parser() -> argparse.ArgumentParser:
                         help="append every put and fault event to FILE as JSON Lines "
                              "(overrides the config's [ioc] audit)")
     parser.add_argument("--log-level", type=_log_level, default="WARNING", help="logging level (default: WARNING)")
+    parser.add_argument("--processes", type=int, default=None,
+                        help="serve the PVs from N processes (default: [ioc] processes, else 1)")
+    parser.add_argument("--shard", type=int, default=None,
+                        help="serve only shard K of the N (one host of a machine spread over hosts)")
+    parser.add_argument("--links", default="",
+                        help="with --shard: EPICS_PVA_ADDR_LIST reaching the other shards, for "
+                             "observables whose inputs they serve")
     return parser
+
+
+def _build(config: IOCConfig, args: argparse.Namespace):
+    """The server the options ask for: one IOC, a machine of N processes, or one shard of it."""
+    processes = args.processes or config.ioc.processes
+    if processes < 1:
+        raise ValueError(f"--processes must be >= 1, got {processes}")
+    if args.shard is not None:
+        from .shard import ShardIOC
+        from .sharding import share
+
+        links = {"EPICS_PVA_ADDR_LIST": args.links, "EPICS_PVA_AUTO_ADDR_LIST": "NO"} if args.links else None
+        return ShardIOC(share(config, processes, args.shard), link_conf=links, host=args.host,
+                        port=args.port, broadcast_port=args.broadcast_port)
+    if processes > 1:
+        from .machine import Machine
+
+        # not carried to the shards yet: refused rather than silently dropped
+        unsupported = [flag for flag, given in (
+            ("--audit", args.audit or config.ioc.audit), ("--prefix", config.ioc.prefix),
+            ("--control-from", config.ioc.control_from), ("--write-from", config.ioc.write_from),
+            ("--allow-network", args.allow_network or config.ioc.allow_network)) if given]
+        if unsupported:
+            raise ValueError(f"{', '.join(unsupported)} (or its [ioc] key) is not supported with "
+                             f"--processes {processes} yet; serve one process for it")
+
+        hosts = args.host.split(",")
+        return Machine(config, processes=processes, host=hosts[0] if len(hosts) == 1 else hosts, port=args.port,
+                       broadcast_port=args.broadcast_port)
+    return SoftIOC(config, host=args.host, port=args.port, broadcast_port=args.broadcast_port, processes=1,
+                   audit=args.audit, allow_network=args.allow_network)
 
 
 def describe_pvs(config: IOCConfig) -> list[str]:
@@ -113,15 +153,18 @@ def print_banner(ioc: SoftIOC, out: TextIO, export: bool, quiet: bool) -> None:
     """Write the PV list as comments, then the client settings, then `# ready`."""
     if not quiet:
         print(f"# soft IOC '{ioc.config.source}' serving on {ioc.describe_address()}", file=out)
-        if not is_loopback(ioc.host):
+        if not all(is_loopback(h) for h in ioc.host.split(",")):
             print(f"# WARNING: serving on {ioc.host}, not loopback: other hosts can reach these PVs", file=out)
         for line in describe_pvs(ioc.config):
             print(f"#   {line}", file=out)
-        print(f"#   control PVs under {ioc.prefix}{ioc.config.ioc.control_prefix} (see the README)", file=out)
-        if ioc.prefix:
-            print(f"# every PV above is served under the prefix {ioc.prefix}", file=out)
-    for name, value in {**ioc.client_conf(), **ioc.interface_settings()}.items():
-        print(f"{'export ' if export else ''}{name}={value}", file=out)
+        prefix = getattr(ioc, "prefix", "")
+        print(f"#   control PVs under {prefix}{ioc.config.ioc.control_prefix} (see the README)", file=out)
+        if prefix:
+            print(f"# every PV above is served under the prefix {prefix}", file=out)
+    identity = getattr(ioc, "interface_settings", dict)  # a machine of N processes has no one identity
+    for name, value in {**ioc.client_conf(), **identity()}.items():
+        # a machine's address list has spaces: quoted for a shell, as is after '=' otherwise
+        print(f"export {name}={shlex.quote(value)}" if export else f"{name}={value}", file=out)
     print("# ready", file=out, flush=True)
 
 
@@ -159,11 +202,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    if not is_loopback(args.host):
+    if not all(is_loopback(h) for h in args.host.split(",")):
         _log.warning("serving on %s, not loopback", args.host)
     try:
-        ioc = SoftIOC(config, host=args.host, port=args.port, broadcast_port=args.broadcast_port,
-                      audit=args.audit, allow_network=args.allow_network).start()
+        ioc = _build(config, args).start()
     except Exception as exc:  # noqa: BLE001 - report, don't dump a traceback on the operator
         print(f"pva-softioc: cannot start: {exc}", file=sys.stderr)
         return 1

@@ -22,6 +22,7 @@ from .expression import ExpressionError, compile_expression
 from .faults import MAX_SECONDS, Fault, check_target, fault_from_dict, fault_kind
 from .lags import LAGS
 from .pvtypes import PV_TYPES, pv_type
+from .ranges import expand_ranges
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -49,6 +50,10 @@ class IOCSettings:
     write_from: tuple[str, ...] | None = None
     allow_network: bool = False
     prefix: str = ""
+    processes: int = 1  # server processes sharing the PVs (softioc.machine)
+
+
+MAX_PROCESSES = 64
 
 
 @dataclass(frozen=True)
@@ -211,17 +216,21 @@ def config_from_dict(data: Mapping[str, Any], source: str = "<dict>") -> IOCConf
     setpoint_tables = top.get("setpoint", (list,), [])
     observable_tables = top.get("observable", (list,), [])
     fault_tables = top.get("fault", (list,), [])
+    setpoint_ranges = expand_ranges(top.get("setpoint_range", (list,), []), source, "setpoint_range",
+                                    ("name", "readback"))
+    observable_ranges = expand_ranges(top.get("observable_range", (list,), []), source, "observable_range",
+                                      ("name", "inputs"))
     top.finish()
 
     settings = _settings(_Reader(ioc_table, f"{source}: [ioc]"))
     setpoints = tuple(
         _setpoint(_Reader(t, f"{source}: [[setpoint]] #{i + 1}{_label(t)}"))
         for i, t in enumerate(setpoint_tables)
-    )
+    ) + tuple(_setpoint(_Reader(t, f"{where}{_label(t)}")) for where, t in setpoint_ranges)
     observables = tuple(
         _observable(_Reader(t, f"{source}: [[observable]] #{i + 1}{_label(t)}"))
         for i, t in enumerate(observable_tables)
-    )
+    ) + tuple(_observable(_Reader(t, f"{where}{_label(t)}")) for where, t in observable_ranges)
     _check_names(source, setpoints, observables, settings)
     _check_update_rates(source, setpoints, observables, settings)
     served = {n for sp in setpoints for n in (sp.name, sp.readback) if n} | {o.name for o in observables}
@@ -266,10 +275,13 @@ def _settings(r: _Reader) -> IOCSettings:
     name_prefix = _text(r, "prefix", "")
     if any(c.isspace() for c in name_prefix):
         raise r.fail("prefix", f"must be a PV name prefix without spaces, got {name_prefix!r}")
+    processes = r.get("processes", (int,), 1)
+    if not 1 <= processes <= MAX_PROCESSES:
+        raise r.fail("processes", f"must be within [1, {MAX_PROCESSES}], got {processes!r}")
     r.finish()
     return IOCSettings(seed, update_rate, time_scale, prefix, audit=audit,
                        control_from=rules["control_from"], write_from=rules["write_from"],
-                       allow_network=allow_network, prefix=name_prefix)
+                       allow_network=allow_network, prefix=name_prefix, processes=processes)
 
 
 # the longest PV name served (characters); 1000 measured to be found by a p4p client's search

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -146,7 +146,13 @@ class Simulation:
         self.steps += 1
         self.time = self.steps * self.dt
         out: dict[str, Any] = {}
-        for device in self.devices.values():
+        self._advance(self.devices.values(), out)
+        self._observe_all(out)
+        return out
+
+    def _advance(self, devices: Iterable[Device], out: dict[str, Any]) -> None:
+        """Step `devices` one at a time, adding each readback to `out` (softioc.vector steps the rest)."""
+        for device in devices:
             device.advance(self.dt)
             self.readbacks[device.config.name] = device.setpoint
             if device.config.readback:
@@ -155,10 +161,12 @@ class Simulation:
                 out[device.config.readback] = value
                 if device.alarm_check.limits is not None:
                     self.alarms[device.config.readback] = device.alarm_check(value)
+
+    def _observe_all(self, out: dict[str, Any]) -> None:
+        """Compute every observable from this step's values, adding each to `out`."""
         for ob in self.observables:
             value = self._observe(ob)
             self.observed[ob.config.name] = value
             out[ob.config.name] = value
             if ob.alarm_check.limits is not None:
                 self.alarms[ob.config.name] = ob.alarm_check(value)
-        return out

@@ -31,6 +31,7 @@ from .errors import NetworkRefused, PortInUseError, PutRefused
 from .faults import NO_EFFECT
 from .injection import ABANDON_AFTER, FaultControl, Wire
 from .model import Simulation
+from .vector import VectorSimulation
 
 _guard.ensure_this_package()
 _log = logging.getLogger(__name__)
@@ -65,7 +66,8 @@ class SoftIOC:
     `config` is an IOCConfig, a dict shaped like the TOML file, or the path of one. Use as a
     context manager, or call start()/stop() (repeatedly if you like). Every start builds a fresh
     simulation from the config; restart() keeps it (an outage, not a reboot). An explicit
-    `port` (TCP) that cannot be bound fails the start with PortInUseError.
+    `port` (TCP) that cannot be bound fails the start with PortInUseError. With processes=N > 1
+    (or `[ioc] processes = N`) the result is a softioc.machine.Machine of N shard processes.
 
     Every start draws a new `identity` (uuid4 hex), published in every PV's `softiocId`
     field and in the control PV `ID`; restart() keeps it. A `host` beyond loopback needs
@@ -73,6 +75,27 @@ class SoftIOC:
     Every PV is served under `[ioc] prefix`. Control PVs obey `[ioc] control_from` (default:
     the account that started the IOC), setpoints `[ioc] write_from` (default: everyone).
     """
+
+    def __new__(cls, config: Any = None, *args: Any, processes: int | None = None, **kwargs: Any) -> Any:
+        # processes=N > 1 (or [ioc] processes) gives a machine of N shard processes with the same API
+        if cls is SoftIOC and config is not None:
+            loaded = load_config(config)
+            count = processes or loaded.ioc.processes
+            if count > 1:
+                from .machine import Machine
+
+                # not carried to the shards yet: refused rather than silently dropped
+                ioc = loaded.ioc
+                unsupported = [key for key, given in (
+                    ("audit", kwargs.get("audit") or ioc.audit), ("prefix", ioc.prefix),
+                    ("control_from", ioc.control_from), ("write_from", ioc.write_from),
+                    ("allow_network", kwargs.get("allow_network") or ioc.allow_network)) if given]
+                if unsupported:
+                    raise ValueError(f"{', '.join(unsupported)} is not supported with processes={count} "
+                                     "yet: serve one process for it")
+                kwargs.pop("audit", None), kwargs.pop("allow_network", None)
+                return Machine(loaded, processes=count, **kwargs)
+        return super().__new__(cls)
 
     def __init__(
         self,
@@ -83,7 +106,10 @@ class SoftIOC:
         broadcast_port: int = 0,
         audit: str | Path | None = None,
         allow_network: bool | None = None,
+        processes: int | None = None,
     ) -> None:
+        if processes not in (None, 1):
+            raise ValueError(f"processes must be >= 1, got {processes!r}")
         self.config = load_config(config)
         self.host, self.port, self.broadcast_port = host, port, broadcast_port
         self.allow_network = self.config.ioc.allow_network if allow_network is None else bool(allow_network)
@@ -141,7 +167,7 @@ class SoftIOC:
         self.identity = uuid.uuid4().hex
         self._stop.clear()
         self.stats = Stats()
-        self._sim = Simulation(self.config)
+        self._sim = self._simulation()
         # unbounded: p4p's default (5) drops puts and connect events with queue.Full under load
         self._queue = ThreadedWorkQueue(name="softioc-handlers", workers=2, daemon=True, maxsize=0).start()
         self._channels = build_channels(self.config, self._sim, self._queue, self._on_put, self._refuse_put,
@@ -181,6 +207,10 @@ class SoftIOC:
             f"for these PV names ({shown}) to every client on that network, shadowing any real IOC "
             "serving them there; pass --allow-network (SoftIOC(allow_network=True), [ioc] "
             "allow_network = true) if that is meant, and consider --prefix")
+
+    def _simulation(self) -> Simulation:
+        """A fresh model of the config, stepping alike devices in arrays (softioc.vector)."""
+        return VectorSimulation(self.config)
 
     def stop(self) -> None:
         """Stop updating and serving; release every held put; idempotent."""
@@ -481,7 +511,8 @@ class SoftIOC:
         step = 1.0 / self.config.ioc.update_rate  # wall s between update steps
         for name, value in updates.items():
             channel = self._channels[name]
-            if not channel.open:
+            if not channel.open:  # reopened with the newest value: an unchanged one is not reported again
+                channel.last = value
                 continue
             rate = effects.get(channel.device, NO_EFFECT).rate if channel.device else None
             if not channel.due(now, rate, step):

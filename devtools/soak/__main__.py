@@ -50,6 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="keep the interface's journal in FILE (with --audit: cross-checked at the end)")
     p.add_argument("--audit", default=None, metavar="FILE",
                    help="keep the soft IOC's audit file in FILE (with --journal: cross-checked)")
+    p.add_argument("--processes", type=int, default=d.processes,
+                   help="soft IOC processes serving the PVs (default 1; N > 1: a machine of N shards)")
     p.add_argument("-q", "--quiet", action="store_true", help="print only the verdict")
     return p
 
@@ -86,6 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             outage_every=args.outage_every, outage_duration=args.outage_duration, server_outage_share=args.server_outage_share,
             warmup=args.warmup, max_rss_growth_mb=args.max_rss_growth_mb,
             progress_every=args.progress_every, journal=args.journal, audit=args.audit,
+            processes=args.processes,
         )
         report = run_soak(settings)
     except ValueError as exc:

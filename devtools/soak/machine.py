@@ -16,10 +16,11 @@ from ..ioc_process import IOCProcess
 __all__ = ["SoakIOC", "machine_config"]
 
 
-def machine_config(pvs: int, seed: int, update_rate: float) -> dict[str, Any]:
-    """`pvs` setpoints SOAK:n:SET whose readbacks SOAK:n:RBV follow at the next update, exactly."""
+def machine_config(pvs: int, seed: int, update_rate: float, processes: int = 1) -> dict[str, Any]:
+    """`pvs` setpoints SOAK:n:SET whose readbacks SOAK:n:RBV follow at the next update, exactly;
+    served by `processes` shard processes (softioc.machine) when more than 1."""
     return {
-        "ioc": {"seed": seed, "update_rate": update_rate, "time_scale": 1.0},
+        "ioc": {"seed": seed, "update_rate": update_rate, "time_scale": 1.0, "processes": processes},
         "setpoint": [
             {"name": f"SOAK:{n}:SET", "readback": f"SOAK:{n}:RBV", "limits": [-10.0, 10.0],
              "lag": "none", "noise": 0.0}

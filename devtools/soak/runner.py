@@ -69,6 +69,7 @@ class SoakSettings:
     progress_every: int = 0
     journal: str | None = None  # the Interface's journal file, cross-checked with `audit`
     audit: str | None = None  # the soft IOC's audit file
+    processes: int = 1  # soft IOC processes serving the PVs (a machine of shards when > 1)
 
     def __post_init__(self) -> None:
         problems = []
@@ -91,6 +92,8 @@ class SoakSettings:
                             f"the timeout ({self.timeout:g} s)")
         if self.outage_every is not None and self.outage_every < 1:
             problems.append(f"outage_every must be >= 1, not {self.outage_every}")
+        if not 1 <= self.processes <= 64:
+            problems.append(f"processes must be within [1, 64], not {self.processes}")
         if self.warmup < 0 or self.retry_delay < 0 or self.put_attempts < 1:
             problems.append("warmup and retry_delay must be >= 0, put_attempts >= 1")
         if problems:
@@ -300,7 +303,7 @@ class _Soak:
         lost_updates = _LostUpdates()
         logging.getLogger("p4p").addHandler(lost_updates)
         started = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        config = machine_config(s.pvs, s.seed, s.update_rate)
+        config = machine_config(s.pvs, s.seed, s.update_rate, s.processes)
         with SoakIOC(config, audit=s.audit) as ioc:
             ioc_start = ioc.stats()
             self.arm_put_faults(ioc)

@@ -1,0 +1,324 @@
+"""A machine of several shard processes: discovery, links, one control surface, shard faults."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+from p4p.client.thread import Context, RemoteError
+
+from softioc import SoftIOC, load_config
+from softioc.machine import Machine
+from softioc.model import Simulation
+from softioc.shard import LinkedSimulation
+from softioc.sharding import assign, share
+
+PREFIX = "SOFTIOC:"
+
+
+def machine_config(pairs: int = 4, **ioc) -> dict:
+    """`pairs` devices that reach their setpoint exactly (rate lag) and two observables, one of
+    whose inputs live on two different shards."""
+    return {
+        "ioc": {"seed": 7, "time_scale": 20.0, **ioc},
+        "setpoint_range": [{"name": "Q{i}:SET", "readback": "Q{i}:RBV", "count": pairs, "lag": "rate",
+                            "rate": 50.0, "offset": 0.5}],
+        "observable": [
+            {"name": "SUM", "expression": "a + 10 * b", "inputs": {"a": "Q0:RBV", "b": "Q1:RBV"}},
+            {"name": "TWICE", "expression": "2 * a", "inputs": {"a": "Q2:RBV"}},
+        ],
+    }
+
+
+def clean_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("EPICS_")}
+
+
+@pytest.fixture
+def machine():
+    started: list[Machine] = []
+
+    def start(config=None, processes=2, **kwargs) -> Machine:
+        m = SoftIOC(config or machine_config(), processes=processes, **kwargs)
+        assert isinstance(m, Machine)
+        started.append(m.start())
+        return m
+
+    yield start
+    for m in started:
+        m.stop()
+
+
+@pytest.fixture
+def ctx_for():
+    contexts: list[Context] = []
+
+    def make(conf) -> Context:
+        contexts.append(Context("pva", conf=conf, useenv=False))
+        return contexts[-1]
+
+    yield make
+    for ctx in contexts:
+        ctx.close()
+
+
+def gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    # a zombie (not yet reaped) counts as gone: it runs no code and serves nothing
+    with open(f"/proc/{pid}/stat") as fh:
+        return fh.read().rsplit(")", 1)[1].split()[0] == "Z"
+
+
+def wait_gone(pids, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not all(gone(p) for p in pids):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"processes still running after {timeout} s: {[p for p in pids if not gone(p)]}")
+        time.sleep(0.05)  # polling the OS: a process's exit is not observable from here otherwise
+
+
+# ---- assignment ------------------------------------------------------------------------------
+
+def test_assignment_is_deterministic_keeps_pairs_together_and_shares_evenly():
+    config = load_config(machine_config(pairs=9))
+    where = assign(config, 3)
+    assert where == assign(load_config(machine_config(pairs=9)), 3)
+    for i in range(9):
+        assert where[f"Q{i}:SET"] == where[f"Q{i}:RBV"] == i % 3
+    assert where["SUM"] == where["Q0:RBV"] and where["TWICE"] == where["Q2:RBV"]
+    shares = [share(config, 3, k) for k in range(3)]
+    assert sorted(n for s in shares for n in s.pv_names()) == sorted(config.pv_names())
+    assert [s.ioc.control_prefix for s in shares] == ["SOFTIOC:SHARD0:", "SOFTIOC:SHARD1:", "SOFTIOC:SHARD2:"]
+
+
+def test_the_model_gives_the_same_values_whichever_shard_steps_a_device():
+    config = load_config({
+        "ioc": {"seed": 11},
+        "setpoint_range": [{"name": "M{i}:SET", "readback": "M{i}:RBV", "count": 7, "lag": "first_order",
+                            "tau": 0.3, "noise": 0.05}],
+        "observable_range": [{"name": "OB{i}", "expression": "a * a", "inputs": {"a": "M{i}:RBV"},
+                              "count": 7, "noise": 0.01}],
+    })
+    whole = Simulation(config)
+    parts = [LinkedSimulation(share(config, 3, k), []) for k in range(3)]
+    seen_whole, seen_parts = [], []
+    for step in range(30):
+        if step == 5:
+            for i in range(7):
+                name = f"M{i}:SET"
+                whole.devices[name].set(float(i))
+                next(p for p in parts if name in p.devices).devices[name].set(float(i))
+        whole.step()
+        seen_whole.append({**whole.readbacks, **whole.observed})
+        merged: dict = {}
+        for p in parts:
+            p.step()
+            merged.update({**p.readbacks, **p.observed})
+        seen_parts.append(merged)
+    assert seen_parts == seen_whole
+    assert len({v for row in seen_whole for v in row.values()}) > 100  # noisy: not trivially equal
+
+
+def test_bad_machine_arguments_are_named():
+    with pytest.raises(ValueError, match="processes must be >= 1, got 0"):
+        SoftIOC(machine_config(), processes=0)
+    with pytest.raises(ValueError, match=r"host: give one address or 2 \(one per shard\), got 3"):
+        Machine(machine_config(), processes=2, host=["127.0.0.1"] * 3)
+    with pytest.raises(ValueError, match="'NOPE' is not served by this machine"):
+        Machine(machine_config(), processes=2).shard_for("NOPE")
+    with pytest.raises(ValueError, match=r"shard must be within \[0, 2\], got 3"):
+        share(load_config(machine_config()), 3, 3)
+    assert isinstance(SoftIOC({**machine_config(), "ioc": {"processes": 2}}), Machine)
+    assert not isinstance(SoftIOC(machine_config()), Machine)
+
+
+# ---- over the network ------------------------------------------------------------------------
+
+class Banner:
+    """`python -m softioc CONFIG --processes N` in a subprocess, read up to `# ready`."""
+
+    def __init__(self, *args) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-m", "softioc", *map(str, args)], stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True, env=clean_env())
+        self.lines: queue.Queue = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+        self.banner: list[str] = []
+        deadline = time.monotonic() + 30
+        while not self.banner or self.banner[-1] != "# ready":
+            try:
+                line = self.lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                self.proc.kill()
+                raise AssertionError(f"no '# ready' within 30 s; got {self.banner}") from None
+            assert line is not None, f"exited before '# ready': {self.banner} {self.proc.stderr.read()}"
+            self.banner.append(line)
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            self.lines.put(line.rstrip("\n"))
+        self.lines.put(None)
+
+    def settings(self) -> dict[str, str]:
+        pairs = (line.partition("=") for line in self.banner if not line.startswith("#"))
+        return {name: value for name, _, value in pairs}
+
+
+@pytest.fixture
+def banner():
+    started: list[Banner] = []
+
+    def start(*args) -> Banner:
+        started.append(Banner(*args))
+        return started[-1]
+
+    yield start
+    for b in started:
+        if b.proc.poll() is None:
+            b.proc.kill()
+            b.proc.wait(10)
+
+
+def shard_pids(ctx: Context) -> list[int]:
+    rows = json.loads(ctx.get(f"{PREFIX}SHARDS", timeout=5.0))
+    assert rows and all(r["alive"] for r in rows), rows
+    return [r["pid"] for r in rows]
+
+
+def test_every_pv_is_found_from_the_banner_alone_and_sigterm_stops_every_shard(banner, tmp_path, ctx_for):
+    path = tmp_path / "machine.toml"
+    path.write_text('[[setpoint_range]]\nname = "Q{i}:SET"\nreadback = "Q{i}:RBV"\ncount = 6\n')
+    served = banner(path, "--processes", "3")
+    settings = served.settings()
+    assert set(settings) == {"EPICS_PVA_ADDR_LIST", "EPICS_PVA_AUTO_ADDR_LIST"}
+    assert len(settings["EPICS_PVA_ADDR_LIST"].split()) == 4  # three shards and the control PVs
+    ctx = ctx_for(settings)
+    names = [f"Q{i}:{end}" for i in range(6) for end in ("SET", "RBV")]
+    assert ctx.get(names, timeout=5.0) == [0.0] * 12
+    pids = shard_pids(ctx)
+    assert len(pids) == 3
+    served.proc.send_signal(signal.SIGTERM)
+    assert served.proc.wait(15) == 0
+    wait_gone(pids)
+
+
+def test_no_shard_outlives_a_parent_killed_by_sigkill(banner, tmp_path, ctx_for):
+    path = tmp_path / "machine.toml"
+    path.write_text('[[setpoint_range]]\nname = "Q{i}:SET"\ncount = 2\n')
+    served = banner(path, "--processes", "2")
+    pids = shard_pids(ctx_for(served.settings()))
+    served.proc.kill()
+    served.proc.wait(10)
+    wait_gone(pids)
+
+
+def test_an_observable_reads_inputs_served_by_another_shard(machine, ctx_for, monitor):
+    m = machine()
+    assert m.where["Q0:RBV"] != m.where["Q1:RBV"]
+    ctx = ctx_for(m.client_conf())
+    recorder = monitor(ctx, "SUM")
+    ctx.put(["Q0:SET", "Q1:SET"], [1.0, 2.0], timeout=5.0)
+    recorder.wait_value(lambda v: float(v) == 1.5 + 10 * 2.5, timeout=10.0)
+
+
+def test_control_pvs_act_on_the_whole_machine(machine, ctx_for, monitor):
+    m = machine(processes=3)
+    ctx = ctx_for(m.client_conf())
+    puts, active = monitor(ctx, f"{PREFIX}PUTS"), monitor(ctx, f"{PREFIX}FAULT:ACTIVE")
+    ctx.put(f"{PREFIX}FAULT:ARM", "Q1:SET put_reject count=1", timeout=5.0)
+    ctx.put(f"{PREFIX}FAULT:ARM", "Q2:SET put_reject count=1", timeout=5.0)
+    listed = active.wait_value(lambda v: len(json.loads(v)) == 2, timeout=5.0)
+    assert sorted(a["pv"] for a in json.loads(listed)) == ["Q1:SET", "Q2:SET"]
+    assert m.where["Q1:SET"] != m.where["Q2:SET"]
+    with pytest.raises(RemoteError, match="rejected by fault injection"):
+        ctx.put("Q1:SET", 3.0, timeout=5.0)
+    ctx.put("Q0:SET", 1.0, timeout=5.0)
+    ctx.put("Q3:SET", 2.0, timeout=5.0)
+    with pytest.raises(RemoteError, match="rejected by fault injection"):
+        ctx.put("Q2:SET", 4.0, timeout=5.0)
+    ctx.put("Q1:SET", 5.0, timeout=5.0)  # the count=1 fault is spent
+    puts.wait_value(lambda v: int(v) == 5, timeout=5.0)
+    ctx.put(f"{PREFIX}FAULT:CLEAR", "", timeout=5.0)
+    assert m.faults.active() == []
+    records = m.audit.puts()
+    assert [(r.pv, r.outcome) for r in records] == [
+        ("Q1:SET", "rejected"), ("Q0:SET", "accepted"), ("Q3:SET", "accepted"), ("Q2:SET", "rejected"),
+        ("Q1:SET", "accepted")]
+    assert [r.value for r in m.audit.puts("Q1:SET")] == [3.0, 5.0]
+    assert m.audit.put_count() == 5
+    with pytest.raises(RemoteError, match="not served by this machine"):
+        ctx.put(f"{PREFIX}FAULT:ARM", "NOPE:SET put_reject", timeout=5.0)
+
+
+def test_a_killed_shard_is_reported_and_restarted_while_the_others_serve(machine, ctx_for, monitor):
+    m = machine()
+    ctx = ctx_for(m.client_conf())
+    ctx.put(["Q0:SET", "Q1:SET"], [1.0, 2.0], timeout=5.0)
+    shards = monitor(ctx, f"{PREFIX}SHARDS")
+    victim = m.shards[1]
+    os.kill(victim.pid, signal.SIGKILL)
+    shards.wait_value(lambda v: not json.loads(v)[1]["alive"], timeout=10.0)
+    assert 1 in m.dead() and 0 not in m.dead()
+    assert ctx.get("Q0:RBV", timeout=5.0) == 1.5  # the other shard still serves
+    with pytest.raises(TimeoutError):
+        ctx.get("Q1:RBV", timeout=0.5)
+    mark = shards.mark()
+    ctx.put(f"{PREFIX}SHARD:RESTART", 1, timeout=5.0)
+    shards.wait_value(lambda v: json.loads(v)[1]["alive"], timeout=30.0, after=mark)
+    assert m.dead() == {}
+    assert ctx.get("Q1:SET", timeout=10.0) == 0.0  # a fresh process: back to the config's state
+    assert ctx.get("Q0:SET", timeout=5.0) == 1.0  # the rest kept theirs
+
+
+def test_the_same_seed_and_puts_give_the_same_values_for_one_and_three_processes(
+        machine, softioc_factory, ctx_for, monitor):
+    config = machine_config(pairs=6)
+    names = load_config(config).pv_names()
+    puts = {f"Q{i}:SET": float(i) + 0.25 for i in range(6)}
+    results = []
+    for ioc in (softioc_factory(config), machine(config, processes=3)):
+        ctx = ctx_for(ioc.client_conf())
+        watched = {name: monitor(ctx, name) for name in [*(f"Q{i}:RBV" for i in range(6)), "SUM"]}
+        ctx.put(list(puts), list(puts.values()), timeout=5.0)
+        for i in range(6):  # every readback reaches its setpoint in one step (rate lag)
+            watched[f"Q{i}:RBV"].wait_value(lambda v, i=i: float(v) == i + 0.75, timeout=10.0)
+        watched["SUM"].wait_value(lambda v: float(v) == 0.75 + 10 * 1.75, timeout=10.0)
+        results.append(ctx.get(names, timeout=5.0))
+    assert results[0] == results[1]
+    assert results[0][names.index("TWICE")] == 2 * (2.25 + 0.5)
+
+
+@pytest.mark.slow  # seen to miss one outage in ~1 of 10 runs on a loaded machine: run by tox -e soak
+def test_the_soak_runs_against_a_machine_of_two_processes():
+    from devtools.soak.runner import SoakSettings, run_soak
+
+    # an outage 4 timeouts long: no read waits it out unseen on 2 shared cores
+    settings = SoakSettings(cycles=45, seed=3, warmup=10, timeout=0.5, p_timeout=0.03, p_reject=0.03,
+                            outage_every=15, outage_duration=2.0, processes=2)
+    report = run_soak(settings)
+    failed = {name: c["detail"] for name, c in report["checks"].items() if not c["ok"]}
+    assert failed == {}, (failed, report["mismatches"], report["unexplained"], report["unexpected_errors"])
+    injected = report["faults"]["injected"]
+    assert injected["pv_outage"] >= 1 and injected["server_outage"] >= 1  # one '*' outage, counted once
+    assert len(report["outages"]) == injected["pv_outage"] + injected["server_outage"]
+
+
+def test_one_shard_alone_serves_its_share_for_a_machine_spread_over_hosts(banner, tmp_path, ctx_for):
+    path = tmp_path / "machine.toml"
+    path.write_text('[[setpoint_range]]\nname = "Q{i}:SET"\nreadback = "Q{i}:RBV"\ncount = 4\n')
+    served = banner(path, "--processes", "2", "--shard", "1")
+    ctx = ctx_for(served.settings())
+    assert ctx.get(["Q1:SET", "Q3:RBV", "SOFTIOC:SHARD1:PUTS"], timeout=5.0) == [0.0, 0.0, 0]
+    with pytest.raises(TimeoutError):
+        ctx.get("Q0:SET", timeout=0.5)  # shard 0's, served elsewhere
+    served.proc.send_signal(signal.SIGINT)
+    assert served.proc.wait(15) == 0
