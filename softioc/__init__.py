@@ -1,22 +1,51 @@
 """A simulated EPICS PVAccess machine: setpoints with lagging, noisy readbacks, and faults on demand."""
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 __project__ = "badger-epics-pva"  # checked by softioc._guard: proves this is our `softioc`
 
-from .audit import FaultRecord, PutRecord  # noqa: E402
-from .config import IOCConfig, load_config  # noqa: E402
-from .errors import ConfigError, PortInUseError, PutRefused, SoftIOCError  # noqa: E402
-from .faults import (  # noqa: E402
-    Fault,
-    Outage,
-    PutEffect,
-    PutReject,
-    PutTimeout,
-    ReadbackBias,
-    ReadbackEffect,
-    SlowReadback,
-    StuckReadback,
-)
-from .server import SoftIOC  # noqa: E402
+if TYPE_CHECKING:
+    from .audit import FaultRecord, PutRecord
+    from .config import IOCConfig, load_config
+    from .errors import ConfigError, PortInUseError, PutRefused, SoftIOCError
+    from .faults import (
+        Fault,
+        Outage,
+        PutEffect,
+        PutReject,
+        PutTimeout,
+        ReadbackBias,
+        ReadbackEffect,
+        SlowReadback,
+        StuckReadback,
+    )
+    from .server import SoftIOC
+
+# public name -> the module defining it; resolved on first use (PEP 562), so importing
+# softioc (as pytest does for the plugin in every session) loads neither p4p nor numpy
+_EXPORTS = {
+    "FaultRecord": ".audit",
+    "PutRecord": ".audit",
+    "IOCConfig": ".config",
+    "load_config": ".config",
+    "ConfigError": ".errors",
+    "PortInUseError": ".errors",
+    "PutRefused": ".errors",
+    "SoftIOCError": ".errors",
+    "Fault": ".faults",
+    "Outage": ".faults",
+    "PutEffect": ".faults",
+    "PutReject": ".faults",
+    "PutTimeout": ".faults",
+    "ReadbackBias": ".faults",
+    "ReadbackEffect": ".faults",
+    "SlowReadback": ".faults",
+    "StuckReadback": ".faults",
+    "SoftIOC": ".server",
+}
 
 __all__ = [
     "ConfigError",
@@ -38,3 +67,17 @@ __all__ = [
     "StuckReadback",
     "load_config",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name's module on first access and cache the name here."""
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
