@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import importlib
+from importlib import metadata as _metadata
 from typing import TYPE_CHECKING, Any
 
 __project__ = "badger-epics-pva"  # checked by softioc._guard: proves this is our `softioc`
+
+try:  # the one version string is pyproject.toml's, read from the installed distribution
+    __version__ = _metadata.version(__project__)
+except _metadata.PackageNotFoundError:  # imported from a checkout that was never installed
+    __version__ = "0+unknown"
 
 if TYPE_CHECKING:
     from .audit import FaultRecord, PutRecord
