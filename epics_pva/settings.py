@@ -55,8 +55,8 @@ def _bounded(kind: type, gt: float | None = None, ge: float | None = None) -> Ca
             raise ValueError(f"must be {'an int' if kind is int else 'a number'} {bound}")
         if kind is int and not isinstance(value, numbers.Integral):
             raise ValueError(f"must be an int {bound}")
-        if not math.isfinite(value) or (gt is not None and not value > gt) or (
-                ge is not None and not value >= ge):
+        if not math.isfinite(value) or (gt is not None and not float(value) > gt) or (
+                ge is not None and not float(value) >= ge):
             raise ValueError(f"must be {bound} and finite")
         return kind(value)
 

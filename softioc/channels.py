@@ -61,8 +61,8 @@ def initial_value(cfg: SetpointConfig | ObservableConfig, kind: PVType, value: A
         data["display.limitLow"], data["display.limitHigh"] = limits
         if control:
             data["control.limitLow"], data["control.limitHigh"] = limits
-    if getattr(cfg, "description", ""):
-        data["display.description"] = cfg.description
+    if description := getattr(cfg, "description", ""):  # observables have none
+        data["display.description"] = description
     return data
 
 

@@ -12,7 +12,7 @@ import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from .errors import ConfigError
 from .expression import ExpressionError, compile_expression
@@ -130,7 +130,8 @@ class _Reader:
     def __init__(self, data: Any, where: str) -> None:
         if not isinstance(data, Mapping):
             raise ConfigError(f"{where}: expected a table, got {type(data).__name__}")
-        self.data, self.where, self.used = data, where, set()
+        self.data, self.where = data, where
+        self.used: set[str] = set()
 
     def fail(self, key: str, problem: str) -> ConfigError:
         return ConfigError(f"{self.where}: key '{key}' {problem}")
@@ -247,11 +248,11 @@ def _name(r: _Reader, key: str, required: bool = True) -> str | None:
     why = None if value is None else _uncarried(value)
     if why:
         raise r.fail(key, f"{why}, got {value!r}")
-    return value
+    return cast("str | None", value)
 
 
 def _setpoint(r: _Reader) -> SetpointConfig:
-    name = _name(r, "name")
+    name = cast(str, _name(r, "name"))  # required: a str, or ConfigError
     readback = _name(r, "readback", required=False)
     type_name = r.get("type", (str,), "double")
     try:
@@ -318,7 +319,7 @@ def _types_with(flag: str) -> str:
 
 
 def _observable(r: _Reader) -> ObservableConfig:
-    name = _name(r, "name")
+    name = cast(str, _name(r, "name"))  # required: a str, or ConfigError
     expression = r.get("expression", (str,), required=True)
     inputs = dict(r.get("inputs", (Mapping,), {}))
     for var, pv in inputs.items():
@@ -362,7 +363,8 @@ def _fault(r: _Reader, served: set[str], setpoints: set[str]) -> FaultConfig:
     return FaultConfig(pv, fault, None if at is None else float(at))
 
 
-def _check_names(source: str, setpoints, observables, settings: IOCSettings) -> None:
+def _check_names(source: str, setpoints: tuple[SetpointConfig, ...], observables: tuple[ObservableConfig, ...],
+                 settings: IOCSettings) -> None:
     seen: dict[str, str] = {}
 
     def claim(name: str, role: str) -> None:

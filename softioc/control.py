@@ -56,7 +56,7 @@ def parse_fault_spec(text: str) -> dict[str, Any]:
 class _Handler:
     """Runs `action(value)`; a callable it returns runs after the put is completed."""
 
-    def __init__(self, action) -> None:
+    def __init__(self, action: Callable[[Any], Callable[[], None] | None]) -> None:
         self._action = action
 
     def put(self, pv: SharedPV, op: Any) -> None:
@@ -89,7 +89,7 @@ class ControlPVs:
         self._post_lock = threading.Lock()  # the update loop and put handlers both publish
         string, integer, double = NTScalar("s"), NTScalar("l"), NTScalar("d")
 
-        def pv(nt, initial, handler=None):
+        def pv(nt: NTScalar, initial: Any, handler: Any = None) -> SharedPV:
             return SharedPV(nt=nt, initial=initial, handler=handler or _ReadOnly(), queue=queue)
 
         self.pvs: dict[str, SharedPV] = {
@@ -104,7 +104,7 @@ class ControlPVs:
         }
         self._prefix = prefix
 
-    def _arm(self, value: Any):
+    def _arm(self, value: Any) -> Callable[[], None]:
         armed = self._faults.arm_from_dict(parse_fault_spec(str(value)), fire=False)
         _log.info("fault armed over the wire on %s: %s", armed.pv, armed.fault)
         # fire after the put completes: an outage of the whole server would otherwise stop the
@@ -116,7 +116,7 @@ class ControlPVs:
         count = self._faults.clear(target or None)
         _log.info("cleared %d fault(s) over the wire (%s)", count, target or "all PVs")
 
-    def _restart(self, value: Any):
+    def _restart(self, value: Any) -> Callable[[], None]:
         downtime = float(value)
         if not 0.0 <= downtime <= 3600.0:
             raise ValueError(f"downtime must be within [0, 3600] s, got {downtime}")

@@ -315,6 +315,7 @@ class SoftIOC:
                 self._record(name, value, REJECTED, "soft IOC is stopping", peer=peer)
                 op.done(error=f"{name}: soft IOC is stopping")
                 return
+            assert self._sim is not None  # puts are served only once started
             try:
                 coerced = self._sim.devices[name].coerce(value)
             except PutRefused as exc:
@@ -341,6 +342,7 @@ class SoftIOC:
         op.done()
 
     def _apply(self, name: str, value: Any) -> None:
+        assert self._sim is not None  # puts are served only once started
         self._sim.devices[name].set(value)
         channel = self._channels[name]
         if channel.open:
@@ -374,6 +376,7 @@ class SoftIOC:
             if serve_again:
                 self._serve_again_at = None
             sim = self._sim
+            assert sim is not None  # the update loop runs only once started
             for name, device in sim.devices.items():
                 device.faults = effects.get(name, NO_EFFECT)
             updates = sim.step()
