@@ -31,6 +31,15 @@ def _text(value: Any) -> str:
     return value if isinstance(value, str) else show(value)
 
 
+def _number(value: Any, unset: str, unit: str = "") -> str:
+    """A config number as text (`unset` for None); a value that is no number is shown as given."""
+    if value is None:
+        return unset
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return f"{value:g}{unit}"
+    return f"{show(value)} (not a number)"
+
+
 def iso_time(seconds: float) -> str:
     """A server time stamp (s since 1970-01-01 UTC) as ISO 8601 UTC; says so when there is none."""
     if math.isnan(seconds):
@@ -91,18 +100,18 @@ def readback_fields(set_reply: Any, config: WaitConfig, readback_reply: Any, tim
         alarm = alarm_of(readback_reply)
         fields["readback alarm"] = (f"{severity_name(alarm.severity)} ({alarm.message})"
                                     if alarm.message else severity_name(alarm.severity))
-    fields["tolerance"] = "not set" if config.tolerance is None else f"{config.tolerance:g}"
-    fields["readback offset"] = "0" if config.offset is None else f"{config.offset:g}"
-    fields["settle time limit"] = "not set" if config.count_down is None else f"{config.count_down:g} s"
-    if config.tolerance is not None and not isinstance(set_reply, BaseException) \
-            and not isinstance(readback_reply, BaseException):
-        try:
-            miss = abs(float(readback_reply) - (float(set_reply) + (config.offset or 0.0)))
-        except (TypeError, ValueError):
-            pass  # not numbers (an array, a string PV): no single distance to show
-        else:
-            fields["within tolerance"] = (f"yes (off by {miss:g})" if miss <= config.tolerance
-                                          else f"no (off by {miss:g})")
+    fields["tolerance"] = _number(config.tolerance, "not set")
+    fields["readback offset"] = _number(config.offset, "0")
+    fields["settle time limit"] = _number(config.count_down, "not set", " s")
+    tolerance = config.tolerance
+    if (not isinstance(tolerance, (int, float)) or isinstance(tolerance, bool)
+            or isinstance(set_reply, BaseException) or isinstance(readback_reply, BaseException)):
+        return fields
+    try:
+        miss = abs(float(readback_reply) - (float(set_reply) + float(config.offset or 0.0)))
+    except (TypeError, ValueError):
+        return fields  # not numbers (an array, a string PV): no single distance to show
+    fields["within tolerance"] = f"{'yes' if miss <= tolerance else 'no'} (off by {miss:g})"
     return fields
 
 

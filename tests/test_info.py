@@ -89,3 +89,11 @@ def test_bad_names_are_refused_naming_them(server):
             interface.get_info("X:SET")
         with pytest.raises(InvalidInputError, match="X:SET.*more than once"):
             interface.get_info(["X:SET", "X:SET"])
+
+
+def test_a_config_with_a_tolerance_that_is_no_number_is_shown_as_given(server):
+    config = partial(wait_for_readback, readback_pv="X:RBV", tolerance="close", count_down=3, offset=0)
+    with Interface(conf=server.conf(), timeout=2.0) as interface:
+        rows = interface.get_info(["X:SET"], configs={"X:SET": config})["vars"]["X:SET"]
+    assert rows["tolerance"] == "'close' (not a number)" and "within tolerance" not in rows
+    assert rows["readback"] == "4.52"
