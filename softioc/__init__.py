@@ -16,8 +16,10 @@ except _metadata.PackageNotFoundError:  # imported from a checkout that was neve
 if TYPE_CHECKING:
     from .audit import FaultRecord, PutRecord
     from .config import IOCConfig, load_config
+    from .epics_base import EpicsBaseIOC
     from .errors import ConfigError, PortInUseError, PutRefused, SoftIOCError
     from .faults import (
+        Alarm,
         Fault,
         Outage,
         PutEffect,
@@ -37,10 +39,12 @@ _EXPORTS = {
     "PutRecord": ".audit",
     "IOCConfig": ".config",
     "load_config": ".config",
+    "EpicsBaseIOC": ".epics_base",
     "ConfigError": ".errors",
     "PortInUseError": ".errors",
     "PutRefused": ".errors",
     "SoftIOCError": ".errors",
+    "Alarm": ".faults",
     "Fault": ".faults",
     "Outage": ".faults",
     "PutEffect": ".faults",
@@ -54,7 +58,9 @@ _EXPORTS = {
 }
 
 __all__ = [
+    "Alarm",
     "ConfigError",
+    "EpicsBaseIOC",
     "Fault",
     "FaultRecord",
     "IOCConfig",
