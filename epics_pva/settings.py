@@ -14,9 +14,14 @@ import numbers
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 __all__ = ["SettingSpec", "Settings", "defaults", "parse_setting", "specs"]
+
+# upper bounds of every numeric setting: float settings are seconds (beyond an hour p4p's waits
+# overflow or the number is a typo: 1e10 s raised OverflowError from p4p), int ones are counts
+MAX_SECONDS = 3600.0
+MAX_COUNT = 1_000_000
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -47,7 +52,8 @@ def _fail_safe(value: Any) -> bool:
 
 
 def _bounded(kind: type, gt: float | None = None, ge: float | None = None) -> Callable[[Any], Any]:
-    """A check for an int or a finite float within a bound; the message states the bound."""
+    """A check for an int or a finite float within a bound and its kind's maximum; the message states both."""
+    le = MAX_SECONDS if kind is float else MAX_COUNT
     bound = f"> {gt:g}" if gt is not None else f">= {ge:g}"
 
     def check(value: Any) -> Any:
@@ -55,9 +61,13 @@ def _bounded(kind: type, gt: float | None = None, ge: float | None = None) -> Ca
             raise ValueError(f"must be {'an int' if kind is int else 'a number'} {bound}")
         if kind is int and not isinstance(value, numbers.Integral):
             raise ValueError(f"must be an int {bound}")
-        if not math.isfinite(value) or (gt is not None and not float(value) > gt) or (
-                ge is not None and not float(value) >= ge):
+        number = cast(float, value)  # a Real: compared as it is, so a huge int stays exact
+        # an int is finite, and math.isfinite(10**400) would raise OverflowError
+        if not (isinstance(value, numbers.Integral) or math.isfinite(number)) or (gt is not None and not number > gt) or (
+                ge is not None and not number >= ge):
             raise ValueError(f"must be {bound} and finite")
+        if number > le:
+            raise ValueError(f"must be <= {le:g} s" if kind is float else f"must be <= {le:,}")
         return kind(value)
 
     return check
@@ -76,6 +86,8 @@ def _conf(value: Any) -> dict[str, str] | None:
 
 def _setting(default: Any, doc: str, check: Callable[[Any], Any], variable: str | None = None,
              kind: type = object, **bounds: float) -> Any:
+    if kind in (int, float):
+        bounds = {**bounds, "le": MAX_SECONDS if kind is float else MAX_COUNT}
     spec = SettingSpec(doc, check, variable, kind, bounds)
     # a dict-valued setting (conf) takes no part in the hash: a dict cannot be hashed
     return field(default=default, metadata={"spec": spec}, hash=check is not _conf)
@@ -136,7 +148,7 @@ class Settings:
             try:
                 checked = f.metadata["spec"].check(value)
             except ValueError as exc:
-                raise ValueError(f"{f.name} {exc}, not {value!r}") from None
+                raise ValueError(f"{f.name} {exc}, not {value!r:.80}") from None
             object.__setattr__(self, f.name, checked)
         if self.metadata_max_age != 0:
             _deprecated_once("metadata_max_age has no effect any more: each PV set is monitored, "
@@ -170,14 +182,14 @@ def parse_setting(name: str, text: str) -> Any:
             return True
         if word.lower() in _FALSE:
             return False
-        raise ValueError(f"{variable}={text!r} is not a yes/no value: use one of {sorted(_TRUE)} "
+        raise ValueError(f"{variable}={text!r:.60} is not a yes/no value: use one of {sorted(_TRUE)} "
                          f"or {sorted(_FALSE)}")
     try:
         value = spec.kind(word)
     except ValueError:
         what = "an integer" if spec.kind is int else "a number"
-        raise ValueError(f"{variable}={text!r} is not {what}") from None
+        raise ValueError(f"{variable}={text!r:.60} is not {what}") from None
     try:
         return spec.check(value)
     except ValueError as exc:
-        raise ValueError(f"{variable}={text!r} {exc}") from None
+        raise ValueError(f"{variable}={text!r:.60} {exc}") from None
