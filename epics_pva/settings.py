@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import numbers
+import os
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -71,6 +72,31 @@ def _bounded(kind: type, gt: float | None = None, ge: float | None = None) -> Ca
         return kind(value)
 
     return check
+
+
+def _optional(check: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """A check that also accepts None (no limit)."""
+
+    def optional(value: Any) -> Any:
+        if value is None:
+            return None
+        try:
+            return check(value)
+        except ValueError as exc:
+            raise ValueError(f"{exc} (or None)") from None
+
+    return optional
+
+
+def _path(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, (str, os.PathLike)) or not os.fspath(value):
+        raise ValueError("must be a file path (or None)")
+    path = os.fspath(value)
+    if not isinstance(path, str) or not path.strip():
+        raise ValueError("must be a file path (or None)")
+    return path
 
 
 def _conf(value: Any) -> dict[str, str] | None:
@@ -139,6 +165,15 @@ class Settings:
     metadata_max_age: float = _setting(
         0.0, "no effect, kept for compatibility: the monitors keep type and limits fresh "
         "(a value other than 0 warns once)", _bounded(float, ge=0), ge=0)
+    validation_timeout: float | None = _setting(
+        None, "seconds a validation function may run before its PV fails (None: no limit)",
+        _optional(_bounded(float, gt=0)), _env("validation_timeout"), float, gt=0)
+    journal: str | None = _setting(
+        None, "path of a JSON Lines journal of every set_values call (None: no journal)", _path,
+        _env("journal"), str)
+    journal_fsync: bool = _setting(
+        False, "fsync the journal after every line (slower; survives a power cut too)", _flag,
+        _env("journal_fsync"), bool)
     conf: dict[str, str] | None = _setting(
         None, "p4p client configuration (EPICS_PVA_* keys) used instead of the environment", _conf)
 

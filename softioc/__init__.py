@@ -14,10 +14,10 @@ except _metadata.PackageNotFoundError:  # imported from a checkout that was neve
     __version__ = "0+unknown"
 
 if TYPE_CHECKING:
-    from .audit import FaultRecord, PutRecord
+    from .audit import FaultRecord, PutRecord, read_audit_file
     from .config import IOCConfig, load_config
     from .epics_base import EpicsBaseIOC
-    from .errors import ConfigError, PortInUseError, PutRefused, SoftIOCError
+    from .errors import AuditFileError, ConfigError, PortInUseError, PutRefused, SoftIOCError
     from .faults import (
         Alarm,
         Fault,
@@ -37,9 +37,11 @@ if TYPE_CHECKING:
 _EXPORTS = {
     "FaultRecord": ".audit",
     "PutRecord": ".audit",
+    "read_audit_file": ".audit",
     "IOCConfig": ".config",
     "load_config": ".config",
     "EpicsBaseIOC": ".epics_base",
+    "AuditFileError": ".errors",
     "ConfigError": ".errors",
     "PortInUseError": ".errors",
     "PutRefused": ".errors",
@@ -59,6 +61,7 @@ _EXPORTS = {
 
 __all__ = [
     "Alarm",
+    "AuditFileError",
     "ConfigError",
     "EpicsBaseIOC",
     "Fault",
@@ -78,6 +81,7 @@ __all__ = [
     "SoftIOCError",
     "StuckReadback",
     "load_config",
+    "read_audit_file",
 ]
 
 

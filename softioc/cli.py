@@ -79,6 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--duration", type=_duration, default=None, help="stop by itself after this many seconds")
     parser.add_argument("--view", action="store_true",
                         help="show a live view of setpoints, readbacks and faults (refreshed in place)")
+    parser.add_argument("--audit", default=None, metavar="FILE",
+                        help="append every put and fault event to FILE as JSON Lines "
+                             "(overrides the config's [ioc] audit)")
     parser.add_argument("--log-level", type=_log_level, default="WARNING", help="logging level (default: WARNING)")
     return parser
 
@@ -132,7 +135,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.host not in ("127.0.0.1", "::1", "localhost"):
         _log.warning("serving on %s, not loopback", args.host)
     try:
-        ioc = SoftIOC(config, host=args.host, port=args.port, broadcast_port=args.broadcast_port).start()
+        ioc = SoftIOC(config, host=args.host, port=args.port, broadcast_port=args.broadcast_port,
+                      audit=args.audit).start()
     except Exception as exc:  # noqa: BLE001 - report, don't dump a traceback on the operator
         print(f"pva-softioc: cannot start: {exc}", file=sys.stderr)
         return 1

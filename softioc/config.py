@@ -6,6 +6,7 @@ person reading it is editing that file.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import sys
 import unicodedata
@@ -37,6 +38,7 @@ class IOCSettings:
     update_rate: float = 10.0
     time_scale: float = 1.0
     control_prefix: str = "SOFTIOC:"
+    audit: str | None = None  # JSON Lines file every put and fault event is appended to
 
 
 @dataclass(frozen=True)
@@ -131,7 +133,12 @@ def load_config(source: str | Path | Mapping[str, Any] | IOCConfig) -> IOCConfig
         raise ConfigError(f"{path}: arrays or tables nested too deeply") from None
     except OSError as exc:  # a directory, no permission, ...
         raise ConfigError(f"{path}: cannot read the config file: {exc.strerror or exc}") from None
-    return config_from_dict(data, source=str(path))
+    config = config_from_dict(data, source=str(path))
+    audit = config.ioc.audit
+    if audit is not None and not Path(audit).is_absolute():  # relative to the file, not the cwd
+        ioc = dataclasses.replace(config.ioc, audit=str(path.parent / audit))
+        config = dataclasses.replace(config, ioc=ioc)
+    return config
 
 
 class _Reader:
@@ -234,8 +241,13 @@ def _settings(r: _Reader) -> IOCSettings:
     prefix = _text(r, "control_prefix", "SOFTIOC:")
     if any(c.isspace() for c in prefix):
         raise r.fail("control_prefix", f"must be a PV name prefix without spaces, got {prefix!r}")
+    audit = r.get("audit", (str,), None)
+    if audit is not None:
+        _check_text(r, "audit", audit)
+        if not audit.strip():
+            raise r.fail("audit", "must be a file path, not an empty string")
     r.finish()
-    return IOCSettings(seed, update_rate, time_scale, prefix)
+    return IOCSettings(seed, update_rate, time_scale, prefix, audit)
 
 
 # the longest PV name served (characters); 1000 measured to be found by a p4p client's search
