@@ -17,6 +17,7 @@ from .errors import (
     PutError,
     PutTimeoutError,
     ReadError,
+    RehearsalError,
     SetValuesError,
     ValidationError,
 )
@@ -41,6 +42,7 @@ __all__ = [
     "PutError",
     "PutTimeoutError",
     "ValidationError",
+    "RehearsalError",
     "SetValuesError",
     "ContextClosedError",
     "BadgerEnvironmentError",

@@ -32,6 +32,7 @@ from .errors import (
     PutError,
     PutTimeoutError,
     ReadError,
+    RehearsalError,
     SetValuesError,
     ValidationError,
 )
@@ -40,9 +41,11 @@ from .journal_hook import CallJournal, classify
 from .measure import wait_configs
 from .metadata import MetadataCache
 from .readings import CLIENT_STATUS, INVALID, NO_ALARM, AlarmMemory, Reading, alarm_of, timestamp_of
+from .rehearsal import client_settings, identity_problems, settings_problems
 from .results import SetResult, Status
 from .settings import Settings, specs
 from .time_limit import TimeLimit
+from .validation import recording_traces
 from .values import PvInfo, check_name, coerce, normalize, show, to_python
 
 __all__ = ["Interface", "Reading", "SetResult", "ValidationFunction"]
@@ -70,8 +73,8 @@ class Interface:
     Takes the keyword arguments of `Settings` (all optional; see settings.py for each one's
     meaning and unit): `read_only`, `parallel`, `timeout`, `put_attempts`, `retry_delay`,
     `conf`, `nan_on_read_error`, `max_workers`, `monitor_limit`, `monitor_idle`,
-    `validation_timeout`, `journal`, `journal_fsync` (and the no-op `metadata_max_age`); or a
-    ready `settings`.
+    `validation_timeout`, `journal`, `journal_fsync`, `rehearsal`, `rehearsal_id`,
+    `rehearsal_allow`, `prefix` (and the no-op `metadata_max_age`); or a ready `settings`.
     They are checked once (ValueError naming the setting) and readable as attributes
     (`interface.timeout`); to change one, build a new Interface from `settings.replace(...)`.
 
@@ -108,6 +111,14 @@ class Interface:
         def journal(self) -> str | None: ...
         @property
         def journal_fsync(self) -> bool: ...
+        @property
+        def rehearsal(self) -> bool: ...
+        @property
+        def rehearsal_id(self) -> str: ...
+        @property
+        def rehearsal_allow(self) -> str: ...
+        @property
+        def prefix(self) -> str: ...
 
     def __init__(self, settings: Settings | None = None, **kwargs: Any) -> None:
         if settings is not None and kwargs:
@@ -117,8 +128,10 @@ class Interface:
         self.settings = settings if settings is not None else Settings(**kwargs)
         # a monitor per PV set: its type, limits and connection, pushed by the server
         self._monitors = MetadataCache(self.settings.monitor_limit, self.settings.monitor_idle)
-        self._connection = Connection(self.settings.conf, self.settings.max_workers,
-                                      on_close=self._monitors.close)
+        # a rehearsal fixes the environment it checks: the context is built from exactly that
+        conf = client_settings(self.settings.conf) if self.settings.rehearsal else self.settings.conf
+        self._connection = Connection(conf, self.settings.max_workers, on_close=self._monitors.close,
+                                      prefix=self.settings.prefix)
         self._alarms = AlarmMemory()  # each PV's last alarm: log a change once, not every read
         self._journal: Journal | None = None  # opened on the first set: a bad path fails that set
         self._journal_lock = threading.Lock()
@@ -340,6 +353,11 @@ class Interface:
         if not inputs:
             _log.info("set_values called with no inputs: nothing to set")
             return {}
+        if self.rehearsal and not self.read_only:
+            # before any context exists with these settings: a refused one must reach nothing
+            problems = settings_problems(self._connection.conf or {}, self.rehearsal_allow)
+            if problems:
+                raise RehearsalError(problems, inputs)
         journal = self._open_journal(inputs)
         context = self._get_context()
         planned = self._prepare(context, inputs)
@@ -424,6 +442,11 @@ class Interface:
                 problems[pv] = str(exc)
         planned: dict[str, Any] = {}
         infos, unreachable = self._describe(context, list(staged))
+        if self.rehearsal and not self.read_only:
+            # each PV's server, as its monitor last pushed it (again after every reconnect)
+            doubts = identity_problems(infos, staged, self.rehearsal_id, unreachable)
+            if doubts:
+                raise RehearsalError(doubts, inputs)
         for pv, info in infos.items():
             try:
                 planned[pv] = coerce(staged[pv], info)
@@ -602,12 +625,14 @@ class Interface:
             time.sleep(self.retry_delay)
         if validate is None:
             return SetResult(pv, value, SET, attempts, elapsed=time.monotonic() - start)
-        try:
-            outcome = self._validate(validate, pv, value, context)
-        except (Exception, SystemExit) as exc:  # a validation function may not end the program
-            journal.validation(pv, error=exc)
-            return failed(ValidationError(pv, value, exc))
-        journal.validation(pv, result=outcome)
+        # the readback trace a wait_for_readback sees goes into the journal: a lag fit needs it
+        with recording_traces() as traces:
+            try:
+                outcome = self._validate(validate, pv, value, context)
+            except (Exception, SystemExit) as exc:  # a validation function may not end the program
+                journal.validation(pv, error=exc, trace=traces.last)
+                return failed(ValidationError(pv, value, exc))
+        journal.validation(pv, result=outcome, trace=traces.last)
         return SetResult(pv, value, SET, attempts, outcome, elapsed=time.monotonic() - start)
 
 

@@ -17,7 +17,14 @@ if TYPE_CHECKING:
     from .audit import FaultRecord, PutRecord, read_audit_file
     from .config import IOCConfig, load_config
     from .epics_base import EpicsBaseIOC
-    from .errors import AuditFileError, ConfigError, PortInUseError, PutRefused, SoftIOCError
+    from .errors import (
+        AuditFileError,
+        ConfigError,
+        NetworkRefused,
+        PortInUseError,
+        PutRefused,
+        SoftIOCError,
+    )
     from .faults import (
         Alarm,
         Fault,
@@ -43,6 +50,7 @@ _EXPORTS = {
     "EpicsBaseIOC": ".epics_base",
     "AuditFileError": ".errors",
     "ConfigError": ".errors",
+    "NetworkRefused": ".errors",
     "PortInUseError": ".errors",
     "PutRefused": ".errors",
     "SoftIOCError": ".errors",
@@ -67,6 +75,7 @@ __all__ = [
     "Fault",
     "FaultRecord",
     "IOCConfig",
+    "NetworkRefused",
     "Outage",
     "PortInUseError",
     "PutEffect",

@@ -21,6 +21,10 @@ from .config import IOCConfig, ObservableConfig, SetpointConfig
 from .model import Simulation
 from .pvtypes import OBSERVABLE_TYPE, PV_TYPES, PVType
 
+IDENTITY_FIELD = "softiocId"
+"""The one top-level field a soft IOC adds to every PV: the id of the machine serving it."""
+IDENTITY = [(IDENTITY_FIELD, "s")]
+
 PutCallback = Callable[[str, Any], None]
 """Called with (PV name, p4p server operation) for each put a channel receives."""
 
@@ -74,7 +78,7 @@ class _QSRVScalar(NTScalar):
         else:
             extra = _numeric_fields(code)
         self.type = Type(id="epics:nt/NTScalarArray:1.0" if code.startswith("a") else "epics:nt/NTScalar:1.0",
-                         spec=[("value", code), ("alarm", _ALARM), ("timeStamp", _TIME), *extra])
+                         spec=[("value", code), ("alarm", _ALARM), ("timeStamp", _TIME), *extra, *IDENTITY])
 
 
 class _QSRVEnum(NTEnum):
@@ -86,6 +90,7 @@ class _QSRVEnum(NTEnum):
             ("value", ("S", "enum_t", [("index", "i"), ("choices", "as")])),
             ("alarm", _ALARM), ("timeStamp", _TIME),
             ("display", ("S", "structure", [("description", "s")])),
+            *IDENTITY,
         ])
 
 
@@ -98,8 +103,8 @@ def nt_for(kind: PVType) -> NTScalar | NTEnum:
 
 
 def initial_value(cfg: SetpointConfig | ObservableConfig, kind: PVType, value: Any, control: bool,
-                  alarm_limits: AlarmLimits | None = None) -> dict[str, Any]:
-    """The full first Value of a PV: value plus the metadata a real record publishes.
+                  alarm_limits: AlarmLimits | None = None, identity: str = "") -> dict[str, Any]:
+    """The full first Value of a PV: value plus the metadata a real record publishes, and `identity`.
 
     A setpoint (`control`) publishes its limits as an ao does (display LOPR/HOPR, control
     DRVL/DRVH); a readback or observable as a calc/ai does (limits 0/0) with `alarm_limits`
@@ -108,6 +113,7 @@ def initial_value(cfg: SetpointConfig | ObservableConfig, kind: PVType, value: A
     """
     now = EPICS_EPOCH if control and getattr(cfg, "udf", False) else time.time()
     data: dict[str, Any] = {
+        IDENTITY_FIELD: identity,
         "timeStamp.secondsPastEpoch": int(now), "timeStamp.nanoseconds": int(now % 1 * 1e9),
         **kind.initial_fields(value, getattr(cfg, "choices", ())),
         "display.description": getattr(cfg, "description", ""),
@@ -145,6 +151,26 @@ class Channel:
     last: Any = None
     last_post: float = 0.0
     alarm: AlarmState = OK  # the alarm fields last published
+    update_rate: float | None = None  # its own posting rate, Hz (None: every update step)
+    next_post: float = 0.0  # monotonic s its next post at update_rate is due
+
+    def due(self, now: float, fault_rate: float | None, step: float) -> bool:
+        """Whether the update loop at monotonic `now` (s), stepping every `step` s, may post.
+
+        A slow_readback fault's `fault_rate` (Hz; 0 stops) overrides a faster own rate. The own
+        `update_rate` keeps a fixed schedule, posting at the step nearest each due time, so its
+        mean rate is exact whatever the loop's jitter.
+        """
+        rate = self.update_rate
+        if fault_rate is not None and (rate is None or fault_rate < rate):
+            return fault_rate > 0 and now - self.last_post >= 1.0 / fault_rate
+        if rate is None:
+            return True
+        if now < self.next_post - step / 2:
+            return False
+        late = now - self.next_post > 1.0 / rate  # first post, or the loop stalled: start afresh
+        self.next_post = (now if late else self.next_post) + 1.0 / rate
+        return True
 
     def post(self, value: Any, stamp: float, alarm: AlarmState | None = None) -> None:
         """Publish `value` (wall-clock `stamp`, s), with `alarm` when it changed; remember both."""
@@ -200,17 +226,19 @@ class _Handler:
 
 def build_channels(
     config: IOCConfig, sim: Simulation, queue: Any, on_put: PutCallback, on_read_only_put: PutCallback,
+    identity: str = "",
 ) -> dict[str, Channel]:
-    """One Channel per simulated PV, in config order; setpoint puts go to `on_put`."""
+    """One Channel per simulated PV, in config order; setpoint puts go to `on_put`; each carries `identity`."""
     channels: dict[str, Channel] = {}
 
     def add(name: str, cfg: Any, kind: PVType, value: Any, control: bool, device: str | None) -> None:
-        init = initial_value(cfg, kind, value, control, None if control else cfg.alarm_limits)
+        init = initial_value(cfg, kind, value, control, None if control else cfg.alarm_limits, identity)
         alarm = sim.alarms.get(name, OK)  # UDF, or a readback's initial value past an alarm limit
         handler = _Handler(name, on_put if control else on_read_only_put)
         pv = SharedPV(nt=nt_for(kind), initial={**init, **_alarm_fields(alarm)}, handler=handler,
                       queue=queue)
-        channels[name] = Channel(name, pv, kind, init, device=device, last=value, alarm=alarm)
+        channels[name] = Channel(name, pv, kind, init, device=device, last=value, alarm=alarm,
+                                 update_rate=None if control else cfg.update_rate)
 
     for sp in config.setpoints:
         kind = PV_TYPES[sp.type]
