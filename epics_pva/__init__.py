@@ -6,6 +6,7 @@
 ...     interface.get_readings(["DEMO:Q1:RBV"])["DEMO:Q1:RBV"].severity
 """
 
+from ._version import __version__
 from .errors import (
     BadgerEnvironmentError,
     ContextClosedError,
@@ -27,6 +28,7 @@ from .settings import Settings
 from .validation import wait_for_readback
 
 __all__ = [
+    "__version__",
     "Interface",
     "Settings",
     "Reading",

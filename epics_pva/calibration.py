@@ -183,7 +183,8 @@ def _none_respond(t: np.ndarray, x0: np.ndarray, target: float, p: np.ndarray) -
 
 
 def _first_order_respond(t: np.ndarray, x0: np.ndarray, target: float, tau: np.ndarray) -> np.ndarray:
-    return target + (x0 - target) * np.exp(-t / tau)
+    response: np.ndarray = target + (x0 - target) * np.exp(-t / tau)
+    return response
 
 
 def _rate_respond(t: np.ndarray, x0: np.ndarray, target: float, rate: np.ndarray) -> np.ndarray:

@@ -13,11 +13,13 @@ import time
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from p4p.client.thread import Context, Disconnected, RemoteError
 
+from . import info as _info
 from ._p4p_compat import put_many
+from ._version import __version__
 from .checks import ValidationFunction, check_configs
 from .closing import closed_error, is_closed
 from .connection import Connection
@@ -36,6 +38,7 @@ from .errors import (
 )
 from .journal import Journal
 from .journal_hook import CallJournal, classify
+from .measure import wait_configs
 from .metadata import MetadataCache
 from .readings import CLIENT_STATUS, INVALID, NO_ALARM, AlarmMemory, Reading, alarm_of, timestamp_of
 from .rehearsal import client_settings, identity_problems, settings_problems
@@ -79,6 +82,44 @@ class Interface:
     (it reconnects lazily), survives os.fork() in either process, and pickles to its settings.
     """
 
+    if TYPE_CHECKING:  # for type checkers: the read-only setting attributes made below the class
+        @property
+        def read_only(self) -> bool: ...
+        @property
+        def parallel(self) -> bool: ...
+        @property
+        def timeout(self) -> float: ...
+        @property
+        def put_attempts(self) -> int: ...
+        @property
+        def retry_delay(self) -> float: ...
+        @property
+        def nan_on_read_error(self) -> bool: ...
+        @property
+        def max_workers(self) -> int: ...
+        @property
+        def monitor_limit(self) -> int: ...
+        @property
+        def monitor_idle(self) -> float: ...
+        @property
+        def metadata_max_age(self) -> float: ...
+        @property
+        def conf(self) -> dict[str, str] | None: ...
+        @property
+        def validation_timeout(self) -> float | None: ...
+        @property
+        def journal(self) -> str | None: ...
+        @property
+        def journal_fsync(self) -> bool: ...
+        @property
+        def rehearsal(self) -> bool: ...
+        @property
+        def rehearsal_id(self) -> str: ...
+        @property
+        def rehearsal_allow(self) -> str: ...
+        @property
+        def prefix(self) -> str: ...
+
     def __init__(self, settings: Settings | None = None, **kwargs: Any) -> None:
         if settings is not None and kwargs:
             raise TypeError("give either settings or keyword arguments, not both")
@@ -119,7 +160,7 @@ class Interface:
         return self.settings
 
     def __setstate__(self, state: Settings) -> None:
-        self.__init__(state)
+        type(self).__init__(self, state)
 
     def __enter__(self) -> Interface:
         return self
@@ -242,6 +283,33 @@ class Interface:
     def get_value(self, name: str) -> Any:
         """Read one PV; see get_values."""
         return self.get_values([name])[name]
+
+    def get_info(
+        self, names: Iterable[str], configs: Mapping[str, Any] | None = None
+    ) -> dict[str, dict[str, Any]]:
+        """What an operator's Info view shows: {"interface": {setting: str}, "vars": {pv: {field: str}}}.
+
+        Per PV, as text: value, type, units, control limits, alarm severity and message, the
+        server's time stamp (ISO 8601 UTC), whether it answered within `timeout` s, and the
+        server's address (which p4p does not expose, and the row says so). A setpoint whose
+        `configs` entry is a wait_for_readback partial also shows its readback PV's value and
+        alarm, the tolerance, offset and settle time limit, and whether it is within tolerance.
+        Never raises for an unreachable PV: its rows say why. One concurrent get, no put.
+        """
+        names = self._check_names(names)
+        waits = {pv: c for pv, c in wait_configs(configs or {}).items() if pv in names}
+        extra = list(dict.fromkeys(c.readback_pv for c in waits.values() if c.readback_pv not in names))
+        context = self._get_context()
+        replies = dict(zip(names + extra, context.get(names + extra, timeout=self.timeout, throw=False),
+                           strict=True))
+        found: dict[str, dict[str, str]] = {}
+        for pv in names:
+            found[pv] = _info.pv_fields(replies[pv], self.timeout)
+            if pv in waits:
+                found[pv].update(_info.readback_fields(replies[pv], waits[pv],
+                                                       replies[waits[pv].readback_pv], self.timeout))
+        return {"interface": _info.interface_fields(self.settings.as_dict(), context.conf(), __version__),
+                "vars": found}
 
     # ---- setting ----------------------------------------------------------------------------
 

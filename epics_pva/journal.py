@@ -188,7 +188,7 @@ class Journal:
         return {"path": str(self.path), "fsync": self.fsync}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(**state)
+        type(self).__init__(self, **state)
 
     def _open(self) -> int:
         # read access too: before each line the writer looks at the last byte for a cut-off line
@@ -282,6 +282,7 @@ class Journal:
                 flock(self._fd, LOCK_UN)
 
     def _ends_with_newline(self) -> bool:
+        assert self._fd is not None  # called with the file open
         size = os.fstat(self._fd).st_size
         return size == 0 or os.pread(self._fd, 1, size - 1) == b"\n"
 

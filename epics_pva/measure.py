@@ -239,7 +239,7 @@ def _read(context: Context, names: Sequence[str], timeout: float) -> dict[str, A
 def _readback_entry(samples: list[Sample], errors: list[str]) -> tuple[dict[str, Any], TraceStats]:
     stats = trace_stats(_trace(samples))
     alarms = alarm_summary((s.severity, s.message) for s in samples)
-    entry = {
+    entry: dict[str, Any] = {
         "update_rate_hz": stats.update_rate_hz,
         "noise_sigma": stats.noise_sigma,
         "mean": stats.mean,
@@ -347,6 +347,7 @@ def _step_target(set_pv: str, value: Any, size: float) -> float | str:
     for target in (current + size, current - size):
         if limits is None or limits[0] <= target <= limits[1]:
             return target
+    assert limits is not None  # with no limits the first target was returned
     return (f"neither {current:g} + {size:g} nor {current:g} - {size:g} is within the control "
             f"limits [{limits[0]:g}, {limits[1]:g}]")
 

@@ -236,6 +236,7 @@ def _inspect(check: PVCheck, value: Any, timeout: float) -> None:
 
 
 def _check_bounds(check: PVCheck) -> None:
+    assert check.bounds is not None  # called only for a setpoint with bounds
     low, high = check.bounds
     if check.limits is not None:
         lim_low, lim_high = check.limits

@@ -15,7 +15,7 @@ import os
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 __all__ = ["SettingSpec", "Settings", "defaults", "parse_setting", "specs"]
 
@@ -62,11 +62,12 @@ def _bounded(kind: type, gt: float | None = None, ge: float | None = None) -> Ca
             raise ValueError(f"must be {'an int' if kind is int else 'a number'} {bound}")
         if kind is int and not isinstance(value, numbers.Integral):
             raise ValueError(f"must be an int {bound}")
+        number = cast(float, value)  # a Real: compared as it is, so a huge int stays exact
         # an int is finite, and math.isfinite(10**400) would raise OverflowError
-        if not (isinstance(value, numbers.Integral) or math.isfinite(value)) or (gt is not None and not value > gt) or (
-                ge is not None and not value >= ge):
+        if not (isinstance(value, numbers.Integral) or math.isfinite(number)) or (gt is not None and not number > gt) or (
+                ge is not None and not number >= ge):
             raise ValueError(f"must be {bound} and finite")
-        if value > le:
+        if number > le:
             raise ValueError(f"must be <= {le:g} s" if kind is float else f"must be <= {le:,}")
         return kind(value)
 

@@ -30,7 +30,7 @@ __all__ = ["ReadbackTrace", "recording_traces", "wait_for_readback"]
 _log = logging.getLogger(__name__)
 
 
-class ReadbackTrace(dict):
+class ReadbackTrace(dict[str, Any]):
     """The readback updates one wait_for_readback saw, JSON-ready: ``{"readback": PV, "set_pv":
     PV, "set_value": number, "start": epoch s, "samples": [[server time s, value, client time s], ...]}``.
 
@@ -39,7 +39,7 @@ class ReadbackTrace(dict):
     """
 
 
-class TraceList(list):
+class TraceList(list[Any]):
     """The traces recorded in one `recording_traces` block, in order; `last` is the latest or None."""
 
     @property

@@ -10,7 +10,7 @@ import math
 import numbers
 import unicodedata
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from p4p import Value
@@ -18,7 +18,7 @@ from p4p import Value
 __all__ = ["SERVER_ID_FIELD", "PvInfo", "check_name", "coerce", "describe", "normalize", "show", "to_python"]
 
 # p4p type codes of integer value fields and the numpy types giving their ranges
-_INT_TYPES = {
+_INT_TYPES: dict[str, type[np.integer[Any]]] = {
     "b": np.int8, "B": np.uint8, "h": np.int16, "H": np.uint16,
     "i": np.int32, "I": np.uint32, "l": np.int64, "L": np.uint64,
 }
@@ -73,7 +73,7 @@ def to_python(value: Any) -> Any:
     plain `numpy.ndarray` copy; string arrays a list of str.
     """
     raw = _raw(value)
-    if _is_enum(raw):
+    if raw is not None and _is_enum(raw):
         index, choices = int(raw["value.index"]), list(raw["value.choices"])
         return choices[index] if 0 <= index < len(choices) else index
     if raw is not None:  # read the field itself: str() of a p4p wrapper adds its timestamp
@@ -194,12 +194,12 @@ def _number(value: Any, info: PvInfo) -> float | int:
         raise ValueError(f"{value!r} is a bool, but the PV holds a floating-point number")
     if isinstance(value, numbers.Integral) and not isinstance(value, bool):
         # Python ints are unbounded: math.isfinite/float() would raise OverflowError
-        if info.kind == "float" and abs(value) > _FLOAT_MAX_INT:
+        if info.kind == "float" and abs(int(value)) > _FLOAT_MAX_INT:
             raise ValueError(f"an integer of {len(str(abs(int(value))))} digits is beyond float range")
-        return value
+        return cast(int, value)  # an Integral (int, numpy integer): put as it is
     if not math.isfinite(value):
         raise ValueError(f"{value!r} is not a finite number")
-    return value
+    return cast(float, value)
 
 
 def _check_limits(value: float, info: PvInfo) -> None:
@@ -259,7 +259,7 @@ def _coerce_enum(value: Any, info: PvInfo) -> str | int:
             return value
         raise ValueError(f"{value!r} is not one of the PV's choices ({choices})")
     if isinstance(value, numbers.Integral) and not isinstance(value, bool):
-        if 0 <= value < len(info.choices):
+        if 0 <= int(value) < len(info.choices):
             return int(value)
         raise ValueError(f"index {value} is not a valid choice index (0..{len(info.choices) - 1})")
     raise ValueError(f"{show(value)} is neither a choice ({choices}) nor a choice index")

@@ -13,7 +13,7 @@ import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from .access import check_entries
 from .alarms import LIMIT_KEYS, AlarmLimits
@@ -164,7 +164,8 @@ class _Reader:
     def __init__(self, data: Any, where: str) -> None:
         if not isinstance(data, Mapping):
             raise ConfigError(f"{where}: expected a table, got {type(data).__name__}")
-        self.data, self.where, self.used = data, where, set()
+        self.data, self.where = data, where
+        self.used: set[str] = set()
 
     def fail(self, key: str, problem: str) -> ConfigError:
         return ConfigError(f"{self.where}: key '{key}' {problem}")
@@ -305,7 +306,7 @@ def _uncarried(text: str) -> str | None:
 
 def _text(r: _Reader, key: str, default: str) -> str:
     """A string PVAccess carries unchanged, of at most MAX_TEXT characters."""
-    value = r.get(key, (str,), default)
+    value: str = r.get(key, (str,), default)
     _check_text(r, key, value)
     return value
 
@@ -319,7 +320,7 @@ def _check_text(r: _Reader, key: str, value: str) -> None:
 
 
 def _precision(r: _Reader) -> int | None:
-    value = r.get("precision", (int,), None)
+    value: int | None = r.get("precision", (int,), None)
     if value is not None and not 0 <= value <= MAX_PRECISION:
         raise r.fail("precision", f"must be within [0, {MAX_PRECISION}] decimal places, got {_integer(value)}")
     return value
@@ -339,11 +340,11 @@ def _name(r: _Reader, key: str, required: bool = True) -> str | None:
     why = None if value is None else _uncarried(value)
     if why:
         raise r.fail(key, f"{why}, got {value!r}")
-    return value
+    return cast("str | None", value)
 
 
 def _setpoint(r: _Reader) -> SetpointConfig:
-    name = _name(r, "name")
+    name = cast(str, _name(r, "name"))  # required: a str, or ConfigError
     readback = _name(r, "readback", required=False)
     type_name = r.get("type", (str,), "double")
     try:
@@ -449,7 +450,7 @@ def _types_with(flag: str) -> str:
 
 
 def _observable(r: _Reader) -> ObservableConfig:
-    name = _name(r, "name")
+    name = cast(str, _name(r, "name"))  # required: a str, or ConfigError
     expression = r.get("expression", (str,), required=True)
     inputs = dict(r.get("inputs", (Mapping,), {}))
     for var, pv in inputs.items():
@@ -478,7 +479,8 @@ def _update_rate(r: _Reader) -> float | None:
     return r.number("update_rate", 0.0, positive=True)
 
 
-def _check_update_rates(source: str, setpoints, observables, settings: IOCSettings) -> None:
+def _check_update_rates(source: str, setpoints: tuple[Any, ...],
+                        observables: tuple[Any, ...], settings: IOCSettings) -> None:
     """A PV cannot post faster than the update loop steps."""
     tables = [("[[setpoint]]", i, sp) for i, sp in enumerate(setpoints)]
     tables += [("[[observable]]", i, ob) for i, ob in enumerate(observables)]
@@ -516,7 +518,8 @@ def _fault(r: _Reader, served: set[str], setpoints: set[str]) -> FaultConfig:
     return FaultConfig(pv, fault, None if at is None else float(at))
 
 
-def _check_names(source: str, setpoints, observables, settings: IOCSettings) -> None:
+def _check_names(source: str, setpoints: tuple[SetpointConfig, ...], observables: tuple[ObservableConfig, ...],
+                 settings: IOCSettings) -> None:
     seen: dict[str, str] = {}
 
     def claim(name: str, role: str) -> None:

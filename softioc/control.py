@@ -83,7 +83,7 @@ def parse_fault_spec(text: str) -> dict[str, Any]:
 class _Handler:
     """Runs `action(value)` for a client `rule` allows; a callable it returns runs after the put is completed."""
 
-    def __init__(self, action, rule: AccessRule, refused: Callable[[str, Any, str], None]) -> None:
+    def __init__(self, action: Callable[[Any], Any], rule: AccessRule, refused: Callable[[str, Any, str], None]) -> None:
         self._action, self._rule, self._refused = action, rule, refused
 
     def put(self, pv: SharedPV, op: Any) -> None:
@@ -124,11 +124,11 @@ class ControlPVs:
         self._post_lock = threading.Lock()  # the update loop and put handlers both publish
         string, integer, double = (NTScalar(code, extra=IDENTITY) for code in "sld")
 
-        def pv(nt, initial, handler=None):
+        def pv(nt: Any, initial: Any, handler: Any = None) -> SharedPV:
             return SharedPV(nt=nt, initial={"value": initial, IDENTITY_FIELD: identity},
                             handler=handler or _ReadOnly(), queue=queue)
 
-        def writable(action):
+        def writable(action: Callable[[Any], Any]) -> _Handler:
             return _Handler(action, rule, self._refused)
 
         self.pvs: dict[str, SharedPV] = {
@@ -157,7 +157,7 @@ class ControlPVs:
         self._audit.record_put(PutRecord(name, value, time.time(), self._clock(), REJECTED, message, peer=peer))
         _log.warning("%s", message)
 
-    def _arm(self, value: Any):
+    def _arm(self, value: Any) -> Callable[[], None]:
         armed = self._faults.arm_from_dict(parse_fault_spec(str(value)), fire=False)
         _log.info("fault armed over the wire on %s: %s", armed.pv, armed.fault)
         # fire after the put completes: an outage of the whole server would otherwise stop the
@@ -169,7 +169,7 @@ class ControlPVs:
         count = self._faults.clear(target or None)
         _log.info("cleared %d fault(s) over the wire (%s)", count, target or "all PVs")
 
-    def _restart(self, value: Any):
+    def _restart(self, value: Any) -> Callable[[], None]:
         downtime = float(value)
         if not 0.0 <= downtime <= 3600.0:
             raise ValueError(f"downtime must be within [0, 3600] s, got {downtime}")

@@ -70,7 +70,7 @@ def _free_port(host: str, kinds: tuple[int, ...]) -> int:
             finally:
                 for other in others:
                     other.close()
-            return port
+            return int(port)
         finally:
             first.close()
     raise EpicsBaseError(f"found no free port on {host} for {kinds}")

@@ -183,7 +183,7 @@ class FaultControl:
     def hold(self, pv: str, op: Any, value: Any, effect: PutEffect) -> None:
         """Keep `op` open as `effect` says; `value` is applied on completion unless already applied."""
         late = effect.complete_after is not None
-        delay = effect.complete_after if late else ABANDON_AFTER
+        delay = effect.complete_after if effect.complete_after is not None else ABANDON_AFTER
         with self._lock:
             self._held.append(HeldPut(pv, op, None if effect.apply else value, time.monotonic() + delay, late))
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -55,7 +55,7 @@ def _within_limits(cfg: Any, number: float) -> float:
         return number
     if getattr(cfg, "limit_action", "clamp") == "reject":
         raise PutRefused(f"{cfg.name}: {number!r} is outside the limits [{limits[0]!r}, {limits[1]!r}]")
-    return min(max(number, limits[0]), limits[1])
+    return cast(float, min(max(number, limits[0]), limits[1]))
 
 
 def _number(cfg: Any, value: Any) -> float:
@@ -102,8 +102,8 @@ def _coerce_enum(cfg: Any, value: Any) -> int:
     return int(index)
 
 
-def _initial_scalar(cast: Callable[[Any], Any]):
-    def check(value: Any, choices, length, limits) -> Any:
+def _initial_scalar(cast: Callable[[Any], Any]) -> Callable[..., Any]:
+    def check(value: Any, choices: Any, length: Any, limits: Any) -> Any:
         value = cast(value)
         if not math.isfinite(value):
             raise ValueError(f"must be finite, got {value!r}")
@@ -113,17 +113,17 @@ def _initial_scalar(cast: Callable[[Any], Any]):
     return check
 
 
-def _initial_enum(value: Any, choices: tuple[str, ...], length, limits) -> int:
+def _initial_enum(value: Any, choices: tuple[str, ...], length: Any, limits: Any) -> int:
     if isinstance(value, str):
         if value not in choices:
             raise ValueError(f"{value!r} is not one of the choices {list(choices)}")
         return choices.index(value)
     if not 0 <= value < len(choices):
         raise ValueError(f"index {value} is outside the {len(choices)} choices")
-    return value
+    return int(value)
 
 
-def _initial_array(value: Any, choices, length: int | None, limits) -> list[float]:
+def _initial_array(value: Any, choices: Any, length: int | None, limits: Any) -> list[float]:
     if len(value) != length or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in value):
         raise ValueError(f"must be a list of {length} numbers, got {value!r}")
     if not all(math.isfinite(x) for x in value):

@@ -13,14 +13,18 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from . import _guard
-from .config import IOCConfig, load_config
-from .server import SoftIOC
 
+if TYPE_CHECKING:
+    from .config import IOCConfig
+    from .server import SoftIOC
+
+# pytest imports this module in every session of an environment holding the package: p4p,
+# numpy and the soft IOC are imported inside the fixtures, only by the tests that use them
 _guard.ensure_this_package()
 
 
@@ -32,6 +36,9 @@ def demo_config_path() -> Path:
 @pytest.fixture
 def softioc_factory() -> Iterator[Callable[..., SoftIOC]]:
     """Call with a config (dict, path or IOCConfig) to get a started IOC; all stop at teardown."""
+    from .config import load_config
+    from .server import SoftIOC
+
     started: list[SoftIOC] = []
 
     def factory(config: Any, **kwargs: Any) -> SoftIOC:

@@ -379,6 +379,7 @@ class SoftIOC:
 
     def _alarm_of(self, name: str, overrides: Mapping[str, Any]) -> Any:
         """The alarm `name` publishes: an armed alarm fault's, else its computed one."""
+        assert self._sim is not None  # asked only while serving
         return overrides.get(name) or self._sim.alarms.get(name, OK)
 
     def _refresh_alarms(self, everything: bool = False) -> None:
@@ -437,6 +438,7 @@ class SoftIOC:
                 self._record(name, value, REJECTED, "soft IOC is stopping", peer=peer)
                 op.done(error=f"{name}: soft IOC is stopping")
                 return
+            assert self._sim is not None  # puts are served only once started
             try:
                 coerced = self._sim.devices[name].coerce(value)
             except PutRefused as exc:
@@ -466,6 +468,7 @@ class SoftIOC:
         op.done()
 
     def _apply(self, name: str, value: Any) -> None:
+        assert self._sim is not None  # puts are served only once started
         self._sim.apply(name, value)
         channel = self._channels[name]
         alarm = self._alarm_of(name, self.faults.alarms(time.monotonic()))
@@ -501,6 +504,7 @@ class SoftIOC:
             if serve_again:
                 self._serve_again_at = None
             sim = self._sim
+            assert sim is not None  # the update loop runs only once started
             for name, device in sim.devices.items():
                 device.faults = effects.get(name, NO_EFFECT)
             updates = sim.step()

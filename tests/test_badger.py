@@ -461,3 +461,46 @@ def test_badgers_forked_worker_runs_the_routine(ioc, plugin_root, tmp_path):
     puts = ioc.audit.puts()
     assert len(puts) == 2 + 6  # the parent's first evaluation, then three in the worker
     assert outcome["reads"] == pytest.approx(puts[-2].value if puts[-2].pv == "DEMO:Q1:SET" else puts[-1].value)
+
+
+# ---- the Info dialog -------------------------------------------------------------------------
+
+
+def test_the_info_dialog_shows_a_setpoint_its_readback_and_the_interface(ioc):
+    """What Badger's variable table shows: env.get_info([name])["vars"][name], rows of str: str."""
+    from datetime import datetime
+
+    from p4p.client.thread import Context
+
+    with Interface(timeout=2.0) as intf:
+        env = load_environment(DEMO_ENV)(interface=intf)
+        info = env.get_info(["DEMO:Q1:SET"])
+        rows = info["vars"]["DEMO:Q1:SET"]
+        assert all(isinstance(k, str) and isinstance(v, str) for k, v in rows.items())
+        assert rows["value"] == "-1.0" and rows["connected"] == "yes"
+        assert rows["control limits"] == "-2 to 2"
+        assert rows["alarm severity"] == "NO_ALARM (0)"
+        ctx = Context("pva", conf=ioc.client_conf(), useenv=False)
+        try:
+            stamp = ctx.get("DEMO:Q1:SET", timeout=2.0).timestamp
+        finally:
+            ctx.close()
+        assert datetime.fromisoformat(rows["timestamp"]).timestamp() == pytest.approx(stamp, abs=1e-3)
+        # the example environment passes its wait_for_readback config: readback and tolerance
+        assert rows["readback PV"] == "DEMO:Q1:RBV" and rows["tolerance"] == str(TOLERANCE)
+        assert rows["settle time limit"] == "15 s"
+        assert info["interface"]["read_only"] == "False" and info["interface"]["version"] == epics_pva.__version__
+        assert ioc.audit.puts() == []  # looking sends nothing
+        env.set_variables({"DEMO:Q1:SET": 1.0})  # validated: the readback settles first
+        rows = env.get_info(["DEMO:Q1:SET"])["vars"]["DEMO:Q1:SET"]
+        assert rows["value"] == "1.0" and rows["within tolerance"].startswith("yes")
+
+
+def test_info_remembers_the_configs_of_earlier_sets_and_reports_an_unreachable_pv(ioc):
+    config = load_environment(DEMO_ENV)._configs["DEMO:Q1:SET"]
+    with Interface(timeout=0.5) as intf:
+        assert "readback PV" not in intf.get_info(["DEMO:Q1:SET"])["vars"]["DEMO:Q1:SET"]
+        intf.set_values({"DEMO:Q1:SET": 0.5}, configs={"DEMO:Q1:SET": config})
+        found = intf.get_info(["DEMO:Q1:SET", "DEMO:NOWHERE"])["vars"]
+    assert found["DEMO:Q1:SET"]["readback PV"] == "DEMO:Q1:RBV"
+    assert found["DEMO:NOWHERE"]["connected"].startswith("no: no reply within 0.5 s")

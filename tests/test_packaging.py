@@ -28,6 +28,7 @@ def test_the_wheel_holds_only_epics_pva_and_softioc(tmp_path: Path) -> None:
     dist_info = {t for t in top if t.endswith(".dist-info")}
     assert len(dist_info) == 1 and top - dist_info == {"epics_pva", "softioc"}, sorted(top)
     assert "softioc/examples/demo.toml" in names  # package data still shipped
+    assert {"epics_pva/py.typed", "softioc/py.typed"} <= set(names)  # PEP 561: typed packages
     entry_points = zipfile.ZipFile(wheel).read(f"{dist_info.pop()}/entry_points.txt").decode()
     assert "pva-softioc" in entry_points
     assert "pva-bench" not in entry_points and "pva-soak" not in entry_points

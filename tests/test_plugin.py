@@ -78,3 +78,56 @@ def test_a_users_test_suite_gets_the_fixtures(tmp_path):
                             cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "3 passed" in result.stdout
+
+
+HEAVY = ("p4p", "numpy", "softioc.server", "softioc.config")
+
+
+def run_python(code: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+
+
+def test_importing_the_plugin_imports_neither_p4p_nor_the_soft_ioc():
+    done = run_python(f"import softioc.pytest_plugin, sys; print([m for m in {HEAVY!r} if m in sys.modules])")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
+def test_every_public_name_still_imports():
+    """`from softioc import X` works for each name in __all__, and dir() lists them."""
+    code = ("import softioc, sys\n"
+            "names = list(softioc.__all__)\n"
+            "assert names and set(names) == set(softioc._EXPORTS), names\n"
+            "assert set(names) <= set(dir(softioc))\n"
+            "exec('from softioc import ' + ', '.join(names))\n"
+            "assert all(getattr(softioc, n) is not None for n in names)\n"
+            "from softioc import *\n"
+            "print(len(names), 'p4p' in sys.modules)")
+    done = run_python(code)
+    assert done.returncode == 0, done.stderr
+    count, loaded_p4p = done.stdout.split()
+    assert int(count) >= 10 and loaded_p4p == "True"  # SoftIOC itself is p4p's: resolved for real
+
+
+def test_an_unknown_name_is_an_attribute_error():
+    import softioc
+
+    with pytest.raises(AttributeError, match="'softioc' has no attribute 'NoSuchThing'"):
+        softioc.NoSuchThing  # noqa: B018
+
+
+def test_a_pytest_session_without_the_fixtures_never_imports_p4p(tmp_path):
+    """The plugin loads in a user's session; p4p stays out until a test asks for a fixture."""
+    (tmp_path / "test_light.py").write_text(textwrap.dedent(f'''
+        import sys
+
+        import softioc.pytest_plugin
+
+        def test_nothing_heavy_loaded(request):
+            assert request.config.pluginmanager.get_plugin("softioc") is softioc.pytest_plugin
+            assert [m for m in {HEAVY!r} if m in sys.modules] == []
+    '''))
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_light.py"],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "1 passed" in result.stdout

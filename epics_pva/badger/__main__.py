@@ -13,6 +13,7 @@ import os
 import sys
 import tempfile
 from collections.abc import Sequence
+from typing import Any
 
 from .._cli import count, json_object, program_name
 from .plugin import install_plugin
@@ -105,7 +106,7 @@ def _run(args: argparse.Namespace) -> int:
     return _run_configured(args, generator_params, args.workdir)
 
 
-def _run_configured(args: argparse.Namespace, generator_params: dict, workdir: str | None) -> int:
+def _run_configured(args: argparse.Namespace, generator_params: dict[str, Any], workdir: str | None) -> int:
     from .runner import archive, configure_badger, result_table, run_routine
 
     configure_badger(args.settings, plugin_root=args.plugin_root, workdir=workdir)

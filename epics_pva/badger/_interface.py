@@ -63,7 +63,8 @@ class _Interface(badger_interface.Interface):
 
     _conf: dict[str, str] | None = PrivateAttr(default=None)
     _pva: PvaInterface | None = PrivateAttr(default=None)
-    _history: deque = PrivateAttr(default_factory=lambda: deque(maxlen=100))
+    _history: deque[dict[str, SetResult]] = PrivateAttr(default_factory=lambda: deque(maxlen=100))
+    _configs: dict[str, Any] = PrivateAttr(default_factory=dict)  # each PV's latest validation
 
     def __init__(self, conf: Mapping[str, str] | None = None, **data: Any) -> None:
         if conf is not None and not isinstance(conf, Mapping):
@@ -145,6 +146,8 @@ class _Interface(badger_interface.Interface):
         configs: Mapping[str, ValidationFunction | None] | None = None,
     ) -> dict[str, SetResult]:
         """Set PVs and validate them with ``configs``; every PV's outcome (see epics_pva.Interface)."""
+        if isinstance(configs, Mapping):  # get_info shows each setpoint's readback from then on
+            self._configs.update({pv: fn for pv, fn in configs.items() if fn is not None})
         try:
             results = self._interface().set_values(channel_inputs, configs=configs)
         except SetValuesError as exc:
@@ -165,6 +168,18 @@ class _Interface(badger_interface.Interface):
         self._history.append({channel_name: result})
         return result
 
+    def get_info(
+        self, channels: Iterable[str], configs: Mapping[str, Any] | None = None
+    ) -> dict[str, dict[str, Any]]:
+        """Badger's InterfaceInfo for its variable table's Info dialog (see epics_pva.Interface.get_info).
+
+        ``{"interface": {setting: str}, "vars": {pv: {field: str}}}``. A setpoint shows its
+        readback and tolerance when its wait_for_readback partial is in ``configs`` or was
+        given to an earlier set_values; an environment may pass its configs here to show
+        them before any set (the example environment does).
+        """
+        return self._interface().get_info(channels, configs={**self._configs, **(configs or {})})
+
     def reset_interface(self) -> None:
         """Drop the client context (Badger calls this in its worker process); the next call opens a fresh one."""
         pva = self._pva
@@ -175,7 +190,7 @@ class _Interface(badger_interface.Interface):
         """Close the client context and threads; the interface reconnects if used again."""
         self.reset_interface()
 
-    def __enter__(self) -> Interface:
+    def __enter__(self) -> _Interface:
         return self
 
     def __exit__(self, *exc_info: object) -> None:

@@ -66,7 +66,8 @@ def load_environment(spec: str | os.PathLike[str]) -> type:
         except ImportError as exc:
             raise BadgerEnvironmentError(f"{text}: cannot import environment module: {exc}") from exc
     try:
-        return getattr(module, attr)
+        found: type = getattr(module, attr)
+        return found
     except AttributeError:
         raise BadgerEnvironmentError(f"{spec}: module {module.__name__!r} has no {attr!r}") from None
 

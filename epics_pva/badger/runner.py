@@ -70,7 +70,7 @@ def run_routine(
     env_params: Mapping[str, Any] | None = None,
     verbose: int = 0,
     close: bool = True,
-):
+) -> Any:
     """Run ``evaluations`` evaluations (the initial point included) of a routine; return it.
 
     ``environment`` is the name of an environment plugin under the configured plugin root.
@@ -139,19 +139,19 @@ def run_routine(
     return routine
 
 
-def archive(routine) -> Path:
+def archive(routine: Any) -> Path:
     """Save the run in Badger's archive (where the GUI finds it); return the file."""
     from badger.archive import archive_run
 
     run = archive_run(routine)
-    return Path(run["path"]) / run["filename"]
+    return Path(run["path"]) / str(run["filename"])
 
 
-def result_table(routine) -> str:
+def result_table(routine: Any) -> str:
     """The routine's data (variables and observables per evaluation) as text."""
     vocs = routine.vocs
     columns = [*vocs.variable_names, *vocs.output_names]
     data = routine.data
     if data is None or data.empty:
         return "(no evaluations)\n"
-    return data[[c for c in columns if c in data.columns]].to_string() + "\n"
+    return str(data[[c for c in columns if c in data.columns]].to_string()) + "\n"

@@ -24,3 +24,7 @@ class Environment(environment.Environment):
 
     def set_variables(self, variable_inputs):
         self.interface.set_values(variable_inputs, configs=self._configs)
+
+    def get_info(self, variable_names):
+        # the Info dialog then shows each setpoint's readback and tolerance before any set
+        return self.interface.get_info(variable_names, configs=self._configs)

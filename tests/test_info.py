@@ -1,0 +1,99 @@
+"""Interface.get_info: an operator's Info rows of each PV, read from a real p4p server."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from functools import partial
+
+import pytest
+from p4p.client.thread import Context
+from p4p.nt import NTScalar
+from p4p.server import Server
+from p4p.server.thread import SharedPV
+
+from epics_pva import Interface, InvalidInputError, __version__, wait_for_readback
+from epics_pva.info import SERVER_ADDRESS
+
+STAMP = 1700000000.25  # 2023-11-14T22:13:20.250 UTC
+
+
+class Recording:
+    """A put handler that records every put reaching the server (none should, for get_info)."""
+
+    def __init__(self) -> None:
+        self.puts: list[object] = []
+
+    def put(self, pv, op):
+        self.puts.append(float(op.value()))
+        pv.post(op.value())
+        op.done()
+
+
+@pytest.fixture
+def server():
+    nt = NTScalar("d", display=True, control=True, valueAlarm=True)
+    handler = Recording()
+    setpoint = SharedPV(nt=nt, handler=handler, initial=nt.wrap(
+        {"value": 4.5, "display.units": "mm", "control.limitLow": -5.0, "control.limitHigh": 5.0,
+         "alarm.severity": 2, "alarm.message": "HIHI"}, timestamp=STAMP))
+    readback = SharedPV(nt=NTScalar("d"), initial=4.52)
+    with Server(providers=[{"X:SET": setpoint, "X:RBV": readback}], isolate=True) as srv:
+        srv.handler = handler
+        yield srv
+
+
+def test_every_row_of_a_pv_in_alarm_is_text(server):
+    with Interface(conf=server.conf(), timeout=2.0) as interface:
+        info = interface.get_info(["X:SET"])
+    rows = info["vars"]["X:SET"]
+    assert all(isinstance(k, str) and isinstance(v, str) for k, v in rows.items())
+    assert rows["value"] == "4.5" and rows["units"] == "mm" and rows["control limits"] == "-5 to 5"
+    assert rows["alarm severity"] == "MAJOR (2)" and rows["alarm message"] == "HIHI"
+    assert datetime.fromisoformat(rows["timestamp"]).timestamp() == STAMP
+    assert rows["connected"] == "yes" and rows["server"] == SERVER_ADDRESS
+    assert "readback PV" not in rows  # no wait_for_readback config given
+    assert info["interface"]["version"] == __version__ and info["interface"]["timeout"] == "2.0"
+    assert info["interface"]["EPICS_PVA_ADDR_LIST"].startswith(server.conf()["EPICS_PVA_ADDR_LIST"])
+    assert server.handler.puts == []
+
+
+def test_a_setpoint_with_a_wait_for_readback_config_shows_its_readback(server):
+    config = partial(wait_for_readback, readback_pv="X:RBV", tolerance=0.05, count_down=3, offset=0)
+    with Interface(conf=server.conf(), timeout=2.0) as interface:
+        rows = interface.get_info(["X:SET"], configs={"X:SET": config})["vars"]["X:SET"]
+        assert rows["readback PV"] == "X:RBV" and rows["readback"] == "4.52"
+        assert rows["tolerance"] == "0.05" and rows["settle time limit"] == "3 s"
+        assert rows["within tolerance"].startswith("yes (off by 0.02")
+        ctx = Context("pva", conf=server.conf(), useenv=False)
+        try:
+            ctx.put("X:SET", 1.0, timeout=2.0)  # the readback stays at 4.52: now far off
+        finally:
+            ctx.close()
+        rows = interface.get_info(["X:SET"], configs={"X:SET": config})["vars"]["X:SET"]
+    assert rows["value"] == "1.0" and rows["within tolerance"].startswith("no (off by 3.52")
+    assert server.handler.puts == [1.0]  # the test's own put; get_info sent none
+
+
+def test_an_unreachable_pv_says_why_and_the_others_still_show(server):
+    with Interface(conf=server.conf(), timeout=0.5) as interface:
+        found = interface.get_info(["NO:SUCH:PV", "X:RBV"])["vars"]
+    assert list(found) == ["NO:SUCH:PV", "X:RBV"]
+    assert found["NO:SUCH:PV"]["connected"] == "no: no reply within 0.5 s (unknown PV, or its server is down)"
+    assert found["X:RBV"]["value"] == "4.52" and found["X:RBV"]["units"] == "none published"
+    assert found["X:RBV"]["control limits"] == "none published"
+
+
+def test_bad_names_are_refused_naming_them(server):
+    with Interface(conf=server.conf(), timeout=0.5) as interface:
+        with pytest.raises(InvalidInputError, match="'X:SET'"):
+            interface.get_info("X:SET")
+        with pytest.raises(InvalidInputError, match="X:SET.*more than once"):
+            interface.get_info(["X:SET", "X:SET"])
+
+
+def test_a_config_with_a_tolerance_that_is_no_number_is_shown_as_given(server):
+    config = partial(wait_for_readback, readback_pv="X:RBV", tolerance="close", count_down=3, offset=0)
+    with Interface(conf=server.conf(), timeout=2.0) as interface:
+        rows = interface.get_info(["X:SET"], configs={"X:SET": config})["vars"]["X:SET"]
+    assert rows["tolerance"] == "'close' (not a number)" and "within tolerance" not in rows
+    assert rows["readback"] == "4.52"
