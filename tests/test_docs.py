@@ -255,3 +255,11 @@ def test_a_failing_example_is_caught(tmp_path: Path) -> None:
         assert run_block(Block(page, 1, "python", text, marker), work, tmp_path, {}).returncode != 0, marker
     failing = Block(page, 2, "python", "def test_no():\n    assert False\n", "pytest")
     assert run_pytest([failing], work).returncode != 0
+
+
+def test_the_demo_of_the_first_command_runs(tmp_path: Path) -> None:
+    # the first command is venv + install + this script; the install is what the test run has
+    done = subprocess.run([sys.executable, str(REPO / "examples" / "demo.py")], cwd=tmp_path,
+                          env=environment(None), capture_output=True, text=True, timeout=BLOCK_TIMEOUT)
+    check(done, "examples/demo.py")
+    assert "# ready" in done.stdout and "InvalidInputError" in done.stdout, done.stdout
