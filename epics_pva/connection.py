@@ -89,11 +89,12 @@ class Connection:
     def _drop(self) -> None:
         context, pool = self._context, self._pool
         self._context = self._pool = None
-        self._forget()
         if self._pid != os.getpid():
+            self._forget()
             return  # inherited from the parent process: its threads do not exist here
         if context is not None:
             mark_closed(context)  # wake waiters on it first: they fail, saying why
+        self._forget()  # after marking: no check can start on this context again
         if pool is not None:
             # running tasks end on their own: their puts fail once the context is closed
             pool.shutdown(wait=False, cancel_futures=True)

@@ -3,7 +3,10 @@
 Messages are written for the operator who reads them in Badger's error dialog::
 
     EpicsPvaError                 base of everything raised on purpose
-    +-- InvalidInputError         refused before anything was sent (also a ValueError)
+    +-- InvalidInputError         refused before anything was sent (also a ValueError);
+    |   |                         a set's `results` say every PV was not_attempted, and why
+    |   +-- NotConnectedError     ... because PVs were unreachable or disconnected (also a
+    |                             SetValuesError: one `except SetValuesError` sees every outcome)
     +-- ReadError                 one or more PVs could not be read
     +-- PutError                  one PV's put failed (rejected, type mismatch, ...)
     |   +-- PutTimeoutError       every attempt of one PV's put timed out (also a TimeoutError)
@@ -25,6 +28,7 @@ from .values import show as _show
 __all__ = [
     "EpicsPvaError",
     "InvalidInputError",
+    "NotConnectedError",
     "ReadError",
     "PutError",
     "PutTimeoutError",
@@ -41,13 +45,21 @@ class EpicsPvaError(Exception):
 
 
 class InvalidInputError(EpicsPvaError, ValueError):
-    """Inputs refused before any put was sent; `problems` maps each bad PV name (or input) to why."""
+    """Inputs refused before any put was sent; `problems` maps each bad PV name (or input) to why.
 
-    def __init__(self, problems: Mapping[str, str], what: str = "set") -> None:
+    From a set, `results` holds every PV's outcome (status not_attempted, `reason` saying why),
+    in the order given; it is empty for a refused read or a malformed call.
+    """
+
+    _kind = "invalid input(s)"
+
+    def __init__(self, problems: Mapping[str, str], what: str = "set",
+                 results: Mapping[str, SetResult] | None = None) -> None:
         self.problems = dict(problems)
-        lines = [f"Refused to {what} anything: {len(self.problems)} invalid input(s)"]
+        self.results = dict(results or {})
+        lines = [f"Refused to {what} anything: {len(self.problems)} {self._kind}"]
         lines += [f"  {name}: {why}" for name, why in self.problems.items()]
-        super().__init__("\n".join(lines))
+        Exception.__init__(self, "\n".join(lines))
 
 
 class ReadError(EpicsPvaError):
@@ -105,7 +117,8 @@ class SetValuesError(EpicsPvaError):
         ]
         lines += [f"  {r.error}" for r in failed]
         lines += [
-            f"  {r.pv} = {_show(r.value)}: not attempted (sequential mode stops at the first failure)"
+            f"  {r.pv} = {_show(r.value)}: not attempted "
+            f"({r.reason or 'sequential mode stops at the first failure'})"
             for r in skipped
         ]
         super().__init__("\n".join(lines))
@@ -114,6 +127,22 @@ class SetValuesError(EpicsPvaError):
     def failed(self) -> dict[str, SetResult]:
         """The outcomes of the PVs that failed."""
         return {pv: r for pv, r in self.results.items() if r.status == Status.FAILED}
+
+
+class NotConnectedError(InvalidInputError, SetValuesError):
+    """A set refused before any put because PVs are unreachable or disconnected (or the context
+    was closed under the check).
+
+    `problems` maps each such PV (and any bad input) to why; `results` holds every PV's
+    outcome, all not_attempted with their `reason`. Caught as InvalidInputError (nothing was
+    sent) and as SetValuesError (every PV's outcome).
+    """
+
+    _kind = "refused input(s): PV(s) not connected"
+
+    def __init__(self, problems: Mapping[str, str], what: str = "set",
+                 results: Mapping[str, SetResult] | None = None) -> None:
+        InvalidInputError.__init__(self, problems, what, results)
 
 
 class BadgerEnvironmentError(EpicsPvaError, ValueError):

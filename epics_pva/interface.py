@@ -24,16 +24,18 @@ from .errors import (
     ContextClosedError,
     EpicsPvaError,
     InvalidInputError,
+    NotConnectedError,
     PutError,
     PutTimeoutError,
     ReadError,
     SetValuesError,
     ValidationError,
 )
+from .metadata import MetadataCache
 from .readings import CLIENT_STATUS, INVALID, NO_ALARM, AlarmMemory, Reading, alarm_of, timestamp_of
 from .results import SetResult, Status
 from .settings import Settings, specs
-from .values import PvInfo, check_name, coerce, describe, normalize, show, to_python
+from .values import PvInfo, check_name, coerce, normalize, show, to_python
 
 __all__ = ["Interface", "Reading", "SetResult", "ValidationFunction"]
 
@@ -59,7 +61,8 @@ class Interface:
 
     Takes the keyword arguments of `Settings` (all optional; see settings.py for each one's
     meaning and unit): `read_only`, `parallel`, `timeout`, `put_attempts`, `retry_delay`,
-    `conf`, `nan_on_read_error`, `max_workers`, `metadata_max_age`; or a ready `settings`.
+    `conf`, `nan_on_read_error`, `max_workers`, `monitor_limit`, `monitor_idle` (and the no-op
+    `metadata_max_age`); or a ready `settings`.
     They are checked once (ValueError naming the setting) and readable as attributes
     (`interface.timeout`); to change one, build a new Interface from `settings.replace(...)`.
 
@@ -73,10 +76,10 @@ class Interface:
         if settings is not None and not isinstance(settings, Settings):
             raise TypeError(f"settings must be a Settings, not {type(settings).__name__}")
         self.settings = settings if settings is not None else Settings(**kwargs)
-        self._metadata: dict[str, tuple[float, PvInfo]] = {}  # pv -> (monotonic read time, info)
+        # a monitor per PV set: its type, limits and connection, pushed by the server
+        self._monitors = MetadataCache(self.settings.monitor_limit, self.settings.monitor_idle)
         self._connection = Connection(self.settings.conf, self.settings.max_workers,
-                                      on_close=self._metadata.clear)
-        self._lock = self._connection.lock
+                                      on_close=self._monitors.close)
         self._alarms = AlarmMemory()  # each PV's last alarm: log a change once, not every read
 
     def __repr__(self) -> str:
@@ -221,9 +224,11 @@ class Interface:
     ) -> dict[str, SetResult]:
         """Set PVs to values, validate each with configs[pv] if given, and report every outcome.
 
-        All inputs are checked first (name, type, finiteness, the PV's control limits); if any
-        is bad, InvalidInputError is raised and nothing is sent. Returns {pv: SetResult} in the
-        order given; if any PV fails, raises SetValuesError carrying every PV's outcome.
+        All inputs are checked first (name, type, finiteness, the PV's control limits, as its
+        monitor last pushed them); if any is bad, InvalidInputError is raised and nothing is
+        sent, or NotConnectedError if PVs are unreachable or disconnected; both carry every
+        PV's outcome (not_attempted, with its reason) in `.results`. Returns {pv: SetResult}
+        in the order given; if any PV fails, raises SetValuesError carrying every PV's outcome.
         An empty dict sets nothing and returns {}. configs keys not being set are ignored.
         """
         results = self._set(inputs, configs)
@@ -271,9 +276,10 @@ class Interface:
         return results
 
     def _prepare(self, context: Context, inputs: Mapping[str, Any]) -> dict[str, Any]:
-        """Check every input against its PV (read once) and return the values to put.
+        """Check every input against its PV's monitor and return the values to put.
 
-        Raises InvalidInputError listing every bad input; nothing has been sent then.
+        Raises InvalidInputError (NotConnectedError if a PV cannot be reached) listing every
+        bad input, with every PV's outcome in `.results`; nothing has been sent then.
         """
         problems: dict[str, str] = {}
         staged: dict[str, Any] = {}
@@ -287,39 +293,40 @@ class Interface:
             except ValueError as exc:
                 problems[pv] = str(exc)
         planned: dict[str, Any] = {}
-        infos = self._describe(context, list(staged), problems)
+        infos, unreachable = self._describe(context, list(staged))
         for pv, info in infos.items():
             try:
                 planned[pv] = coerce(staged[pv], info)
             except ValueError as exc:
                 problems[pv] = str(exc)
+        problems.update(unreachable)
         if problems:
-            raise InvalidInputError(problems)
+            results = {}
+            for pv, value in inputs.items():
+                key = pv if isinstance(pv, str) else show(pv)
+                reason = problems.get(key) or f"not sent: {len(problems)} other input(s) refused"
+                results[key] = SetResult(key, value, NOT_ATTEMPTED, reason=reason)
+            refused = NotConnectedError if unreachable else InvalidInputError
+            raise refused({k: problems[k] for k in results if k in problems}, results=results)
         return {pv: planned[pv] for pv in inputs}
 
-    def _describe(self, context: Context, names: list[str], problems: dict[str, str]) -> dict[str, PvInfo]:
-        """What each PV accepts (type, limits), from the cache or one concurrent read of the stale ones."""
-        now = time.monotonic()
-        with self._lock:
-            cached = {pv: self._metadata.get(pv) for pv in names}
-        infos = {pv: entry[1] for pv, entry in cached.items()
-                 if entry is not None and now - entry[0] < self.metadata_max_age}
-        stale = [pv for pv in names if pv not in infos]
-        if stale:
-            replies = context.get(stale, timeout=self.timeout, throw=False)
-            for pv, reply in zip(stale, replies, strict=True):
-                if isinstance(reply, BaseException):
-                    problems[pv] = f"cannot read the PV: {_read_failure(reply, self.timeout)}"
-                    continue
-                infos[pv] = describe(reply)
-            with self._lock:
-                self._metadata.update((pv, (now, infos[pv])) for pv in stale if pv in infos)
-        return {pv: infos[pv] for pv in names if pv in infos}
+    def _describe(self, context: Context, names: list[str]) -> tuple[dict[str, PvInfo], dict[str, str]]:
+        """What each PV accepts (type, limits) from its monitor, and why the others cannot be set.
 
-    def _forget(self, pv: str) -> None:
-        """Drop a PV's cached type and limits (after a failed put: the PV may have changed)."""
-        with self._lock:
-            self._metadata.pop(pv, None)
+        A PV seen before costs no round trip; new ones are subscribed concurrently and
+        waited for, as are disconnected ones, at most `timeout` seconds in all.
+        """
+        found = self._monitors.lookup(context, names, self.timeout)
+        return found.infos, found.problems
+
+    def latest_values(self, names: Iterable[str]) -> dict[str, Any]:
+        """{pv: value} of the given PVs as their monitors last pushed them (plain Python).
+
+        Called between a set's check and its puts (as a journal of "before" values would),
+        these are the values before the set, with no round trip; PVs never set through this
+        interface, or disconnected, are left out.
+        """
+        return self._monitors.latest(names)
 
     def _set_in_order(
         self, context: Context, planned: Mapping[str, Any],
@@ -330,9 +337,13 @@ class Interface:
         failed = False
         for pv, value in planned.items():
             if failed:
-                results[pv] = SetResult(pv, value, NOT_ATTEMPTED)
+                results[pv] = SetResult(pv, value, NOT_ATTEMPTED,
+                                        reason="sequential mode stops at the first failure")
                 continue
-            results[pv] = self._set_one(context, pv, value, functions.get(pv))
+            try:
+                results[pv] = self._set_one(context, pv, value, functions.get(pv))
+            except Exception as exc:  # noqa: BLE001 - a bug or p4p surprise: this PV's outcome
+                results[pv] = self._unexpected(pv, value, exc)
             failed = results[pv].status == FAILED
         return results
 
@@ -349,9 +360,15 @@ class Interface:
         names = list(planned)
         for pv in names:
             _log.debug("put %s = %s (attempt 1 of %d)", pv, show(planned[pv]), self.put_attempts)
-        replies = put_many(context, names, [planned[pv] for pv in names], self.timeout)
-        futures: dict[str, Future[SetResult] | None] = {}
+        try:
+            replies: list[Any] = put_many(context, names, [planned[pv] for pv in names], self.timeout)
+        except Exception as exc:  # noqa: BLE001 - unexpected: every PV's put failed with it
+            replies = [exc] * len(names)
+        futures: dict[str, Future[SetResult] | SetResult | None] = {}
         for pv, reply in zip(names, replies, strict=True):
+            if reply is None and functions.get(pv) is None:  # done, nothing to validate: no task
+                futures[pv] = SetResult(pv, planned[pv], SET, 1, elapsed=time.monotonic() - start)
+                continue
             try:
                 futures[pv] = self._get_pool().submit(
                     self._set_one, context, pv, planned[pv], functions.get(pv), reply, start)
@@ -362,12 +379,21 @@ class Interface:
             try:
                 if future is None:
                     raise CancelledError
-                results[pv] = future.result()
+                results[pv] = future if isinstance(future, SetResult) else future.result()
             except CancelledError:
                 value = planned[pv]
                 error = PutError(pv, value, "not validated: the interface was closed", attempts=1)
                 results[pv] = SetResult(pv, value, FAILED, 1, error=error)
+            except Exception as exc:  # noqa: BLE001 - a bug or p4p surprise: this PV's outcome
+                results[pv] = self._unexpected(pv, planned[pv], exc)
         return results
+
+    def _unexpected(self, pv: str, value: Any, exc: Exception) -> SetResult:
+        """The outcome of a PV whose put or check raised what nothing expected: failed, saying so."""
+        _log.error("setting %s = %s raised %r", pv, show(value), exc, exc_info=exc)
+        error = PutError(pv, value, f"unexpected error: {type(exc).__name__}: {exc}", attempts=1)
+        error.__cause__ = exc
+        return SetResult(pv, value, FAILED, 1, error=error)
 
     def _put_error(self, pv: str, value: Any, exc: BaseException, attempts: int) -> PutError:
         """The error for a put that failed for a reason other than a timeout (never retried)."""
@@ -390,8 +416,6 @@ class Interface:
 
         def failed(error: EpicsPvaError) -> SetResult:
             _log.warning("%s", error)
-            if not isinstance(error, ValidationError):
-                self._forget(pv)
             return SetResult(pv, value, FAILED, attempts, error=error,
                              elapsed=time.monotonic() - start)
 

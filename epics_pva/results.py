@@ -14,7 +14,7 @@ class Status(str, Enum):
 
     SET = "set"
     FAILED = "failed"
-    NOT_ATTEMPTED = "not_attempted"  # sequential mode stopped at an earlier failure
+    NOT_ATTEMPTED = "not_attempted"  # nothing sent: an earlier failure, or inputs refused
     READ_ONLY = "read_only"  # read-only mode: nothing sent
 
     def __str__(self) -> str:
@@ -27,7 +27,8 @@ class SetResult:
 
     `status` is a Status (set, failed, not_attempted or read_only); `attempts` counts the
     puts sent; `elapsed` is the time spent on this PV in seconds (puts, retries and
-    validation); `error` is an epics_pva error when the PV failed.
+    validation); `error` is an epics_pva error when the PV failed; `reason` says why a PV
+    was not attempted (empty otherwise).
     """
 
     pv: str
@@ -37,6 +38,7 @@ class SetResult:
     validation_result: Any = None
     error: Exception | None = None
     elapsed: float = 0.0
+    reason: str = ""
 
     @property
     def ok(self) -> bool:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import numbers
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -80,6 +81,16 @@ def _setting(default: Any, doc: str, check: Callable[[Any], Any], variable: str 
     return field(default=default, metadata={"spec": spec}, hash=check is not _conf)
 
 
+_warned: set[str] = set()
+
+
+def _deprecated_once(message: str) -> None:
+    """Warn (DeprecationWarning) the first time this process builds Settings with `message`."""
+    if message not in _warned:
+        _warned.add(message)
+        warnings.warn(message, DeprecationWarning, stacklevel=4)
+
+
 def _env(name: str) -> str:
     return f"EPICS_PVA_INTERFACE_{name.upper()}"
 
@@ -107,9 +118,15 @@ class Settings:
     max_workers: int = _setting(
         64, "threads of parallel mode at most (each PV of a call gets its own up to this)",
         _bounded(int, ge=1), ge=1)
+    monitor_limit: int = _setting(
+        10_000, "PVs whose type, limits and connection are monitored at once (least recently set "
+        "dropped first)", _bounded(int, ge=1), ge=1)
+    monitor_idle: float = _setting(
+        600.0, "seconds after which the monitor of a PV not set since is closed",
+        _bounded(float, gt=0), gt=0)
     metadata_max_age: float = _setting(
-        0.0, "seconds a PV's type and limits read before a set may be trusted (0: read each time)",
-        _bounded(float, ge=0), ge=0)
+        0.0, "no effect, kept for compatibility: the monitors keep type and limits fresh "
+        "(a value other than 0 warns once)", _bounded(float, ge=0), ge=0)
     conf: dict[str, str] | None = _setting(
         None, "p4p client configuration (EPICS_PVA_* keys) used instead of the environment", _conf)
 
@@ -121,6 +138,9 @@ class Settings:
             except ValueError as exc:
                 raise ValueError(f"{f.name} {exc}, not {value!r}") from None
             object.__setattr__(self, f.name, checked)
+        if self.metadata_max_age != 0:
+            _deprecated_once("metadata_max_age has no effect any more: each PV set is monitored, "
+                             "so its type and limits are always fresh; drop the setting")
 
     def replace(self, **changes: Any) -> Settings:
         """A copy with some settings changed, checked like any other."""

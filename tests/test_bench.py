@@ -80,7 +80,7 @@ def test_ratios_and_times_are_sane(quick_run: tuple[dict, str, Path]) -> None:
     for row in results["get_values"]["rows"]:
         assert row["raw_ms"] > 0 and row["interface_ratio"] > 0
     for row in results["set_values"]["rows"]:
-        assert row["parallel_ratio"] > 0 and row["serial_ratio"] > 0
+        assert row["parallel_ratio"] > 0 and row["serial_ratio"] > 0 and row["naive_over_parallel"] > 0
     validated = results["validated_set"]
     assert validated["ideal_ms"] > 0
     for row in validated["rows"]:
@@ -117,18 +117,24 @@ def test_plot_without_matplotlib_says_so(quick_run: tuple[dict, str, Path], tmp_
 def test_targets_say_met_missed_or_not_measured() -> None:
     results = {
         "get_values": {"rows": [{"n": 100, "interface_ratio": 1.1}]},
-        "set_values": {"rows": [{"n": 100, "parallel_ratio": 1.3, "cached_ratio": 1.05}]},
-        "validated_set": {"rows": []},
+        "set_values": {"rows": [{"n": 100, "parallel_ratio": 1.05, "naive_over_parallel": 30.0}]},
+        "validated_set": {"rows": [{"n": 50, "parallel_minus_raw_ms": 2.0}]},
         "settle_latency": {"wait_for_readback": {"median_ms": 6.0}},
     }
     notes = {t["name"]: (t["met"], t["note"]) for t in evaluate(results)}
-    assert list(notes.values()) == [
-        (True, "1.10x: met"),
-        (False, "1.30x: missed by 0.15x"),
-        (True, "1.05x: met"),
-        (None, "not measured in this run (sizes too small)"),
-        (False, "6.00 ms: missed by 1.00 ms"),
-    ]
+    unmeasured = (None, "not measured in this run (sizes too small)")
+    assert notes == {
+        "get_values(10) vs raw p4p": unmeasured,
+        "get_values(100) vs raw p4p": (False, "1.10x: missed by 0.05x"),
+        "get_values(1000) vs raw p4p": unmeasured,
+        "set_values(10), no validation, default settings, vs raw p4p": unmeasured,
+        "set_values(100), no validation, default settings, vs raw p4p": (True, "1.05x: met"),
+        "set_values(1000), no validation, default settings, vs raw p4p": unmeasured,
+        "validated parallel set of 50 minus raw p4p doing the same with monitors": (True, "2.00 ms: met"),
+        "validated parallel set of 50 minus the ideal": unmeasured,
+        "naive vs ours set_values(100)": (False, "30.00x: missed by 10.00x"),
+        "settle detection median latency": (False, "6.00 ms: missed by 1.00 ms"),
+    }
 
 
 def test_interleaved_alternates_order_and_skips_warmup() -> None:

@@ -20,6 +20,7 @@ import pytest
 from epics_pva import (
     Interface,
     InvalidInputError,
+    NotConnectedError,
     PutError,
     PutTimeoutError,
     SetValuesError,
@@ -174,11 +175,16 @@ def test_fault_cell(soft_ioc, name, parallel, validate):
     audit = {pv: [r.outcome for r in soft_ioc.audit.puts(pv)] for pv in PVS}
 
     if fault.refused:  # a PV cannot be read: the whole call is refused before any put
-        assert type(outcome) is InvalidInputError
+        assert type(outcome) is NotConnectedError
         assert set(outcome.problems) == set(fault.refused)
         assert all("cannot read the PV" in why for why in outcome.problems.values())
         assert named_in(str(outcome)) == set(fault.refused)
         assert audit == {pv: [] for pv in PVS}
+        # every PV's outcome: not attempted, each saying why
+        assert {pv: (r.status, r.attempts) for pv, r in results.items()} == dict.fromkeys(
+            PVS, ("not_attempted", 0))
+        assert all(results[pv].reason == outcome.problems[pv] for pv in fault.refused)
+        assert all("refused" in r.reason for pv, r in results.items() if pv not in fault.refused)
         return
 
     status, error, attempts, f_puts = fault.with_validation if validate else fault.without_validation

@@ -1,12 +1,21 @@
 """How puts are sent: one concurrent batch whose outcomes stay per PV, strings sent as they are,
-and the opt-in cache of what each PV accepts."""
+and a PV known to be disconnected refused before its put."""
 
 from __future__ import annotations
+
+import warnings
 
 import pytest
 from p4p.client.thread import Context
 
-from epics_pva import Interface, InvalidInputError, PutTimeoutError, SetValuesError
+from epics_pva import (
+    Interface,
+    InvalidInputError,
+    NotConnectedError,
+    Settings,
+    SetValuesError,
+)
+from epics_pva import settings as settings_module
 from epics_pva._p4p_compat import put_many
 from softioc import Outage, PutReject, PutTimeout
 
@@ -61,29 +70,31 @@ def test_parallel_sets_report_a_retried_pv_and_the_others_as_set(soft_ioc):
     assert [r.outcome for r in soft_ioc.audit.puts("M:B:SET")] == ["timed_out", "accepted"]
 
 
-def test_by_default_every_set_reads_its_pvs_first_so_a_vanished_pv_is_refused_unsent(soft_ioc):
+def test_a_pv_seen_disconnecting_is_refused_unsent_naming_every_pv(soft_ioc):
     with Interface(conf=soft_ioc.client_conf(), timeout=0.3) as itf:
-        itf.set_values({"M:A:SET": 1.0})
-        soft_ioc.faults.arm("M:A:SET", Outage(duration=30))
-        with pytest.raises(InvalidInputError, match="M:A:SET.*cannot read the PV"):
-            itf.set_values({"M:A:SET": 2.0})
-    assert [r.value for r in soft_ioc.audit.puts()] == [1.0]
-
-
-def test_with_metadata_max_age_a_vanished_pv_is_found_by_its_put_timing_out(soft_ioc):
-    with Interface(conf=soft_ioc.client_conf(), timeout=0.3, retry_delay=0.0,
-                   metadata_max_age=60.0) as itf:
         itf.set_values({"M:A:SET": 1.0, "M:B:SET": 1.0})
         soft_ioc.faults.arm("M:A:SET", Outage(duration=30))
-        with pytest.raises(SetValuesError) as caught:
+        assert itf._monitors.wait_for("M:A:SET", lambda state, _: state == "disconnected", 5.0)
+        with pytest.raises(NotConnectedError, match="M:A:SET.*disconnected") as refused:
             itf.set_values({"M:A:SET": 2.0, "M:B:SET": 2.0})
-        assert isinstance(caught.value.results["M:A:SET"].error, PutTimeoutError)
-        assert caught.value.results["M:B:SET"].status == "set"
-        # the failed put made it forget M:A:SET, so the next call reads it again and refuses it
-        with pytest.raises(InvalidInputError, match="M:A:SET.*cannot read the PV"):
-            itf.set_values({"M:A:SET": 3.0})
-    assert [(r.pv, r.value) for r in soft_ioc.audit.puts()] == [
-        ("M:A:SET", 1.0), ("M:B:SET", 1.0), ("M:B:SET", 2.0)]
+    assert isinstance(refused.value, InvalidInputError) and isinstance(refused.value, SetValuesError)
+    assert set(refused.value.problems) == {"M:A:SET"}
+    results = refused.value.results
+    assert {pv: (r.status, r.value) for pv, r in results.items()} == {
+        "M:A:SET": ("not_attempted", 2.0), "M:B:SET": ("not_attempted", 2.0)}
+    assert "disconnected" in results["M:A:SET"].reason
+    assert "1 other input(s) refused" in results["M:B:SET"].reason
+    assert [(r.pv, r.value) for r in soft_ioc.audit.puts()] == [("M:A:SET", 1.0), ("M:B:SET", 1.0)]
+
+
+def test_metadata_max_age_is_accepted_and_does_nothing_but_warn_once(monkeypatch):
+    monkeypatch.setattr(settings_module, "_warned", set())
+    with pytest.warns(DeprecationWarning, match="metadata_max_age has no effect"):
+        settings = Settings(metadata_max_age=60.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        again = Interface(metadata_max_age=60.0)  # once per process: no second warning
+    assert again.metadata_max_age == settings.metadata_max_age == 60.0  # kept, for compatibility
 
 
 def test_metadata_max_age_must_not_be_negative():

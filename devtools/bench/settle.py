@@ -19,6 +19,7 @@ from p4p.client.thread import Context
 from epics_pva import Interface, wait_for_readback
 
 from .machine import STEP, settle_names
+from .naive import naive_set
 from .observer import Observer
 from .timing import interleaved, median, ms, ratio
 
@@ -32,6 +33,8 @@ TIMEOUT = 5.0
 """Seconds allowed for any one network operation."""
 TRACED_PVS = 6
 """How many readback traces of a traced set are kept for the picture."""
+NAIVE_UP_TO = 10
+"""The naive reference is measured for validated sets of this many PVs at most."""
 
 
 def subset(pairs: Sequence[tuple[str, str]], n: int) -> list[tuple[str, str]]:
@@ -50,6 +53,7 @@ class Bench:
         self.readback = dict(self.pairs)
         self.state = {sp: 0.0 for sp, _ in self.pairs}
         self.observer = observer
+        self.conf = dict(conf)
         self.ctx = Context("pva", conf=dict(conf), useenv=False)
         self.serial = Interface(conf=conf, timeout=TIMEOUT, parallel=False)
         self.parallel = Interface(conf=conf, timeout=TIMEOUT)  # the defaults, as Badger builds it
@@ -112,6 +116,12 @@ class Bench:
                 sub.close()
         self.state.update(targets)
 
+    def naive_validated(self, setpoints: Sequence[str]) -> None:
+        """The naive reference: a context per call, puts in turn, each readback polled every 0.1 s."""
+        targets = self.flip(setpoints)
+        naive_set(self.conf, targets, TIMEOUT, self.readback, TOLERANCE, COUNT_DOWN)
+        self.state.update(targets)
+
     def raw_settle(self, setpoint: str) -> float:
         """Put one setpoint with raw p4p; seconds from before the put to the in-tolerance post."""
         readback = self.readback[setpoint]
@@ -146,12 +156,16 @@ def measure_validated(bench: Bench, sizes: Sequence[int], repeats: int, warmup: 
         for mode, client in clients.items():
             cases[f"{mode}_{n}"] = bench.case(client, setpoints, configs)
         cases[f"raw_{n}"] = lambda _round, setpoints=setpoints: bench.raw_validated(setpoints)
+        if n <= NAIVE_UP_TO:  # beyond, one naive round takes many seconds
+            cases[f"naive_{n}"] = lambda _round, setpoints=setpoints: bench.naive_validated(setpoints)
     samples = interleaved(cases, repeats, warmup, between)
     ideal_s = median(ideals)
     rows = []
     for n in sizes:
-        row: dict[str, Any] = {"n": n, "repeats": repeats,
-                               "raw_ms": ms(median(samples[f"raw_{n}"]))}
+        raw = median(samples[f"raw_{n}"])
+        row: dict[str, Any] = {"n": n, "repeats": repeats, "raw_ms": ms(raw)}
+        if f"naive_{n}" in samples:
+            row["naive_ms"] = ms(median(samples[f"naive_{n}"]))
         for mode in ("serial", "parallel", "wide"):
             if f"{mode}_{n}" not in samples:
                 continue
@@ -159,6 +173,7 @@ def measure_validated(bench: Bench, sizes: Sequence[int], repeats: int, warmup: 
             row[f"{mode}_ms"] = ms(wall)
             row[f"{mode}_over_ideal"] = ratio(wall, ideal_s)
             row[f"{mode}_minus_ideal_ms"] = ms(wall - ideal_s)
+            row[f"{mode}_minus_raw_ms"] = ms(wall - raw)  # raw p4p doing the same with monitors
         rows.append(row)
         _log.info("validated set of %d PVs: %s", n, row)
     return {
