@@ -4,8 +4,10 @@ __project__ = "badger-epics-pva"  # checked by softioc._guard: proves this is ou
 
 from .audit import FaultRecord, PutRecord  # noqa: E402
 from .config import IOCConfig, load_config  # noqa: E402
+from .epics_base import EpicsBaseIOC  # noqa: E402
 from .errors import ConfigError, PortInUseError, PutRefused, SoftIOCError  # noqa: E402
 from .faults import (  # noqa: E402
+    Alarm,
     Fault,
     Outage,
     PutEffect,
@@ -19,7 +21,9 @@ from .faults import (  # noqa: E402
 from .server import SoftIOC  # noqa: E402
 
 __all__ = [
+    "Alarm",
     "ConfigError",
+    "EpicsBaseIOC",
     "Fault",
     "FaultRecord",
     "IOCConfig",

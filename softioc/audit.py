@@ -13,7 +13,11 @@ TIMED_OUT = "timed_out"
 
 @dataclass(frozen=True)
 class PutRecord:
-    """One put as the server saw it: `outcome` is accepted, rejected or timed_out."""
+    """One put as the server saw it: `outcome` is accepted, rejected or timed_out.
+
+    `value` is what the client asked for, `applied` what the device took (a put beyond a
+    setpoint's limits is clamped to them); None when nothing was applied.
+    """
 
     pv: str
     value: Any
@@ -23,6 +27,7 @@ class PutRecord:
     message: str = ""
     fault: str | None = None
     peer: str = ""
+    applied: Any = None
 
     @property
     def accepted(self) -> bool:

@@ -5,15 +5,18 @@ The only module that knows how a registered PV type maps onto p4p's normative ty
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from p4p import Type
 from p4p.nt import NTEnum, NTScalar
 from p4p.server.thread import SharedPV
 
+from .alarms import EPICS_EPOCH, OK, AlarmLimits, AlarmState
 from .config import IOCConfig, ObservableConfig, SetpointConfig
 from .model import Simulation
 from .pvtypes import OBSERVABLE_TYPE, PV_TYPES, PVType
@@ -37,32 +40,95 @@ def plain(value: Any) -> Any:
     return value
 
 
-def nt_for(kind: PVType, control: bool) -> NTScalar | NTEnum:
-    """The normative type serving `kind`; control limits only on numeric setpoints."""
+FORMS = ["Default", "String", "Binary", "Decimal", "Hex", "Exponential", "Engineering"]
+"""display.form choices, as QSRV publishes them."""
+
+_ALARM = ("S", "alarm_t", [("severity", "i"), ("status", "i"), ("message", "s")])
+_TIME = ("S", "time_t", [("secondsPastEpoch", "l"), ("nanoseconds", "i"), ("userTag", "i")])
+
+
+def _numeric_fields(code: str) -> list[tuple[str, Any]]:
+    """display, control and valueAlarm as QSRV serves them for an ao/ai/longout/waveform."""
+    limit = code[-1]
+    return [
+        ("display", ("S", "structure", [
+            ("limitLow", limit), ("limitHigh", limit), ("description", "s"), ("units", "s"),
+            ("precision", "i"), ("form", ("S", "enum_t", [("index", "i"), ("choices", "as")])),
+        ])),
+        ("control", ("S", "structure", [("limitLow", limit), ("limitHigh", limit), ("minStep", limit)])),
+        ("valueAlarm", ("S", "structure", [
+            ("active", "?"), ("lowAlarmLimit", limit), ("lowWarningLimit", limit),
+            ("highWarningLimit", limit), ("highAlarmLimit", limit), ("lowAlarmSeverity", "i"),
+            ("lowWarningSeverity", "i"), ("highWarningSeverity", "i"), ("highAlarmSeverity", "i"),
+            ("hysteresis", "d"),
+        ])),
+    ]
+
+
+class _QSRVScalar(NTScalar):
+    """NTScalar(Array) with exactly the fields, in the order, that QSRV serves for a record."""
+
+    def __init__(self, code: str) -> None:
+        if code[-1] == "s":  # stringout/stringin
+            extra = [("display", ("S", "structure", [("description", "s"), ("units", "s")]))]
+        else:
+            extra = _numeric_fields(code)
+        self.type = Type(id="epics:nt/NTScalarArray:1.0" if code.startswith("a") else "epics:nt/NTScalar:1.0",
+                         spec=[("value", code), ("alarm", _ALARM), ("timeStamp", _TIME), *extra])
+
+
+class _QSRVEnum(NTEnum):
+    """NTEnum with the fields QSRV serves for an mbbo/mbbi: display holds only a description."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.type = Type(id="epics:nt/NTEnum:1.0", spec=[
+            ("value", ("S", "enum_t", [("index", "i"), ("choices", "as")])),
+            ("alarm", _ALARM), ("timeStamp", _TIME),
+            ("display", ("S", "structure", [("description", "s")])),
+        ])
+
+
+def nt_for(kind: PVType) -> NTScalar | NTEnum:
+    """The normative type serving `kind`, with the fields a real record of that type has
+    (setpoints and readbacks alike: an ai has control limits too, 0/0)."""
     if kind.nt_code is None:
-        return NTEnum(display=False)
-    return NTScalar(kind.nt_code, display=kind.numeric, control=control and kind.numeric)
+        return _QSRVEnum()
+    return _QSRVScalar(kind.nt_code)
 
 
-def initial_value(cfg: SetpointConfig | ObservableConfig, kind: PVType, value: Any, control: bool) -> dict[str, Any]:
-    """The full first Value of a PV: value plus the metadata a real record publishes."""
-    now = time.time()
+def initial_value(cfg: SetpointConfig | ObservableConfig, kind: PVType, value: Any, control: bool,
+                  alarm_limits: AlarmLimits | None = None) -> dict[str, Any]:
+    """The full first Value of a PV: value plus the metadata a real record publishes.
+
+    A setpoint (`control`) publishes its limits as an ao does (display LOPR/HOPR, control
+    DRVL/DRVH); a readback or observable as a calc/ai does (limits 0/0) with `alarm_limits`
+    in valueAlarm (limits only: QSRV publishes no severity and no hysteresis there). Limits
+    not set read NaN (a double) or 0 (an int, an array), as on QSRV.
+    """
+    now = EPICS_EPOCH if control and getattr(cfg, "udf", False) else time.time()
     data: dict[str, Any] = {
         "timeStamp.secondsPastEpoch": int(now), "timeStamp.nanoseconds": int(now % 1 * 1e9),
         **kind.initial_fields(value, getattr(cfg, "choices", ())),
+        "display.description": getattr(cfg, "description", ""),
     }
-    if not kind.numeric:  # only numbers carry display metadata (units, format, limits)
+    if kind.nt_code == "s":
+        data["display.units"] = cfg.units
+    if not kind.numeric:
         return data
     data["display.units"] = cfg.units
-    if cfg.precision is not None:
-        data["display.format"] = f"%.{cfg.precision}f"
+    data["display.precision"] = cfg.precision or 0
+    data["display.form.choices"] = FORMS
     limits = getattr(cfg, "limits", None)
-    if limits is not None:
+    if limits is not None and control:
         data["display.limitLow"], data["display.limitHigh"] = limits
-        if control:
-            data["control.limitLow"], data["control.limitHigh"] = limits
-    if getattr(cfg, "description", ""):
-        data["display.description"] = cfg.description
+        data["control.limitLow"], data["control.limitHigh"] = limits
+    unset = math.nan if kind.scalar and kind.nt_code == "d" else 0
+    for key, field_name in (("lolo", "lowAlarmLimit"), ("low", "lowWarningLimit"),
+                            ("high", "highWarningLimit"), ("hihi", "highAlarmLimit")):
+        given = getattr(alarm_limits, key) if alarm_limits is not None else None
+        data[f"valueAlarm.{field_name}"] = unset if given is None else given
+    # valueAlarm.hysteresis stays 0 and every *Severity 0, whatever HYST and HHSV say, as QSRV serves them
     return data
 
 
@@ -78,11 +144,24 @@ class Channel:
     open: bool = True
     last: Any = None
     last_post: float = 0.0
+    alarm: AlarmState = OK  # the alarm fields last published
 
-    def post(self, value: Any, stamp: float) -> None:
-        """Publish `value` (wall-clock `stamp`, s) and remember it for a later reopen."""
+    def post(self, value: Any, stamp: float, alarm: AlarmState | None = None) -> None:
+        """Publish `value` (wall-clock `stamp`, s), with `alarm` when it changed; remember both."""
         self.last = value
-        self.pv.post(self.kind.post_form(value), timestamp=stamp)
+        if alarm is None or alarm == self.alarm:
+            self.pv.post(self.kind.post_form(value), timestamp=stamp)
+            return
+        self.alarm = alarm
+        self.pv.post({**self.kind.value_fields(value), **_alarm_fields(alarm)}, timestamp=stamp)
+
+    def post_alarm(self, alarm: AlarmState, stamp: float) -> None:
+        """Publish a new alarm for the value the PV holds (a fault armed or cleared)."""
+        if alarm != self.alarm:
+            if self.open:
+                self.post(self.last, stamp, alarm)
+            else:
+                self.alarm = alarm
 
     def holds(self, value: Any) -> bool:
         """True when `value` is what the PV last posted (nothing to post)."""
@@ -100,8 +179,13 @@ class Channel:
     def reopen(self) -> None:
         """Serve the PV again with its last value."""
         if not self.open:
-            self.pv.open({**self.initial, **self.kind.value_fields(self.last)})
+            self.pv.open({**self.initial, **self.kind.value_fields(self.last), **_alarm_fields(self.alarm)})
             self.open = True
+
+
+def _alarm_fields(alarm: AlarmState) -> dict[str, Any]:
+    severity, status, message = alarm
+    return {"alarm.severity": severity, "alarm.status": status, "alarm.message": message}
 
 
 class _Handler:
@@ -121,10 +205,12 @@ def build_channels(
     channels: dict[str, Channel] = {}
 
     def add(name: str, cfg: Any, kind: PVType, value: Any, control: bool, device: str | None) -> None:
-        init = initial_value(cfg, kind, value, control)
+        init = initial_value(cfg, kind, value, control, None if control else cfg.alarm_limits)
+        alarm = sim.alarms.get(name, OK)  # UDF, or a readback's initial value past an alarm limit
         handler = _Handler(name, on_put if control else on_read_only_put)
-        pv = SharedPV(nt=nt_for(kind, control), initial=init, handler=handler, queue=queue)
-        channels[name] = Channel(name, pv, kind, init, device=device, last=value)
+        pv = SharedPV(nt=nt_for(kind), initial={**init, **_alarm_fields(alarm)}, handler=handler,
+                      queue=queue)
+        channels[name] = Channel(name, pv, kind, init, device=device, last=value, alarm=alarm)
 
     for sp in config.setpoints:
         kind = PV_TYPES[sp.type]

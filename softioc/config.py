@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .alarms import LIMIT_KEYS, AlarmLimits
 from .errors import ConfigError
 from .expression import ExpressionError, compile_expression
 from .faults import MAX_SECONDS, Fault, check_target, fault_from_dict, fault_kind
@@ -57,6 +58,13 @@ class SetpointConfig:
     choices: tuple[str, ...] = ()
     length: int | None = None
     description: str = ""
+    limit_action: str = "clamp"  # a put beyond `limits`: "clamp" to the limit (as an ao), or "reject"
+    alarm_limits: AlarmLimits | None = None  # applies to the readback
+    udf: bool = False  # INVALID (UDF) until the first put, as an ao never written since boot
+
+
+LIMIT_ACTIONS = ("clamp", "reject")
+"""What a setpoint does with a put beyond its limits."""
 
 
 @dataclass(frozen=True)
@@ -69,6 +77,8 @@ class ObservableConfig:
     noise: float = 0.0
     units: str = ""
     precision: int | None = None
+    alarm_limits: AlarmLimits | None = None
+    description: str = ""
 
 
 @dataclass(frozen=True)
@@ -306,11 +316,40 @@ def _setpoint(r: _Reader) -> SetpointConfig:
         initial = kind.check_initial(value, tuple(choices), length, limits)
     except (ValueError, OverflowError) as exc:
         raise r.fail("initial", str(exc)) from None
+    limit_action = r.get("limit_action", (str,), "clamp")
+    if limit_action not in LIMIT_ACTIONS:
+        raise r.fail("limit_action", f"must be one of {', '.join(LIMIT_ACTIONS)}, got {limit_action!r}")
+    alarm_limits = _alarm_limits(r, kind.scalar)
+    udf = r.get("udf", (bool,), False)
     r.finish()
     return SetpointConfig(
         name, readback, kind.name, initial, limits, lag, tau, rate, noise, offset, units,
-        precision, tuple(choices), length, description,
+        precision, tuple(choices), length, description, limit_action, alarm_limits, udf,
     )
+
+
+def _alarm_limits(r: _Reader, scalar: bool) -> AlarmLimits | None:
+    """The `alarm_limits` table (any of lolo, low, high, hihi) and `alarm_deadband`, checked."""
+    table = r.get("alarm_limits", (Mapping,), None)
+    deadband = r.number("alarm_deadband", 0.0, minimum=0.0)
+    if table is None:
+        if deadband:
+            raise r.fail("alarm_deadband", "needs 'alarm_limits' to apply to")
+        return None
+    if not scalar:
+        raise r.fail("alarm_limits", "is only for double and int PVs (one number)")
+    values: dict[str, float] = {}
+    for key, value in table.items():
+        if key not in LIMIT_KEYS:
+            raise r.fail(f"alarm_limits.{key}", f"is not an alarm limit (known: {', '.join(LIMIT_KEYS)})")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise r.fail(f"alarm_limits.{key}", f"must be a finite number, got {value!r}")
+        values[key] = float(value)
+    limits = AlarmLimits(**values, deadband=deadband)
+    disorder = limits.ordered()
+    if disorder is not None:
+        raise r.fail("alarm_limits", f"must be ordered lolo <= low <= high <= hihi: {disorder}")
+    return limits
 
 
 def _types_with(flag: str) -> str:
@@ -327,12 +366,14 @@ def _observable(r: _Reader) -> ObservableConfig:
     noise = r.number("noise", 0.0, minimum=0.0)
     units = r.get("units", (str,), "")
     precision = r.get("precision", (int,), None)
+    description = r.get("description", (str,), "")
+    alarm_limits = _alarm_limits(r, True)
     r.finish()
     try:
         compile_expression(expression, list(inputs))
     except ExpressionError as exc:
         raise r.fail("expression", str(exc)) from None
-    return ObservableConfig(name, expression, inputs, noise, units, precision)
+    return ObservableConfig(name, expression, inputs, noise, units, precision, alarm_limits, description)
 
 
 def _fault(r: _Reader, served: set[str], setpoints: set[str]) -> FaultConfig:

@@ -23,6 +23,8 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from .alarms import AlarmState, severity_number
+
 SERVER = "*"
 """The PV name under which a whole-server fault (an outage of every PV) is armed."""
 
@@ -116,6 +118,10 @@ class Fault:
         """Seconds the target is taken off the network when the fault fires (None: it is not)."""
         return None
 
+    def alarm_effect(self) -> AlarmState | None:
+        """The (severity, status, message) its PV publishes while armed (None: its own alarm)."""
+        return None
+
 
 @dataclass(frozen=True)
 class PutFault(Fault):
@@ -198,6 +204,31 @@ class Outage(Fault):
 
     def downtime(self) -> float:
         return self.duration
+
+
+@dataclass(frozen=True)
+class Alarm(Fault):
+    """The PV (any served PV) publishes this alarm while armed, its value unchanged, as a
+    tripped supply or a broken link shows on the wire; clearing restores its computed alarm.
+
+    `severity` is MINOR, MAJOR or INVALID; `status` the alarm.status published (1: DEVICE).
+    """
+
+    kind: ClassVar[str] = "alarm"
+    targets: ClassVar[frozenset[str]] = frozenset({SETPOINT, READ_ONLY})
+    severity: str = "INVALID"
+    message: str = "alarm by fault injection"
+    status: int = bounded(1, 0, 7)
+    duration: float | None = seconds(None)
+
+    def __post_init__(self) -> None:
+        try:
+            severity_number(self.severity)
+        except ValueError as exc:
+            raise ValueError(f"fault 'alarm': {exc}") from None
+
+    def alarm_effect(self) -> AlarmState:
+        return severity_number(self.severity), int(self.status), self.message
 
 
 def check_target(kind: str | type[Fault], pv: str, setpoints: Collection[str], served: Collection[str]) -> None:
@@ -357,6 +388,16 @@ class FaultBook:
                 armed.fired += 1
                 return armed
             return None
+
+    def alarms(self, now: float) -> dict[str, AlarmState]:
+        """The alarm each PV with an alarm fault armed publishes (the latest armed wins)."""
+        found: dict[str, AlarmState] = {}
+        with self._lock:
+            for armed in self._armed:
+                alarm = armed.fault.alarm_effect()
+                if alarm is not None and not armed.spent(now):
+                    found[armed.pv] = alarm
+        return found
 
     def readback_effects(self, now: float) -> dict[str, ReadbackEffect]:
         """The combined readback effect per PV with a readback fault armed, in one pass."""

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from .alarms import AlarmState
 from .audit import Audit, FaultRecord
 from .channels import Channel
 from .config import IOCConfig
@@ -121,6 +122,10 @@ class FaultControl:
     def active(self, pv: str | None = None) -> list[ArmedFault]:
         """Faults armed now, in arming order."""
         return self._book.active(pv)
+
+    def alarms(self, now: float) -> dict[str, AlarmState]:
+        """The alarm each PV with an alarm fault armed publishes at monotonic time `now`."""
+        return self._book.alarms(now)
 
     def held(self) -> list[str]:
         """The PVs of the puts held open now, in arrival order."""

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from .alarms import UDF, AlarmCheck, AlarmState
 from .config import IOCConfig, ObservableConfig, SetpointConfig
 from .errors import PutRefused
 from .expression import compile_expression
@@ -42,6 +43,7 @@ class Device:
         self._output: Any = self._render(self._state, 0.0)
         self._drift = 0.0
         self.faults: ReadbackEffect = NO_EFFECT  # set by the server from its fault book each step
+        self.alarm_check = AlarmCheck(config.alarm_limits)  # of the readback
 
     @property
     def numeric(self) -> bool:
@@ -88,6 +90,7 @@ class Observable:
         self.config = config
         self._evaluate = compile_expression(config.expression, list(config.inputs))
         self._rng = rng_for(seed, config.name)
+        self.alarm_check = AlarmCheck(config.alarm_limits)
 
     def compute(self, values: Mapping[str, Any]) -> float:
         """Evaluate with {input variable: value}; a math error or bad call gives NaN, not a crash."""
@@ -112,19 +115,34 @@ class Simulation:
         self.devices = {sp.name: Device(sp, seed) for sp in config.setpoints}
         self.observables = [Observable(ob, seed) for ob in config.observables]
         self.readbacks: dict[str, Any] = {}
+        self.alarms: dict[str, AlarmState] = {}  # the limit alarm of each readback and observable
         for device in self.devices.values():
+            if device.config.udf:
+                self.alarms[device.config.name] = UDF
             value = device.sample()
             self.readbacks[device.config.name] = device.setpoint
             if device.config.readback:
                 self.readbacks[device.config.readback] = value
-        self.observed: dict[str, float] = {ob.config.name: self._observe(ob) for ob in self.observables}
+                self.alarms[device.config.readback] = device.alarm_check(value)
+        self.observed: dict[str, float] = {}
+        for ob in self.observables:
+            self.observed[ob.config.name] = value = self._observe(ob)
+            self.alarms[ob.config.name] = ob.alarm_check(value)
 
     def _observe(self, observable: Observable) -> float:
         env = {var: self.readbacks[pv] for var, pv in observable.config.inputs.items()}
         return observable.compute(env)
 
+    def apply(self, name: str, value: Any) -> None:
+        """Apply an accepted (coerced) put to setpoint `name`; its first put ends UDF."""
+        self.devices[name].set(value)
+        self.alarms.pop(name, None)
+
     def step(self) -> dict[str, Any]:
-        """Advance one step; return {readback or observable PV: new value} for this step."""
+        """Advance one step; return {readback or observable PV: new value} for this step.
+
+        `alarms` then holds each readback's and observable's limit alarm for that value.
+        """
         self.steps += 1
         self.time = self.steps * self.dt
         out: dict[str, Any] = {}
@@ -135,8 +153,12 @@ class Simulation:
                 value = device.sample()
                 self.readbacks[device.config.readback] = value
                 out[device.config.readback] = value
+                if device.alarm_check.limits is not None:
+                    self.alarms[device.config.readback] = device.alarm_check(value)
         for ob in self.observables:
             value = self._observe(ob)
             self.observed[ob.config.name] = value
             out[ob.config.name] = value
+            if ob.alarm_check.limits is not None:
+                self.alarms[ob.config.name] = ob.alarm_check(value)
         return out

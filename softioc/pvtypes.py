@@ -47,10 +47,15 @@ class PVType:
         return {**self.value_fields(value), "value.choices": list(choices)} if self.enum else {"value": value}
 
 
-def _in_limits(cfg: Any, number: float) -> None:
+def _within_limits(cfg: Any, number: float) -> float:
+    """`number` held within the setpoint's limits: clamped as an ao clamps to DRVL/DRVH, or
+    refused when the setpoint's `limit_action` is "reject"."""
     limits = cfg.limits
-    if limits is not None and not limits[0] <= number <= limits[1]:
+    if limits is None or limits[0] <= number <= limits[1]:
+        return number
+    if getattr(cfg, "limit_action", "clamp") == "reject":
         raise PutRefused(f"{cfg.name}: {number!r} is outside the limits [{limits[0]!r}, {limits[1]!r}]")
+    return min(max(number, limits[0]), limits[1])
 
 
 def _number(cfg: Any, value: Any) -> float:
@@ -63,15 +68,16 @@ def _number(cfg: Any, value: Any) -> float:
 
 
 def _coerce_double(cfg: Any, value: Any) -> float:
-    number = _number(cfg, value)
-    _in_limits(cfg, number)
-    return number
+    return _within_limits(cfg, _number(cfg, value))
 
 
 def _coerce_int(cfg: Any, value: Any) -> int:
-    number = int(round(_number(cfg, value)))
-    _in_limits(cfg, number)
-    return number
+    # truncated toward zero, then clamped to whole limits, as a longout stores a put
+    number = math.trunc(_number(cfg, value))
+    limits = cfg.limits
+    if limits is not None and getattr(cfg, "limit_action", "clamp") == "clamp":
+        return int(min(max(number, math.ceil(limits[0])), math.floor(limits[1])))
+    return int(_within_limits(cfg, number))
 
 
 def _coerce_array(cfg: Any, value: Any) -> np.ndarray:
@@ -80,9 +86,8 @@ def _coerce_array(cfg: Any, value: Any) -> np.ndarray:
         raise PutRefused(f"{cfg.name}: the array holds values that are not finite")
     if cfg.length is not None and array.size > cfg.length:
         raise PutRefused(f"{cfg.name}: {array.size} elements, at most {cfg.length} allowed")
-    if cfg.limits is not None:
-        for element in array:
-            _in_limits(cfg, float(element))
+    if cfg.limits is not None:  # each element clamped (or the whole put refused)
+        array = np.array([_within_limits(cfg, float(element)) for element in array], dtype=float)
     return array
 
 

@@ -14,10 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from p4p.server import Server, StaticProvider
 from p4p.util import ThreadedWorkQueue
 
 from . import _guard
+from .alarms import OK
 from .audit import ACCEPTED, REJECTED, TIMED_OUT, Audit, PutRecord
 from .channels import Channel, build_channels, plain
 from .config import IOCConfig, load_config
@@ -82,6 +84,7 @@ class SoftIOC:
         self._control: ControlPVs | None = None
         self._provider: StaticProvider | None = None
         self._restarting = threading.Lock()
+        self._overridden: set[str] = set()  # PVs publishing an alarm fault's alarm now
 
     def __enter__(self) -> SoftIOC:
         self.start()
@@ -118,7 +121,9 @@ class SoftIOC:
             self._provider.add(channel.name, channel.pv)
         for name, pv in self._control.pvs.items():
             self._provider.add(name, pv)
+        self._overridden = set()
         self.faults.start(self._channels)
+        self._refresh_alarms(everything=True)  # computed alarms and config alarm faults show at once
         try:
             self._serve()
         except Exception:
@@ -275,14 +280,39 @@ class SoftIOC:
 
     # puts -------------------------------------------------------------------------------
     def _record(self, pv: str, value: Any, outcome: str, message: str = "", fault: str | None = None,
-                peer: str = "") -> None:
-        self.audit.record_put(PutRecord(pv, value, time.time(), self.sim_time, outcome, message, fault, peer))
+                peer: str = "", applied: Any = None) -> None:
+        self.audit.record_put(PutRecord(pv, value, time.time(), self.sim_time, outcome, message, fault, peer,
+                                        applied))
         if self._control is not None:
             self._control.update_puts()  # at once, so a script reading PUTS right after its put sees it
 
     def _changed(self) -> None:
+        self._refresh_alarms()  # an alarm fault armed or cleared shows at once, not at the next step
         if self._control is not None:
             self._control.changed()
+
+    def _alarm_of(self, name: str, overrides: Mapping[str, Any]) -> Any:
+        """The alarm `name` publishes: an armed alarm fault's, else its computed one."""
+        return overrides.get(name) or self._sim.alarms.get(name, OK)
+
+    def _refresh_alarms(self, everything: bool = False) -> None:
+        """Publish the alarm of every PV whose alarm fault was armed or cleared since last time
+        (of every PV with `everything`)."""
+        if self._provider is None or self._sim is None:
+            return  # not serving
+        overrides = self.faults.alarms(time.monotonic())
+        with self._lock:
+            stamp = time.time()
+            names = set(self._channels) if everything else set(overrides) | self._overridden
+            for name in names:
+                channel = self._channels.get(name)
+                if channel is None:
+                    continue
+                try:
+                    channel.post_alarm(self._alarm_of(name, overrides), stamp)
+                except Exception:  # noqa: BLE001 - a PV closed by a concurrent stop
+                    _log.debug("could not publish the alarm of %s", name, exc_info=True)
+            self._overridden = set(overrides)
 
     @staticmethod
     def _peer(op: Any) -> str:
@@ -330,23 +360,27 @@ class SoftIOC:
                     op.done(error=effect.reject)
                     return
                 if effect.hold:
-                    self._record(name, value, TIMED_OUT, "held by fault injection", kind, peer)
+                    self._record(name, value, TIMED_OUT, "held by fault injection", kind, peer,
+                                 coerced if effect.apply else None)
                     self.faults.report_fired(name, kind, value, effect)
                     if effect.apply:
                         self._apply(name, coerced)
                     self.faults.hold(name, op, coerced, effect)
                     return
             self._apply(name, coerced)
-            self._record(name, value, ACCEPTED, peer=peer)
+            self._record(name, value, ACCEPTED, peer=peer, applied=coerced)
+            if self._sim.devices[name].numeric and not _same(coerced, value):
+                _log.info("put to %s: %r clamped to %r (its limits)", name, value, coerced)
         op.done()
 
     def _apply(self, name: str, value: Any) -> None:
-        self._sim.devices[name].set(value)
+        self._sim.apply(name, value)
         channel = self._channels[name]
+        alarm = self._alarm_of(name, self.faults.alarms(time.monotonic()))
         if channel.open:
-            channel.post(value, time.time())
+            channel.post(value, time.time(), alarm)
         else:
-            channel.last = value
+            channel.last, channel.alarm = value, alarm
 
     # the update loop --------------------------------------------------------------------
     def _run(self) -> None:
@@ -369,6 +403,7 @@ class SoftIOC:
 
     def _step(self, now: float) -> None:
         effects = self.faults.tick(now)  # one pass over the armed faults, not one per PV
+        overrides = self.faults.alarms(now)
         with self._lock:
             serve_again = self._serve_again_at is not None and self._serve_again_at <= now
             if serve_again:
@@ -388,10 +423,19 @@ class SoftIOC:
             rate = effects.get(channel.device, NO_EFFECT).rate if channel.device else None
             if rate is not None and (rate <= 0 or now - channel.last_post < 1.0 / rate):
                 continue
-            if channel.holds(value):
+            alarm = self._alarm_of(name, overrides)
+            if channel.holds(value) and alarm == channel.alarm:
                 continue
             channel.last_post = now
-            channel.post(value, stamp)
+            channel.post(value, stamp, alarm)
             self.stats.posts += 1
         if self._control is not None:
             self._control.update()
+
+
+def _same(a: Any, b: Any) -> bool:
+    """True when a put's applied value is the requested one (no clamping)."""
+    try:
+        return bool(np.array_equal(np.asarray(a), np.asarray(b)))
+    except (TypeError, ValueError):
+        return False

@@ -171,15 +171,15 @@ def test_the_environment_reader_imports_no_client_simulator_or_badger():
 
 
 def test_the_mirror_behaves_like_the_environment_expects(softioc_factory):
-    """Served: limits refuse a put outside the bounds, readbacks settle at setpoint + offset,
-    the objective is computed from the readbacks."""
+    """Served: a put outside the bounds is clamped to them (as an ao's drive limits do),
+    readbacks settle at setpoint + offset, the objective is computed from the readbacks."""
     ioc = softioc_factory(mirror(noise=0.0, time_scale=20.0, update_rate=50.0))
     ctx = Context("pva", conf=ioc.client_conf(), useenv=False)
     try:
         ctx.put("M:A:SET", 1.0, timeout=2)
         ctx.put("M:B:SET", 3.0, timeout=2)
-        with pytest.raises(Exception, match="limit|outside|range"):
-            ctx.put("M:C:SET", 5.0, timeout=2)
+        ctx.put("M:C:SET", 5.0, timeout=2)  # bounds [1, 3]: holds 3
+        assert float(ctx.get("M:C:SET", timeout=2)) == 3.0
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             a, b = ctx.get(["M:A:RBV", "M:B:RBV"], timeout=2)
@@ -188,11 +188,12 @@ def test_the_mirror_behaves_like_the_environment_expects(softioc_factory):
             time.sleep(0.05)
         assert a == pytest.approx(1.0, abs=1e-3) and b == pytest.approx(3.5, abs=1e-3)  # offset 0.5
         deadline = time.monotonic() + 5
-        expected = 1.0 + (3.5 - 5.5) ** 2 + (1.5 - 2.0) ** 2
+        expected = 1.0 + (3.5 - 5.5) ** 2 + (3.0 - 2.0) ** 2
         while abs(ctx.get("M:OBJ", timeout=2) - expected) > 1e-2 and time.monotonic() < deadline:
             time.sleep(0.05)
         assert ctx.get("M:OBJ", timeout=2) == pytest.approx(expected, abs=1e-2)
-        assert [p.outcome for p in ioc.audit.puts()][:2] == ["accepted", "accepted"]
+        assert [(p.outcome, p.applied) for p in ioc.audit.puts()] == [
+            ("accepted", 1.0), ("accepted", 3.0), ("accepted", 3.0)]
     finally:
         ctx.close()
 

@@ -17,6 +17,7 @@ from functools import partial
 
 import pytest
 
+import epics_pva
 from epics_pva import (
     Interface,
     InvalidInputError,
@@ -28,6 +29,7 @@ from epics_pva import (
     wait_for_readback,
 )
 from softioc import (
+    Alarm,
     Outage,
     PutReject,
     PutTimeout,
@@ -56,6 +58,11 @@ SETTLE = 5.0  # count_down of a PV expected to settle: returns as soon as it doe
 GIVE_UP = 0.5  # count_down of a PV whose readback is expected never to settle
 SLOW_FOR = 0.5  # s the slow readback posts nothing (it then resumes, well within SETTLE)
 REJECTION = "interlock: beam permit missing"
+TRIPPED = "power supply off"
+# the interface's alarm contract (an INVALID readback never settles, an INVALID PV is a read
+# failure) comes with epics_pva.Reading; until then its cells cannot hold
+ALARM_CONTRACT = pytest.mark.skipif(not hasattr(epics_pva, "Reading"),
+                                    reason="epics_pva has no alarm contract (Reading) yet")
 DOWN_FOR = 30.0  # outage and restart last longer than any cell; teardown ends them
 
 
@@ -69,6 +76,7 @@ class Fault:
     without_validation: tuple
     count_down: float = SETTLE  # F's validation time limit
     refused: frozenset[str] = field(default_factory=frozenset)  # PVs unreadable: nothing is sent
+    needs_alarm_contract: bool = False
 
 
 def _set(puts=("accepted",)):
@@ -111,6 +119,13 @@ FAULTS = {
         arm=lambda ioc: ioc.faults.arm(F, SlowReadback(rate=0.0, duration=SLOW_FOR)),
         with_validation=_set(),
         without_validation=_set(),
+    ),
+    "invalid_readback": Fault(  # a tripped supply: the readback reads its value in INVALID alarm
+        arm=lambda ioc: ioc.faults.arm(RBV[F], Alarm(severity="INVALID", message=TRIPPED)),
+        with_validation=_failed(ValidationError, ["accepted"]),
+        without_validation=_set(),
+        count_down=GIVE_UP,
+        needs_alarm_contract=True,
     ),
     "pv_outage": Fault(
         arm=lambda ioc: ioc.faults.arm(F, Outage(duration=DOWN_FOR)),
@@ -162,6 +177,8 @@ def faulted_puts(ioc: SoftIOC) -> int:
 @pytest.mark.parametrize("name, parallel, validate", CELLS)
 def test_fault_cell(soft_ioc, name, parallel, validate):
     fault = FAULTS[name]
+    if fault.needs_alarm_contract and validate and not hasattr(epics_pva, "Reading"):
+        pytest.skip("epics_pva has no alarm contract (Reading) yet")
     itf = connected(soft_ioc, parallel=parallel)
     fault.arm(soft_ioc)
     configs = configs_for(fault) if validate else None
@@ -223,6 +240,8 @@ def test_fault_cell(soft_ioc, name, parallel, validate):
         assert "put timed out on all 2 attempt(s)" in str(outcome)
     elif error is PutError:
         assert f"put rejected by the server: {REJECTION}" in str(outcome)
+    elif name == "invalid_readback":  # the value is right, its alarm says it is not a measurement
+        assert f"readback {RBV[F]}" in str(outcome) and "INVALID" in str(outcome) and TRIPPED in str(outcome)
     else:
         assert f"readback {RBV[F]} = " in str(outcome) and "did not reach the expected value 2 " in str(outcome)
     if c_skipped:
@@ -267,6 +286,24 @@ def test_the_matrix_covers_every_fault_the_soft_ioc_injects(softioc_factory):
         fault.arm(ioc)
         kinds |= {e.kind for e in ioc.audit.faults(event="armed")}
         ioc.stop()
-    assert kinds == set(FAULT_KINDS)  # the restart is the eighth, with no fault kind of its own
-    assert len(CELLS) == 8 * 2 * 2
+    assert kinds == set(FAULT_KINDS)  # the restart is the ninth, with no fault kind of its own
+    assert len(CELLS) == 9 * 2 * 2
+
+
+@ALARM_CONTRACT
+def test_an_invalid_readback_is_a_read_failure(soft_ioc):
+    """get_values refuses a value its server marks INVALID, naming the PV and the alarm."""
+    from epics_pva import ReadError
+
+    itf = connected(soft_ioc)
+    try:
+        soft_ioc.faults.arm(RBV[F], Alarm(severity="INVALID", message=TRIPPED))
+        with pytest.raises(ReadError) as info:
+            itf.get_values([RBV[A], RBV[F]])
+        assert RBV[F] in str(info.value) and "INVALID" in str(info.value) and TRIPPED in str(info.value)
+        assert RBV[A] not in str(info.value)
+        soft_ioc.faults.clear(RBV[F])  # the computed alarm (none) is back at once
+        assert itf.get_values([RBV[F]]) == {RBV[F]: 0.0}
+    finally:
+        itf.close()
 

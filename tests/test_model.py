@@ -135,19 +135,20 @@ def test_same_seed_same_simulation_different_seed_differs():
 @pytest.mark.parametrize(
     ("table", "value", "message"),
     [
-        ({"limits": [-1, 1]}, 1.5, "X:SET: 1.5 is outside the limits [-1.0, 1.0]"),
-        ({"limits": [-1, 1]}, -1.0000001, "outside the limits [-1.0, 1.0]"),
+        ({"limits": [-1, 1], "limit_action": "reject"}, 1.5, "X:SET: 1.5 is outside the limits [-1.0, 1.0]"),
+        ({"limits": [-1, 1], "limit_action": "reject"}, -1.0000001, "outside the limits [-1.0, 1.0]"),
         ({}, "abc", "X:SET: 'abc' is not a number"),
         ({}, [1.0, 2.0], "is not a number"),
         ({}, float("nan"), "is not a finite number"),
         ({}, float("inf"), "is not a finite number"),
-        ({"type": "int", "limits": [0, 10]}, 11, "11 is outside the limits [0.0, 10.0]"),
+        ({"type": "int", "limits": [0, 10], "limit_action": "reject"}, 11, "11 is outside the limits [0.0, 10.0]"),
         ({"type": "enum", "choices": ["OFF", "ON"]}, "MAYBE", "'MAYBE' is not one of ['OFF', 'ON']"),
         ({"type": "enum", "choices": ["OFF", "ON"]}, 2, "2 is not a valid index of 2 choices"),
         ({"type": "enum", "choices": ["OFF", "ON"]}, 1.0, "not a valid index"),
         ({"type": "double_array", "length": 2}, [1.0, 2.0, 3.0], "3 elements, at most 2 allowed"),
         ({"type": "double_array", "length": 2}, [1.0, float("nan")], "not finite"),
-        ({"type": "double_array", "length": 2, "limits": [0, 1]}, [0.5, 2.0], "2.0 is outside the limits [0.0, 1.0]"),
+        ({"type": "double_array", "length": 2, "limits": [0, 1], "limit_action": "reject"}, [0.5, 2.0],
+         "2.0 is outside the limits [0.0, 1.0]"),
     ],
 )
 def test_refused_puts_name_the_pv_and_the_reason(table, value, message):
@@ -161,12 +162,35 @@ def test_refused_puts_name_the_pv_and_the_reason(table, value, message):
 def test_accepted_values_are_normalised():
     assert device(limits=[-1, 1]).coerce(1) == 1.0
     assert device(limits=[-1, 1]).coerce(np.float32(0.5)) == 0.5
-    assert device(type="int").coerce(2.6) == 3
+    assert device(type="int").coerce(2.6) == 2  # truncated, as a longout stores it
+    assert device(type="int").coerce(-2.6) == -2
     enum = device(type="enum", choices=["OFF", "ON"])
     assert (enum.coerce("ON"), enum.coerce(0), enum.coerce(np.int32(1))) == (1, 0, 1)
     assert device(type="string").coerce("text") == "text"
     array = device(type="double_array", length=3).coerce([1, 2])
     assert isinstance(array, np.ndarray) and array.tolist() == [1.0, 2.0]
+
+
+@pytest.mark.parametrize(
+    ("table", "value", "applied"),
+    [
+        ({"limits": [-5, 5]}, 7.0, 5.0),  # an ao with DRVH 5 given 7 holds 5
+        ({"limits": [-5, 5]}, -9.0, -5.0),
+        ({"limits": [-5, 5]}, 4.5, 4.5),
+        ({"type": "int", "limits": [0, 100]}, 200, 100),  # as a longout with DRVH 100
+        ({"type": "int", "limits": [0, 100]}, -3, 0),
+        ({"type": "int", "limits": [0.5, 9.5], "initial": 1}, 10, 9),  # to the whole numbers within the limits
+        ({"type": "int", "limits": [0.5, 9.5], "initial": 1}, 0, 1),
+    ],
+)
+def test_puts_beyond_the_limits_are_clamped_to_them(table, value, applied):
+    result = device(**table).coerce(value)
+    assert result == applied and type(result) is type(applied)
+
+
+def test_array_puts_are_clamped_element_by_element():
+    dev = device(type="double_array", length=3, limits=[0, 1])
+    assert dev.coerce([-1.0, 0.5, 2.0]).tolist() == [0.0, 0.5, 1.0]
 
 
 def test_int_enum_string_and_array_readbacks():

@@ -23,8 +23,10 @@ def test_default_fixtures_serve_the_demo(soft_ioc, pva_client):
     assert soft_ioc.running and soft_ioc.pv_names()[0] == "DEMO:Q1:SET"
     pva_client.put("DEMO:Q1:SET", 1.0, timeout=5)
     assert soft_ioc.audit.puts("DEMO:Q1:SET")[0].value == 1.0
-    with pytest.raises(RemoteError, match="outside the limits"):
-        pva_client.put("DEMO:Q1:SET", 11.0, timeout=5)
+    pva_client.put("DEMO:Q1:SET", 11.0, timeout=5)  # clamped to its limit, as an ao would
+    assert float(pva_client.get("DEMO:Q1:SET", timeout=5)) == 10.0
+    with pytest.raises(RemoteError, match="is read-only"):
+        pva_client.put("DEMO:Q1:RBV", 1.0, timeout=5)
 
 
 def test_demo_config_ships_with_the_package():

@@ -95,8 +95,25 @@ LIMITED = {"ioc": FAST, "setpoint": [
 ]}
 
 
-def test_limits_reject_puts_with_a_remote_error_naming_pv_and_limits(softioc_factory, client_for):
+REJECTING = {"ioc": FAST, "setpoint": [{**sp, "limit_action": "reject"} for sp in LIMITED["setpoint"]]}
+
+
+def test_limits_clamp_puts_as_an_ao_does_and_the_audit_keeps_both_values(softioc_factory, client_for):
     ioc = softioc_factory(LIMITED)
+    ctx = client_for(ioc)
+    for pv, value, held in (("X:SET", 10.5, 10.0), ("X:SET", -11.0, -10.0), ("X:SET", 3.0, 3.0),
+                            ("N:SET", 6, 5), ("N:SET", -1, 0)):
+        ctx.put(pv, value, timeout=5)  # no error, as from a real record
+        raw = ctx.get(pv, timeout=5).raw
+        assert raw["value"] == held, (pv, value)
+        assert (raw["alarm.severity"], raw["alarm.message"]) == (0, "")
+    assert [(r.pv, r.value, r.applied, r.outcome) for r in ioc.audit.puts()] == [
+        ("X:SET", 10.5, 10.0, ACCEPTED), ("X:SET", -11.0, -10.0, ACCEPTED), ("X:SET", 3.0, 3.0, ACCEPTED),
+        ("N:SET", 6, 5, ACCEPTED), ("N:SET", -1, 0, ACCEPTED)]
+
+
+def test_limits_reject_puts_with_a_remote_error_naming_pv_and_limits(softioc_factory, client_for):
+    ioc = softioc_factory(REJECTING)
     ctx = client_for(ioc)
     ctx.put("X:SET", 10.0, timeout=5)  # the limits themselves are allowed
     for value in (10.5, -11):
@@ -105,9 +122,9 @@ def test_limits_reject_puts_with_a_remote_error_naming_pv_and_limits(softioc_fac
     with pytest.raises(RemoteError, match=r"N:SET: 6 is outside the limits \[0.0, 5.0\]"):
         ctx.put("N:SET", 6, timeout=5)
     assert float(ctx.get("X:SET", timeout=5)) == 10.0 and int(ctx.get("N:SET", timeout=5)) == 2
-    outcomes = [(r.pv, r.value, r.outcome) for r in ioc.audit.puts()]
-    assert outcomes == [("X:SET", 10.0, ACCEPTED), ("X:SET", 10.5, REJECTED), ("X:SET", -11.0, REJECTED),
-                        ("N:SET", 6, REJECTED)]
+    outcomes = [(r.pv, r.value, r.applied, r.outcome) for r in ioc.audit.puts()]
+    assert outcomes == [("X:SET", 10.0, 10.0, ACCEPTED), ("X:SET", 10.5, None, REJECTED),
+                        ("X:SET", -11.0, None, REJECTED), ("N:SET", 6, None, REJECTED)]
 
 
 def test_setpoint_publishes_limits_units_precision(softioc_factory, client_for):
@@ -116,10 +133,10 @@ def test_setpoint_publishes_limits_units_precision(softioc_factory, client_for):
     setpoint = ctx.get("X:SET", timeout=5).raw
     assert (setpoint.control.limitLow, setpoint.control.limitHigh) == (-10.0, 10.0)
     assert (setpoint.display.limitLow, setpoint.display.limitHigh) == (-10.0, 10.0)
-    assert (setpoint.display.units, setpoint.display.format) == ("A", "%.3f")
+    assert (setpoint.display.units, setpoint.display.precision) == ("A", 3)
     assert setpoint.display.description == "quad current"
-    readback = ctx.get("X:RBV", timeout=5).raw
-    assert (readback.display.units, readback.display.limitHigh) == ("A", 10.0)
+    readback = ctx.get("X:RBV", timeout=5).raw  # as QSRV serves a calc: no limits of its own
+    assert (readback.display.units, readback.display.limitHigh, readback.control.limitHigh) == ("A", 0.0, 0.0)
     integer = ctx.get("N:SET", timeout=5).raw
     assert (integer.control.limitLow, integer.control.limitHigh) == (0, 5)
 
@@ -253,16 +270,18 @@ def test_audit_sees_every_put(softioc_factory, client_for, monitor):
             pass
     records = ioc.audit.puts()
     assert [r.pv for r in records] == [pv for pv, _ in puts]
-    assert [r.outcome for r in records] == [ACCEPTED, REJECTED, REJECTED, REJECTED, ACCEPTED,
-                                           ACCEPTED, ACCEPTED, ACCEPTED, REJECTED, REJECTED]
+    assert [r.outcome for r in records] == [ACCEPTED, ACCEPTED, REJECTED, REJECTED, ACCEPTED,
+                                           ACCEPTED, ACCEPTED, ACCEPTED, REJECTED, ACCEPTED]
     assert [r.value for r in records[:7]] == [1.5, 99.0, 1.0, 2.0, 4, 1, "text"]
+    assert [r.applied for r in records[:7]] == [1.5, 10.0, None, None, 4, 1, "text"]  # 99 clamped
+    assert (records[9].value, records[9].applied) == (-1, 0)
     assert records[7].value.tolist() == [0.5]
-    assert "outside the limits" in records[1].message and "read-only" in records[2].message
+    assert "read-only" in records[2].message
     assert all(r.peer for r in records)  # the client's address
     assert [r.wall_time for r in records] == sorted(r.wall_time for r in records)
-    assert ioc.audit.puts("X:SET", outcome=REJECTED) == [records[1]]
+    assert ioc.audit.puts("X:RBV", outcome=REJECTED) == [records[2]]
     assert ioc.audit.put_count() == len(puts)
-    assert len(ioc.audit.puts(outcome=ACCEPTED)) == 5
+    assert len(ioc.audit.puts(outcome=ACCEPTED)) == 7
     monitor(ctx, "SOFTIOC:PUTS").wait_value(lambda v: v == len(puts))  # also published over the wire
     ioc.audit.clear()
     assert ioc.audit.puts() == []

@@ -1,0 +1,222 @@
+"""The soft IOC as a stand-in for EPICS base records: clamping, alarm limits, the alarm fault.
+
+What EPICS base itself does is measured in test_epics_base.py and compared side by side in
+test_differential.py; these tests pin the soft IOC's own rules and errors.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+import numpy as np
+import pytest
+from p4p.client.thread import RemoteError
+
+from softioc import Alarm, ConfigError, load_config
+from softioc.alarms import AlarmCheck, AlarmLimits
+
+SLOW = {"seed": 1, "update_rate": 2.0}  # few steps: an update seen quickly was not a step's
+FAST = {"seed": 1, "update_rate": 50.0}
+BANDS = {"lolo": -4.0, "low": -3.0, "high": 3.0, "hihi": 4.0}
+
+MACHINE = {"ioc": FAST, "setpoint": [
+    {"name": "X:SET", "readback": "X:RBV", "limits": [-5, 5], "alarm_limits": BANDS},
+    {"name": "W:SET", "readback": "W:RBV", "type": "double_array", "length": 3, "limits": [0, 1]},
+    {"name": "R:SET", "limits": [-5, 5], "limit_action": "reject"},
+], "observable": [{"name": "OBS", "expression": "2*x", "inputs": {"x": "X:RBV"}, "alarm_limits": {"high": 4.0}}]}
+
+
+def alarm(ctx, name):
+    raw = ctx.get(name, timeout=5).raw
+    return raw["alarm.severity"], raw["alarm.status"], raw["alarm.message"]
+
+
+def severity_is(expected):
+    return lambda v: (v.raw["alarm.severity"], v.raw["alarm.message"]) == expected
+
+
+# ---- alarm limits: the model ------------------------------------------------------------------
+
+@pytest.mark.parametrize("value, expected", [
+    (0.0, (0, 0, "")), (2.99, (0, 0, "")), (3.0, (1, 1, "HIGH")), (3.99, (1, 1, "HIGH")),
+    (4.0, (2, 1, "HIHI")), (1e9, (2, 1, "HIHI")), (-3.0, (1, 1, "LOW")), (-4.0, (2, 1, "LOLO")),
+    (math.nan, (0, 0, "")),
+])
+def test_alarm_bands_follow_an_ai(value, expected):
+    assert AlarmCheck(AlarmLimits(**BANDS))(value) == expected
+
+
+def test_any_subset_of_the_limits_applies():
+    check = AlarmCheck(AlarmLimits(hihi=10.0))
+    assert [check(v) for v in (-1e6, 9.9, 10.0)] == [(0, 0, ""), (0, 0, ""), (2, 1, "HIHI")]
+    low_only = AlarmCheck(AlarmLimits(low=0.0))
+    assert [low_only(v)[2] for v in (1.0, 0.0, -5.0)] == ["", "LOW", "LOW"]
+
+
+def test_an_alarm_is_left_only_past_the_deadband():
+    check = AlarmCheck(AlarmLimits(high=2.0, deadband=0.5))
+    assert [check(v)[2] for v in (1.9, 2.0, 1.6, 1.5, 1.49, 1.6)] == ["", "HIGH", "HIGH", "HIGH", "", ""]
+
+
+# ---- config --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("table, key, problem", [
+    ({"alarm_limits": {"high": 3.0, "hihi": 2.0}}, "alarm_limits", "high = 3.0 must be <= hihi = 2.0"),
+    ({"alarm_limits": {"lolo": 0.0, "high": -1.0}}, "alarm_limits", "lolo = 0.0 must be <= high = -1.0"),
+    ({"alarm_limits": {"high": math.inf}}, "alarm_limits.high", "must be a finite number, got inf"),
+    ({"alarm_limits": {"high": "3"}}, "alarm_limits.high", "must be a finite number, got '3'"),
+    ({"alarm_limits": {"major": 3.0}}, "alarm_limits.major", "is not an alarm limit"),
+    ({"alarm_limits": {"high": 1.0}, "alarm_deadband": -1.0}, "alarm_deadband", "must be >= 0.0"),
+    ({"alarm_deadband": 0.5}, "alarm_deadband", "needs 'alarm_limits'"),
+    ({"type": "string", "alarm_limits": {"high": 1.0}}, "alarm_limits", "only for double and int PVs"),
+    ({"limit_action": "wrap"}, "limit_action", "must be one of clamp, reject, got 'wrap'"),
+    ({"udf": "yes"}, "udf", "must be bool"),
+])
+def test_bad_fidelity_keys_name_the_file_and_key(tmp_path, table, key, problem):
+    lines = ['[[setpoint]]', 'name = "X:SET"']
+    lines += [f"{k} = {_toml(v)}" for k, v in table.items()]
+    path = tmp_path / "machine.toml"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: [[setpoint]] #1 ('X:SET'): key '{key}' "), message
+    assert problem in message
+
+
+def _toml(value):
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {_toml(v)}" for k, v in value.items()) + " }"
+    if isinstance(value, float) and math.isinf(value):
+        return "inf"
+    if isinstance(value, str):
+        return f'"{value}"'
+    return repr(value)
+
+
+def test_an_observable_takes_alarm_limits_too():
+    config = load_config({"observable": [{"name": "O", "expression": "1", "alarm_limits": {"hihi": 2}}]})
+    assert config.observables[0].alarm_limits == AlarmLimits(hihi=2.0)
+    with pytest.raises(ConfigError, match=r"\[\[observable\]\] #1 \('O'\): key 'alarm_limits' must be ordered"):
+        load_config({"observable": [{"name": "O", "expression": "1", "alarm_limits": {"low": 2, "high": 1}}]})
+
+
+def test_a_bad_alarm_fault_in_the_config_names_the_value():
+    with pytest.raises(ConfigError, match=re.escape("severity must be one of MINOR, MAJOR, INVALID, got 'BAD'")):
+        load_config({"setpoint": [{"name": "X:SET"}],
+                     "fault": [{"pv": "X:SET", "kind": "alarm", "severity": "BAD"}]})
+
+
+# ---- over the wire -----------------------------------------------------------------------------
+
+def test_clamped_puts_and_the_reject_action(softioc_factory, client_for):
+    ioc = softioc_factory(MACHINE)
+    ctx = client_for(ioc)
+    ctx.put("W:SET", [-1.0, 0.5, 7.0], timeout=5)
+    assert ctx.get("W:SET", timeout=5).tolist() == [0.0, 0.5, 1.0]
+    with pytest.raises(RemoteError, match=re.escape("R:SET: 6.0 is outside the limits [-5.0, 5.0]")):
+        ctx.put("R:SET", 6.0, timeout=5)
+    assert float(ctx.get("R:SET", timeout=5)) == 0.0
+    records = ioc.audit.puts()
+    assert [(r.pv, r.outcome) for r in records] == [("W:SET", "accepted"), ("R:SET", "rejected")]
+    assert records[0].value.tolist() == [-1.0, 0.5, 7.0] and records[0].applied.tolist() == [0.0, 0.5, 1.0]
+    assert records[1].applied is None
+
+
+def test_readbacks_and_observables_alarm_by_their_limits(softioc_factory, client_for, monitor):
+    ioc = softioc_factory(MACHINE)
+    ctx = client_for(ioc)
+    rbv, obs = monitor(ctx, "X:RBV"), monitor(ctx, "OBS")
+    for target, expected, observed in ((3.5, (1, "HIGH"), (1, "HIGH")),
+                                       (4.5, (2, "HIHI"), (1, "HIGH")), (-4.5, (2, "LOLO"), (0, "")),
+                                       (0.0, (0, ""), (0, ""))):
+        ctx.put("X:SET", target, timeout=5)
+        update = rbv.wait_value(lambda v, t=target: float(v) == t)
+        assert (update.raw["alarm.severity"], update.raw["alarm.message"]) == expected, target
+        update = obs.wait_value(lambda v, t=target: float(v) == 2 * t)
+        assert (update.raw["alarm.severity"], update.raw["alarm.message"]) == observed, target
+    assert alarm(ctx, "X:SET") == (0, 0, "")  # the limits are the readback's, not the setpoint's
+    raw = ctx.get("X:RBV", timeout=5).raw
+    assert [raw[f"valueAlarm.{k}"] for k in ("lowAlarmLimit", "lowWarningLimit", "highWarningLimit",
+                                             "highAlarmLimit")] == [-4.0, -3.0, 3.0, 4.0]
+
+
+def test_an_initial_value_past_a_limit_alarms_from_the_first_read(softioc_factory, client_for):
+    ioc = softioc_factory({"ioc": SLOW, "setpoint": [
+        {"name": "X:SET", "readback": "X:RBV", "initial": 5.0, "alarm_limits": {"hihi": 4.0}}]})
+    assert alarm(client_for(ioc), "X:RBV") == (2, 1, "HIHI")
+
+
+@pytest.mark.parametrize("pv", ["X:SET", "X:RBV", "OBS"])
+def test_an_alarm_fault_posts_at_once_and_clearing_restores_the_computed_alarm(
+        softioc_factory, client_for, monitor, pv):
+    ioc = softioc_factory({**MACHINE, "ioc": SLOW})
+    ctx = client_for(ioc)
+    ctx.put("X:SET", 3.5, timeout=5)
+    computed = (1, 1, "HIGH") if pv != "X:SET" else (0, 0, "")
+    watch = monitor(ctx, pv)
+    watch.wait_value(severity_is(computed[::2]), timeout=5)  # the readback caught up (one slow step)
+    before = float(ctx.get(pv, timeout=5))
+    steps = ioc.stats.steps
+    ioc.faults.arm(pv, Alarm(severity="INVALID", message="power supply off"))
+    update = watch.wait_value(severity_is((3, "power supply off")), timeout=5)
+    assert float(update) == before and update.raw["alarm.status"] == 1  # the value is unchanged
+    assert ioc.stats.steps <= steps + 1  # posted when armed, not by a later update step
+    mark = watch.mark()
+    ioc.faults.clear(pv)
+    assert watch.wait_value(severity_is(computed[::2]), after=mark, timeout=5)
+    assert alarm(ctx, pv) == computed
+
+
+def test_an_alarm_fault_over_fault_arm_with_its_message_and_an_expiry(softioc_factory, client_for, monitor):
+    ioc = softioc_factory(MACHINE)
+    ctx = client_for(ioc)
+    rbv = monitor(ctx, "X:RBV")
+    ctx.put("SOFTIOC:FAULT:ARM", "X:RBV alarm severity=INVALID message='power supply off'", timeout=5)
+    rbv.wait_value(severity_is((3, "power supply off")))
+    # FAULT:ACTIVE is republished by the next update step
+    monitor(ctx, "SOFTIOC:FAULT:ACTIVE").wait_value(lambda v: '"kind": "alarm"' in v)
+    mark = rbv.mark()
+    ctx.put("SOFTIOC:FAULT:CLEAR", "X:RBV", timeout=5)
+    rbv.wait_value(severity_is((0, "")), after=mark)
+    obs = monitor(ctx, "OBS")  # before arming: the alarm lasts only 0.3 s
+    ctx.put("SOFTIOC:FAULT:ARM", "OBS alarm severity=MINOR message=drifting status=2 duration=0.3", timeout=5)
+    obs.wait_value(lambda v: v.raw["alarm.severity"] == 1 and v.raw["alarm.status"] == 2)
+    obs.wait_value(severity_is((0, "")))  # expired by itself
+    assert [e.event for e in ioc.audit.faults("OBS", event=None)] == ["armed", "expired"]
+    with pytest.raises(RemoteError, match=re.escape("severity must be one of MINOR, MAJOR, INVALID, got 'FATAL'")):
+        ctx.put("SOFTIOC:FAULT:ARM", "X:RBV alarm severity=FATAL", timeout=5)
+    with pytest.raises(RemoteError, match="'NOPE' is not served"):
+        ctx.put("SOFTIOC:FAULT:ARM", "NOPE alarm", timeout=5)
+
+
+def test_an_alarm_fault_from_the_config_shows_from_the_first_read(softioc_factory, client_for):
+    ioc = softioc_factory({**MACHINE, "fault": [
+        {"pv": "X:RBV", "kind": "alarm", "severity": "MAJOR", "message": "interlock"}]})
+    assert alarm(client_for(ioc), "X:RBV") == (2, 1, "interlock")
+
+
+def test_an_alarm_survives_an_outage_of_its_pv(softioc_factory, client_for, monitor):
+    from softioc import Outage
+
+    ioc = softioc_factory(MACHINE)
+    ctx = client_for(ioc)
+    ioc.faults.arm("X:SET", Alarm(severity="MAJOR", message="held"))
+    watch = monitor(ctx, "X:SET")
+    watch.wait_value(severity_is((2, "held")))
+    mark = watch.mark()  # before the outage: its disconnect may arrive at once
+    ioc.faults.arm("X:SET", Outage(duration=0.3))
+    watch.wait_disconnect(mark)
+    update = watch.wait_value(lambda v: True, after=mark)  # back, with the alarm
+    assert (update.raw["alarm.severity"], update.raw["alarm.message"]) == (2, "held")
+
+
+def test_udf_until_the_first_put(softioc_factory, client_for):
+    ioc = softioc_factory({"ioc": FAST, "setpoint": [{"name": "U:SET", "udf": True}]})
+    ctx = client_for(ioc)
+    raw = ctx.get("U:SET", timeout=5).raw
+    assert alarm(ctx, "U:SET") == (3, 2, "UDF") and raw["timeStamp.secondsPastEpoch"] == 631152000
+    ctx.put("U:SET", 1.0, timeout=5)
+    assert alarm(ctx, "U:SET") == (0, 0, "")
+    assert np.isclose(ctx.get("U:SET", timeout=5).timestamp, ioc.audit.puts()[0].wall_time, atol=1.0)
