@@ -141,6 +141,8 @@ def child_main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1", help="interface address (default loopback)")
     parser.add_argument("--port", type=int, default=0, help="TCP server port (default: a free port)")
     parser.add_argument("--broadcast-port", type=int, default=0, help="UDP search port (default: a free port)")
+    parser.add_argument("--audit", default=None, metavar="FILE",
+                        help="append every put and fault event to FILE (JSON Lines)")
     parser.add_argument("--log-level", default="WARNING")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
@@ -156,7 +158,8 @@ def child_main(argv: Sequence[str] | None = None) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     try:
-        ioc = SoftIOC(source, host=args.host, port=args.port, broadcast_port=args.broadcast_port).start()
+        ioc = SoftIOC(source, host=args.host, port=args.port, broadcast_port=args.broadcast_port,
+                      audit=args.audit).start()
     except Exception as exc:  # noqa: BLE001 - one line for the parent's error, not a traceback
         print(f"cannot start the soft IOC: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
         return 1
@@ -203,8 +206,10 @@ class IOCProcess:
 
     def __init__(self, config: Mapping[str, Any] | str | Path, *, host: str = "127.0.0.1",
                  port: int = 0, broadcast_port: int = 0, log_level: str = "WARNING",
-                 start_timeout: float = 120.0, reply_timeout: float = 60.0, stop_grace: float = 10.0) -> None:
+                 start_timeout: float = 120.0, reply_timeout: float = 60.0, stop_grace: float = 10.0,
+                 audit: str | Path | None = None) -> None:
         self.config = config
+        self.audit = None if audit is None else Path(audit).resolve()  # the child's --audit FILE
         self.host, self.port, self.broadcast_port = host, port, broadcast_port
         self.log_level = log_level
         self.start_timeout, self.reply_timeout, self.stop_grace = start_timeout, reply_timeout, stop_grace
@@ -244,6 +249,8 @@ class IOCProcess:
             argv = [sys.executable, "-m", "devtools.ioc_process", str(path), "--host", self.host,
                     "--port", str(self.port), "--broadcast-port", str(self.broadcast_port),
                     "--log-level", self.log_level]
+            if self.audit is not None:
+                argv += ["--audit", str(self.audit)]
             # a session of its own: a Ctrl-C reaches the parent only, which then stops the child
             self._proc = proc = subprocess.Popen(argv, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                                  stderr=subprocess.PIPE, text=True, bufsize=1,

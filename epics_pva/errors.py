@@ -159,7 +159,10 @@ class ContextClosedError(EpicsPvaError):
 class JournalError(EpicsPvaError, OSError):
     """The journal at `path` cannot be written (or read): `reason` says why, `errno` the OS code."""
 
-    def __init__(self, path: Any, reason: str, errno: int | None = None) -> None:
+    def __init__(self, path: Any, reason: str, errno: int | None = None,
+                 results: Mapping[str, SetResult] | None = None) -> None:
         super().__init__(f"journal {str(path)!r}: {reason}")
         self.path, self.reason = str(path), reason
         self.errno = errno  # only errno: with strerror set, OSError would rewrite the message
+        # from a set refused for it: every PV's outcome (all not_attempted), in the order given
+        self.results = dict(results or {})

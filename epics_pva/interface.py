@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -24,6 +25,7 @@ from .errors import (
     ContextClosedError,
     EpicsPvaError,
     InvalidInputError,
+    JournalError,
     NotConnectedError,
     PutError,
     PutTimeoutError,
@@ -31,10 +33,13 @@ from .errors import (
     SetValuesError,
     ValidationError,
 )
+from .journal import Journal
+from .journal_hook import CallJournal, classify
 from .metadata import MetadataCache
 from .readings import CLIENT_STATUS, INVALID, NO_ALARM, AlarmMemory, Reading, alarm_of, timestamp_of
 from .results import SetResult, Status
 from .settings import Settings, specs
+from .time_limit import TimeLimit
 from .values import PvInfo, check_name, coerce, normalize, show, to_python
 
 __all__ = ["Interface", "Reading", "SetResult", "ValidationFunction"]
@@ -61,8 +66,9 @@ class Interface:
 
     Takes the keyword arguments of `Settings` (all optional; see settings.py for each one's
     meaning and unit): `read_only`, `parallel`, `timeout`, `put_attempts`, `retry_delay`,
-    `conf`, `nan_on_read_error`, `max_workers`, `monitor_limit`, `monitor_idle` (and the no-op
-    `metadata_max_age`); or a ready `settings`.
+    `conf`, `nan_on_read_error`, `max_workers`, `monitor_limit`, `monitor_idle`,
+    `validation_timeout`, `journal`, `journal_fsync` (and the no-op `metadata_max_age`); or a
+    ready `settings`.
     They are checked once (ValueError naming the setting) and readable as attributes
     (`interface.timeout`); to change one, build a new Interface from `settings.replace(...)`.
 
@@ -81,6 +87,19 @@ class Interface:
         self._connection = Connection(self.settings.conf, self.settings.max_workers,
                                       on_close=self._monitors.close)
         self._alarms = AlarmMemory()  # each PV's last alarm: log a change once, not every read
+        self._journal: Journal | None = None  # opened on the first set: a bad path fails that set
+        self._journal_lock = threading.Lock()
+        self._time_limit = TimeLimit(self.settings.max_workers)
+
+    @property
+    def stray_validations(self) -> int:
+        """Validations that overran validation_timeout so far (each left to finish on its own)."""
+        return self._time_limit.strays
+
+    @property
+    def running_stray_validations(self) -> int:
+        """Of the stray validations, those still running (each holds a validation thread slot)."""
+        return self._time_limit.running_strays
 
     def __repr__(self) -> str:
         state = "connected" if self._connection.connected else "idle"
@@ -107,9 +126,13 @@ class Interface:
         """Close the client context and the thread pool; the next use reconnects lazily.
 
         Operations in flight in other threads fail at once with the context closed under
-        them (ContextClosedError as the cause), never with a verdict on the machine.
+        them (ContextClosedError as the cause), never with a verdict on the machine. The
+        journal's file is closed too; the next set opens it again.
         """
         self._connection.close()
+        journal = self._journal
+        if journal is not None:
+            journal.close()
 
     @property
     def _context(self) -> Context | None:
@@ -257,16 +280,21 @@ class Interface:
         if not inputs:
             _log.info("set_values called with no inputs: nothing to set")
             return {}
+        journal = self._open_journal(inputs)
         context = self._get_context()
         planned = self._prepare(context, inputs)
         if self.read_only:
             _log.info("read-only: would set %s",
                       ", ".join(f"{pv} = {show(v)}" for pv, v in planned.items()))
+            self._journal_start(journal, planned, lambda: journal.read_only(planned))
             return {pv: SetResult(pv, v, READ_ONLY) for pv, v in planned.items()}
+        if journal:
+            values, errors = self._values_before(planned)
+            self._journal_start(journal, planned, lambda: journal.before(values, errors))
         if self.parallel and len(planned) > 1:
-            results = self._set_parallel(context, planned, functions)
+            results = self._set_parallel(context, planned, functions, journal)
         else:
-            results = self._set_in_order(context, planned, functions)
+            results = self._set_in_order(context, planned, functions, journal)
         counts = {s: sum(r.status == s for r in results.values()) for s in (SET, FAILED, NOT_ATTEMPTED)}
         _log.info(
             "set %d PV(s) in %.3f s (%s): %d set, %d failed, %d not attempted",
@@ -274,6 +302,48 @@ class Interface:
             counts[SET], counts[FAILED], counts[NOT_ATTEMPTED],
         )
         return results
+
+    def _open_journal(self, inputs: Mapping[str, Any]) -> CallJournal:
+        """This call's journal lines (none without a journal); JournalError if it cannot be written.
+
+        Checked before anything is read or sent: the error's `results` say every PV was not
+        attempted.
+        """
+        if self.settings.journal is None:
+            return CallJournal(None)
+        try:
+            with self._journal_lock:
+                if self._journal is None:
+                    self._journal = Journal(self.settings.journal, fsync=self.settings.journal_fsync)
+                journal = self._journal
+            journal.check()
+            return CallJournal(journal)
+        except JournalError as exc:
+            raise self._refused_by_journal(exc, inputs) from None
+
+    def _journal_start(self, journal: CallJournal, planned: Mapping[str, Any], write: Any) -> None:
+        """Write the call's first lines (before or read_only); JournalError, nothing sent, if it fails."""
+        try:
+            write()
+        except JournalError as exc:
+            raise self._refused_by_journal(exc, planned) from None
+
+    @staticmethod
+    def _refused_by_journal(exc: JournalError, inputs: Mapping[str, Any]) -> JournalError:
+        """The error of a set refused because its journal cannot be written: every PV not attempted."""
+        _log.error("set refused, nothing sent: %s", exc)
+        reason = f"journal cannot be written: {exc.reason}"
+        results = {pv: SetResult(pv, value, NOT_ATTEMPTED, reason=reason) for pv, value in inputs.items()}
+        return JournalError(exc.path, f"{exc.reason}; nothing was sent", exc.errno, results=results)
+
+    def _values_before(self, planned: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+        """Each PV's value as its monitor gave it to the input check ({pv: value}, {pv: why none}).
+
+        No extra read: the values the check saw, just before the puts.
+        """
+        values = self.latest_values(planned)
+        errors = {pv: "no value from its monitor" for pv in planned if pv not in values}
+        return values, errors
 
     def _prepare(self, context: Context, inputs: Mapping[str, Any]) -> dict[str, Any]:
         """Check every input against its PV's monitor and return the values to put.
@@ -330,7 +400,7 @@ class Interface:
 
     def _set_in_order(
         self, context: Context, planned: Mapping[str, Any],
-        functions: Mapping[str, ValidationFunction | None],
+        functions: Mapping[str, ValidationFunction | None], journal: CallJournal | None = None,
     ) -> dict[str, SetResult]:
         """Set PVs one after the other, stopping at the first failure."""
         results: dict[str, SetResult] = {}
@@ -341,7 +411,7 @@ class Interface:
                                         reason="sequential mode stops at the first failure")
                 continue
             try:
-                results[pv] = self._set_one(context, pv, value, functions.get(pv))
+                results[pv] = self._set_one(context, pv, value, functions.get(pv), journal=journal)
             except Exception as exc:  # noqa: BLE001 - a bug or p4p surprise: this PV's outcome
                 results[pv] = self._unexpected(pv, value, exc)
             failed = results[pv].status == FAILED
@@ -349,7 +419,7 @@ class Interface:
 
     def _set_parallel(
         self, context: Context, planned: Mapping[str, Any],
-        functions: Mapping[str, ValidationFunction | None],
+        functions: Mapping[str, ValidationFunction | None], journal: CallJournal | None = None,
     ) -> dict[str, SetResult]:
         """Send every first put at once (one p4p multi-put), then retry and validate each PV in its task.
 
@@ -357,13 +427,25 @@ class Interface:
         concurrently in the pool, so the call lasts about as long as its slowest PV.
         """
         start = time.monotonic()
-        names = list(planned)
+        journal = journal if journal is not None else CallJournal(None)
+        unsent: dict[str, SetResult] = {}
+        for pv in planned:  # each put line is written before any put is sent
+            try:
+                journal.put(pv, planned[pv], 1)
+            except JournalError as exc:
+                unsent[pv] = self._not_journaled(pv, planned[pv], exc, 0, start)
+        names = [pv for pv in planned if pv not in unsent]
         for pv in names:
             _log.debug("put %s = %s (attempt 1 of %d)", pv, show(planned[pv]), self.put_attempts)
         try:
-            replies: list[Any] = put_many(context, names, [planned[pv] for pv in names], self.timeout)
+            replies: list[Any] = (put_many(context, names, [planned[pv] for pv in names], self.timeout)
+                                  if names else [])
         except Exception as exc:  # noqa: BLE001 - unexpected: every PV's put failed with it
             replies = [exc] * len(names)
+        if journal:
+            closed = is_closed(context)
+            for pv, reply in zip(names, replies, strict=True):
+                journal.outcome(pv, 1, *classify(reply, self.timeout, closed and reply is not None))
         futures: dict[str, Future[SetResult] | SetResult | None] = {}
         for pv, reply in zip(names, replies, strict=True):
             if reply is None and functions.get(pv) is None:  # done, nothing to validate: no task
@@ -371,11 +453,15 @@ class Interface:
                 continue
             try:
                 futures[pv] = self._get_pool().submit(
-                    self._set_one, context, pv, planned[pv], functions.get(pv), reply, start)
+                    self._set_one, context, pv, planned[pv], functions.get(pv), reply, start, journal)
             except RuntimeError:  # the pool was shut down by a concurrent close()
                 futures[pv] = None
         results: dict[str, SetResult] = {}
-        for pv, future in futures.items():
+        for pv in planned:
+            if pv in unsent:
+                results[pv] = unsent[pv]
+                continue
+            future = futures[pv]
             try:
                 if future is None:
                     raise CancelledError
@@ -387,6 +473,12 @@ class Interface:
             except Exception as exc:  # noqa: BLE001 - a bug or p4p surprise: this PV's outcome
                 results[pv] = self._unexpected(pv, planned[pv], exc)
         return results
+
+    def _not_journaled(self, pv: str, value: Any, exc: JournalError, attempts: int, start: float) -> SetResult:
+        """The outcome of a put not sent because its journal line could not be written."""
+        error = PutError(pv, value, f"put not sent: {exc}", attempts)
+        _log.error("%s", error)
+        return SetResult(pv, value, FAILED, attempts, error=error, elapsed=time.monotonic() - start)
 
     def _unexpected(self, pv: str, value: Any, exc: Exception) -> SetResult:
         """The outcome of a PV whose put or check raised what nothing expected: failed, saying so."""
@@ -405,13 +497,14 @@ class Interface:
 
     def _set_one(
         self, context: Context, pv: str, value: Any, validate: ValidationFunction | None,
-        first: Any = _NOT_SENT, start: float | None = None,
+        first: Any = _NOT_SENT, start: float | None = None, journal: CallJournal | None = None,
     ) -> SetResult:
         """Put one value, retrying timeouts, then validate it; the outcome, never an exception.
 
         `first` is the outcome of a first put already sent (None: done; an exception: failed).
         """
         start = time.monotonic() if start is None else start
+        journal = journal if journal is not None else CallJournal(None)
         attempts = 0
 
         def failed(error: EpicsPvaError) -> SetResult:
@@ -424,8 +517,15 @@ class Interface:
             if first is not _NOT_SENT:
                 outcome, first = first, _NOT_SENT
             else:
+                try:
+                    journal.put(pv, value, attempts)  # before sending: a kill cannot hide the put
+                except JournalError as exc:
+                    return self._not_journaled(pv, value, exc, attempts - 1, start)
                 _log.debug("put %s = %s (attempt %d of %d)", pv, show(value), attempts, self.put_attempts)
                 outcome = put_many(context, [pv], [value], self.timeout)[0]
+                if journal:
+                    journal.outcome(pv, attempts, *classify(
+                        outcome, self.timeout, outcome is not None and is_closed(context)))
             if outcome is None:
                 break
             if is_closed(context):  # cut off, not refused: not retried, not the machine
@@ -443,10 +543,21 @@ class Interface:
         if validate is None:
             return SetResult(pv, value, SET, attempts, elapsed=time.monotonic() - start)
         try:
-            outcome = validate(set_pv=pv, set_value=value, context=context, timeout=self.timeout)
+            outcome = self._validate(validate, pv, value, context)
         except (Exception, SystemExit) as exc:  # a validation function may not end the program
+            journal.validation(pv, error=exc)
             return failed(ValidationError(pv, value, exc))
+        journal.validation(pv, result=outcome)
         return SetResult(pv, value, SET, attempts, outcome, elapsed=time.monotonic() - start)
+
+
+    def _validate(self, validate: ValidationFunction, pv: str, value: Any, context: Context) -> Any:
+        """Run one validation function, within validation_timeout if set (ValidationTimeout past it)."""
+        kwargs = {"set_pv": pv, "set_value": value, "context": context, "timeout": self.timeout}
+        limit = self.settings.validation_timeout
+        if limit is None:
+            return validate(**kwargs)
+        return self._time_limit.run(pv, validate, kwargs, limit)
 
 
 def _setting_property(name: str, doc: str) -> property:

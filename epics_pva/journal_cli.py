@@ -24,10 +24,15 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from ._cli import MAX_SECONDS
 from .errors import InvalidInputError, JournalError, SetValuesError
 from .journal import CallRecord, PvRecord, group_calls, read_journal, restore_plan
 
 _log = logging.getLogger(__name__)
+
+
+# the last second of the year 9999 (UTC), the latest time datetime can show
+_LAST_TIME = 253402300799.0
 
 
 def parse_time(text: str) -> float:
@@ -37,19 +42,21 @@ def parse_time(text: str) -> float:
     except ValueError:
         pass
     else:
-        if not math.isfinite(value):
-            raise argparse.ArgumentTypeError(f"{text!r} is not a finite time")
+        if not 0 <= value <= _LAST_TIME:  # NaN, inf, before 1970 or after the year 9999
+            raise argparse.ArgumentTypeError(f"{text!r:.60} is not a time within [0, {_LAST_TIME:.0f}] epoch s")
         return value
     iso = text.strip()
     if iso.endswith(("Z", "z")):
         iso = iso[:-1] + "+00:00"  # Python 3.10's fromisoformat does not read Z
     try:
-        when = datetime.fromisoformat(iso)
-    except ValueError:
+        when = datetime.fromisoformat(iso).timestamp()  # a naive time is taken as local time
+    except (ValueError, OverflowError, OSError):
         raise argparse.ArgumentTypeError(
-            f"{text!r} is neither epoch seconds nor an ISO 8601 time (e.g. 2026-12-02T05:50:00)"
+            f"{text!r:.60} is neither epoch seconds nor an ISO 8601 time (e.g. 2026-12-02T05:50:00)"
         ) from None
-    return when.timestamp()  # a naive time is taken as local time
+    if not 0 <= when <= _LAST_TIME:
+        raise argparse.ArgumentTypeError(f"{text!r:.60} is before 1970 or after the year 9999")
+    return when
 
 
 def _when(t: float) -> str:
@@ -160,8 +167,8 @@ def _seconds(text: str) -> float:
         value = float(text)
     except ValueError:
         value = math.nan
-    if not value > 0 or not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds > 0")
+    if not value > 0 or not value <= MAX_SECONDS:
+        raise argparse.ArgumentTypeError(f"{text!r:.60} is not a number of seconds > 0 and <= {MAX_SECONDS:g}")
     return value
 
 

@@ -28,7 +28,7 @@ from typing import Any
 
 from p4p.client.thread import Context
 
-from ._cli import program_name
+from ._cli import program_name, pv_name, seconds
 from ._p4p_compat import pop_lost_first_update
 from .badger.environment import environment_pvs, load_environment
 from .values import PvInfo, describe, to_python
@@ -289,14 +289,15 @@ def build_parser() -> argparse.ArgumentParser:
         description="Check that a routine's PVs are there before it starts. Nothing is written "
         "unless --write-test is given. Exit status 1 when a check fails.",
     )
-    parser.add_argument("pvs", nargs="*", metavar="PV", help="further PVs that must connect")
+    parser.add_argument("pvs", nargs="*", metavar="PV", type=pv_name, help="further PVs that must connect")
     parser.add_argument("--env", metavar="SPEC", help="Badger environment: plugin folder, .py file "
                         "or module, optionally ending in :ClassName")
-    parser.add_argument("--setpoint", action="append", default=[], metavar="PV", help="repeatable")
-    parser.add_argument("--readback", action="append", default=[], metavar="PV", help="repeatable")
-    parser.add_argument("--observable", action="append", default=[], metavar="PV", help="repeatable")
-    parser.add_argument("--timeout", type=float, default=2.0, help="seconds per network operation (default 2)")
-    parser.add_argument("--update-time", type=float, default=3.0,
+    parser.add_argument("--setpoint", action="append", default=[], metavar="PV", type=pv_name, help="repeatable")
+    parser.add_argument("--readback", action="append", default=[], metavar="PV", type=pv_name, help="repeatable")
+    parser.add_argument("--observable", action="append", default=[], metavar="PV", type=pv_name, help="repeatable")
+    parser.add_argument("--timeout", type=seconds(), default=2.0,
+                        help="seconds per network operation, at most 3600 (default 2)")
+    parser.add_argument("--update-time", type=seconds(zero=True), default=3.0,
                         help="seconds to wait for readbacks and observables to update; 0 skips (default 3)")
     parser.add_argument("--write-test", action="store_true",
                         help="WRITES to the system: put each setpoint's current value back")

@@ -11,12 +11,18 @@ from __future__ import annotations
 import dataclasses
 import math
 import numbers
+import os
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = ["SettingSpec", "Settings", "defaults", "parse_setting", "specs"]
+
+# upper bounds of every numeric setting: float settings are seconds (beyond an hour p4p's waits
+# overflow or the number is a typo: 1e10 s raised OverflowError from p4p), int ones are counts
+MAX_SECONDS = 3600.0
+MAX_COUNT = 1_000_000
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -47,7 +53,8 @@ def _fail_safe(value: Any) -> bool:
 
 
 def _bounded(kind: type, gt: float | None = None, ge: float | None = None) -> Callable[[Any], Any]:
-    """A check for an int or a finite float within a bound; the message states the bound."""
+    """A check for an int or a finite float within a bound and its kind's maximum; the message states both."""
+    le = MAX_SECONDS if kind is float else MAX_COUNT
     bound = f"> {gt:g}" if gt is not None else f">= {ge:g}"
 
     def check(value: Any) -> Any:
@@ -55,12 +62,40 @@ def _bounded(kind: type, gt: float | None = None, ge: float | None = None) -> Ca
             raise ValueError(f"must be {'an int' if kind is int else 'a number'} {bound}")
         if kind is int and not isinstance(value, numbers.Integral):
             raise ValueError(f"must be an int {bound}")
-        if not math.isfinite(value) or (gt is not None and not value > gt) or (
+        # an int is finite, and math.isfinite(10**400) would raise OverflowError
+        if not (isinstance(value, numbers.Integral) or math.isfinite(value)) or (gt is not None and not value > gt) or (
                 ge is not None and not value >= ge):
             raise ValueError(f"must be {bound} and finite")
+        if value > le:
+            raise ValueError(f"must be <= {le:g} s" if kind is float else f"must be <= {le:,}")
         return kind(value)
 
     return check
+
+
+def _optional(check: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """A check that also accepts None (no limit)."""
+
+    def optional(value: Any) -> Any:
+        if value is None:
+            return None
+        try:
+            return check(value)
+        except ValueError as exc:
+            raise ValueError(f"{exc} (or None)") from None
+
+    return optional
+
+
+def _path(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, (str, os.PathLike)) or not os.fspath(value):
+        raise ValueError("must be a file path (or None)")
+    path = os.fspath(value)
+    if not isinstance(path, str) or not path.strip():
+        raise ValueError("must be a file path (or None)")
+    return path
 
 
 def _conf(value: Any) -> dict[str, str] | None:
@@ -76,6 +111,8 @@ def _conf(value: Any) -> dict[str, str] | None:
 
 def _setting(default: Any, doc: str, check: Callable[[Any], Any], variable: str | None = None,
              kind: type = object, **bounds: float) -> Any:
+    if kind in (int, float):
+        bounds = {**bounds, "le": MAX_SECONDS if kind is float else MAX_COUNT}
     spec = SettingSpec(doc, check, variable, kind, bounds)
     # a dict-valued setting (conf) takes no part in the hash: a dict cannot be hashed
     return field(default=default, metadata={"spec": spec}, hash=check is not _conf)
@@ -127,6 +164,15 @@ class Settings:
     metadata_max_age: float = _setting(
         0.0, "no effect, kept for compatibility: the monitors keep type and limits fresh "
         "(a value other than 0 warns once)", _bounded(float, ge=0), ge=0)
+    validation_timeout: float | None = _setting(
+        None, "seconds a validation function may run before its PV fails (None: no limit)",
+        _optional(_bounded(float, gt=0)), _env("validation_timeout"), float, gt=0)
+    journal: str | None = _setting(
+        None, "path of a JSON Lines journal of every set_values call (None: no journal)", _path,
+        _env("journal"), str)
+    journal_fsync: bool = _setting(
+        False, "fsync the journal after every line (slower; survives a power cut too)", _flag,
+        _env("journal_fsync"), bool)
     conf: dict[str, str] | None = _setting(
         None, "p4p client configuration (EPICS_PVA_* keys) used instead of the environment", _conf)
 
@@ -136,7 +182,7 @@ class Settings:
             try:
                 checked = f.metadata["spec"].check(value)
             except ValueError as exc:
-                raise ValueError(f"{f.name} {exc}, not {value!r}") from None
+                raise ValueError(f"{f.name} {exc}, not {value!r:.80}") from None
             object.__setattr__(self, f.name, checked)
         if self.metadata_max_age != 0:
             _deprecated_once("metadata_max_age has no effect any more: each PV set is monitored, "
@@ -170,14 +216,14 @@ def parse_setting(name: str, text: str) -> Any:
             return True
         if word.lower() in _FALSE:
             return False
-        raise ValueError(f"{variable}={text!r} is not a yes/no value: use one of {sorted(_TRUE)} "
+        raise ValueError(f"{variable}={text!r:.60} is not a yes/no value: use one of {sorted(_TRUE)} "
                          f"or {sorted(_FALSE)}")
     try:
         value = spec.kind(word)
     except ValueError:
         what = "an integer" if spec.kind is int else "a number"
-        raise ValueError(f"{variable}={text!r} is not {what}") from None
+        raise ValueError(f"{variable}={text!r:.60} is not {what}") from None
     try:
         return spec.check(value)
     except ValueError as exc:
-        raise ValueError(f"{variable}={text!r} {exc}") from None
+        raise ValueError(f"{variable}={text!r:.60} {exc}") from None

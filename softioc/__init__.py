@@ -2,10 +2,10 @@
 
 __project__ = "badger-epics-pva"  # checked by softioc._guard: proves this is our `softioc`
 
-from .audit import FaultRecord, PutRecord  # noqa: E402
+from .audit import FaultRecord, PutRecord, read_audit_file  # noqa: E402
 from .config import IOCConfig, load_config  # noqa: E402
 from .epics_base import EpicsBaseIOC  # noqa: E402
-from .errors import ConfigError, PortInUseError, PutRefused, SoftIOCError  # noqa: E402
+from .errors import AuditFileError, ConfigError, PortInUseError, PutRefused, SoftIOCError  # noqa: E402
 from .faults import (  # noqa: E402
     Alarm,
     Fault,
@@ -22,6 +22,7 @@ from .server import SoftIOC  # noqa: E402
 
 __all__ = [
     "Alarm",
+    "AuditFileError",
     "ConfigError",
     "EpicsBaseIOC",
     "Fault",
@@ -41,4 +42,5 @@ __all__ = [
     "SoftIOCError",
     "StuckReadback",
     "load_config",
+    "read_audit_file",
 ]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import signal
 import sys
 import threading
@@ -22,24 +23,66 @@ _guard.ensure_this_package()
 _log = logging.getLogger("softioc")
 
 
+# the longest --duration (s): about 115 days; beyond it a wait overflows or the number is a typo
+MAX_DURATION = 1e7
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def _port(text: str) -> int:
+    """A TCP/UDP port: 0 (a free one) to 65535."""
+    try:
+        value = int(text) if len(text) <= 10 else -1
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r:.40} is not a port within [0, 65535] (0: a free port)")
+    return value
+
+
+def _duration(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 <= value <= MAX_DURATION:
+        raise argparse.ArgumentTypeError(f"{text!r:.40} is not a number of seconds within [0, {MAX_DURATION:g}]")
+    return value
+
+
+def _host(text: str) -> str:
+    """An interface address or host name: no spaces or control characters, at most 255 characters."""
+    if not text or len(text) > 255 or any(c.isspace() or not c.isprintable() for c in text):
+        raise argparse.ArgumentTypeError(f"{text!r:.80} is not a host address (e.g. 127.0.0.1)")
+    return text
+
+
+def _log_level(text: str) -> str:
+    if text.upper() not in LOG_LEVELS:
+        raise argparse.ArgumentTypeError(f"{text!r:.40} is not a logging level: use one of {', '.join(LOG_LEVELS)}")
+    return text.upper()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pva-softioc",
         description="Serve a simulated EPICS PVAccess machine (setpoints, lagging readbacks, faults).",
     )
     parser.add_argument("config", help="TOML config file (see softioc/examples/demo.toml)")
-    parser.add_argument("--host", default="127.0.0.1",
+    parser.add_argument("--host", type=_host, default="127.0.0.1",
                         help="interface address to serve on (default: 127.0.0.1, loopback only)")
-    parser.add_argument("--port", type=int, default=0, help="TCP server port (default: a free port)")
-    parser.add_argument("--broadcast-port", type=int, default=0,
+    parser.add_argument("--port", type=_port, default=0, help="TCP server port (default: a free port)")
+    parser.add_argument("--broadcast-port", type=_port, default=0,
                         help="UDP search port (default: a free port)")
     parser.add_argument("--export", action="store_true", help="print settings as `export NAME=value`")
     parser.add_argument("--list-pvs", action="store_true", help="print the PV names and exit without serving")
     parser.add_argument("-q", "--quiet", action="store_true", help="print only the client settings")
-    parser.add_argument("--duration", type=float, default=None, help="stop by itself after this many seconds")
+    parser.add_argument("--duration", type=_duration, default=None, help="stop by itself after this many seconds")
     parser.add_argument("--view", action="store_true",
                         help="show a live view of setpoints, readbacks and faults (refreshed in place)")
-    parser.add_argument("--log-level", default="WARNING", help="logging level (default: WARNING)")
+    parser.add_argument("--audit", default=None, metavar="FILE",
+                        help="append every put and fault event to FILE as JSON Lines "
+                             "(overrides the config's [ioc] audit)")
+    parser.add_argument("--log-level", type=_log_level, default="WARNING", help="logging level (default: WARNING)")
     return parser
 
 
@@ -92,7 +135,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.host not in ("127.0.0.1", "::1", "localhost"):
         _log.warning("serving on %s, not loopback", args.host)
     try:
-        ioc = SoftIOC(config, host=args.host, port=args.port, broadcast_port=args.broadcast_port).start()
+        ioc = SoftIOC(config, host=args.host, port=args.port, broadcast_port=args.broadcast_port,
+                      audit=args.audit).start()
     except Exception as exc:  # noqa: BLE001 - report, don't dump a traceback on the operator
         print(f"pva-softioc: cannot start: {exc}", file=sys.stderr)
         return 1

@@ -6,6 +6,7 @@ person reading it is editing that file.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import sys
 import unicodedata
@@ -37,6 +38,7 @@ class IOCSettings:
     update_rate: float = 10.0
     time_scale: float = 1.0
     control_prefix: str = "SOFTIOC:"
+    audit: str | None = None  # JSON Lines file every put and fault event is appended to
 
 
 @dataclass(frozen=True)
@@ -131,7 +133,12 @@ def load_config(source: str | Path | Mapping[str, Any] | IOCConfig) -> IOCConfig
         raise ConfigError(f"{path}: arrays or tables nested too deeply") from None
     except OSError as exc:  # a directory, no permission, ...
         raise ConfigError(f"{path}: cannot read the config file: {exc.strerror or exc}") from None
-    return config_from_dict(data, source=str(path))
+    config = config_from_dict(data, source=str(path))
+    audit = config.ioc.audit
+    if audit is not None and not Path(audit).is_absolute():  # relative to the file, not the cwd
+        ioc = dataclasses.replace(config.ioc, audit=str(path.parent / audit))
+        config = dataclasses.replace(config, ioc=ioc)
+    return config
 
 
 class _Reader:
@@ -230,13 +237,26 @@ def _settings(r: _Reader) -> IOCSettings:
     seed = r.get("seed", (int,), 0)
     update_rate = r.number("update_rate", 10.0, positive=True)
     time_scale = r.number("time_scale", 1.0, positive=True)
-    prefix = r.get("control_prefix", (str,), "SOFTIOC:")
+    prefix = _text(r, "control_prefix", "SOFTIOC:")
+    if any(c.isspace() for c in prefix):
+        raise r.fail("control_prefix", f"must be a PV name prefix without spaces, got {prefix!r}")
+    audit = r.get("audit", (str,), None)
+    if audit is not None:
+        _check_text(r, "audit", audit)
+        if not audit.strip():
+            raise r.fail("audit", "must be a file path, not an empty string")
     r.finish()
-    return IOCSettings(seed, update_rate, time_scale, prefix)
+    return IOCSettings(seed, update_rate, time_scale, prefix, audit)
 
 
 # the longest PV name served (characters); 1000 measured to be found by a p4p client's search
 MAX_NAME = 1000
+# the longest units, description, enum choice or control prefix (characters)
+MAX_TEXT = 1000
+# the most elements of an array PV: 10 million doubles are 80 MB per copy the server keeps
+MAX_LENGTH = 10_000_000
+# the most decimal places a display precision may ask for (a double carries 17 digits)
+MAX_PRECISION = 17
 
 
 def _uncarried(text: str) -> str | None:
@@ -246,6 +266,33 @@ def _uncarried(text: str) -> str | None:
         if unicodedata.category(c) in ("Cc", "Cs"):
             return f"contains the character {c!r}, which PVAccess cannot carry"
     return None
+
+
+def _text(r: _Reader, key: str, default: str) -> str:
+    """A string PVAccess carries unchanged, of at most MAX_TEXT characters."""
+    value = r.get(key, (str,), default)
+    _check_text(r, key, value)
+    return value
+
+
+def _check_text(r: _Reader, key: str, value: str) -> None:
+    if len(value) > MAX_TEXT:
+        raise r.fail(key, f"is {len(value)} characters long; the limit is {MAX_TEXT}")
+    why = _uncarried(value)
+    if why:
+        raise r.fail(key, f"{why}, got {value!r}")
+
+
+def _precision(r: _Reader) -> int | None:
+    value = r.get("precision", (int,), None)
+    if value is not None and not 0 <= value <= MAX_PRECISION:
+        raise r.fail("precision", f"must be within [0, {MAX_PRECISION}] decimal places, got {_integer(value)}")
+    return value
+
+
+def _integer(value: int) -> str:
+    """An integer as a message shows it: its digits, or how many digits when there are many."""
+    return str(value) if abs(value) < 10**30 else f"an integer of {len(str(abs(value)))} digits"
 
 
 def _name(r: _Reader, key: str, required: bool = True) -> str | None:
@@ -296,18 +343,24 @@ def _setpoint(r: _Reader) -> SetpointConfig:
     if kind.takes_choices:
         if not choices or not all(isinstance(c, str) for c in choices):
             raise r.fail("choices", f"must be a non-empty list of strings for an {kind.name} PV")
+        for i, choice in enumerate(choices):
+            _check_text(r, f"choices[{i}]", choice)
+        if len(set(choices)) < len(choices):
+            raise r.fail("choices", f"repeats a label (a put by label would be ambiguous), got {choices!r:.200}")
     elif choices:
         raise r.fail("choices", f"is only for {_types_with('takes_choices')} PVs, not {kind.name}")
     length = r.get("length", (int,), None)
     if kind.takes_length:
         length = 1 if length is None else length
         if length < 1:
-            raise r.fail("length", f"must be >= 1, got {length}")
+            raise r.fail("length", f"must be >= 1, got {_integer(length)}")
+        if length > MAX_LENGTH:
+            raise r.fail("length", f"is {_integer(length)} elements; the cap is {MAX_LENGTH:,}")
     elif length is not None:
         raise r.fail("length", f"is only for {_types_with('takes_length')} PVs, not {kind.name}")
-    precision = r.get("precision", (int,), None)
-    units = r.get("units", (str,), "")
-    description = r.get("description", (str,), "")
+    precision = _precision(r)
+    units = _text(r, "units", "")
+    description = _text(r, "description", "")
     value = r.get("initial", kind.initial_kinds, kind.default(length))
     numbers = value if isinstance(value, list) else [value]
     if any(isinstance(x, int) and not _fits_float(x) for x in numbers):
@@ -364,9 +417,9 @@ def _observable(r: _Reader) -> ObservableConfig:
         if not isinstance(var, str) or not var.isidentifier() or not isinstance(pv, str):
             raise r.fail(f"inputs.{var}", f"must map an identifier to a PV name, got {var!r} = {pv!r}")
     noise = r.number("noise", 0.0, minimum=0.0)
-    units = r.get("units", (str,), "")
-    precision = r.get("precision", (int,), None)
-    description = r.get("description", (str,), "")
+    units = _text(r, "units", "")
+    precision = _precision(r)
+    description = _text(r, "description", "")
     alarm_limits = _alarm_limits(r, True)
     r.finish()
     try:

@@ -30,11 +30,29 @@ from .injection import FaultControl
 _log = logging.getLogger(__name__)
 
 
+# the longest text a control PV takes (characters): a fault spec is a line, not a document
+MAX_TEXT = 10_000
+
+
+def check_text(text: str, what: str) -> str:
+    """`text` itself, or ValueError if it is longer than MAX_TEXT or holds a control character."""
+    if len(text) > MAX_TEXT:
+        raise ValueError(f"{what} is {len(text):,} characters long; the limit is {MAX_TEXT:,} "
+                         f"(it begins {text!r:.40})")
+    bad = next((c for c in text if (ord(c) < 32 and c not in " \t\r\n") or c == "\x7f"
+                or 0xD800 <= ord(c) <= 0xDFFF), None)
+    if bad is not None:
+        raise ValueError(f"{what} contains the character {bad!r}, got {text!r:.200}")
+    return text
+
+
 def parse_fault_spec(text: str) -> dict[str, Any]:
     """Parse "PV KIND key=value ..." (values as JSON literals, else strings) into a fault dict.
 
     A plain-text form because PVAccess tools read a JSON object put as a structure assignment.
+    A key given twice is refused: silently taking the last would hide a typo.
     """
+    check_text(text, "a fault spec")
     try:
         words = shlex.split(text)
     except ValueError as exc:
@@ -45,7 +63,10 @@ def parse_fault_spec(text: str) -> dict[str, Any]:
     for word in words[2:]:
         key, sep, raw = word.partition("=")
         if not sep or not key:
-            raise ValueError(f"expected key=value, got {word!r} in {text!r}")
+            raise ValueError(f"expected key=value, got {word!r} in {text!r:.200}")
+        if key in spec:
+            where = "is the first word" if key == "pv" else "is the second word" if key == "kind" else "is given twice"
+            raise ValueError(f"key {key!r} {where} in {text!r:.200}")
         try:
             spec[key] = json.loads(raw)
         except json.JSONDecodeError:
@@ -112,7 +133,7 @@ class ControlPVs:
         return lambda: self._faults.fire(armed)
 
     def _clear(self, value: Any) -> None:
-        target = str(value).strip()
+        target = check_text(str(value), "a PV name to clear").strip()
         count = self._faults.clear(target or None)
         _log.info("cleared %d fault(s) over the wire (%s)", count, target or "all PVs")
 

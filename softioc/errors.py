@@ -17,3 +17,7 @@ class PutRefused(SoftIOCError, ValueError):
 
 class PortInUseError(SoftIOCError, OSError):
     """An explicitly requested TCP port could not be bound (another server holds it)."""
+
+
+class AuditFileError(SoftIOCError, OSError):
+    """The audit file cannot be opened for appending: names the path and the OS reason."""

@@ -108,7 +108,12 @@ class FaultControl:
                 channel.close()
 
     def clear(self, pv: str | None = None) -> int:
-        """Disarm faults on `pv` (all when None), release puts they hold; returns how many."""
+        """Disarm faults on `pv` (all when None), release puts they hold; returns how many.
+
+        ValueError for a `pv` that is neither served here nor '*': a typo must not pass as "none armed".
+        """
+        if pv is not None and pv != SERVER and pv not in self._served:
+            raise ValueError(f"cannot clear faults on {pv!r:.200}: not a PV of this IOC")
         removed = self._book.clear(pv)
         for armed in removed:
             self._retire(armed, "cleared")
@@ -189,7 +194,11 @@ class FaultControl:
 
     def tick(self, now: float) -> dict[str, ReadbackEffect]:
         """One update step: expire faults, arm scheduled ones, finish late puts; the readback effects."""
-        for armed in self._book.expire(now):
+        # a put handler takes a fault's last shot and audits it as fired under this lock; expiring
+        # outside it could audit "expired" before that "fired", and FAULT:LAST would end on "fired"
+        with self._lock:
+            spent = self._book.expire(now)
+        for armed in spent:
             self._retire(armed, "expired")
         with self._lock:
             late = [h for h in self._held if h.deadline <= now]

@@ -62,10 +62,12 @@ class SoftIOC:
         host: str = "127.0.0.1",
         port: int = 0,
         broadcast_port: int = 0,
+        audit: str | Path | None = None,
     ) -> None:
         self.config = load_config(config)
         self.host, self.port, self.broadcast_port = host, port, broadcast_port
-        self.audit = Audit()
+        # every put and fault event also appended to this JSON Lines file (AuditFileError if not)
+        self.audit = Audit(audit if audit is not None else self.config.ioc.audit)
         self.stats = Stats()
         self._lock = threading.RLock()
         self.faults = FaultControl(self.config, self.audit, self._lock, Wire(

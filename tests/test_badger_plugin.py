@@ -69,7 +69,8 @@ def test_an_unclear_read_only_value_still_forces_read_only():
 
 def test_every_setting_has_a_variable():
     assert set(ENVIRONMENT_VARIABLES) == {
-        "read_only", "parallel", "timeout", "put_attempts", "retry_delay", "nan_on_read_error"}
+        "read_only", "parallel", "timeout", "put_attempts", "retry_delay", "nan_on_read_error",
+        "validation_timeout", "journal", "journal_fsync"}
     assert all(v.startswith("EPICS_PVA_INTERFACE_") for v in ENVIRONMENT_VARIABLES.values())
 
 

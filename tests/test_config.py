@@ -352,3 +352,46 @@ def test_a_pv_name_of_the_longest_length_is_served(softioc_factory, client_for):
     name = "L" * 1000
     ctx = client_for(softioc_factory({"setpoint": [{"name": name, "initial": 2.5}]}))
     assert ctx.get(name, timeout=5.0) == 2.5
+
+
+@pytest.mark.parametrize(("table", "key", "why"), [
+    ({"type": "enum", "choices": ["Off", "O\x00n"]}, "choices[1]", r"'\\x00', which PVAccess cannot carry"),
+    ({"type": "enum", "choices": ["Off", "\ud800"]}, "choices[1]", "cannot carry"),
+    ({"type": "enum", "choices": ["x" * 1001]}, "choices[0]", "1001 characters long; the limit is 1000"),
+    ({"type": "enum", "choices": ["On", "Off", "On"]}, "choices", "repeats a label"),
+    ({"units": "m\x00m"}, "units", "cannot carry"),
+    ({"units": "m" * 1001}, "units", "the limit is 1000"),
+    ({"description": "a\nb"}, "description", r"'\\n', which PVAccess cannot carry"),
+    ({"description": "\udfff"}, "description", "cannot carry"),
+    ({"precision": 10**9}, "precision", r"within \[0, 17\] decimal places, got 1000000000"),
+    ({"precision": -1}, "precision", r"within \[0, 17\]"),
+    ({"precision": 10**400}, "precision", "an integer of 401 digits"),
+    ({"type": "double_array", "length": 10_000_001}, "length", "10000001 elements; the cap is 10,000,000"),
+    ({"type": "double_array", "length": 10**400}, "length", "an integer of 401 digits"),
+    ({"type": "double_array", "length": -(10**400)}, "length", ">= 1, got an integer of 401 digits"),
+])
+def test_text_and_sizes_the_server_cannot_carry_are_config_errors_naming_the_key(table, key, why):
+    with pytest.raises(ConfigError, match=f"key '{re.escape(key)}' .*{why}"):
+        load_config({"setpoint": [{"name": "A", **table}]})
+
+
+@pytest.mark.parametrize("table", [
+    {"observable": [{"name": "O", "expression": "1", "units": "u\x00"}]},
+    {"observable": [{"name": "O", "expression": "1", "precision": 18}]},
+    {"ioc": {"control_prefix": "S\x00:"}},
+    {"ioc": {"control_prefix": "S :"}},
+])
+def test_observable_text_and_the_control_prefix_are_checked_too(table):
+    with pytest.raises(ConfigError, match="key '(units|precision|control_prefix)'"):
+        load_config({"setpoint": [{"name": "A"}], **table})
+
+
+def test_text_at_the_limits_is_served_unchanged(softioc_factory, client_for):
+    choices = ["é" * 1000, "Ω", "on"]
+    ctx = client_for(softioc_factory({"setpoint": [
+        {"name": "T:E", "type": "enum", "choices": choices},
+        {"name": "T:D", "units": "µ" * 1000, "description": "Δ" * 1000, "precision": 17},
+    ]}))
+    assert list(ctx.get("T:E", timeout=5.0).raw.value.choices) == choices
+    display = ctx.get("T:D", timeout=5.0).raw.display
+    assert (display.units, display.description) == ("µ" * 1000, "Δ" * 1000)

@@ -1,6 +1,8 @@
 """Control PVs: arm, clear and watch faults over the wire from a client that is not the test's IOC."""
 
 import json
+import math
+import re
 import subprocess
 import sys
 import textwrap
@@ -184,3 +186,66 @@ def test_another_process_arms_a_fault(ioc, machine_client):
     with pytest.raises(RemoteError, match="armed by another process"):
         machine_client.put("X:SET", 1.0, timeout=5)
     machine_client.put("X:SET", 1.0, timeout=5)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("X:SET put_reject count=1 count=2", "key 'count' is given twice"),
+        ("X:SET put_reject message=a message=b", "key 'message' is given twice"),
+        ("X:SET put_reject pv=Y:SET", "key 'pv' is the first word"),
+        ("X:SET put_reject kind=put_timeout", "key 'kind' is the second word"),
+        ("X:SET put_reject message=\x01", r"contains the character '\x01'"),
+        ("X:SET put_reject message=\ud800", "contains the character '\\ud800'"),
+        ("x" * 10_001, "10,001 characters long; the limit is 10,000"),
+        ("X:SET put_reject message=" + "m" * 10**6, "1,000,025 characters long"),
+        ("X:SET put_reject count=" + "[" * 5000 + "]" * 5000, "count"),
+    ],
+)
+def test_fault_specs_that_override_or_overflow_are_refused(text, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        parse_fault_spec(text)
+
+
+# (control PV, value, what the rejection says); each refused put leaves nothing armed
+BAD_CONTROL_PUTS = [
+    ("FAULT:ARM", "X:SET put_reject count=1 count=2", "key 'count' is given twice"),
+    ("FAULT:ARM", "X:SET put_reject pv=Y:SET", "key 'pv' is the first word"),
+    ("FAULT:ARM", "X:SET put_reject message=" + "m" * 10**6, "the limit is 10,000"),
+    ("FAULT:ARM", "X:SET put_reject message=\x1b[2J", "contains the character '\\x1b'"),
+    ("FAULT:ARM", "X:SET put_reject count=" + "[" * 5000 + "]" * 5000, "count"),
+    ("FAULT:CLEAR", "NOPE", "cannot clear faults on 'NOPE': not a PV of this IOC"),
+    ("FAULT:CLEAR", "X:SET\x01", "contains the character '\\x01'"),
+    ("FAULT:CLEAR", "y" * 10**6, "1,000,000 characters long"),
+    ("RESTART", math.nan, "downtime must be within [0, 3600] s, got nan"),
+    ("RESTART", math.inf, "got inf"),
+    ("RESTART", 1e300, "got 1e+300"),
+    ("RESTART", -1.0, "got -1.0"),
+]
+
+
+def test_bad_control_puts_are_rejected_and_the_ioc_keeps_answering(ioc, operator):
+    operator.put("SOFTIOC:FAULT:ARM", "Y:SET put_reject count=null", timeout=5)
+    for name, value, message in BAD_CONTROL_PUTS:
+        with pytest.raises(RemoteError) as info:
+            operator.put(f"SOFTIOC:{name}", value, timeout=5)
+        assert f"SOFTIOC:{name}: " in str(info.value) and message in str(info.value), (name, info.value)
+        assert [a.pv for a in ioc.faults.active()] == ["Y:SET"], (name, value)  # nothing armed or cleared
+        assert isinstance(json.loads(operator.get("SOFTIOC:FAULT:ACTIVE", timeout=5)), list)
+        assert operator.get("X:RBV", timeout=5) is not None
+    assert ioc._serve_again_at is None  # no refused RESTART took the server down
+
+
+def test_a_nul_in_control_text_is_cut_by_the_client_before_the_server_sees_it(ioc, operator):
+    # the PVAccess client ends the string at NUL; the server can only judge what arrives
+    operator.put("SOFTIOC:FAULT:ARM", "X:SET put_reject\x00 count=2", timeout=5)
+    assert [(a.pv, a.fault.kind, a.remaining) for a in ioc.faults.active()] == [("X:SET", "put_reject", 1)]
+
+
+def test_text_beginning_with_a_brace_is_read_by_the_client_as_json_and_never_sent(ioc, operator):
+    # p4p's thread Context turns a string beginning with '{' into a structure assignment
+    before = ioc.audit.put_count()
+    with pytest.raises(ValueError, match="as json"):
+        operator.put("SOFTIOC:FAULT:ARM", "{X:SET put_reject", timeout=5)
+    assert ioc.faults.active() == [] and ioc.audit.put_count() == before
+    assert isinstance(json.loads(operator.get("SOFTIOC:FAULT:ACTIVE", timeout=5)), list)

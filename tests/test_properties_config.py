@@ -7,6 +7,7 @@ keys, values of any type and size), so the checks deep inside the loader are rea
 from __future__ import annotations
 
 import math
+import unicodedata
 
 from _hypothesis import within
 from hypothesis import given
@@ -82,6 +83,18 @@ def _check(source) -> None:
             assert sp.limits[0] < sp.limits[1]
         if sp.type == "double":
             assert math.isfinite(sp.initial)
+        if sp.length is not None:
+            assert 1 <= sp.length <= 10_000_000
+        for text in (sp.units, sp.description, *sp.choices):
+            assert _carried(text), (sp.name, text)
+    for pv in (*result.setpoints, *result.observables):
+        assert pv.precision is None or 0 <= pv.precision <= 17
+    assert _carried(settings.control_prefix)
+
+
+def _carried(text: str) -> bool:
+    """PVAccess carries it unchanged: no control character (NUL ends it), no lone surrogate."""
+    return len(text) <= 1000 and not any(unicodedata.category(c) in ("Cc", "Cs") for c in text)
 
 
 @given(configs)

@@ -4,6 +4,7 @@ put of any text to FAULT:ARM arms a fault or is rejected, with the soft IOC stil
 from __future__ import annotations
 
 import json
+import shlex
 
 import pytest
 from _hypothesis import within
@@ -47,6 +48,7 @@ def test_parse_fault_spec_gives_a_dict_or_a_value_error(text):
         assert repr(text)[:20] in str(result) or "expected" in str(result), (text, result)
     else:
         assert isinstance(result, dict) and {"pv", "kind"} <= result.keys()
+        assert len(result) == len(shlex.split(text)), (text, result)  # no key given twice, none overridden
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +60,9 @@ def fault_ioc():
     ioc.stop()
 
 
-wire_specs = specs.filter(lambda text: " outage" not in text and "\x00" not in text)
+# p4p's client reads a string beginning with '{' as a JSON structure, never as text (found by
+# the fuzz run; test_control_pvs shows it), and cuts a string at NUL: neither reaches the server
+wire_specs = specs.filter(lambda text: " outage" not in text and "\x00" not in text and text[:1] != "{")
 
 
 @given(wire_specs)

@@ -9,7 +9,11 @@ import pickle
 import pytest
 
 from epics_pva import Interface, Settings
-from epics_pva.badger.settings import ENVIRONMENT_VARIABLES, settings_from_environment
+from epics_pva.badger.settings import (
+    ENVIRONMENT_VARIABLES,
+    read_only_forced,
+    settings_from_environment,
+)
 from epics_pva.settings import defaults, parse_setting, specs
 
 
@@ -74,3 +78,36 @@ def test_the_environment_variables_are_the_settings_that_declare_one():
 def test_environment_text_gets_the_same_checks(text):
     with pytest.raises(ValueError, match=f"EPICS_PVA_INTERFACE_RETRY_DELAY='{text}' must be >= 0"):
         settings_from_environment({"EPICS_PVA_INTERFACE_RETRY_DELAY": text})
+
+
+@pytest.mark.parametrize("name, value, words", [
+    ("timeout", 1e10, "timeout must be <= 3600 s, not 10000000000.0"),  # p4p raised OverflowError
+    ("timeout", 3600.5, "timeout must be <= 3600 s"),
+    ("retry_delay", 1e300, "retry_delay must be <= 3600 s"),
+    ("monitor_idle", 1e6, "monitor_idle must be <= 3600 s"),
+    ("put_attempts", 10**9, "put_attempts must be <= 1,000,000, not 1000000000"),
+    ("max_workers", 10**400, "max_workers must be <= 1,000,000, not 1000000000000"),  # was OverflowError
+])
+def test_a_setting_beyond_any_sane_size_is_refused(name, value, words):
+    with pytest.raises(ValueError) as caught:
+        Settings(**{name: value})
+    assert words in str(caught.value) and len(str(caught.value)) < 200
+    Settings(**{name: 3600.0 if isinstance(value, float) else 1_000_000})  # the bound itself is accepted
+
+
+# every EPICS_PVA_INTERFACE_* variable with text it cannot mean: a ValueError naming the variable
+GARBAGE = ["nan", "NaN", "inf", "-inf", "1e999", "1e300", "9" * 5000, "-1", "abc", "0x10", "1,5",
+           "\x00", "1\x00", "true false", "\ud800", "½", "10**9", "[1]", "x" * 100_000]
+
+
+@pytest.mark.parametrize("variable", sorted(ENVIRONMENT_VARIABLES.values()))
+def test_garbage_in_an_environment_variable_is_a_value_error_naming_it(variable):
+    for text in GARBAGE:
+        with pytest.raises(ValueError) as caught:
+            settings_from_environment({variable: text})
+        assert str(caught.value).startswith(f"{variable}="), (text[:20], caught.value)
+        assert len(str(caught.value)) < 300, text[:20]  # a long value is shown cut short
+        # garbage in the read-only variable still forces read-only: when in doubt, do not write
+        assert read_only_forced({variable: text}) == variable.endswith("READ_ONLY")
+    assert settings_from_environment({variable: ""}) == {}  # empty: not set
+    assert settings_from_environment({variable: "  "}) == {}

@@ -46,6 +46,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=int, default=d.warmup, help="cycles before the resource baseline")
     p.add_argument("--max-rss-growth-mb", type=float, default=d.max_rss_growth_mb)
     p.add_argument("--progress-every", type=int, default=0, help="log progress every N cycles")
+    p.add_argument("--journal", default=None, metavar="FILE",
+                   help="keep the interface's journal in FILE (with --audit: cross-checked at the end)")
+    p.add_argument("--audit", default=None, metavar="FILE",
+                   help="keep the soft IOC's audit file in FILE (with --journal: cross-checked)")
     p.add_argument("-q", "--quiet", action="store_true", help="print only the verdict")
     return p
 
@@ -81,7 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             p_timeout=args.p_timeout, p_reject=args.p_reject, p_outage=args.p_outage,
             outage_every=args.outage_every, outage_duration=args.outage_duration, server_outage_share=args.server_outage_share,
             warmup=args.warmup, max_rss_growth_mb=args.max_rss_growth_mb,
-            progress_every=args.progress_every,
+            progress_every=args.progress_every, journal=args.journal, audit=args.audit,
         )
         report = run_soak(settings)
     except ValueError as exc:

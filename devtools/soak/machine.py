@@ -31,9 +31,10 @@ def machine_config(pvs: int, seed: int, update_rate: float) -> dict[str, Any]:
 class SoakIOC:
     """A soft IOC serving `config` in a child process; `client_conf` reaches it."""
 
-    def __init__(self, config: dict[str, Any], log_level: str = "ERROR", timeout: float = 60.0) -> None:
+    def __init__(self, config: dict[str, Any], log_level: str = "ERROR", timeout: float = 60.0,
+                 audit: str | None = None) -> None:
         self._process = IOCProcess(config, log_level=log_level, start_timeout=timeout,
-                                   reply_timeout=timeout).start()
+                                   reply_timeout=timeout, audit=audit).start()
         self.client_conf: dict[str, str] = self._process.client_conf
 
     def arm(self, pv: str, kind: str, **params: Any) -> dict[str, Any]:

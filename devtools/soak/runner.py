@@ -30,6 +30,7 @@ from epics_pva import (
 )
 
 from . import probes
+from .crosscheck import cross_check
 from .ledger import match_cycle
 from .machine import SoakIOC, machine_config
 
@@ -66,6 +67,8 @@ class SoakSettings:
     recovery_limit: float = 60.0
     max_rss_growth_mb: float = 20.0
     progress_every: int = 0
+    journal: str | None = None  # the Interface's journal file, cross-checked with `audit`
+    audit: str | None = None  # the soft IOC's audit file
 
     def __post_init__(self) -> None:
         problems = []
@@ -298,11 +301,11 @@ class _Soak:
         logging.getLogger("p4p").addHandler(lost_updates)
         started = datetime.now(timezone.utc).isoformat(timespec="seconds")
         config = machine_config(s.pvs, s.seed, s.update_rate)
-        with SoakIOC(config) as ioc:
+        with SoakIOC(config, audit=s.audit) as ioc:
             ioc_start = ioc.stats()
             self.arm_put_faults(ioc)
             itf = Interface(conf=ioc.client_conf, timeout=s.timeout, put_attempts=s.put_attempts,
-                            retry_delay=s.retry_delay, parallel=s.parallel)
+                            retry_delay=s.retry_delay, parallel=s.parallel, journal=s.journal)
             self.max_workers = itf.max_workers
             baseline: dict[str, Any] | None = None
             self.load_samples.append((0, os.getloadavg()[0]))
@@ -339,6 +342,8 @@ class _Soak:
             closed = probes.snapshot()
             ioc_end = ioc.stats()
         logging.getLogger("p4p").removeHandler(lost_updates)
+        if s.journal is not None and s.audit is not None:  # the IOC has stopped: its file is whole
+            self.crosscheck = cross_check(s.journal, s.audit)
         return self.report(started, elapsed, main_cycles, baseline, end, closed, ioc_start,
                            ioc_end, lost_updates.count)
 
@@ -387,6 +392,10 @@ class _Soak:
             "unexplained": self.unexplained,
             "unexpected_errors": self.unexpected,
         }
+        check = getattr(self, "crosscheck", None)
+        if check is not None:
+            report["journal_vs_audit"] = {"ok": check.ok, "detail": check.detail(),
+                                          "journal": self.s.journal, "audit": self.s.audit}
         report["checks"] = verdict(report)
         report["passed"] = all(check["ok"] for check in report["checks"].values())
         return report
@@ -444,6 +453,9 @@ def verdict(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
             f"RSS {base['rss_kb'] / 1024:.1f} -> {end['rss_kb'] / 1024:.1f} MB "
             f"({growth_mb:+.1f} MB, limit {limit_mb:g} MB)"),
     }
+    if "journal_vs_audit" in report:
+        both = report["journal_vs_audit"]
+        checks["journal_matches_audit"] = (both["ok"], both["detail"])
     return {name: {"ok": bool(ok), "detail": detail} for name, (ok, detail) in checks.items()}
 
 

@@ -8,14 +8,13 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
 import tempfile
 from collections.abc import Sequence
 
-from .._cli import program_name
+from .._cli import count, json_object, program_name
 from .plugin import install_plugin
 from .settings import ENVIRONMENT_VARIABLES, read_only_forced, settings_from_environment
 
@@ -36,9 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument("--plugin-root", help="Badger plugin root; a settings file is written under --workdir")
     where.add_argument("--settings", help="an existing Badger settings (config.yaml) file")
     run.add_argument("--workdir", help="folder for Badger's settings, archive and logbook (default: a temporary one)")
-    run.add_argument("--evaluations", type=int, default=5, help="evaluations, the initial point included (default 5)")
+    run.add_argument("--evaluations", type=count(1, 1_000_000), default=5, help="evaluations, the initial point included (default 5)")
     run.add_argument("--generator", default="random", help="Xopt generator name (default random; e.g. neldermead)")
-    run.add_argument("--generator-params", default="{}", metavar="JSON", help="generator arguments as JSON")
+    run.add_argument("--generator-params", type=json_object, default="{}", metavar="JSON", help="generator arguments as JSON")
     run.add_argument("--objective", help="observable to optimise (default: the first)")
     run.add_argument("--maximize", action="store_true", help="maximise instead of minimise")
     run.add_argument("--variable", action="append", dest="variables", metavar="NAME",
@@ -81,11 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _run(args: argparse.Namespace) -> int:
     if args.verbose >= 2:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    try:
-        generator_params = json.loads(args.generator_params)
-    except json.JSONDecodeError as exc:
-        print(f"run: --generator-params is not JSON: {exc}", file=sys.stderr)
-        return 2
+    generator_params = args.generator_params  # a JSON object, checked by argparse
     if args.archive and args.settings is None and args.workdir is None:
         print("run: --archive needs --workdir (or --settings): a temporary folder would be deleted", file=sys.stderr)
         return 2

@@ -26,7 +26,8 @@ def _badger_fields() -> dict[str, tuple[Any, Any]]:
     """One pydantic field per setting with an environment variable, derived from Settings."""
     default = defaults()
     return {
-        name: (spec.kind, Field(default[name], description=f"{spec.doc} (environment: {spec.variable})",
+        # a setting whose default is None (no limit, no journal) takes None too
+        name: (spec.kind if default[name] is not None else spec.kind | None, Field(default[name], description=f"{spec.doc} (environment: {spec.variable})",
                                 **spec.bounds))
         for name, spec in specs().items() if spec.variable is not None
     }

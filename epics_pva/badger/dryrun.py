@@ -27,7 +27,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .._cli import program_name
+from .._cli import bounded, count, program_name
 from ..errors import BadgerEnvironmentError
 from .environment import (
     OFFSET_KEY,
@@ -255,18 +255,18 @@ def build_parser() -> argparse.ArgumentParser:
         "distances from the bounds' centres",
     )
     parser.add_argument("--lag", choices=("first_order", "rate", "none"), default="first_order")
-    parser.add_argument("--tau", type=float, default=0.5, help="first-order time constant, s (default 0.5)")
-    parser.add_argument("--rate", type=float, default=1.0, help="ramp rate, units/s (default 1.0)")
+    parser.add_argument("--tau", type=bounded(above=0), default=0.5, help="first-order time constant, s (default 0.5)")
+    parser.add_argument("--rate", type=bounded(above=0), default=1.0, help="ramp rate, units/s (default 1.0)")
     parser.add_argument(
-        "--noise", type=float, default=None,
+        "--noise", type=bounded(0), default=None,
         help="readback noise (std dev); default: a tenth of each validation tolerance",
     )
-    parser.add_argument("--observable-noise", type=float, default=0.0)
-    parser.add_argument("--initial-fraction", type=float, default=0.25,
+    parser.add_argument("--observable-noise", type=bounded(0), default=0.0)
+    parser.add_argument("--initial-fraction", type=bounded(0, 1), default=0.25,
                         help="initial setpoints this far from the lower bound, 0..1 (default 0.25)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--update-rate", type=float, default=20.0, help="readback updates per s")
-    parser.add_argument("--time-scale", type=float, default=1.0, help="simulated s per wall s")
+    parser.add_argument("--seed", type=count(0, 2**63 - 1), default=0)
+    parser.add_argument("--update-rate", type=bounded(above=0), default=20.0, help="readback updates per s")
+    parser.add_argument("--time-scale", type=bounded(above=0), default=1.0, help="simulated s per wall s")
     parser.add_argument("-o", "--output", help="write the TOML here instead of printing it")
     parser.add_argument(
         "--serve", action="store_true",

@@ -1,0 +1,80 @@
+"""What one set_values call writes to the interface journal, and how a put's outcome is named there.
+
+The Interface makes one CallJournal per call (a no-op one without a journal). A `put` line
+must be written before its put is sent, so `put` raises JournalError and the caller then
+does not send; an `outcome` or `validation` line that cannot be written is logged as an
+error and the call goes on (its put was sent: the machine's state matters more than the line).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from p4p.client.thread import RemoteError
+
+from .errors import JournalError
+from .journal import Journal
+
+__all__ = ["CallJournal", "classify"]
+
+_log = logging.getLogger(__name__)
+
+
+def classify(outcome: Any, timeout: float, closed: bool) -> tuple[str, str | None]:
+    """(journal outcome, reason) of one put attempt: None is accepted, an exception says what failed.
+
+    `closed` is true when the context was closed under the put (cut off, not the machine's verdict).
+    """
+    if outcome is None:
+        return "accepted", None
+    if closed:
+        return "failed", f"the client context was closed under the put: {outcome}"
+    if isinstance(outcome, TimeoutError):
+        return "timed_out", f"no reply within {timeout:g} s"
+    if isinstance(outcome, RemoteError):
+        return "rejected", str(outcome)
+    return "failed", f"{type(outcome).__name__}: {outcome}"
+
+
+class CallJournal:
+    """The journal lines of one set_values call; every method is a no-op without a journal."""
+
+    def __init__(self, journal: Journal | None) -> None:
+        self.journal = journal
+        self.call = journal.new_call() if journal is not None else ""
+
+    def __bool__(self) -> bool:
+        return self.journal is not None
+
+    def before(self, values: Mapping[str, Any], errors: Mapping[str, str]) -> None:
+        """Each PV's value read by the pre-check (raises JournalError: nothing is sent then)."""
+        if self.journal is not None:
+            self.journal.before(self.call, values, errors)
+
+    def read_only(self, planned: Mapping[str, Any]) -> None:
+        """What a read-only call would have set (raises JournalError)."""
+        if self.journal is not None:
+            self.journal.read_only(self.call, planned)
+
+    def put(self, pv: str, value: Any, attempt: int) -> None:
+        """The put about to be sent; raises JournalError, and then the put must not be sent."""
+        if self.journal is not None:
+            self.journal.put(self.call, pv, value, attempt)
+
+    def outcome(self, pv: str, attempt: int, outcome: str, reason: str | None = None) -> None:
+        """How a sent put ended; a line that cannot be written is logged, not raised."""
+        if self.journal is not None:
+            try:
+                self.journal.outcome(self.call, pv, attempt, outcome, reason)
+            except (JournalError, ValueError) as exc:
+                _log.error("%s: outcome %s of attempt %d not journaled: %s", pv, outcome, attempt, exc)
+
+    def validation(self, pv: str, result: Any = None, error: BaseException | None = None) -> None:
+        """What a PV's validation returned or raised; a line that cannot be written is logged."""
+        if self.journal is not None:
+            try:
+                self.journal.validation(self.call, pv, result=result, error=error)
+            except (JournalError, ValueError) as exc:
+                _log.error("%s: validation not journaled: %s", pv, exc)
