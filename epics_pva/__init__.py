@@ -16,6 +16,7 @@ from .errors import (
     PutError,
     PutTimeoutError,
     ReadError,
+    RehearsalError,
     SetValuesError,
     ValidationError,
 )
@@ -39,6 +40,7 @@ __all__ = [
     "PutError",
     "PutTimeoutError",
     "ValidationError",
+    "RehearsalError",
     "SetValuesError",
     "ContextClosedError",
     "BadgerEnvironmentError",

@@ -97,7 +97,8 @@ def put_many(context: Context, names: Sequence[str], values: Sequence[Any],
                 done.put((i, outcome))
 
             try:
-                ops.append(_RawContext.put(context, name, completed, builder=value))
+                # the raw put of this context's class: a PrefixedContext maps the name on the way
+                ops.append(super(Context, context).put(name, completed, builder=value))
             except Exception as exc:  # noqa: BLE001 - e.g. the context is closed: that PV's outcome
                 results[i] = exc
                 pending.discard(i)
@@ -123,3 +124,37 @@ def put_many(context: Context, names: Sequence[str], values: Sequence[Any],
         for op in ops:
             op.close()
     return results
+
+
+def _prefixed(prefix: str, name: Any) -> Any:
+    return prefix + name if isinstance(name, str) else [prefix + n for n in name]
+
+
+class _Prefixing(_RawContext):
+    """The raw client with every PV name prefixed on the wire (below thread.Context in the MRO)."""
+
+    name_prefix = ""
+
+    def get(self, name, *args, **kws):
+        return super().get(_prefixed(self.name_prefix, name), *args, **kws)
+
+    def put(self, name, *args, **kws):
+        return super().put(_prefixed(self.name_prefix, name), *args, **kws)
+
+    def rpc(self, name, *args, **kws):
+        return super().rpc(_prefixed(self.name_prefix, name), *args, **kws)
+
+    def monitor(self, name, *args, **kws):
+        return super().monitor(_prefixed(self.name_prefix, name), *args, **kws)
+
+
+class PrefixedContext(Context, _Prefixing):
+    """A p4p thread Context whose callers use names without `prefix`; the wire carries prefix + name.
+
+    Everything built on the context (gets, puts, monitors, validation functions) sees the
+    names as given, so results and errors keep them, while the server sees prefixed ones.
+    """
+
+    def __init__(self, *args: Any, prefix: str, **kws: Any) -> None:
+        self.name_prefix = prefix
+        super().__init__(*args, **kws)

@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from p4p.client.thread import Context
 
+from ._p4p_compat import PrefixedContext
 from .closing import mark_closed
 
 __all__ = ["Connection"]
@@ -61,12 +62,13 @@ class Connection:
     """One lazily created client context (`conf`, or the environment if None) and worker pool.
 
     `on_close` is called (under the lock) whenever the context is dropped, so the owner can
-    forget what it learnt through it.
+    forget what it learnt through it. A `prefix` is put before every PV name on the wire.
     """
 
     def __init__(self, conf: Mapping[str, str] | None, max_workers: int,
-                 on_close: Callable[[], None] = lambda: None) -> None:
+                 on_close: Callable[[], None] = lambda: None, prefix: str = "") -> None:
         self.conf = dict(conf) if conf is not None else None
+        self.prefix = prefix
         self.max_workers = max_workers
         self._forget = on_close
         self.lock = threading.RLock()
@@ -109,10 +111,11 @@ class Connection:
                 self._drop()
                 self._pid = os.getpid()
             if self._context is None:
+                kind, extra = (PrefixedContext, {"prefix": self.prefix}) if self.prefix else (Context, {})
                 if self.conf is None:
-                    self._context = Context("pva")
+                    self._context = kind("pva", **extra)
                 else:
-                    self._context = Context("pva", conf=self.conf, useenv=False)
+                    self._context = kind("pva", conf=self.conf, useenv=False, **extra)
                 _log.debug("opened p4p client context")
             return self._context
 

@@ -12,6 +12,7 @@ Messages are written for the operator who reads them in Badger's error dialog::
     |   +-- PutTimeoutError       every attempt of one PV's put timed out (also a TimeoutError)
     +-- ValidationError           the validation function of one PV raised after its put
     +-- SetValuesError            a set_values call had failures; carries every PV's outcome
+    |   +-- RehearsalError        rehearsal mode refused a whole set before any put
     +-- ContextClosedError        the client context was closed under an operation (close(), fork)
     +-- BadgerEnvironmentError    a Badger environment cannot be loaded or read (also a ValueError)
     +-- JournalError              the journal file cannot be written or read (also an OSError)
@@ -34,6 +35,7 @@ __all__ = [
     "PutTimeoutError",
     "ValidationError",
     "SetValuesError",
+    "RehearsalError",
     "ContextClosedError",
     "BadgerEnvironmentError",
     "JournalError",
@@ -143,6 +145,23 @@ class NotConnectedError(InvalidInputError, SetValuesError):
     def __init__(self, problems: Mapping[str, str], what: str = "set",
                  results: Mapping[str, SetResult] | None = None) -> None:
         InvalidInputError.__init__(self, problems, what, results)
+
+
+class RehearsalError(SetValuesError):
+    """Rehearsal mode refused a set before any put: `problems` maps each PV (or setting) to why.
+
+    Every PV of the call is in `results` as not attempted (`reason` saying why): nothing was sent.
+    """
+
+    def __init__(self, problems: Mapping[str, str], inputs: Mapping[str, Any]) -> None:
+        self.problems = dict(problems)
+        others = f"not sent: rehearsal refused {len(self.problems)} other PV(s) or setting(s)"
+        self.results = {
+            pv: SetResult(pv, value, Status.NOT_ATTEMPTED, reason=self.problems.get(pv, others))
+            for pv, value in inputs.items()}
+        lines = [f"Rehearsal refused to set {len(self.results)} PV(s); nothing was sent:"]
+        lines += [f"  {why}" for why in self.problems.values()]
+        EpicsPvaError.__init__(self, "\n".join(lines))
 
 
 class BadgerEnvironmentError(EpicsPvaError, ValueError):

@@ -30,6 +30,7 @@ from .errors import (
     PutError,
     PutTimeoutError,
     ReadError,
+    RehearsalError,
     SetValuesError,
     ValidationError,
 )
@@ -37,6 +38,7 @@ from .journal import Journal
 from .journal_hook import CallJournal, classify
 from .metadata import MetadataCache
 from .readings import CLIENT_STATUS, INVALID, NO_ALARM, AlarmMemory, Reading, alarm_of, timestamp_of
+from .rehearsal import client_settings, identity_problems, settings_problems
 from .results import SetResult, Status
 from .settings import Settings, specs
 from .time_limit import TimeLimit
@@ -67,8 +69,8 @@ class Interface:
     Takes the keyword arguments of `Settings` (all optional; see settings.py for each one's
     meaning and unit): `read_only`, `parallel`, `timeout`, `put_attempts`, `retry_delay`,
     `conf`, `nan_on_read_error`, `max_workers`, `monitor_limit`, `monitor_idle`,
-    `validation_timeout`, `journal`, `journal_fsync` (and the no-op `metadata_max_age`); or a
-    ready `settings`.
+    `validation_timeout`, `journal`, `journal_fsync`, `rehearsal`, `rehearsal_id`,
+    `rehearsal_allow`, `prefix` (and the no-op `metadata_max_age`); or a ready `settings`.
     They are checked once (ValueError naming the setting) and readable as attributes
     (`interface.timeout`); to change one, build a new Interface from `settings.replace(...)`.
 
@@ -84,8 +86,10 @@ class Interface:
         self.settings = settings if settings is not None else Settings(**kwargs)
         # a monitor per PV set: its type, limits and connection, pushed by the server
         self._monitors = MetadataCache(self.settings.monitor_limit, self.settings.monitor_idle)
-        self._connection = Connection(self.settings.conf, self.settings.max_workers,
-                                      on_close=self._monitors.close)
+        # a rehearsal fixes the environment it checks: the context is built from exactly that
+        conf = client_settings(self.settings.conf) if self.settings.rehearsal else self.settings.conf
+        self._connection = Connection(conf, self.settings.max_workers, on_close=self._monitors.close,
+                                      prefix=self.settings.prefix)
         self._alarms = AlarmMemory()  # each PV's last alarm: log a change once, not every read
         self._journal: Journal | None = None  # opened on the first set: a bad path fails that set
         self._journal_lock = threading.Lock()
@@ -280,6 +284,11 @@ class Interface:
         if not inputs:
             _log.info("set_values called with no inputs: nothing to set")
             return {}
+        if self.rehearsal and not self.read_only:
+            # before any context exists with these settings: a refused one must reach nothing
+            problems = settings_problems(self._connection.conf or {}, self.rehearsal_allow)
+            if problems:
+                raise RehearsalError(problems, inputs)
         journal = self._open_journal(inputs)
         context = self._get_context()
         planned = self._prepare(context, inputs)
@@ -364,6 +373,11 @@ class Interface:
                 problems[pv] = str(exc)
         planned: dict[str, Any] = {}
         infos, unreachable = self._describe(context, list(staged))
+        if self.rehearsal and not self.read_only:
+            # each PV's server, as its monitor last pushed it (again after every reconnect)
+            doubts = identity_problems(infos, staged, self.rehearsal_id, unreachable)
+            if doubts:
+                raise RehearsalError(doubts, inputs)
         for pv, info in infos.items():
             try:
                 planned[pv] = coerce(staged[pv], info)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import logging
 import math
+import os
 import sys
 import threading
 import time
@@ -29,7 +30,7 @@ from typing import Any
 from p4p.client.thread import Context
 
 from ._cli import program_name, pv_name, seconds
-from ._p4p_compat import pop_lost_first_update
+from ._p4p_compat import PrefixedContext, pop_lost_first_update
 from .badger.environment import environment_pvs, load_environment
 from .values import PvInfo, describe, to_python
 
@@ -132,13 +133,15 @@ def run_preflight(
     timeout: float = 2.0,
     update_time: float = 3.0,
     write_test: bool = False,
+    prefix: str = "",
 ) -> PreflightReport:
     """Check the PVs against the live system and return the report (nothing is printed).
 
     ``setpoints`` maps each setpoint to its optimisation bounds (or None), or lists names.
     ``conf`` is a p4p client configuration; None uses the ``EPICS_PVA_*`` environment.
     ``timeout`` (s) bounds each network operation; readbacks and observables are watched
-    for ``update_time`` s (0 skips that check). Only ``write_test`` puts anything.
+    for ``update_time`` s (0 skips that check). Only ``write_test`` puts anything. A
+    ``prefix`` (the soft IOC's --prefix) is put before every name on the wire only.
     """
     if not isinstance(setpoints, Mapping):
         setpoints = {name: None for name in setpoints}
@@ -158,7 +161,8 @@ def run_preflight(
     if not checks:
         raise ValueError("no PVs to check")
 
-    ctx = Context("pva", conf=dict(conf) if conf is not None else None, useenv=conf is None, nt=False)
+    kind, extra = (PrefixedContext, {"prefix": prefix}) if prefix else (Context, {})
+    ctx = kind("pva", conf=dict(conf) if conf is not None else None, useenv=conf is None, nt=False, **extra)
     try:
         names = list(checks)
         values = ctx.get(names, throw=False, timeout=timeout)
@@ -302,6 +306,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--write-test", action="store_true",
                         help="WRITES to the system: put each setpoint's current value back")
     parser.add_argument("--strict", action="store_true", help="warnings fail too")
+    parser.add_argument("--prefix", default=None,
+                        help="put before every PV name on the wire, as the soft IOC's --prefix "
+                             "(default: EPICS_PVA_INTERFACE_PREFIX)")
     return parser
 
 
@@ -327,6 +334,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     report = run_preflight(
         setpoints, readbacks, observables, args.pvs,
         timeout=args.timeout, update_time=args.update_time, write_test=args.write_test,
+        prefix=args.prefix if args.prefix is not None else os.environ.get("EPICS_PVA_INTERFACE_PREFIX", "").strip(),
     )
     sys.stdout.write(report.table())
     logger.info("preflight took %.2f s", time.monotonic() - started)

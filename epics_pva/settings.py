@@ -87,6 +87,18 @@ def _optional(check: Callable[[Any], Any]) -> Callable[[Any], Any]:
     return optional
 
 
+MAX_TEXT = 4096  # characters: longer than any path, id or host list a setting means
+
+
+def _carried(text: str) -> str:
+    """`text` unchanged, or ValueError when no file system or PVAccess peer would take it whole."""
+    if len(text) > MAX_TEXT:
+        raise ValueError(f"must be at most {MAX_TEXT} characters, got {len(text)}")
+    if any(ord(c) < 32 or 0xD800 <= ord(c) <= 0xDFFF for c in text):
+        raise ValueError("must hold no control character or lone surrogate")
+    return text
+
+
 def _path(value: Any) -> str | None:
     if value is None:
         return None
@@ -95,7 +107,7 @@ def _path(value: Any) -> str | None:
     path = os.fspath(value)
     if not isinstance(path, str) or not path.strip():
         raise ValueError("must be a file path (or None)")
-    return path
+    return _carried(path)
 
 
 def _conf(value: Any) -> dict[str, str] | None:
@@ -107,6 +119,18 @@ def _conf(value: Any) -> dict[str, str] | None:
     if bad:
         raise ValueError(f"must map names to strings (bad entries: {bad!r})")
     return dict(value)
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str) or any(c.isspace() for c in value.strip()):
+        raise ValueError("must be a string without spaces")
+    return _carried(value.strip())
+
+
+def _host_list(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError('must be a comma-separated string of addresses or host names, e.g. "10.1.2.3,host"')
+    return _carried(",".join(part.strip() for part in value.split(",") if part.strip()))
 
 
 def _setting(default: Any, doc: str, check: Callable[[Any], Any], variable: str | None = None,
@@ -173,6 +197,17 @@ class Settings:
     journal_fsync: bool = _setting(
         False, "fsync the journal after every line (slower; survives a power cut too)", _flag,
         _env("journal_fsync"), bool)
+    rehearsal: bool = _setting(
+        False, "write only to the soft IOC whose id is rehearsal_id, reached on loopback (or allowed) "
+        "addresses only; any doubt refuses the whole set before a put", _flag, _env("rehearsal"), bool)
+    rehearsal_id: str = _setting(
+        "", "the id of the rehearsal's soft IOC, as its banner prints it", _text, _env("rehearsal_id"), str)
+    rehearsal_allow: str = _setting(
+        "", "addresses or host names besides loopback a rehearsal may search, comma separated",
+        _host_list, _env("rehearsal_allow"), str)
+    prefix: str = _setting(
+        "", "put before every PV name on the wire (the soft IOC's --prefix); results keep the "
+        "names as given", _text, _env("prefix"), str)
     conf: dict[str, str] | None = _setting(
         None, "p4p client configuration (EPICS_PVA_* keys) used instead of the environment", _conf)
 
@@ -184,6 +219,10 @@ class Settings:
             except ValueError as exc:
                 raise ValueError(f"{f.name} {exc}, not {value!r:.80}") from None
             object.__setattr__(self, f.name, checked)
+        if self.rehearsal and not self.rehearsal_id:
+            raise ValueError(
+                "rehearsal needs rehearsal_id (EPICS_PVA_INTERFACE_REHEARSAL_ID, printed by the soft "
+                "IOC's banner): without it no server can be proved to be the rehearsal's soft IOC")
         if self.metadata_max_age != 0:
             _deprecated_once("metadata_max_age has no effect any more: each PV set is monitored, "
                              "so its type and limits are always fresh; drop the setting")

@@ -5,6 +5,7 @@ No network here: callers read the PV, then `describe` it and `coerce` the input.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import numbers
 import unicodedata
@@ -14,7 +15,7 @@ from typing import Any
 import numpy as np
 from p4p import Value
 
-__all__ = ["PvInfo", "check_name", "coerce", "describe", "normalize", "show", "to_python"]
+__all__ = ["SERVER_ID_FIELD", "PvInfo", "check_name", "coerce", "describe", "normalize", "show", "to_python"]
 
 # p4p type codes of integer value fields and the numpy types giving their ranges
 _INT_TYPES = {
@@ -22,6 +23,7 @@ _INT_TYPES = {
     "i": np.int32, "I": np.uint32, "l": np.int64, "L": np.uint64,
 }
 _FLOAT_TYPES = {"f": np.float32, "d": np.float64}
+SERVER_ID_FIELD = "softiocId"  # the top-level field in which a soft IOC publishes its id
 
 
 def show(value: Any) -> str:
@@ -42,13 +44,15 @@ class PvInfo:
 
     `kind` is one of "float", "int", "bool", "string", "enum", "array" (numeric),
     "string_array" or "other"; `code` is the p4p type code of its value field ("d", "ai", ...);
-    `limits` are its control limits (low, high) when it publishes usable ones.
+    `limits` are its control limits (low, high) when it publishes usable ones; `server_id`
+    the `softiocId` its server published in the structure (None: no such string field).
     """
 
     kind: str
     code: str = ""
     choices: tuple[str, ...] = ()
     limits: tuple[float, float] | None = None
+    server_id: str | None = None
 
 
 def _raw(value: Any) -> Value | None:
@@ -92,7 +96,16 @@ def to_python(value: Any) -> Any:
 
 
 def describe(value: Any) -> PvInfo:
-    """Learn from one read value what the PV accepts: its kind, type code, choices and limits."""
+    """Learn from one read value what the PV accepts (kind, type code, choices, limits) and who serves it."""
+    info = _describe(value)
+    raw = _raw(value)
+    server_id = None
+    if raw is not None and SERVER_ID_FIELD in raw and raw.type().aspy(SERVER_ID_FIELD) == "s":
+        server_id = str(raw[SERVER_ID_FIELD])
+    return dataclasses.replace(info, server_id=server_id) if server_id is not None else info
+
+
+def _describe(value: Any) -> PvInfo:
     raw = _raw(value)
     if raw is None:
         return PvInfo(kind=_kind_of_python(value))

@@ -5,7 +5,14 @@ __project__ = "badger-epics-pva"  # checked by softioc._guard: proves this is ou
 from .audit import FaultRecord, PutRecord, read_audit_file  # noqa: E402
 from .config import IOCConfig, load_config  # noqa: E402
 from .epics_base import EpicsBaseIOC  # noqa: E402
-from .errors import AuditFileError, ConfigError, PortInUseError, PutRefused, SoftIOCError  # noqa: E402
+from .errors import (  # noqa: E402
+    AuditFileError,
+    ConfigError,
+    NetworkRefused,
+    PortInUseError,
+    PutRefused,
+    SoftIOCError,
+)
 from .faults import (  # noqa: E402
     Alarm,
     Fault,
@@ -28,6 +35,7 @@ __all__ = [
     "Fault",
     "FaultRecord",
     "IOCConfig",
+    "NetworkRefused",
     "Outage",
     "PortInUseError",
     "PutEffect",

@@ -21,6 +21,10 @@ from .config import IOCConfig, ObservableConfig, SetpointConfig
 from .model import Simulation
 from .pvtypes import OBSERVABLE_TYPE, PV_TYPES, PVType
 
+IDENTITY_FIELD = "softiocId"
+"""The one top-level field a soft IOC adds to every PV: the id of the machine serving it."""
+IDENTITY = [(IDENTITY_FIELD, "s")]
+
 PutCallback = Callable[[str, Any], None]
 """Called with (PV name, p4p server operation) for each put a channel receives."""
 
@@ -74,7 +78,7 @@ class _QSRVScalar(NTScalar):
         else:
             extra = _numeric_fields(code)
         self.type = Type(id="epics:nt/NTScalarArray:1.0" if code.startswith("a") else "epics:nt/NTScalar:1.0",
-                         spec=[("value", code), ("alarm", _ALARM), ("timeStamp", _TIME), *extra])
+                         spec=[("value", code), ("alarm", _ALARM), ("timeStamp", _TIME), *extra, *IDENTITY])
 
 
 class _QSRVEnum(NTEnum):
@@ -86,6 +90,7 @@ class _QSRVEnum(NTEnum):
             ("value", ("S", "enum_t", [("index", "i"), ("choices", "as")])),
             ("alarm", _ALARM), ("timeStamp", _TIME),
             ("display", ("S", "structure", [("description", "s")])),
+            *IDENTITY,
         ])
 
 
@@ -98,8 +103,8 @@ def nt_for(kind: PVType) -> NTScalar | NTEnum:
 
 
 def initial_value(cfg: SetpointConfig | ObservableConfig, kind: PVType, value: Any, control: bool,
-                  alarm_limits: AlarmLimits | None = None) -> dict[str, Any]:
-    """The full first Value of a PV: value plus the metadata a real record publishes.
+                  alarm_limits: AlarmLimits | None = None, identity: str = "") -> dict[str, Any]:
+    """The full first Value of a PV: value plus the metadata a real record publishes, and `identity`.
 
     A setpoint (`control`) publishes its limits as an ao does (display LOPR/HOPR, control
     DRVL/DRVH); a readback or observable as a calc/ai does (limits 0/0) with `alarm_limits`
@@ -108,6 +113,7 @@ def initial_value(cfg: SetpointConfig | ObservableConfig, kind: PVType, value: A
     """
     now = EPICS_EPOCH if control and getattr(cfg, "udf", False) else time.time()
     data: dict[str, Any] = {
+        IDENTITY_FIELD: identity,
         "timeStamp.secondsPastEpoch": int(now), "timeStamp.nanoseconds": int(now % 1 * 1e9),
         **kind.initial_fields(value, getattr(cfg, "choices", ())),
         "display.description": getattr(cfg, "description", ""),
@@ -200,12 +206,13 @@ class _Handler:
 
 def build_channels(
     config: IOCConfig, sim: Simulation, queue: Any, on_put: PutCallback, on_read_only_put: PutCallback,
+    identity: str = "",
 ) -> dict[str, Channel]:
-    """One Channel per simulated PV, in config order; setpoint puts go to `on_put`."""
+    """One Channel per simulated PV, in config order; setpoint puts go to `on_put`; each carries `identity`."""
     channels: dict[str, Channel] = {}
 
     def add(name: str, cfg: Any, kind: PVType, value: Any, control: bool, device: str | None) -> None:
-        init = initial_value(cfg, kind, value, control, None if control else cfg.alarm_limits)
+        init = initial_value(cfg, kind, value, control, None if control else cfg.alarm_limits, identity)
         alarm = sim.alarms.get(name, OK)  # UDF, or a readback's initial value past an alarm limit
         handler = _Handler(name, on_put if control else on_read_only_put)
         pv = SharedPV(nt=nt_for(kind), initial={**init, **_alarm_fields(alarm)}, handler=handler,

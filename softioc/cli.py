@@ -7,6 +7,7 @@ NAME=value per line, then `# ready`; serves until Ctrl-C, SIGTERM or --duration.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import math
 import signal
@@ -16,8 +17,9 @@ from collections.abc import Sequence
 from typing import TextIO
 
 from . import _guard
+from .access import check_entries
 from .config import ConfigError, IOCConfig, load_config
-from .server import SoftIOC
+from .server import SoftIOC, is_loopback
 
 _guard.ensure_this_package()
 _log = logging.getLogger("softioc")
@@ -73,6 +75,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--port", type=_port, default=0, help="TCP server port (default: a free port)")
     parser.add_argument("--broadcast-port", type=_port, default=0,
                         help="UDP search port (default: a free port)")
+    parser.add_argument("--allow-network", action="store_true", default=None,
+                        help="permit serving on a non-loopback --host (it answers for these PV names there)")
+    parser.add_argument("--prefix", default=None,
+                        help="serve every PV under this prefix, e.g. SIM: (overrides [ioc] prefix)")
+    parser.add_argument("--control-from", action="append", default=None, metavar="WHO",
+                        help="who may write the control PVs: 'account', '@host' or 'account@host' "
+                             "(repeatable; overrides [ioc] control_from; default: the account starting the IOC)")
+    parser.add_argument("--write-from", action="append", default=None, metavar="WHO",
+                        help="who may write setpoints, same syntax (overrides [ioc] write_from; default: everyone)")
     parser.add_argument("--export", action="store_true", help="print settings as `export NAME=value`")
     parser.add_argument("--list-pvs", action="store_true", help="print the PV names and exit without serving")
     parser.add_argument("-q", "--quiet", action="store_true", help="print only the client settings")
@@ -102,27 +113,43 @@ def print_banner(ioc: SoftIOC, out: TextIO, export: bool, quiet: bool) -> None:
     """Write the PV list as comments, then the client settings, then `# ready`."""
     if not quiet:
         print(f"# soft IOC '{ioc.config.source}' serving on {ioc.describe_address()}", file=out)
-        if ioc.host not in ("127.0.0.1", "::1", "localhost"):
+        if not is_loopback(ioc.host):
             print(f"# WARNING: serving on {ioc.host}, not loopback: other hosts can reach these PVs", file=out)
         for line in describe_pvs(ioc.config):
             print(f"#   {line}", file=out)
-        print(f"#   control PVs under {ioc.config.ioc.control_prefix} (see the README)", file=out)
-    for name, value in ioc.client_conf().items():
+        print(f"#   control PVs under {ioc.prefix}{ioc.config.ioc.control_prefix} (see the README)", file=out)
+        if ioc.prefix:
+            print(f"# every PV above is served under the prefix {ioc.prefix}", file=out)
+    for name, value in {**ioc.client_conf(), **ioc.interface_settings()}.items():
         print(f"{'export ' if export else ''}{name}={value}", file=out)
     print("# ready", file=out, flush=True)
+
+
+def _with_options(config: IOCConfig, args: argparse.Namespace) -> IOCConfig:
+    """The config with the command line's --prefix, --control-from and --write-from applied."""
+    changes = {}
+    if args.prefix is not None:
+        if any(c.isspace() for c in args.prefix):
+            raise ConfigError(f"--prefix must be a PV name prefix without spaces, got {args.prefix!r}")
+        changes["prefix"] = args.prefix
+    for key in ("control_from", "write_from"):
+        entries = getattr(args, key)
+        if entries is not None:
+            changes[key] = check_entries(entries, f"--{key.replace('_', '-')}")
+    return dataclasses.replace(config, ioc=dataclasses.replace(config.ioc, **changes)) if changes else config
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        config = load_config(args.config)
+        config = _with_options(load_config(args.config), args)
     except ConfigError as exc:
         print(f"pva-softioc: {exc}", file=sys.stderr)
         return 2
     if args.list_pvs:
         for name in config.pv_names():
-            print(name)
+            print(config.ioc.prefix + name)
         return 0
     stop = threading.Event()
 
@@ -132,11 +159,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    if args.host not in ("127.0.0.1", "::1", "localhost"):
+    if not is_loopback(args.host):
         _log.warning("serving on %s, not loopback", args.host)
     try:
         ioc = SoftIOC(config, host=args.host, port=args.port, broadcast_port=args.broadcast_port,
-                      audit=args.audit).start()
+                      audit=args.audit, allow_network=args.allow_network).start()
     except Exception as exc:  # noqa: BLE001 - report, don't dump a traceback on the operator
         print(f"pva-softioc: cannot start: {exc}", file=sys.stderr)
         return 1

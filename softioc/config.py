@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .access import check_entries
 from .alarms import LIMIT_KEYS, AlarmLimits
 from .errors import ConfigError
 from .expression import ExpressionError, compile_expression
@@ -32,13 +33,22 @@ __all__ = ["PV_TYPES", "LAGS", "ConfigError", "IOCConfig", "load_config", "confi
 
 @dataclass(frozen=True)
 class IOCSettings:
-    """Process-wide settings: seed, readback update rate (Hz), simulated s per wall s."""
+    """Process-wide settings: seed, readback update rate (Hz), simulated s per wall s.
+
+    `control_from` / `write_from` are access rules (see softioc.access; None: the owner
+    only / everyone), `allow_network` permits serving beyond loopback, `prefix` is put
+    before every served PV name.
+    """
 
     seed: int = 0
     update_rate: float = 10.0
     time_scale: float = 1.0
     control_prefix: str = "SOFTIOC:"
     audit: str | None = None  # JSON Lines file every put and fault event is appended to
+    control_from: tuple[str, ...] | None = None
+    write_from: tuple[str, ...] | None = None
+    allow_network: bool = False
+    prefix: str = ""
 
 
 @dataclass(frozen=True)
@@ -245,8 +255,18 @@ def _settings(r: _Reader) -> IOCSettings:
         _check_text(r, "audit", audit)
         if not audit.strip():
             raise r.fail("audit", "must be a file path, not an empty string")
+    rules = {}
+    for key in ("control_from", "write_from"):
+        entries = r.get(key, (list,), None)
+        rules[key] = None if entries is None else check_entries(entries, f"{r.where}: key '{key}'")
+    allow_network = r.get("allow_network", (bool,), False)
+    name_prefix = _text(r, "prefix", "")
+    if any(c.isspace() for c in name_prefix):
+        raise r.fail("prefix", f"must be a PV name prefix without spaces, got {name_prefix!r}")
     r.finish()
-    return IOCSettings(seed, update_rate, time_scale, prefix, audit)
+    return IOCSettings(seed, update_rate, time_scale, prefix, audit=audit,
+                       control_from=rules["control_from"], write_from=rules["write_from"],
+                       allow_network=allow_network, prefix=name_prefix)
 
 
 # the longest PV name served (characters); 1000 measured to be found by a p4p client's search

@@ -6,9 +6,12 @@ Names under the IOC's control prefix (default 'SOFTIOC:'):
   FAULT:ACTIVE  string  JSON list of the faults armed now (read-only)
   FAULT:FIRED   int     how many faults fired since start (read-only)
   FAULT:LAST    string  JSON of the last fault event (read-only)
-  PUTS          int     puts received by simulated PVs since start (read-only)
+  PUTS          int     puts received by simulated PVs since start, and refused control writes (read-only)
   RESTART       double  put a downtime in seconds: the whole server goes away and comes back
   TIME          double  simulated seconds since start (read-only)
+  ID            string  this machine's id, also in every PV's `softiocId` field (read-only)
+
+Writable control PVs obey the `control_from` access rule (softioc.access).
 """
 
 from __future__ import annotations
@@ -18,13 +21,16 @@ import json
 import logging
 import shlex
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
 from p4p.nt import NTScalar
 from p4p.server.thread import SharedPV
 
-from .audit import Audit
+from .access import AccessRule, peer_of
+from .audit import REJECTED, Audit, PutRecord
+from .channels import IDENTITY, IDENTITY_FIELD
 from .injection import FaultControl
 
 _log = logging.getLogger(__name__)
@@ -75,12 +81,18 @@ def parse_fault_spec(text: str) -> dict[str, Any]:
 
 
 class _Handler:
-    """Runs `action(value)`; a callable it returns runs after the put is completed."""
+    """Runs `action(value)` for a client `rule` allows; a callable it returns runs after the put is completed."""
 
-    def __init__(self, action) -> None:
-        self._action = action
+    def __init__(self, action, rule: AccessRule, refused: Callable[[str, Any, str], None]) -> None:
+        self._action, self._rule, self._refused = action, rule, refused
 
     def put(self, pv: SharedPV, op: Any) -> None:
+        account, host = peer_of(op)
+        message = self._rule.refusal(op.name(), account, host)
+        if message is not None:
+            self._refused(op.name(), op, message)
+            op.done(error=message)
+            return
         try:
             then = self._action(op.value().raw["value"])
         except (ValueError, TypeError, KeyError, RuntimeError) as exc:
@@ -101,29 +113,49 @@ class ControlPVs:
 
     def __init__(
         self, prefix: str, queue: Any, *, faults: FaultControl, audit: Audit,
-        clock: Callable[[], float], restart: Callable[[float], None],
+        clock: Callable[[], float], restart: Callable[[float], None], identity: str = "",
+        rule: AccessRule | None = None,
     ) -> None:
         self._faults, self._audit, self._clock, self._restart_server = faults, audit, clock, restart
+        rule = rule if rule is not None else AccessRule.build("control_from", None)
         self._dirty = threading.Event()
         self._dirty.set()
         self._published: dict[str, Any] = {}
         self._post_lock = threading.Lock()  # the update loop and put handlers both publish
-        string, integer, double = NTScalar("s"), NTScalar("l"), NTScalar("d")
+        string, integer, double = (NTScalar(code, extra=IDENTITY) for code in "sld")
 
         def pv(nt, initial, handler=None):
-            return SharedPV(nt=nt, initial=initial, handler=handler or _ReadOnly(), queue=queue)
+            return SharedPV(nt=nt, initial={"value": initial, IDENTITY_FIELD: identity},
+                            handler=handler or _ReadOnly(), queue=queue)
+
+        def writable(action):
+            return _Handler(action, rule, self._refused)
 
         self.pvs: dict[str, SharedPV] = {
-            f"{prefix}FAULT:ARM": pv(string, "", _Handler(self._arm)),
-            f"{prefix}FAULT:CLEAR": pv(string, "", _Handler(self._clear)),
+            f"{prefix}FAULT:ARM": pv(string, "", writable(self._arm)),
+            f"{prefix}FAULT:CLEAR": pv(string, "", writable(self._clear)),
             f"{prefix}FAULT:ACTIVE": pv(string, "[]"),
             f"{prefix}FAULT:FIRED": pv(integer, 0),
             f"{prefix}FAULT:LAST": pv(string, ""),
             f"{prefix}PUTS": pv(integer, 0),
-            f"{prefix}RESTART": pv(double, 0.0, _Handler(self._restart)),
+            f"{prefix}RESTART": pv(double, 0.0, writable(self._restart)),
             f"{prefix}TIME": pv(double, 0.0),
+            f"{prefix}ID": pv(string, identity),
         }
         self._prefix = prefix
+
+    def _refused(self, name: str, op: Any, message: str) -> None:
+        """Audit a write the access rule refused (outcome rejected, with the rule's message)."""
+        try:
+            value = op.value().raw["value"]
+        except (KeyError, TypeError, ValueError):
+            value = None
+        try:
+            peer = str(op.peer())
+        except Exception:  # noqa: BLE001 - the peer is informative only
+            peer = ""
+        self._audit.record_put(PutRecord(name, value, time.time(), self._clock(), REJECTED, message, peer=peer))
+        _log.warning("%s", message)
 
     def _arm(self, value: Any):
         armed = self._faults.arm_from_dict(parse_fault_spec(str(value)), fire=False)

@@ -21,3 +21,7 @@ class PortInUseError(SoftIOCError, OSError):
 
 class AuditFileError(SoftIOCError, OSError):
     """The audit file cannot be opened for appending: names the path and the OS reason."""
+
+
+class NetworkRefused(SoftIOCError, PermissionError):
+    """Serving beyond loopback was asked for without allow_network; nothing was started."""

@@ -6,9 +6,11 @@ wire (held or rejected puts, PVs that vanish); this module ties them together an
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,12 +21,13 @@ from p4p.server import Server, StaticProvider
 from p4p.util import ThreadedWorkQueue
 
 from . import _guard
+from .access import AccessRule, owner, peer_of
 from .alarms import OK
 from .audit import ACCEPTED, REJECTED, TIMED_OUT, Audit, PutRecord
 from .channels import Channel, build_channels, plain
 from .config import IOCConfig, load_config
 from .control import ControlPVs
-from .errors import PortInUseError, PutRefused
+from .errors import NetworkRefused, PortInUseError, PutRefused
 from .faults import NO_EFFECT
 from .injection import ABANDON_AFTER, FaultControl, Wire
 from .model import Simulation
@@ -32,7 +35,17 @@ from .model import Simulation
 _guard.ensure_this_package()
 _log = logging.getLogger(__name__)
 
-__all__ = ["ABANDON_AFTER", "SoftIOC", "Stats"]
+__all__ = ["ABANDON_AFTER", "SoftIOC", "Stats", "is_loopback"]
+
+
+def is_loopback(host: str) -> bool:
+    """True when `host` (an address or 'localhost') reaches this machine only."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 @dataclass
@@ -53,6 +66,12 @@ class SoftIOC:
     context manager, or call start()/stop() (repeatedly if you like). Every start builds a fresh
     simulation from the config; restart() keeps it (an outage, not a reboot). An explicit
     `port` (TCP) that cannot be bound fails the start with PortInUseError.
+
+    Every start draws a new `identity` (uuid4 hex), published in every PV's `softiocId`
+    field and in the control PV `ID`; restart() keeps it. A `host` beyond loopback needs
+    `allow_network` (argument, else `[ioc] allow_network`): the start is refused otherwise.
+    Every PV is served under `[ioc] prefix`. Control PVs obey `[ioc] control_from` (default:
+    the account that started the IOC), setpoints `[ioc] write_from` (default: everyone).
     """
 
     def __init__(
@@ -63,9 +82,15 @@ class SoftIOC:
         port: int = 0,
         broadcast_port: int = 0,
         audit: str | Path | None = None,
+        allow_network: bool | None = None,
     ) -> None:
         self.config = load_config(config)
         self.host, self.port, self.broadcast_port = host, port, broadcast_port
+        self.allow_network = self.config.ioc.allow_network if allow_network is None else bool(allow_network)
+        self.prefix = self.config.ioc.prefix
+        self.identity = ""  # drawn by start()
+        self.owner = owner()
+        self._write_rule: AccessRule | None = None
         # every put and fault event also appended to this JSON Lines file (AuditFileError if not)
         self.audit = Audit(audit if audit is not None else self.config.ioc.audit)
         self.stats = Stats()
@@ -108,21 +133,29 @@ class SoftIOC:
         """Build the simulation and PVs, start serving and updating; returns self."""
         if self.running:
             raise RuntimeError("this soft IOC is already running")
+        self._check_network()
+        settings = self.config.ioc
+        control_rule = AccessRule.build(
+            "control_from", settings.control_from if settings.control_from is not None else (self.owner,))
+        self._write_rule = AccessRule.build("write_from", settings.write_from)
+        self.identity = uuid.uuid4().hex
         self._stop.clear()
         self.stats = Stats()
         self._sim = Simulation(self.config)
         # unbounded: p4p's default (5) drops puts and connect events with queue.Full under load
         self._queue = ThreadedWorkQueue(name="softioc-handlers", workers=2, daemon=True, maxsize=0).start()
-        self._channels = build_channels(self.config, self._sim, self._queue, self._on_put, self._refuse_put)
+        self._channels = build_channels(self.config, self._sim, self._queue, self._on_put, self._refuse_put,
+                                        self.identity)
         self._control = ControlPVs(
             self.config.ioc.control_prefix, self._queue, faults=self.faults, audit=self.audit,
             clock=lambda: self.sim_time, restart=lambda downtime: self.restart(downtime, wait=False),
+            identity=self.identity, rule=control_rule,
         )
         self._provider = StaticProvider(f"softioc-{id(self):x}")
         for channel in self._channels.values():
-            self._provider.add(channel.name, channel.pv)
+            self._provider.add(self.prefix + channel.name, channel.pv)
         for name, pv in self._control.pvs.items():
-            self._provider.add(name, pv)
+            self._provider.add(self.prefix + name, pv)
         self._overridden = set()
         self.faults.start(self._channels)
         self._refresh_alarms(everything=True)  # computed alarms and config alarm faults show at once
@@ -136,6 +169,18 @@ class SoftIOC:
         self.faults.serving()
         _log.info("soft IOC serving %d PVs on %s", len(self._channels), self.describe_address())
         return self
+
+    def _check_network(self) -> None:
+        """Refuse, before any server exists, to serve beyond loopback unless allowed."""
+        if is_loopback(self.host) or self.allow_network:
+            return
+        names = self.config.pv_names()
+        shown = ", ".join(self.prefix + n for n in names[:3]) + (", ..." if len(names) > 3 else "")
+        raise NetworkRefused(
+            f"soft IOC: refusing to serve on {self.host}, which is not loopback: it would answer "
+            f"for these PV names ({shown}) to every client on that network, shadowing any real IOC "
+            "serving them there; pass --allow-network (SoftIOC(allow_network=True), [ioc] "
+            "allow_network = true) if that is meant, and consider --prefix")
 
     def stop(self) -> None:
         """Stop updating and serving; release every held put; idempotent."""
@@ -236,6 +281,15 @@ class SoftIOC:
             "EPICS_PVA_SERVER_PORT": conf["EPICS_PVAS_SERVER_PORT"],
             "EPICS_PVA_BROADCAST_PORT": conf["EPICS_PVAS_BROADCAST_PORT"],
         }  # no EPICS_PVA_NAME_SERVERS: its TCP reconnect backs off ~7 s after a restart, UDP search doesn't
+
+    def interface_settings(self) -> dict[str, str]:
+        """The EPICS_PVA_INTERFACE_* settings a rehearsing client needs: this machine's id (and prefix)."""
+        if not self.running:
+            raise RuntimeError("start the soft IOC before asking for its identity")
+        settings = {"EPICS_PVA_INTERFACE_REHEARSAL_ID": self.identity}
+        if self.prefix:
+            settings["EPICS_PVA_INTERFACE_PREFIX"] = self.prefix
+        return settings
 
     def describe_address(self) -> str:
         """Host, TCP and UDP ports being served, for logs."""
@@ -341,6 +395,12 @@ class SoftIOC:
         except ValueError as exc:
             self._record(name, None, REJECTED, str(exc), peer=peer)
             op.done(error=f"{name}: {exc}")
+            return
+        refusal = self._write_rule.refusal(name, *peer_of(op)) if self._write_rule else None
+        if refusal is not None:
+            self._record(name, value, REJECTED, refusal, peer=peer)
+            _log.warning("%s", refusal)
+            op.done(error=refusal)
             return
         with self._lock:
             if self.faults.closing:

@@ -66,7 +66,8 @@ def ioc(softioc_factory, monkeypatch, plugin_root):
         monkeypatch.setenv(name, value)
     for variable in ("EPICS_PVA_INTERFACE_READ_ONLY", "EPICS_PVA_INTERFACE_TIMEOUT",
                      "EPICS_PVA_INTERFACE_PARALLEL", "EPICS_PVA_INTERFACE_PUT_ATTEMPTS",
-                     "EPICS_PVA_INTERFACE_RETRY_DELAY", "EPICS_PVA_INTERFACE_NAN_ON_READ_ERROR"):
+                     "EPICS_PVA_INTERFACE_RETRY_DELAY", "EPICS_PVA_INTERFACE_NAN_ON_READ_ERROR",
+                     "EPICS_PVA_INTERFACE_REHEARSAL", "EPICS_PVA_INTERFACE_REHEARSAL_ID"):
         monkeypatch.delenv(variable, raising=False)
     return ioc
 
@@ -312,7 +313,99 @@ def test_the_dry_run_walkthrough_script_runs():
                           capture_output=True, text=True, timeout=180, env={**env, "PYTHON": sys.executable})
     assert done.returncode == 0, done.stdout + done.stderr
     assert "4 PVs: 4 ok" in done.stdout and "logged, not set" in done.stdout
+    assert "REHEARSAL: puts go only to the soft IOC" in done.stderr
+    assert "is served by a server that is not the rehearsal's soft IOC (softiocId " in done.stdout
     assert done.stdout.count("DEMO:OBJ") >= 2
+
+
+# ---- the same routine in rehearsal mode: only the rehearsal's soft IOC is written ---------------
+
+MIRROR_NAMES = ["DEMO:Q1:SET", "DEMO:Q2:SET", "DEMO:Q1:RBV", "DEMO:Q2:RBV", "DEMO:OBJ"]
+OBJ_RECORD = """
+record(calc, "$(P)OBJ") {
+    field(INPA, "$(P)Q1:RBV CP")
+    field(INPB, "$(P)Q2:RBV CP")
+    field(CALC, "A*A+B*B")
+}
+"""
+
+
+def rehearse(monkeypatch, conf, identity):
+    """Point bare interfaces at `conf` in rehearsal mode, proving the soft IOC `identity`."""
+    for name in [k for k in os.environ if k.startswith("EPICS_PVA_") and "INTERFACE" not in k]:
+        monkeypatch.delenv(name)
+    for name, value in conf.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("EPICS_PVA_INTERFACE_REHEARSAL", "1")
+    monkeypatch.setenv("EPICS_PVA_INTERFACE_REHEARSAL_ID", identity)
+
+
+@pytest.fixture(scope="module")
+def base_ioc(tmp_path_factory):
+    """EPICS base's softIoc serving real records with the environment's very PV names."""
+    from softioc.epics_base import EpicsBaseIOC, shipped_db_path
+
+    db = tmp_path_factory.mktemp("base") / "demo.db"
+    db.write_text(shipped_db_path().read_text() + OBJ_RECORD)
+    ioc = EpicsBaseIOC(db=db, macros={"P": "DEMO:"}, ready_pv="DEMO:OBJ").start()
+    yield ioc
+    ioc.stop()
+
+
+def test_a_rehearsal_routine_sends_nothing_to_epics_base_serving_the_same_names(base_ioc, monkeypatch, plugin_root):
+    reader = epics_pva.Interface(conf=base_ioc.client_conf())
+    before = reader.get_values(MIRROR_NAMES[:2])
+    rehearse(monkeypatch, base_ioc.client_conf(), "0" * 32)
+    with pytest.raises(Exception) as caught:
+        run_routine("demo", evaluations=3, generator="random")
+    assert ("DEMO:Q1:SET is served by a server that is not the rehearsal's soft IOC (no softiocId field)"
+            in str(caught.value))
+    assert reader.get_values(MIRROR_NAMES[:2]) == before  # read back: nothing was written
+    reader.close()
+
+
+def test_a_rehearsal_routine_sends_nothing_to_a_stray_server(monkeypatch, plugin_root):
+    from p4p.nt import NTScalar
+    from p4p.server import Server
+    from p4p.server.thread import SharedPV
+
+    puts = []
+
+    class Handler:
+        def put(self, pv, op):
+            puts.append(op.name())
+            op.done()
+
+    pvs = {name: SharedPV(nt=NTScalar("d"), initial=0.5, handler=Handler()) for name in MIRROR_NAMES}
+    with Server(providers=[pvs], isolate=True) as server:
+        rehearse(monkeypatch, server.conf(), "0" * 32)
+        with pytest.raises(Exception, match="is served by a server that is not the rehearsal's soft IOC"):
+            run_routine("demo", evaluations=3, generator="random")
+    assert puts == []
+
+
+def test_a_rehearsal_routine_runs_against_its_soft_ioc(ioc, monkeypatch):
+    rehearse(monkeypatch, ioc.client_conf(), ioc.identity)
+    routine = run_routine("demo", evaluations=3, generator="random")
+    assert routine.environment.interface.rehearsal is True
+    assert len(routine.data) == 3 and not routine.data["xopt_error"].any()
+    assert [p.outcome for p in ioc.audit.puts()] == ["accepted"] * 6
+
+
+def test_the_run_command_rehearses_only_with_an_id(ioc, plugin_root, tmp_path):
+    command = [sys.executable, "-m", "epics_pva.badger", "run", "demo", "--plugin-root", str(plugin_root),
+               "--workdir", str(tmp_path / "work"), "--evaluations", "2", "--rehearsal"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EPICS_PVA_INTERFACE")}
+    missing = subprocess.run(command, capture_output=True, text=True, timeout=120, env=env)
+    assert missing.returncode == 2 and "--rehearsal needs EPICS_PVA_INTERFACE_REHEARSAL_ID" in missing.stderr
+    wrong = subprocess.run(command, capture_output=True, text=True, timeout=120,
+                           env={**env, "EPICS_PVA_INTERFACE_REHEARSAL_ID": "f" * 32})
+    assert wrong.returncode == 1 and f"softiocId {ioc.identity} != expected {'f' * 32}" in wrong.stderr
+    assert ioc.audit.puts() == []
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120,
+                          env={**env, "EPICS_PVA_INTERFACE_REHEARSAL_ID": ioc.identity})
+    assert done.returncode == 0, done.stderr
+    assert "REHEARSAL" in done.stderr and len(ioc.audit.puts()) == 4
 
 
 # ---- Badger's GUI path: a forked worker process rebuilds the routine ------------------------------

@@ -67,10 +67,22 @@ def test_an_unclear_read_only_value_still_forces_read_only():
     assert read_only_forced({}) is False
 
 
+def test_an_unclear_rehearsal_value_still_forces_rehearsal():
+    from epics_pva.badger.settings import REHEARSAL_VARIABLE, rehearsal_forced
+
+    assert REHEARSAL_VARIABLE == "EPICS_PVA_INTERFACE_REHEARSAL"
+    assert rehearsal_forced({REHEARSAL_VARIABLE: "maybe"}) is True
+    assert rehearsal_forced({REHEARSAL_VARIABLE: "no"}) is False
+    assert rehearsal_forced({}) is False
+    assert settings_from_environment({"EPICS_PVA_INTERFACE_REHEARSAL_ID": " abc ",
+                                      "EPICS_PVA_INTERFACE_PREFIX": "SIM:"}) == {"rehearsal_id": "abc", "prefix": "SIM:"}
+
+
 def test_every_setting_has_a_variable():
     assert set(ENVIRONMENT_VARIABLES) == {
         "read_only", "parallel", "timeout", "put_attempts", "retry_delay", "nan_on_read_error",
-        "validation_timeout", "journal", "journal_fsync"}
+        "validation_timeout", "journal", "journal_fsync",
+        "rehearsal", "rehearsal_id", "rehearsal_allow", "prefix"}
     assert all(v.startswith("EPICS_PVA_INTERFACE_") for v in ENVIRONMENT_VARIABLES.values())
 
 

@@ -108,7 +108,7 @@ def test_the_soft_ioc_listens_on_loopback_only_and_says_where(softioc_factory, c
 @pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="reads /proc/net (Linux)")
 def test_another_interface_only_when_named(softioc_factory):
     address = other_address()
-    ioc = softioc_factory(CONFIG, host=address)
+    ioc = softioc_factory(CONFIG, host=address, allow_network=True)
     port = int(ioc.client_conf()["EPICS_PVA_SERVER_PORT"])
     assert listening(port) == {address}  # that interface, and not loopback or every interface
     assert found_via(ioc, address)
@@ -121,7 +121,7 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
 
 def test_the_command_line_warns_when_serving_beyond_loopback():
     address = other_address()
-    done = run_cli(str(demo_config_path()), "--host", address, "--duration", "0.5")
+    done = run_cli(str(demo_config_path()), "--host", address, "--allow-network", "--duration", "0.5")
     assert done.returncode == 0, done.stderr
     assert f"# WARNING: serving on {address}, not loopback: other hosts can reach these PVs" in done.stdout
     assert f"WARNING softioc: serving on {address}, not loopback" in done.stderr

@@ -16,7 +16,12 @@ from collections.abc import Sequence
 
 from .._cli import count, json_object, program_name
 from .plugin import install_plugin
-from .settings import ENVIRONMENT_VARIABLES, read_only_forced, settings_from_environment
+from .settings import (
+    ENVIRONMENT_VARIABLES,
+    read_only_forced,
+    rehearsal_forced,
+    settings_from_environment,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,6 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="optimise only these variables (repeatable; default all)")
     run.add_argument("--output", metavar="CSV", help="write the routine's data to this CSV file")
     run.add_argument("--archive", action="store_true", help="save the run in Badger's archive")
+    run.add_argument("--rehearsal", action="store_true",
+                     help="write only to the soft IOC whose id EPICS_PVA_INTERFACE_REHEARSAL_ID names, on "
+                          "loopback; anything else is refused before a put (sets EPICS_PVA_INTERFACE_REHEARSAL=1)")
     run.add_argument("-v", "--verbose", action="count", default=0, help="-v Badger's progress table, -vv logging")
 
     commands.add_parser("env", help="show the EPICS_PVA_INTERFACE_* settings in effect")
@@ -73,6 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             shown = os.environ.get(variable, "")
             print(f"{variable}={shown}" + ("" if field in values else "    (not set)"))
         print(f"read-only forced: {'yes' if read_only_forced() else 'no'}")
+        print(f"rehearsal forced: {'yes' if rehearsal_forced() else 'no'}")
         return 0
     return _run(args)
 
@@ -84,6 +93,12 @@ def _run(args: argparse.Namespace) -> int:
     if args.archive and args.settings is None and args.workdir is None:
         print("run: --archive needs --workdir (or --settings): a temporary folder would be deleted", file=sys.stderr)
         return 2
+    if args.rehearsal:
+        if not os.environ.get(ENVIRONMENT_VARIABLES["rehearsal_id"], "").strip():
+            print(f"run: --rehearsal needs {ENVIRONMENT_VARIABLES['rehearsal_id']}, printed by the soft IOC's "
+                  "banner: without it no server can be proved to be the rehearsal's", file=sys.stderr)
+            return 2
+        os.environ[ENVIRONMENT_VARIABLES["rehearsal"]] = "1"  # Badger's worker processes inherit it
     if args.settings is None and args.workdir is None:
         with tempfile.TemporaryDirectory(prefix="badger-headless-") as workdir:
             return _run_configured(args, generator_params, workdir)
@@ -96,6 +111,9 @@ def _run_configured(args: argparse.Namespace, generator_params: dict, workdir: s
     configure_badger(args.settings, plugin_root=args.plugin_root, workdir=workdir)
     if read_only_forced():
         print("READ-ONLY: EPICS_PVA_INTERFACE_READ_ONLY is set; no put will be sent", file=sys.stderr)
+    elif rehearsal_forced():
+        print("REHEARSAL: puts go only to the soft IOC "
+              f"{os.environ.get(ENVIRONMENT_VARIABLES['rehearsal_id'], '')}, proved before each set", file=sys.stderr)
     try:
         routine = run_routine(
             args.environment, evaluations=args.evaluations, generator=args.generator,

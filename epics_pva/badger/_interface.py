@@ -15,7 +15,12 @@ from ..errors import SetValuesError
 from ..interface import Interface as PvaInterface
 from ..interface import SetResult, ValidationFunction
 from ..settings import Settings, defaults, specs
-from .settings import ENVIRONMENT_VARIABLES, read_only_forced, settings_from_environment
+from .settings import (
+    ENVIRONMENT_VARIABLES,
+    read_only_forced,
+    rehearsal_forced,
+    settings_from_environment,
+)
 
 _log = logging.getLogger(__name__)
 
@@ -48,7 +53,8 @@ class _Interface(badger_interface.Interface):
     instead of the ``EPICS_PVA_*`` environment.
 
     Settings come from arguments, then ``EPICS_PVA_INTERFACE_*`` environment variables, then
-    defaults; ``EPICS_PVA_INTERFACE_READ_ONLY`` set true forces read-only over everything.
+    defaults; ``EPICS_PVA_INTERFACE_READ_ONLY`` set true forces read-only over everything, and
+    ``EPICS_PVA_INTERFACE_REHEARSAL`` set true forces rehearsal mode (see epics_pva.rehearsal).
     """
 
     name: ClassVar[str] = "epics_pva"
@@ -77,6 +83,10 @@ class _Interface(badger_interface.Interface):
             if data.get("read_only") is False:
                 _log.warning("%s forces read-only over read_only=False", ENVIRONMENT_VARIABLES["read_only"])
             merged["read_only"] = True
+        if from_env.get("rehearsal"):
+            if data.get("rehearsal") is False:
+                _log.warning("%s forces rehearsal mode over rehearsal=False", ENVIRONMENT_VARIABLES["rehearsal"])
+            merged["rehearsal"] = True
         return merged
 
     # ---- the delegate -------------------------------------------------------------------------
@@ -90,6 +100,7 @@ class _Interface(badger_interface.Interface):
         """The Settings these fields (and `conf`) give now; a forced read-only wins."""
         values = {field: getattr(self, field) for field in _FIELDS}
         values["read_only"] = self.effective_read_only
+        values["rehearsal"] = bool(self.rehearsal) or rehearsal_forced()
         return Settings(**values, conf=self._conf)
 
     def _interface(self) -> PvaInterface:

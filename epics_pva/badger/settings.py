@@ -4,6 +4,7 @@ Precedence, highest first:
 
 1. ``EPICS_PVA_INTERFACE_READ_ONLY`` set true forces read-only, whatever an argument, a saved
    routine or a later assignment says (a dry run on a live machine must not write);
+   ``EPICS_PVA_INTERFACE_REHEARSAL`` set true forces rehearsal mode the same way;
 2. arguments given to the constructor;
 3. the other ``EPICS_PVA_INTERFACE_*`` variables;
 4. the defaults of ``epics_pva.Interface``.
@@ -25,6 +26,7 @@ ENVIRONMENT_VARIABLES: dict[str, str] = {
     name: spec.variable for name, spec in specs().items() if spec.variable is not None
 }
 READ_ONLY_VARIABLE = ENVIRONMENT_VARIABLES["read_only"]
+REHEARSAL_VARIABLE = ENVIRONMENT_VARIABLES["rehearsal"]
 
 
 def settings_from_environment(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
@@ -53,5 +55,17 @@ def read_only_forced(environ: Mapping[str, str] | None = None) -> bool:
         return False
     try:
         return bool(parse_setting("read_only", text))
+    except ValueError:
+        return True
+
+
+def rehearsal_forced(environ: Mapping[str, str] | None = None) -> bool:
+    """True when ``EPICS_PVA_INTERFACE_REHEARSAL`` is set to a true value (or to anything unclear)."""
+    environ = os.environ if environ is None else environ
+    text = environ.get(REHEARSAL_VARIABLE, "")
+    if not text.strip():
+        return False
+    try:
+        return bool(parse_setting("rehearsal", text))
     except ValueError:
         return True

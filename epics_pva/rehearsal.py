@@ -1,0 +1,111 @@
+"""Rehearsal mode: prove, before any put, that a set can only reach the rehearsal's soft IOC.
+
+Two proofs, both made before anything is sent, and again on every set call:
+
+1. the client settings (an Interface's `conf`, else the EPICS_PVA_* environment) can reach
+   only loopback or explicitly allowed addresses: automatic address lists are off, and no
+   broadcast address is in EPICS_PVA_ADDR_LIST or EPICS_PVA_NAME_SERVERS. These are checked
+   on the settings themselves, before a p4p context is built with them;
+2. every PV of the call was last received from a server publishing `softiocId` equal to the
+   rehearsal id (the soft IOC's banner prints it as EPICS_PVA_INTERFACE_REHEARSAL_ID).
+
+Any doubt refuses the whole call (RehearsalError); reads are never refused.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from .values import SERVER_ID_FIELD, PvInfo
+
+__all__ = ["client_settings", "identity_problem", "settings_problems"]
+
+_OFF = {"no", "false", "0", "off"}
+_SEARCH_LISTS = ("EPICS_PVA_ADDR_LIST", "EPICS_PVA_NAME_SERVERS")
+
+
+def client_settings(conf: Mapping[str, str] | None, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The settings a p4p client context would use: `conf`, or the EPICS_PVA_* environment."""
+    if conf is not None:
+        return dict(conf)
+    environ = os.environ if environ is None else environ
+    return {k: v for k, v in environ.items() if k.startswith("EPICS_PVA_")}
+
+
+def _host_of(entry: str) -> str:
+    """The host part of an address list entry: "h", "h:port", "[v6]:port"."""
+    if entry.startswith("["):
+        return entry[1:].partition("]")[0]
+    if entry.count(":") == 1:
+        return entry.partition(":")[0]
+    return entry  # bare IPv6 or a plain host
+
+
+def _entry_problem(variable: str, entry: str, allowed: set[str]) -> str | None:
+    host = _host_of(entry)
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        address = None
+    if address is not None and (
+            address.version == 4 and (str(address).endswith(".255") or address.is_multicast
+                                      or address.is_unspecified)
+            or address.version == 6 and (address.is_multicast or address.is_unspecified)):
+        return (f"{variable} holds {entry!r}, a broadcast or multicast address: a search there "
+                "reaches every server on that network")
+    if host.lower() in allowed:
+        return None
+    if (address is not None and address.is_loopback) or host.lower() == "localhost":
+        return None
+    return (f"{variable} holds {entry!r}, which is neither loopback nor allowed "
+            "(allow it with rehearsal_allow / EPICS_PVA_INTERFACE_REHEARSAL_ALLOW)")
+
+
+def settings_problems(settings: Mapping[str, str], allow: str = "") -> dict[str, str]:
+    """{setting: why} for every way these client settings could reach beyond the rehearsal.
+
+    `allow` is a comma-separated list of addresses or host names permitted besides loopback.
+    Empty when the settings reach only loopback and allowed hosts, with no automatic search.
+    """
+    allowed = {h.strip().lower() for h in allow.split(",") if h.strip()}
+    problems: dict[str, str] = {}
+    auto = settings.get("EPICS_PVA_AUTO_ADDR_LIST")
+    if auto is None or auto.strip().lower() not in _OFF:
+        shown = "unset (pvxs then defaults to YES)" if auto is None else f"{auto!r}"
+        problems["EPICS_PVA_AUTO_ADDR_LIST"] = (
+            f"EPICS_PVA_AUTO_ADDR_LIST is {shown}: automatic search broadcasts on every network "
+            "interface; set it to NO")
+    for variable in _SEARCH_LISTS:
+        for entry in settings.get(variable, "").replace(",", " ").split():
+            why = _entry_problem(variable, entry, allowed)
+            if why is not None:
+                problems.setdefault(variable, why)
+    return problems
+
+
+def identity_problem(pv: str, info: PvInfo | None, expected: str, unread: str | None = None) -> str | None:
+    """Why `pv` cannot be proved to be served by the soft IOC `expected`, or None when it is."""
+    if info is None:
+        return (f"{pv} cannot be proved to be served by the rehearsal's soft IOC: "
+                f"{unread or 'it was not read'}")
+    if info.server_id is None:
+        return (f"{pv} is served by a server that is not the rehearsal's soft IOC "
+                f"(no {SERVER_ID_FIELD} field)")
+    if info.server_id != expected:
+        return (f"{pv} is served by a server that is not the rehearsal's soft IOC "
+                f"({SERVER_ID_FIELD} {info.server_id} != expected {expected})")
+    return None
+
+
+def identity_problems(infos: Mapping[str, PvInfo], names: Iterable[str], expected: str,
+                      unread: Mapping[str, str]) -> dict[str, str]:
+    """{pv: why} for every PV in `names` not proved to be served by the soft IOC `expected`."""
+    problems: dict[str, Any] = {}
+    for pv in names:
+        why = identity_problem(pv, infos.get(pv), expected, unread.get(pv))
+        if why is not None:
+            problems[pv] = why
+    return problems

@@ -1,0 +1,243 @@
+"""Rehearsal mode: a set reaches only the rehearsal's soft IOC, proved before every put.
+
+Every server here is real and on loopback: the soft IOC, EPICS base's softIoc serving the same
+PV names, and stray p4p servers. "Zero puts" is shown on the server side (read back, or a
+put counter in the stray server's handler).
+"""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from p4p.nt import NTScalar
+from p4p.server import Server
+from p4p.server.thread import SharedPV
+
+from epics_pva import Interface, RehearsalError, SetValuesError, Status
+from epics_pva.rehearsal import settings_problems
+from softioc.epics_base import EpicsBaseIOC, shipped_db_path
+
+CONFIG = {
+    "ioc": {"update_rate": 50.0},
+    "setpoint": [
+        {"name": "DEMO:Q1:SET", "readback": "DEMO:Q1:RBV", "limits": [-5.0, 5.0]},
+        {"name": "DEMO:Q2:SET", "readback": "DEMO:Q2:RBV", "limits": [-5.0, 5.0]},
+    ],
+}
+NAMES = ["DEMO:Q1:SET", "DEMO:Q2:SET"]
+
+
+def rehearsal(conf, identity, **kwargs):
+    kwargs.setdefault("timeout", 2.0)
+    return Interface(conf=conf, rehearsal=True, rehearsal_id=identity, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def base_same_names():
+    """EPICS base's softIoc serving real records named exactly as the soft IOC's PVs."""
+    ioc = EpicsBaseIOC(db=shipped_db_path(), macros={"P": "DEMO:"}, ready_pv="DEMO:Q1:SET").start()
+    yield ioc
+    ioc.stop()
+
+
+class Counting:
+    """A stray server's put handler: counts every put that reaches it, and accepts it."""
+
+    def __init__(self) -> None:
+        self.puts = 0
+        self._lock = threading.Lock()
+
+    def put(self, pv, op):
+        with self._lock:
+            self.puts += 1
+        pv.post(op.value())
+        op.done()
+
+
+def stray_server(extra=None, conf=None):
+    """A p4p server of DEMO:Q1:SET and DEMO:Q2:SET (optionally publishing `extra` fields)."""
+    handler = Counting()
+    nt = NTScalar("d", extra=[(k, "s") for k in (extra or {})])
+    pvs = {name: SharedPV(nt=nt, initial={"value": 0.0, **(extra or {})}, handler=handler) for name in NAMES}
+    if conf is None:
+        server = Server(providers=[pvs], isolate=True)
+    else:
+        server = Server(providers=[pvs], conf=conf, useenv=False)
+    return server, pvs, handler
+
+
+# ---- the soft IOC's identity -----------------------------------------------------------------
+
+
+def test_every_pv_of_one_machine_carries_one_id_kept_across_restart_new_on_a_new_start(softioc_factory, client_for):
+    ioc = softioc_factory(CONFIG)
+    ctx = client_for(ioc)
+    names = ioc.pv_names(control=True)
+    ids = {ctx.get(name, timeout=5).raw["softiocId"] for name in names}
+    assert ids == {ioc.identity} and len(ioc.identity) == 32
+    assert ctx.get("SOFTIOC:ID", timeout=5).raw["value"] == ioc.identity
+    assert ioc.interface_settings() == {"EPICS_PVA_INTERFACE_REHEARSAL_ID": ioc.identity}
+    first = ioc.identity
+    ioc.restart(0.1)
+    assert ctx.get("DEMO:Q1:SET", timeout=5).raw["softiocId"] == first
+    ioc.stop()
+    ioc.start()
+    assert ioc.identity != first
+    assert ctx.get("DEMO:Q1:RBV", timeout=5).raw["softiocId"] == ioc.identity
+
+
+# ---- the rehearsal's own soft IOC: it works -------------------------------------------------
+
+
+def test_rehearsal_sets_the_soft_ioc_it_was_meant_for(softioc_factory):
+    ioc = softioc_factory(CONFIG)
+    with rehearsal(ioc.client_conf(), ioc.identity) as interface:
+        results = interface.set_values({"DEMO:Q1:SET": 1.5, "DEMO:Q2:SET": -0.5})
+        assert {r.status for r in results.values()} == {Status.SET}
+        assert interface.get_values(NAMES) == {"DEMO:Q1:SET": 1.5, "DEMO:Q2:SET": -0.5}
+    assert [(r.pv, r.value) for r in ioc.audit.puts(outcome="accepted")] in (
+        [("DEMO:Q1:SET", 1.5), ("DEMO:Q2:SET", -0.5)], [("DEMO:Q2:SET", -0.5), ("DEMO:Q1:SET", 1.5)])
+
+
+def test_rehearsal_refuses_another_soft_ioc_by_its_id(softioc_factory):
+    meant, other = softioc_factory(CONFIG), softioc_factory(CONFIG)
+    with rehearsal(other.client_conf(), meant.identity) as interface:
+        with pytest.raises(RehearsalError) as info:
+            interface.set_values({"DEMO:Q1:SET": 1.0})
+    assert (f"DEMO:Q1:SET is served by a server that is not the rehearsal's soft IOC "
+            f"(softiocId {other.identity} != expected {meant.identity})") in str(info.value)
+    assert other.audit.puts() == [] and meant.audit.puts() == []
+
+
+# ---- a real IOC or a stray server with the same names: nothing is sent ------------------------
+
+
+def test_rehearsal_sends_nothing_to_epics_base_serving_the_same_names(base_same_names):
+    ioc = base_same_names
+    with Interface(conf=ioc.client_conf()) as reader:
+        before = reader.get_values(NAMES)
+        for parallel in (True, False):
+            with rehearsal(ioc.client_conf(), "0123456789abcdef0123456789abcdef", parallel=parallel) as interface:
+                with pytest.raises(RehearsalError) as info:
+                    interface.set_values({"DEMO:Q1:SET": before["DEMO:Q1:SET"] + 1.25, "DEMO:Q2:SET": 2.0})
+                error = info.value
+                assert isinstance(error, SetValuesError)
+                assert ("DEMO:Q1:SET is served by a server that is not the rehearsal's soft IOC "
+                        "(no softiocId field)") in str(error)
+                assert set(error.problems) == set(NAMES)
+                assert {r.status for r in error.results.values()} == {Status.NOT_ATTEMPTED}
+                assert error.results["DEMO:Q2:SET"].reason == error.problems["DEMO:Q2:SET"]
+                with pytest.raises(RehearsalError):
+                    interface.set_value("DEMO:Q1:SET", 3.0)
+                assert interface.get_values(NAMES) == before  # reads still work, and nothing was written
+        assert reader.get_values(NAMES) == before
+
+
+@pytest.mark.parametrize("extra, why", [
+    (None, "(no softiocId field)"),
+    ({"softiocId": "f" * 32}, f"(softiocId {'f' * 32} != expected {'0' * 32})"),
+])
+def test_rehearsal_sends_nothing_to_a_stray_p4p_server(extra, why):
+    server, pvs, handler = stray_server(extra)
+    with server, rehearsal(server.conf(), "0" * 32) as interface:
+        with pytest.raises(RehearsalError, match=rf"DEMO:Q2:SET is served by a server that is not the "
+                                                 rf"rehearsal's soft IOC {why.replace('(', '[(]').replace(')', '[)]')}"):
+            interface.set_values({"DEMO:Q1:SET": 1.0, "DEMO:Q2:SET": 2.0})
+        assert interface.get_values(NAMES) == {"DEMO:Q1:SET": 0.0, "DEMO:Q2:SET": 0.0}
+    assert handler.puts == 0
+
+
+def test_a_pv_that_cannot_be_read_refuses_the_whole_call(softioc_factory):
+    ioc = softioc_factory(CONFIG)
+    with rehearsal(ioc.client_conf(), ioc.identity, timeout=0.5) as interface:
+        with pytest.raises(RehearsalError, match="DEMO:NOPE cannot be proved to be served by the rehearsal's"):
+            interface.set_values({"DEMO:Q1:SET": 1.0, "DEMO:NOPE": 1.0})
+    assert ioc.audit.puts() == []
+
+
+# ---- the soft IOC dies and a stranger answers on its ports: refused ----------------------------
+
+
+def test_after_a_restart_the_same_interface_proves_the_id_again_and_refuses_a_stranger(softioc_factory):
+    ioc = softioc_factory(CONFIG)
+    interface = rehearsal(ioc.client_conf(), ioc.identity)
+    try:
+        interface.set_values({"DEMO:Q1:SET": 1.0})
+        ioc.restart(0.2)  # an outage: the same machine comes back, with the same id
+        interface.set_values({"DEMO:Q1:SET": 2.0})
+        assert [r.value for r in ioc.audit.puts(outcome="accepted")] == [1.0, 2.0]
+        ports = {k: v for k, v in ioc._effective.items() if k.startswith("EPICS_PVAS_")}
+        ioc.stop()  # the soft IOC dies; another server takes its ports and its names
+        server, pvs, handler = stray_server(conf=ports)
+        with server:
+            with pytest.raises(RehearsalError, match=r"DEMO:Q1:SET is served by a server that is not "
+                                                     r"the rehearsal's soft IOC \(no softiocId field\)"):
+                interface.set_values({"DEMO:Q1:SET": 3.0})
+            assert interface.get_values(["DEMO:Q1:SET"]) == {"DEMO:Q1:SET": 0.0}  # it did answer reads
+        assert handler.puts == 0
+    finally:
+        interface.close()
+
+
+# ---- settings that could reach beyond loopback: refused before a context is built ----------------
+
+
+@pytest.mark.parametrize("change, setting", [
+    ({"EPICS_PVA_AUTO_ADDR_LIST": "YES"}, "EPICS_PVA_AUTO_ADDR_LIST"),
+    ({"EPICS_PVA_AUTO_ADDR_LIST": None}, "EPICS_PVA_AUTO_ADDR_LIST"),
+    ({"EPICS_PVA_ADDR_LIST": "127.0.0.1 255.255.255.255"}, "EPICS_PVA_ADDR_LIST"),
+    ({"EPICS_PVA_ADDR_LIST": "192.0.2.255:5076"}, "EPICS_PVA_ADDR_LIST"),
+    ({"EPICS_PVA_ADDR_LIST": "192.0.2.7"}, "EPICS_PVA_ADDR_LIST"),
+    ({"EPICS_PVA_NAME_SERVERS": "192.0.2.7:5075"}, "EPICS_PVA_NAME_SERVERS"),
+])
+def test_a_settings_leak_is_refused_before_any_context_exists(softioc_factory, monkeypatch, change, setting):
+    ioc = softioc_factory(CONFIG)
+    conf = {**ioc.client_conf(), **change}
+    conf = {k: v for k, v in conf.items() if v is not None}
+    for name in [k for k in list(__import__("os").environ) if k.startswith("EPICS_PVA_")]:
+        monkeypatch.delenv(name)
+    for name, value in conf.items():
+        monkeypatch.setenv(name, value)
+    for given in (conf, None):  # given as conf, or taken from the environment
+        interface = rehearsal(given, ioc.identity)
+        with pytest.raises(RehearsalError, match=setting) as info:
+            interface.set_values({"DEMO:Q1:SET": 1.0})
+        assert set(info.value.problems) == {setting}
+        assert not interface._connection.connected  # no p4p context was built with it
+    assert ioc.audit.puts() == []
+
+
+def test_the_checked_environment_is_the_one_the_context_uses(softioc_factory, monkeypatch):
+    ioc = softioc_factory(CONFIG)
+    for name, value in ioc.client_conf().items():
+        monkeypatch.setenv(name, value)
+    with rehearsal(None, ioc.identity) as interface:
+        monkeypatch.setenv("EPICS_PVA_AUTO_ADDR_LIST", "YES")  # too late: the rehearsal fixed its settings
+        interface.set_values({"DEMO:Q1:SET": 1.0})
+        assert interface._connection.conf["EPICS_PVA_AUTO_ADDR_LIST"] == "NO"
+    assert [r.value for r in ioc.audit.puts(outcome="accepted")] == [1.0]
+
+
+def test_allowed_hosts_and_loopback_pass_the_settings_check():
+    loopback = {"EPICS_PVA_AUTO_ADDR_LIST": "NO", "EPICS_PVA_ADDR_LIST": "127.0.0.1:5076 localhost [::1]:5076"}
+    assert settings_problems(loopback) == {}
+    remote = {"EPICS_PVA_AUTO_ADDR_LIST": "no", "EPICS_PVA_ADDR_LIST": "10.1.2.3 sim-host:5076",
+              "EPICS_PVA_NAME_SERVERS": "10.1.2.3:5075"}
+    assert set(settings_problems(remote)) == {"EPICS_PVA_ADDR_LIST", "EPICS_PVA_NAME_SERVERS"}
+    assert settings_problems(remote, allow="10.1.2.3, SIM-HOST") == {}
+    broadcast = {"EPICS_PVA_AUTO_ADDR_LIST": "NO", "EPICS_PVA_ADDR_LIST": "10.1.2.255"}
+    assert "broadcast" in settings_problems(broadcast, allow="10.1.2.255")["EPICS_PVA_ADDR_LIST"]
+
+
+def test_read_only_rehearsal_sends_nothing_and_checks_nothing(base_same_names):
+    with rehearsal(base_same_names.client_conf(), "0" * 32, read_only=True) as interface:
+        results = interface.set_values({"DEMO:Q1:SET": 1.0})
+    assert results["DEMO:Q1:SET"].status == Status.READ_ONLY
+
+
+def test_rehearsal_without_an_id_is_refused_at_construction():
+    with pytest.raises(ValueError, match="rehearsal needs rehearsal_id .*EPICS_PVA_INTERFACE_REHEARSAL_ID"):
+        Interface(rehearsal=True)
+    with pytest.raises(ValueError, match="rehearsal_id must be a string without spaces"):
+        Interface(rehearsal=True, rehearsal_id="a b")
