@@ -42,6 +42,7 @@ from .rehearsal import client_settings, identity_problems, settings_problems
 from .results import SetResult, Status
 from .settings import Settings, specs
 from .time_limit import TimeLimit
+from .validation import recording_traces
 from .values import PvInfo, check_name, coerce, normalize, show, to_python
 
 __all__ = ["Interface", "Reading", "SetResult", "ValidationFunction"]
@@ -556,12 +557,14 @@ class Interface:
             time.sleep(self.retry_delay)
         if validate is None:
             return SetResult(pv, value, SET, attempts, elapsed=time.monotonic() - start)
-        try:
-            outcome = self._validate(validate, pv, value, context)
-        except (Exception, SystemExit) as exc:  # a validation function may not end the program
-            journal.validation(pv, error=exc)
-            return failed(ValidationError(pv, value, exc))
-        journal.validation(pv, result=outcome)
+        # the readback trace a wait_for_readback sees goes into the journal: a lag fit needs it
+        with recording_traces() as traces:
+            try:
+                outcome = self._validate(validate, pv, value, context)
+            except (Exception, SystemExit) as exc:  # a validation function may not end the program
+                journal.validation(pv, error=exc, trace=traces.last)
+                return failed(ValidationError(pv, value, exc))
+        journal.validation(pv, result=outcome, trace=traces.last)
         return SetResult(pv, value, SET, attempts, outcome, elapsed=time.monotonic() - start)
 
 

@@ -9,7 +9,8 @@ fields::
     put         pv, value, attempt   written BEFORE the put is sent
     outcome     pv, attempt, outcome ("accepted", "timed_out", "rejected", "failed", ...),
                 reason (null when none)
-    validation  pv, result or error
+    validation  pv, result or error; optionally trace: the readback updates the validation
+                saw, {"readback", "samples": [[server time, value, client time], ...], ...}
     read_only   pv, value            what a read-only call would have set
 
 A hook in the interface needs only these calls, in this order::
@@ -309,9 +310,11 @@ class Journal:
                                     "reason": None if reason is None else str(reason)})
 
     def validation(
-        self, call: str, pv: str, result: Any = None, error: BaseException | str | None = None
+        self, call: str, pv: str, result: Any = None, error: BaseException | str | None = None,
+        trace: Mapping[str, Any] | None = None,
     ) -> None:
-        """Record what a PV's validation function returned, or the error it raised."""
+        """Record what a PV's validation function returned, or the error it raised, and
+        optionally the readback `trace` it saw (a ReadbackTrace: what a lag fit needs)."""
         if error is not None:
             text = str(error)
             if isinstance(error, BaseException) and not text:
@@ -319,6 +322,8 @@ class Journal:
             fields: dict[str, Any] = {"pv": _check_pv(pv), "error": text}
         else:
             fields = {"pv": _check_pv(pv), "result": encode_value(result)}
+        if trace is not None:
+            fields["trace"] = encode_value(dict(trace))
         self._write(call, VALIDATION, fields)
 
     def read_only(self, call: str, planned: Mapping[str, Any]) -> None:
@@ -376,6 +381,12 @@ class Entry:
     def error(self) -> str | None:
         return self.fields.get("error")
 
+    @property
+    def trace(self) -> dict[str, Any] | None:
+        """The readback trace of a validation line, if it recorded one."""
+        trace = self.fields.get("trace")
+        return trace if isinstance(trace, dict) else None
+
 
 def _parse(path: Path, number: int, raw: bytes) -> Entry:
     """One line as an Entry; ValueError saying what is wrong with it."""
@@ -393,7 +404,7 @@ def _parse(path: Path, number: int, raw: bytes) -> Entry:
         raise ValueError(f"'time' is {when!r}, not a number of seconds")
     if not isinstance(pid, int) or not isinstance(event, str) or not isinstance(call, str):
         raise ValueError("'pid' must be an int, 'event' and 'call' strings")
-    fields = {k: decode_value(v) if k in ("value", "result") else v for k, v in data.items()}
+    fields = {k: decode_value(v) if k in ("value", "result", "trace") else v for k, v in data.items()}
     return Entry(float(when), pid, event, call, fields, number)
 
 

@@ -71,10 +71,12 @@ class CallJournal:
             except (JournalError, ValueError) as exc:
                 _log.error("%s: outcome %s of attempt %d not journaled: %s", pv, outcome, attempt, exc)
 
-    def validation(self, pv: str, result: Any = None, error: BaseException | None = None) -> None:
-        """What a PV's validation returned or raised; a line that cannot be written is logged."""
+    def validation(self, pv: str, result: Any = None, error: BaseException | None = None,
+                   trace: Mapping[str, Any] | None = None) -> None:
+        """What a PV's validation returned or raised (and the readback `trace` it saw, if any);
+        a line that cannot be written is logged."""
         if self.journal is not None:
             try:
-                self.journal.validation(self.call, pv, result=result, error=error)
+                self.journal.validation(self.call, pv, result=result, error=error, trace=trace)
             except (JournalError, ValueError) as exc:
                 _log.error("%s: validation not journaled: %s", pv, exc)

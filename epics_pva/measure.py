@@ -8,8 +8,10 @@ It never puts. `step_test` is the one writer: it moves each setpoint by a step a
 within the PV's control limits, and only when called with ``write_test=True``; it fits the
 readback's lag model, dead time and offset to what it recorded. `main_measure` is the command
 line (``--measure SECONDS``, ``--pair SET=RBV``, ``--pv NAME``, ``--env SPEC``, ``--json FILE``,
-``--step SIZE``, ``--write-test``); the JSON it writes is ``{"readbacks": {RBV: {...}},
-"pairs": {SET: {...}}, "warnings": [...]}``.
+``--step SIZE``, ``--write-test``, ``--from-journal FILE``); the JSON it writes is
+``{"readbacks": {RBV: {...}}, "pairs": {SET: {...}}, "warnings": [...]}``. `fit_from_journal`
+fits the same pair entries, with no network at all, from an interface journal whose
+validation lines carry readback traces (see `epics_pva.validation.recording_traces`).
 """
 
 from __future__ import annotations
@@ -25,21 +27,35 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
+import numpy as np
 from p4p.client.thread import Context
 
+from ._cli import bounded, pv_name, seconds
 from ._p4p_compat import CallerQueue, pop_lost_first_update
-from .calibration import TraceStats, alarm_summary, check_wait_config, fit_response, trace_stats
-from .errors import InvalidInputError, PutError, ReadError
+from .calibration import (
+    StepFit,
+    TraceStats,
+    alarm_summary,
+    check_wait_config,
+    combine_step_fits,
+    fit_response,
+    trace_stats,
+)
+from .errors import InvalidInputError, JournalError, PutError, ReadError
+from .journal import group_calls, read_journal
 
 __all__ = [
     "Calibration",
     "MeasureTargets",
     "Sample",
     "WaitConfig",
+    "add_measure_arguments",
     "build_measure_parser",
+    "fit_from_journal",
     "main_measure",
     "measure",
     "record",
+    "run_measure",
     "step_test",
     "wait_configs",
 ]
@@ -429,11 +445,20 @@ def _step_one(ctx: Context, set_pv: str, rbv: str, start: float, target: float, 
     t_down, _ = _step_time(set_samples, start, index + 1, down_client)
     # one fit over both moves: a move back that starts before the readback settled is modelled
     fit = fit_response(start, [(t_up, target), (t_down, start)], _trace(recorder.samples[rbv]), noise=sigma)
+    entry = _pair_entry(rbv, fit)
+    entry.update({
+        "setpoint": start,
+        "step": target - start,
+        "steps": [{"time": t_up, "from": start, "to": target}, {"time": t_down, "from": target, "to": start}],
+    })
+    return entry
+
+
+def _pair_entry(rbv: str, fit: StepFit) -> dict[str, Any]:
+    """A pair's JSON entry from a fit: lag, tau_s, rate_per_s, dead_time_s, offset, quality, every model."""
     best = fit.best
     return {
         "readback": rbv,
-        "setpoint": start,
-        "step": target - start,
         "lag": best.lag,
         "tau_s": best.tau_s,
         "rate_per_s": best.rate_per_s,
@@ -441,8 +466,121 @@ def _step_one(ctx: Context, set_pv: str, rbv: str, start: float, target: float, 
         "offset": best.offset,
         "fit_quality": fit.fit_quality(),
         "models": {name: model_fit.as_dict() for name, model_fit in fit.fits.items()},
-        "steps": [{"time": t_up, "from": start, "to": target}, {"time": t_down, "from": target, "to": start}],
     }
+
+
+# ---------------------------------------------------------------------------------------
+# fit from a journal of a real run (no network)
+# ---------------------------------------------------------------------------------------
+_JournalStep = tuple[str, float, float, float, list[list[float]]]
+"""(readback, setpoint before, step time on the server's clock s, setpoint after, trace samples)"""
+
+
+def _journal_steps(path: str | Any, since: float | None, until: float | None
+                   ) -> tuple[dict[str, list[_JournalStep]], list[str]]:
+    """{setpoint: [step, ...]} and notes on the puts that could not be used.
+
+    A step is an accepted put whose validation recorded a trace; its time is the journal's put
+    line (this client's clock), moved onto the server's clock by the trace's smallest
+    (client - server) time, which is the clock offset plus the shortest delivery time.
+    """
+    steps: dict[str, list[_JournalStep]] = {}
+    skipped: dict[str, list[str]] = {}
+    last_value: dict[str, float] = {}
+    for call in group_calls(read_journal(path, since, until)):
+        for pv, rec in call.pvs.items():
+            if not rec.was_put or rec.read_only:
+                continue
+            requested = _number(rec.requested)
+            before = _number(rec.before) if rec.has_before else last_value.get(pv)
+            if requested is not None:
+                last_value[pv] = requested
+            accepted = any(outcome == "accepted" for _, outcome, _ in rec.attempts)
+            trace = rec.validation.trace if rec.validation is not None else None
+            why = None
+            if not accepted:
+                why = "put not accepted"
+            elif trace is None or not isinstance(trace.get("readback"), str):
+                why = "validation recorded no readback trace"
+            elif requested is None or before is None:
+                why = "no numeric value before or after the put"
+            elif requested == before:
+                why = "the put did not change the value"
+            if why is not None:
+                skipped.setdefault(pv, []).append(why)
+                continue
+            samples = [s for s in trace.get("samples", []) if isinstance(s, list) and len(s) >= 3]
+            if not samples:
+                skipped.setdefault(pv, []).append("its trace holds no samples")
+                continue
+            clock = min(float(s[2]) - float(s[0]) for s in samples)
+            steps.setdefault(pv, []).append((trace["readback"], before, rec.last_put - clock, requested, samples))
+    for found in steps.values():
+        # A validation stops watching once within tolerance, before the readback's plateau: the
+        # next trace's first update(s), from before the next put, show where it came to rest.
+        for i in range(len(found) - 1):
+            rbv, before, when, after, samples = found[i]
+            following = found[i + 1]
+            rest = [s for s in following[4] if float(s[0]) < following[2] and following[0] == rbv]
+            found[i] = (rbv, before, when, after, samples + rest)
+    notes = [f"{pv}: {len(whys)} put(s) not fitted ({', '.join(sorted(set(whys)))})"
+             for pv, whys in skipped.items()]
+    return steps, notes
+
+
+def fit_from_journal(path: str | Any, since: float | None = None, until: float | None = None) -> Calibration:
+    """Fit each setpoint's lag, dead time and offset from an interface journal of a real run.
+
+    Uses every accepted put whose validation line carries a readback trace (server timestamp,
+    value per update): each put is one step from the value before it, fitted alone, and a
+    setpoint's steps are combined (combine_step_fits). A validation stops watching once its
+    readback is within tolerance, so a trace holds the response up to settling, and the rest
+    level after it is only the next trace's first update (from before the next put): a ramp
+    (`rate`) lag's offset is then known only as well as those few updates tell it. The readback
+    rate (Hz) comes from its updates' timestamps and `noise_sigma` is the rms residual of the
+    fit (what the model does not explain). Reads only the file: raises JournalError if it
+    cannot be read or is corrupt.
+    """
+    steps, notes = _journal_steps(path, since, until)
+    result = Calibration()
+    result.warnings += notes
+    for set_pv, found in steps.items():
+        fits: list[StepFit] = []
+        readback = found[0][0]
+        intervals: list[float] = []
+        problems: list[str] = []
+        for rbv, before, when, after, samples in found:
+            if rbv != readback:
+                problems.append(f"trace of readback {rbv}, not {readback}")
+                continue
+            times = sorted(float(s[0]) for s in samples)
+            intervals += [b - a for a, b in zip(times, times[1:], strict=False) if b > a]
+            try:
+                fits.append(fit_response(before, [(when, after)], [(float(s[0]), float(s[1])) for s in samples]))
+            except ValueError as exc:
+                problems.append(str(exc))
+        if problems:
+            result.warnings.append(f"{set_pv}: {len(problems)} step(s) not fitted: {'; '.join(sorted(set(problems)))}")
+        if not fits:
+            continue
+        fit = combine_step_fits(fits)
+        rate = 1.0 / float(np.median(intervals)) if intervals else None
+        entry = _pair_entry(readback, fit)
+        entry.update({"source": "journal", "steps": len(fits)})
+        result.pairs[set_pv] = entry
+        result.readbacks[readback] = {"update_rate_hz": rate, "noise_sigma": _pooled_residual(fit),
+                                      "noise_from": "fit residual", "setpoint": set_pv,
+                                      "offset": fit.best.offset, "updates": len(intervals)}
+    for warning in result.warnings:
+        _log.warning("%s", warning)
+    return result
+
+
+def _pooled_residual(fit: StepFit) -> float | None:
+    """The residual sigma of the chosen model over every step: sqrt(sum of squares / (n - 3 per step))."""
+    ssr = sum(f.rms_residual ** 2 * f.samples for f in fit.per_step)
+    dof = sum(f.samples - 3 for f in fit.per_step)
+    return math.sqrt(ssr / dof) if dof > 0 else None
 
 
 # ---------------------------------------------------------------------------------------
@@ -455,28 +593,48 @@ EnvLoader = Callable[[str], MeasureTargets]
 def _pair(text: str) -> tuple[str, str]:
     set_pv, sep, rbv = text.partition("=")
     if not sep or not set_pv or not rbv:
-        raise argparse.ArgumentTypeError(f"--pair wants SET=RBV, got {text!r}")
-    return set_pv, rbv
+        raise argparse.ArgumentTypeError(f"--pair wants SET=RBV, got {text!r:.80}")
+    return pv_name(set_pv), pv_name(rbv)
+
+
+def add_measure_arguments(parser: argparse.ArgumentParser, common: bool = True) -> None:
+    """Add the measurement options to `parser`; `common` adds --env, --write-test and --timeout too
+    (leave it False for a parser that has its own)."""
+    group = parser.add_argument_group(
+        "calibration (read-only unless --step)",
+        "--measure SECONDS monitors each readback/observable and reports update rate (Hz), noise "
+        "sigma, mean, alarm and offset at rest, and flags wait_for_readback configs that cannot "
+        "work; --step SIZE with --write-test also moves each setpoint by SIZE and back and fits "
+        "its lag; --from-journal FILE fits the lags from an interface journal instead, offline.")
+    group.add_argument("--measure", type=seconds(), default=None, metavar="SECONDS",
+                       help="seconds to monitor each readback (read-only; also the hold time of --step)")
+    if common:
+        group.add_argument("--env", metavar="SPEC", help="a Badger environment to take PVs and configs from")
+    group.add_argument("--pair", action="append", default=[], type=_pair, metavar="SET=RBV",
+                       help="a setpoint and its readback (repeatable)")
+    group.add_argument("--pv", action="append", default=[], metavar="NAME", type=pv_name,
+                       help="another PV to measure (repeatable)")
+    group.add_argument("--json", metavar="FILE", help="write the calibration as JSON to FILE")
+    group.add_argument("--step", type=bounded(above=0), metavar="SIZE",
+                       help="WRITES: move each setpoint by SIZE and back and fit the response (needs --write-test)")
+    group.add_argument("--from-journal", metavar="FILE",
+                       help="fit each setpoint's lag from the puts and validation traces of an interface "
+                            "journal (no network)")
+    if common:
+        group.add_argument("--write-test", action="store_true", help="allow --step to write")
+        group.add_argument("--timeout", type=seconds(), default=5.0, help="seconds per network operation (default 5)")
 
 
 def build_measure_parser(prog: str = "python -m epics_pva.measure") -> argparse.ArgumentParser:
-    """The measurement options, ready to be added to another command's parser."""
+    """The measurement command's parser (--measure defaults to 5 s here)."""
     parser = argparse.ArgumentParser(
         prog=prog,
         description="Measure update rate, noise, mean, alarm and offset of readbacks (read-only); "
         "with --step and --write-test, step each setpoint and fit its readback's lag.",
+        epilog="Exit status: 0 nothing flagged, 1 warnings or a PV that cannot be read, 2 misuse "
+               "or a refused step.",
     )
-    parser.add_argument("--measure", type=float, default=5.0, metavar="SECONDS",
-                        help="seconds to monitor each readback (default 5); also the hold time of --step")
-    parser.add_argument("--env", metavar="SPEC", help="a Badger environment to take PVs and configs from")
-    parser.add_argument("--pair", action="append", default=[], type=_pair, metavar="SET=RBV",
-                        help="a setpoint and its readback (repeatable)")
-    parser.add_argument("--pv", action="append", default=[], metavar="NAME", help="another PV to measure (repeatable)")
-    parser.add_argument("--json", metavar="FILE", help="write the results as JSON to FILE")
-    parser.add_argument("--step", type=float, metavar="SIZE",
-                        help="WRITES: move each setpoint by SIZE and back and fit the response (needs --write-test)")
-    parser.add_argument("--write-test", action="store_true", help="allow --step to write")
-    parser.add_argument("--timeout", type=float, default=5.0, help="seconds per network operation (default 5)")
+    add_measure_arguments(parser)
     return parser
 
 
@@ -486,9 +644,9 @@ def _summary(result: Calibration) -> str:
         def num(key: str, fmt: str, entry: dict[str, Any] = entry) -> str:
             value = entry.get(key)
             return format(value, fmt) if isinstance(value, float) else "-"
-        lines.append(f"{name:32} {entry['updates']:>7} {num('update_rate_hz', '9.3f')} "
+        lines.append(f"{name:32} {entry.get('updates', '-'):>7} {num('update_rate_hz', '9.3f')} "
                      f"{num('noise_sigma', '10.3g')} {num('mean', '12.6g')} {num('offset', '10.3g')} "
-                     f"{entry['alarm']['max_severity']}")
+                     f"{entry.get('alarm', {}).get('max_severity', '-')}")
     for set_pv, entry in result.pairs.items():
         if entry.get("lag"):
             q = entry["fit_quality"]
@@ -506,7 +664,14 @@ def main_measure(argv: Sequence[str] | None = None, env_loader: EnvLoader | None
     `env_loader` turns --env SPEC into MeasureTargets (the caller knows how environments are
     loaded); `conf` is a p4p client configuration used instead of the environment's EPICS_PVA_*.
     """
-    args = build_measure_parser().parse_args(argv)
+    return run_measure(build_measure_parser().parse_args(argv), env_loader, conf)
+
+
+def run_measure(args: argparse.Namespace, env_loader: EnvLoader | None = None,
+                conf: Mapping[str, str] | None = None) -> int:
+    """Run what parsed measurement options ask for (see add_measure_arguments); the exit code."""
+    if args.from_journal:
+        return _run_from_journal(args)
     targets = MeasureTargets(dict(args.pair), list(args.pv))
     if args.env:
         if env_loader is None:
@@ -527,13 +692,14 @@ def main_measure(argv: Sequence[str] | None = None, env_loader: EnvLoader | None
         print(f"measure: --step {args.step:g} writes to the machine and is refused without --write-test",
               file=sys.stderr)
         return 2
+    seconds = 5.0 if args.measure is None else args.measure
     ctx, own = _make_context(None, conf)
     try:
-        result = measure(targets.pairs, targets.pvs, args.measure, configs=targets.configs,
+        result = measure(targets.pairs, targets.pvs, seconds, configs=targets.configs,
                          context=ctx, timeout=args.timeout)
         if args.step is not None:
             noise = {rbv: result.readbacks[rbv]["noise_sigma"] for rbv in targets.pairs.values()}
-            stepped = step_test(targets.pairs, args.step, write_test=True, hold=args.measure,
+            stepped = step_test(targets.pairs, args.step, write_test=True, hold=seconds,
                                 noise=noise, context=ctx, timeout=args.timeout)
             for set_pv, entry in stepped.items():
                 result.pairs[set_pv].update(entry)
@@ -546,9 +712,33 @@ def main_measure(argv: Sequence[str] | None = None, env_loader: EnvLoader | None
     finally:
         if own:
             ctx.close()
+    return _report(result, args.json)
+
+
+def _run_from_journal(args: argparse.Namespace) -> int:
+    """--from-journal FILE: fit offline; misuse if combined with live measuring or a step."""
+    live = [flag for flag, given in (("--measure", args.measure is not None), ("--step", args.step is not None),
+                                     ("--pair", bool(args.pair)), ("--pv", bool(args.pv)),
+                                     ("--env", bool(getattr(args, "env", None)))) if given]
+    if live:
+        print(f"measure: --from-journal fits a recorded run offline; it takes no {', '.join(live)}",
+              file=sys.stderr)
+        return 2
+    try:
+        result = fit_from_journal(args.from_journal)
+    except JournalError as exc:
+        print(f"measure: {exc}", file=sys.stderr)
+        return 2
+    if not result.pairs:
+        result.warnings.append(f"{args.from_journal}: no put with a readback trace could be fitted")
+    return _report(result, args.json)
+
+
+def _report(result: Calibration, json_path: str | None) -> int:
+    """Print the summary, write the JSON if asked; 1 if anything was flagged, else 0."""
     sys.stdout.write(_summary(result))
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as fh:
+    if json_path:
+        with open(json_path, "w", encoding="utf-8") as fh:
             json.dump(result.as_json(), fh, indent=2, allow_nan=False, default=_json_default)
             fh.write("\n")
     return 1 if result.warnings else 0

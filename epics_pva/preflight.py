@@ -11,6 +11,11 @@ anything is missing:
 
 Nothing is put unless ``--write-test`` is given; then each setpoint gets its own current
 value written back, to prove that the server accepts a put.
+
+``--measure SECONDS`` calibrates instead (read-only; see ``epics_pva.measure``): update
+rate, noise, mean, alarm and offset of each readback and observable, and a warning for each
+``wait_for_readback`` config that cannot work; ``--step SIZE --write-test`` also fits each
+pair's lag; ``--from-journal FILE`` fits the lags from an interface journal, offline.
 """
 
 from __future__ import annotations
@@ -31,7 +36,15 @@ from p4p.client.thread import Context
 
 from ._cli import program_name, pv_name, seconds
 from ._p4p_compat import PrefixedContext, pop_lost_first_update
-from .badger.environment import environment_pvs, load_environment
+from .badger.environment import (
+    READBACK_KEY,
+    environment_configs,
+    environment_pvs,
+    load_environment,
+    served_observables,
+    validation_keywords,
+)
+from .measure import MeasureTargets, add_measure_arguments, run_measure
 from .values import PvInfo, describe, to_python
 
 logger = logging.getLogger(__name__)
@@ -292,10 +305,17 @@ def build_parser() -> argparse.ArgumentParser:
         prog=program_name("epics_pva.preflight"),
         description="Check that a routine's PVs are there before it starts. Nothing is written "
         "unless --write-test is given. Exit status 1 when a check fails.",
+        epilog="Exit status: 0 all passed; 1 a check failed (with --measure or --from-journal: "
+               "something was flagged, or a PV could not be read); 2 misuse, an environment that "
+               "cannot be loaded, a refused --step or an unreadable journal. With --measure, --env "
+               "gives the pairs (setpoint -> the readback_pv of its wait_for_readback config, with its "
+               "tolerance, count_down and offset) and observables; PV arguments, --readback and "
+               "--observable are measured too.",
     )
     parser.add_argument("pvs", nargs="*", metavar="PV", type=pv_name, help="further PVs that must connect")
     parser.add_argument("--env", metavar="SPEC", help="Badger environment: plugin folder, .py file "
                         "or module, optionally ending in :ClassName")
+    add_measure_arguments(parser, common=False)
     parser.add_argument("--setpoint", action="append", default=[], metavar="PV", type=pv_name, help="repeatable")
     parser.add_argument("--readback", action="append", default=[], metavar="PV", type=pv_name, help="repeatable")
     parser.add_argument("--observable", action="append", default=[], metavar="PV", type=pv_name, help="repeatable")
@@ -315,6 +335,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line entry point; returns 0 when everything passed, 1 on problems, 2 on misuse."""
     args = build_parser().parse_args(argv)
+    if args.measure is not None or args.from_journal or args.step is not None:
+        return _calibrate(args)
+    if args.pair or args.pv or args.json:
+        print("preflight: --pair, --pv and --json are for --measure or --from-journal", file=sys.stderr)
+        return 2
     setpoints: dict[str, Any] = {name: None for name in args.setpoint}
     readbacks, observables = list(args.readback), list(args.observable)
     if args.env:
@@ -339,6 +364,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     sys.stdout.write(report.table())
     logger.info("preflight took %.2f s", time.monotonic() - started)
     return 0 if report.ok(strict=args.strict) else 1
+
+
+def measure_targets(spec: str) -> MeasureTargets:
+    """What --measure --env SPEC watches: each setpoint whose validation names a readback_pv
+    (paired, its config checked), and the served observables."""
+    env = load_environment(spec)
+    configs = environment_configs(env)
+    pairs = {}
+    for set_pv, config in configs.items():
+        readback = validation_keywords(config).get(READBACK_KEY)
+        if isinstance(readback, str):
+            pairs[set_pv] = readback
+    pvs = [o for o in served_observables(env) if o not in pairs.values()]
+    return MeasureTargets(pairs, pvs, {pv: configs[pv] for pv in pairs})
+
+
+def _calibrate(args: argparse.Namespace) -> int:
+    """--measure / --step / --from-journal: the calibration command, on the same PV options."""
+    if args.setpoint:
+        print("preflight: --measure needs each setpoint's readback: give --pair SET=RBV, not --setpoint",
+              file=sys.stderr)
+        return 2
+    args.pv = list(dict.fromkeys([*args.pv, *args.readback, *args.observable, *args.pvs]))
+    return run_measure(args, env_loader=measure_targets)
 
 
 if __name__ == "__main__":

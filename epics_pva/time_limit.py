@@ -8,6 +8,7 @@ exist at once; a call that finds every slot taken waits for one within its own t
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import os
 import threading
@@ -79,7 +80,9 @@ class TimeLimit:
                                  time.monotonic() - deadline,
                                  f"raised {box['error']!r}" if "error" in box else "returned")
 
-        thread = threading.Thread(target=target, name=f"epics_pva-validate-{name}", daemon=True)
+        # the caller's context variables go along (a recording_traces block sees this validation)
+        thread = threading.Thread(target=contextvars.copy_context().run, args=(target,),
+                                  name=f"epics_pva-validate-{name}", daemon=True)
         try:
             thread.start()
         except BaseException:

@@ -2,12 +2,20 @@
 
 A validation function is called as ``fn(set_pv=..., set_value=..., context=..., timeout=...)``
 with the interface's ``p4p.client.thread.Context``; it returns what it measured or raises.
+
+Inside ``with recording_traces() as traces:`` every wait_for_readback run in that context
+(thread, or a thread started with a copy of it) also keeps each readback update it saw, for
+a journal to record and a calibration to fit (`epics_pva.measure.fit_from_journal`).
 """
 
 from __future__ import annotations
 
+import contextvars
 import logging
+import math
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -17,9 +25,52 @@ from ._p4p_compat import CallerQueue, pop_lost_first_update
 from .closing import check_open, watch
 from .readings import Alarm, alarm_of
 
-__all__ = ["wait_for_readback"]
+__all__ = ["ReadbackTrace", "recording_traces", "wait_for_readback"]
 
 _log = logging.getLogger(__name__)
+
+
+class ReadbackTrace(dict):
+    """The readback updates one wait_for_readback saw, JSON-ready: ``{"readback": PV, "set_pv":
+    PV, "set_value": number, "start": epoch s, "samples": [[server time s, value, client time s], ...]}``.
+
+    Server time is the update's timestamp, client time this host's clock when it was handled:
+    their smallest difference bounds the clock offset a fit needs to place the put.
+    """
+
+
+class TraceList(list):
+    """The traces recorded in one `recording_traces` block, in order; `last` is the latest or None."""
+
+    @property
+    def last(self) -> ReadbackTrace | None:
+        return self[-1] if self else None
+
+
+_TRACES: contextvars.ContextVar[TraceList | None] = contextvars.ContextVar("epics_pva_traces", default=None)
+
+
+@contextmanager
+def recording_traces() -> Iterator[TraceList]:
+    """Collect a ReadbackTrace of every wait_for_readback run in this context until the block ends."""
+    traces = TraceList()
+    token = _TRACES.set(traces)
+    try:
+        yield traces
+    finally:
+        _TRACES.reset(token)
+
+
+def _sample(update: Any) -> list[float] | None:
+    """[server time s, value, client time s] of a scalar update; None for arrays or non-numbers."""
+    try:
+        value = float(update)
+    except (TypeError, ValueError):
+        return None
+    stamp = float(getattr(update, "timestamp", math.nan) or math.nan)
+    if not (math.isfinite(value) and math.isfinite(stamp)):
+        return None
+    return [stamp, value, time.time()]
 
 
 def _as_number(value: Any) -> float | np.ndarray:
@@ -57,12 +108,22 @@ def wait_for_readback(
     first_deadline = deadline if timeout is None else min(deadline, start + timeout)
     latest: list[Any] = []  # last value received, if any
     problems: list[BaseException] = []  # disconnects and remote errors seen on the monitor
+    traces = _TRACES.get()
+    trace = None
+    if traces is not None:
+        trace = ReadbackTrace(readback=readback_pv, set_pv=set_pv, set_value=_plain(set_value),
+                              start=time.time(), samples=[])
+        traces.append(trace)
 
     def on_update(update: Any) -> None:
         if isinstance(update, Exception):
             problems.append(update)
         else:
             latest[:] = [update]
+            if trace is not None:
+                sample = _sample(update)
+                if sample is not None:
+                    trace["samples"].append(sample)
 
     # A context closed under this wait (close() or os.fork() in another thread) silences the
     # monitor; watch wakes the wait so that it fails at once, blaming no readback.
@@ -128,6 +189,16 @@ def wait_for_readback(
         f"value {_fmt(expected)} (tolerance {tolerance:g}) within the time limit of "
         f"{count_down:g} s"
     )
+
+
+def _plain(value: Any) -> Any:
+    """A set value as JSON-ready Python (a number, or a list for an array)."""
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return str(value)
 
 
 def _fmt(value: float | np.ndarray) -> str:

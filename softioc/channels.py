@@ -151,6 +151,26 @@ class Channel:
     last: Any = None
     last_post: float = 0.0
     alarm: AlarmState = OK  # the alarm fields last published
+    update_rate: float | None = None  # its own posting rate, Hz (None: every update step)
+    next_post: float = 0.0  # monotonic s its next post at update_rate is due
+
+    def due(self, now: float, fault_rate: float | None, step: float) -> bool:
+        """Whether the update loop at monotonic `now` (s), stepping every `step` s, may post.
+
+        A slow_readback fault's `fault_rate` (Hz; 0 stops) overrides a faster own rate. The own
+        `update_rate` keeps a fixed schedule, posting at the step nearest each due time, so its
+        mean rate is exact whatever the loop's jitter.
+        """
+        rate = self.update_rate
+        if fault_rate is not None and (rate is None or fault_rate < rate):
+            return fault_rate > 0 and now - self.last_post >= 1.0 / fault_rate
+        if rate is None:
+            return True
+        if now < self.next_post - step / 2:
+            return False
+        late = now - self.next_post > 1.0 / rate  # first post, or the loop stalled: start afresh
+        self.next_post = (now if late else self.next_post) + 1.0 / rate
+        return True
 
     def post(self, value: Any, stamp: float, alarm: AlarmState | None = None) -> None:
         """Publish `value` (wall-clock `stamp`, s), with `alarm` when it changed; remember both."""
@@ -217,7 +237,8 @@ def build_channels(
         handler = _Handler(name, on_put if control else on_read_only_put)
         pv = SharedPV(nt=nt_for(kind), initial={**init, **_alarm_fields(alarm)}, handler=handler,
                       queue=queue)
-        channels[name] = Channel(name, pv, kind, init, device=device, last=value, alarm=alarm)
+        channels[name] = Channel(name, pv, kind, init, device=device, last=value, alarm=alarm,
+                                 update_rate=None if control else cfg.update_rate)
 
     for sp in config.setpoints:
         kind = PV_TYPES[sp.type]

@@ -73,6 +73,7 @@ class SetpointConfig:
     limit_action: str = "clamp"  # a put beyond `limits`: "clamp" to the limit (as an ao), or "reject"
     alarm_limits: AlarmLimits | None = None  # applies to the readback
     udf: bool = False  # INVALID (UDF) until the first put, as an ao never written since boot
+    update_rate: float | None = None  # Hz the readback posts at; None: every update step
 
 
 LIMIT_ACTIONS = ("clamp", "reject")
@@ -91,6 +92,7 @@ class ObservableConfig:
     precision: int | None = None
     alarm_limits: AlarmLimits | None = None
     description: str = ""
+    update_rate: float | None = None  # Hz it posts at; None: every update step
 
 
 @dataclass(frozen=True)
@@ -221,6 +223,7 @@ def config_from_dict(data: Mapping[str, Any], source: str = "<dict>") -> IOCConf
         for i, t in enumerate(observable_tables)
     )
     _check_names(source, setpoints, observables, settings)
+    _check_update_rates(source, setpoints, observables, settings)
     served = {n for sp in setpoints for n in (sp.name, sp.readback) if n} | {o.name for o in observables}
     readbacks = {sp.readback for sp in setpoints if sp.readback}
     for i, ob in enumerate(observables):
@@ -381,6 +384,9 @@ def _setpoint(r: _Reader) -> SetpointConfig:
     precision = _precision(r)
     units = _text(r, "units", "")
     description = _text(r, "description", "")
+    update_rate = _update_rate(r)
+    if update_rate is not None and readback is None:
+        raise r.fail("update_rate", "sets how often a readback posts: it needs a 'readback'")
     value = r.get("initial", kind.initial_kinds, kind.default(length))
     numbers = value if isinstance(value, list) else [value]
     if any(isinstance(x, int) and not _fits_float(x) for x in numbers):
@@ -398,6 +404,7 @@ def _setpoint(r: _Reader) -> SetpointConfig:
     return SetpointConfig(
         name, readback, kind.name, initial, limits, lag, tau, rate, noise, offset, units,
         precision, tuple(choices), length, description, limit_action, alarm_limits, udf,
+        update_rate,
     )
 
 
@@ -441,12 +448,33 @@ def _observable(r: _Reader) -> ObservableConfig:
     precision = _precision(r)
     description = _text(r, "description", "")
     alarm_limits = _alarm_limits(r, True)
+    update_rate = _update_rate(r)
     r.finish()
     try:
         compile_expression(expression, list(inputs))
     except ExpressionError as exc:
         raise r.fail("expression", str(exc)) from None
-    return ObservableConfig(name, expression, inputs, noise, units, precision, alarm_limits, description)
+    return ObservableConfig(name, expression, inputs, noise, units, precision, alarm_limits, description,
+                            update_rate)
+
+
+def _update_rate(r: _Reader) -> float | None:
+    """A PV's own posting rate (Hz, > 0), or None to post at every update step."""
+    if "update_rate" not in r.data:
+        r.used.add("update_rate")
+        return None
+    return r.number("update_rate", 0.0, positive=True)
+
+
+def _check_update_rates(source: str, setpoints, observables, settings: IOCSettings) -> None:
+    """A PV cannot post faster than the update loop steps."""
+    tables = [("[[setpoint]]", i, sp) for i, sp in enumerate(setpoints)]
+    tables += [("[[observable]]", i, ob) for i, ob in enumerate(observables)]
+    for table, i, cfg in tables:
+        if cfg.update_rate is not None and cfg.update_rate > settings.update_rate:
+            raise ConfigError(
+                f"{source}: {table} #{i + 1} ('{cfg.name}'): key 'update_rate' is {cfg.update_rate:g} Hz, "
+                f"faster than the [ioc] update_rate {settings.update_rate:g} Hz its updates are stepped at")
 
 
 def _fault(r: _Reader, served: set[str], setpoints: set[str]) -> FaultConfig:

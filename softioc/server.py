@@ -478,12 +478,13 @@ class SoftIOC:
             self._bring_back()
         self.stats.steps += 1
         stamp = time.time()
+        step = 1.0 / self.config.ioc.update_rate  # wall s between update steps
         for name, value in updates.items():
             channel = self._channels[name]
             if not channel.open:
                 continue
             rate = effects.get(channel.device, NO_EFFECT).rate if channel.device else None
-            if rate is not None and (rate <= 0 or now - channel.last_post < 1.0 / rate):
+            if not channel.due(now, rate, step):
                 continue
             alarm = self._alarm_of(name, overrides)
             if channel.holds(value) and alarm == channel.alarm:
