@@ -117,7 +117,7 @@ def print_banner(ioc: SoftIOC, out: TextIO, export: bool, quiet: bool) -> None:
             print(f"# WARNING: serving on {ioc.host}, not loopback: other hosts can reach these PVs", file=out)
         for line in describe_pvs(ioc.config):
             print(f"#   {line}", file=out)
-        print(f"#   control PVs under {ioc.prefix}{ioc.config.ioc.control_prefix} (see the README)", file=out)
+        print(f"#   control PVs under {ioc.prefix}{ioc.config.ioc.control_prefix} (see docs/faults.md)", file=out)
         if ioc.prefix:
             print(f"# every PV above is served under the prefix {ioc.prefix}", file=out)
     for name, value in {**ioc.client_conf(), **ioc.interface_settings()}.items():

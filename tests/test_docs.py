@@ -46,7 +46,7 @@ from softioc.pytest_plugin import demo_config_path
 
 REPO = Path(__file__).resolve().parents[1]
 DOCS = REPO / "docs"
-PAGES = sorted(DOCS.glob("*.md"))
+PAGES = sorted(DOCS.glob("*.md")) + [REPO / "README.md"]
 CODE_LANGUAGES = {"python", "py", "sh", "bash", "shell", "console"}
 PYTHON = {"python", "py"}
 BLOCK_TIMEOUT = 120.0  # seconds for one block; EPICS base's IOC and pytest start in a few
@@ -263,3 +263,18 @@ def test_the_demo_of_the_first_command_runs(tmp_path: Path) -> None:
                           env=environment(None), capture_output=True, text=True, timeout=BLOCK_TIMEOUT)
     check(done, "examples/demo.py")
     assert "# ready" in done.stdout and "InvalidInputError" in done.stdout, done.stdout
+
+
+def test_the_readme_test_command_is_what_ci_runs() -> None:
+    readme = [b for b in blocks_of(REPO / "README.md") if b.language == "sh"]
+    ci = (REPO / ".ci" / "run").read_text(encoding="utf-8").strip().splitlines()[-1]
+    assert any(b.text.strip() == ci for b in readme), f"README has no block reading exactly: {ci}"
+
+
+def test_the_readme_links_into_the_docs() -> None:
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    links = re.findall(r"\]\((docs/[^)#\s]+)", text)
+    assert {"docs/index.md", "docs/api.md"} <= set(links), links
+    for link in links:
+        assert (REPO / link).is_file(), f"README links to {link}, which does not exist"
+    assert len(text.splitlines()) <= 150, "the README is the short way in; the rest lives in docs/"
