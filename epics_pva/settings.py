@@ -233,7 +233,7 @@ class Settings:
         return dataclasses.replace(self, **changes)
 
     def as_dict(self) -> dict[str, Any]:
-        """{name: value} of every setting, as Interface(**...) takes them."""
+        """{name: value} of every setting, as ``Interface(**...)`` takes them."""
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
 
 

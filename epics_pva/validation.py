@@ -90,7 +90,7 @@ def wait_for_readback(
     context: Context,
     timeout: float | None,
 ) -> float | np.ndarray:
-    """Wait until |readback - (set_value + offset)| <= tolerance and return the readback.
+    """Wait until ``|readback - (set_value + offset)| <= tolerance`` and return the readback.
 
     Waits on a monitor of `readback_pv`, checking each update as it arrives, for at most
     `count_down` seconds; raises ValueError naming the setpoint PV, the readback PV, its last

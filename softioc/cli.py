@@ -158,7 +158,7 @@ def print_banner(ioc: SoftIOC, out: TextIO, export: bool, quiet: bool) -> None:
         for line in describe_pvs(ioc.config):
             print(f"#   {line}", file=out)
         prefix = getattr(ioc, "prefix", "")
-        print(f"#   control PVs under {prefix}{ioc.config.ioc.control_prefix} (see the README)", file=out)
+        print(f"#   control PVs under {prefix}{ioc.config.ioc.control_prefix} (see docs/faults.md)", file=out)
         if prefix:
             print(f"# every PV above is served under the prefix {prefix}", file=out)
     identity = getattr(ioc, "interface_settings", dict)  # a machine of N processes has no one identity

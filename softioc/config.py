@@ -211,7 +211,7 @@ def _fits_float(value: int) -> bool:
 
 
 def config_from_dict(data: Mapping[str, Any], source: str = "<dict>") -> IOCConfig:
-    """Validate a dict shaped like the TOML file; see the README for every key."""
+    """Validate a dict shaped like the TOML file; see docs/softioc.md for every key."""
     top = _Reader(data, source)
     ioc_table = top.get("ioc", (Mapping,), {})
     setpoint_tables = top.get("setpoint", (list,), [])
