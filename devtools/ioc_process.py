@@ -30,6 +30,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from softioc.machine import end_process
+from softioc.shard import serve_commands
+
 __all__ = ["Commands", "IOCProcess", "IOCProcessError", "parse_banner", "status_field"]
 
 _log = logging.getLogger(__name__)
@@ -108,34 +111,6 @@ class Commands:
         raise ValueError(f"unknown command {command!r}")
 
 
-def _serve_stdin(commands: Commands, stop: threading.Event) -> None:
-    """Answer one JSON command per stdin line on stdout until `stop` or EOF (parent gone)."""
-    pending = b""
-    while not stop.is_set():
-        try:
-            chunk = os.read(0, 65536)  # raw reads: no buffered-stdin lock held at shutdown
-        except OSError:
-            chunk = b""
-        if not chunk:
-            break
-        pending += chunk
-        while b"\n" in pending:
-            line, pending = pending.split(b"\n", 1)
-            try:
-                request = json.loads(line)
-                command, argument = request["command"], request.get("argument")
-                result = None if command == "stop" else commands(command, argument)
-                reply: dict[str, Any] = {"ok": True, "result": result}
-            except Exception as exc:  # noqa: BLE001 - reported to the parent, which raises it
-                command, reply = None, {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
-            sys.stdout.write(json.dumps(reply, default=str) + "\n")
-            sys.stdout.flush()
-            if command == "stop":  # answered first: the parent then waits for the exit
-                stop.set()
-                return
-    stop.set()
-
-
 def child_main(argv: Sequence[str] | None = None) -> int:
     """`python -m devtools.ioc_process CONFIG`: serve CONFIG (TOML, or JSON of the same shape)."""
     parser = argparse.ArgumentParser(prog="python -m devtools.ioc_process", description=__doc__.splitlines()[0])
@@ -167,7 +142,7 @@ def child_main(argv: Sequence[str] | None = None) -> int:
         return 1
     try:
         print_banner(ioc, out=sys.stdout, export=False, quiet=True)
-        threading.Thread(target=_serve_stdin, args=(Commands(ioc), stop), daemon=True,
+        threading.Thread(target=serve_commands, args=(Commands(ioc), stop), daemon=True,
                          name="ioc-commands").start()
         while not stop.wait(1.0):  # a timed wait, so SIGTERM's handler runs promptly
             pass
@@ -178,25 +153,6 @@ def child_main(argv: Sequence[str] | None = None) -> int:
 
 
 # ---- the parent side ----------------------------------------------------------------------------
-
-def _end(proc: subprocess.Popen, grace: float) -> None:
-    """Close stdin (the child's cue to stop), then SIGTERM, then SIGKILL; each wait bounded."""
-    if proc.stdin is not None and not proc.stdin.closed:
-        try:
-            proc.stdin.close()
-        except OSError:
-            pass
-    for action in (None, proc.terminate, proc.kill):
-        if proc.poll() is not None:
-            return
-        if action is not None:
-            _log.warning("soft IOC process %d still running: %s", proc.pid, action.__name__)
-            action()
-        try:
-            proc.wait(grace)
-        except subprocess.TimeoutExpired:
-            pass
-
 
 class IOCProcess:
     """A soft IOC serving `config` (a dict or a TOML path) in a child process on loopback.
@@ -257,7 +213,7 @@ class IOCProcess:
             self._proc = proc = subprocess.Popen(argv, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                                  stderr=subprocess.PIPE, text=True, bufsize=1,
                                                  start_new_session=True)
-            weakref.finalize(self, _end, proc, 2.0)  # at exit or collection: no orphan
+            weakref.finalize(self, end_process, proc, 2.0)  # at exit or collection: no orphan
             self._pumps = [
                 threading.Thread(target=pump, args=(proc,), daemon=True, name=f"ioc-{proc.pid}-{name}")
                 for pump, name in ((self._pump_stdout, "stdout"), (self._pump_stderr, "stderr"))]
@@ -351,7 +307,7 @@ class IOCProcess:
             finally:
                 self._proc = None
         self._ready = False
-        _end(proc, self.stop_grace)
+        end_process(proc, self.stop_grace)
         for thread in self._pumps:  # they end at the streams' EOF, now the child has gone
             thread.join(self.stop_grace)
 

@@ -75,8 +75,9 @@ def free_port(host: str, kind: int) -> int:
         return sock.getsockname()[1]
 
 
-def _end(proc: subprocess.Popen, grace: float) -> None:
-    """Close the command pipe (the child's cue), then SIGTERM, then SIGKILL; each wait bounded."""
+def end_process(proc: subprocess.Popen, grace: float) -> None:
+    """Close the command pipe (the child's cue), then SIGTERM, then SIGKILL; each wait bounded
+    by `grace` seconds. Shared by the shards and devtools' child-process soft IOC."""
     if proc.stdin is not None and not proc.stdin.closed:
         try:
             proc.stdin.close()
@@ -86,6 +87,7 @@ def _end(proc: subprocess.Popen, grace: float) -> None:
         if proc.poll() is not None:
             return
         if action is not None:
+            _log.warning("child process %d still running: %s", proc.pid, action.__name__)
             action()
         try:
             proc.wait(grace)
@@ -127,7 +129,7 @@ class ShardProcess:
         self.proc = proc = subprocess.Popen(
             self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             bufsize=1, start_new_session=True)  # a Ctrl-C reaches the parent, which stops every shard
-        weakref.finalize(self, _end, proc, 2.0)
+        weakref.finalize(self, end_process, proc, 2.0)
         for pump, name in ((self._pump_stdout, "out"), (self._pump_stderr, "err")):
             threading.Thread(target=pump, args=(proc,), daemon=True, name=f"shard{self.index}-{name}").start()
 
@@ -195,7 +197,7 @@ class ShardProcess:
             except ShardError as exc:
                 _log.warning("%s", exc)
         self._ready = False
-        _end(proc, grace)
+        end_process(proc, grace)
 
 
 def _wall(record: Any) -> float:

@@ -31,7 +31,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from .config import IOCConfig, load_config
@@ -147,8 +147,9 @@ class ShardCommands:
         raise ValueError(f"unknown shard command {command!r}")
 
 
-def serve_commands(commands: ShardCommands, stop: threading.Event, infd: int = 0) -> None:
-    """Answer one JSON command per line of `infd` on stdout until `stop` or EOF (parent gone)."""
+def serve_commands(commands: Callable[[str, Any], Any], stop: threading.Event, infd: int = 0) -> None:
+    """Answer one JSON command per line of `infd` on stdout until `stop` or EOF (parent gone);
+    `commands(name, argument)` gives each reply's result. Raw reads: no buffered-stdin lock."""
     pending = b""
     while not stop.is_set():
         try:
