@@ -118,23 +118,11 @@ def _build(config: IOCConfig, args: argparse.Namespace):
         links = {"EPICS_PVA_ADDR_LIST": args.links, "EPICS_PVA_AUTO_ADDR_LIST": "NO"} if args.links else None
         return ShardIOC(share(config, processes, args.shard), link_conf=links, host=args.host,
                         port=args.port, broadcast_port=args.broadcast_port)
-    if processes > 1:
-        from .machine import Machine
-
-        # not carried to the shards yet: refused rather than silently dropped
-        unsupported = [flag for flag, given in (
-            ("--audit", args.audit or config.ioc.audit), ("--prefix", config.ioc.prefix),
-            ("--control-from", config.ioc.control_from), ("--write-from", config.ioc.write_from),
-            ("--allow-network", args.allow_network or config.ioc.allow_network)) if given]
-        if unsupported:
-            raise ValueError(f"{', '.join(unsupported)} (or its [ioc] key) is not supported with "
-                             f"--processes {processes} yet; serve one process for it")
-
-        hosts = args.host.split(",")
-        return Machine(config, processes=processes, host=hosts[0] if len(hosts) == 1 else hosts, port=args.port,
-                       broadcast_port=args.broadcast_port)
-    return SoftIOC(config, host=args.host, port=args.port, broadcast_port=args.broadcast_port, processes=1,
-                   audit=args.audit, allow_network=args.allow_network)
+    hosts = args.host.split(",")
+    # SoftIOC gives a Machine for processes > 1, and refuses there what shards do not carry yet
+    return SoftIOC(config, host=hosts[0] if len(hosts) == 1 else hosts, port=args.port,
+                   broadcast_port=args.broadcast_port, processes=processes, audit=args.audit,
+                   allow_network=args.allow_network)
 
 
 def describe_pvs(config: IOCConfig) -> list[str]:

@@ -322,3 +322,16 @@ def test_one_shard_alone_serves_its_share_for_a_machine_spread_over_hosts(banner
         ctx.get("Q0:SET", timeout=0.5)  # shard 0's, served elsewhere
     served.proc.send_signal(signal.SIGINT)
     assert served.proc.wait(15) == 0
+
+
+@pytest.mark.parametrize("ioc_keys, kwargs, named", [
+    ({"prefix": "SIM:"}, {}, "prefix"),
+    ({"control_from": ["*"]}, {}, "control_from"),
+    ({}, {"audit": "audit.jsonl"}, "audit"),
+    ({}, {"allow_network": True}, "allow_network"),
+])
+def test_what_shards_do_not_carry_yet_is_refused_before_any_process_starts(ioc_keys, kwargs, named):
+    config = {"ioc": {"processes": 2, **ioc_keys},
+              "setpoint": [{"name": "R:SET", "readback": "R:RBV"}, {"name": "S:SET", "readback": "S:RBV"}]}
+    with pytest.raises(ValueError, match=f"{named} is not supported with processes=2"):
+        SoftIOC(config, **kwargs)
