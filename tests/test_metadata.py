@@ -28,8 +28,8 @@ from epics_pva import (
     NotConnectedError,
     PutError,
     SetValuesError,
+    set_path,
 )
-from epics_pva import set_path
 
 WAIT = 5.0  # s: the longest any event below is waited for
 
