@@ -126,7 +126,8 @@ def put_many(context: Context, names: Sequence[str], values: Sequence[Any],
     return results
 
 
-def _prefixed(prefix: str, name: Any) -> Any:
+def _prefixed(prefix: str, name: str | Sequence[str]) -> str | list[str]:
+    """One PV name, or a list of them, with `prefix` put before each."""
     return prefix + name if isinstance(name, str) else [prefix + n for n in name]
 
 
@@ -135,16 +136,16 @@ class _Prefixing(_RawContext):
 
     name_prefix = ""
 
-    def get(self, name, *args, **kws):
+    def get(self, name: str | Sequence[str], *args: Any, **kws: Any) -> Any:
         return super().get(_prefixed(self.name_prefix, name), *args, **kws)
 
-    def put(self, name, *args, **kws):
+    def put(self, name: str | Sequence[str], *args: Any, **kws: Any) -> Any:
         return super().put(_prefixed(self.name_prefix, name), *args, **kws)
 
-    def rpc(self, name, *args, **kws):
+    def rpc(self, name: str | Sequence[str], *args: Any, **kws: Any) -> Any:
         return super().rpc(_prefixed(self.name_prefix, name), *args, **kws)
 
-    def monitor(self, name, *args, **kws):
+    def monitor(self, name: str | Sequence[str], *args: Any, **kws: Any) -> Any:
         return super().monitor(_prefixed(self.name_prefix, name), *args, **kws)
 
 

@@ -11,10 +11,8 @@ from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any
 
-from p4p.client.thread import Disconnected, RemoteError
-
 from .measure import WaitConfig
-from .readings import alarm_of, severity_name, timestamp_of
+from .readings import alarm_of, read_failure, severity_name, timestamp_of
 from .values import describe, show, to_python
 
 __all__ = ["SERVER_ADDRESS", "interface_fields", "pv_fields", "readback_fields"]
@@ -48,20 +46,10 @@ def iso_time(seconds: float) -> str:
     return f"{stamp} (zero: never processed)" if seconds == 0 else stamp
 
 
-def _unreachable(reply: BaseException, timeout: float) -> str:
-    if isinstance(reply, TimeoutError):
-        return f"no: no reply within {timeout:g} s (unknown PV, or its server is down)"
-    if isinstance(reply, Disconnected):
-        return "no: disconnected from its server"
-    if isinstance(reply, RemoteError):
-        return f"no: remote error: {reply}"
-    return f"no: {type(reply).__name__}: {reply}"
-
-
 def pv_fields(reply: Any, timeout: float) -> dict[str, str]:
     """The rows for one PV from its get reply (a value, or the exception the get gave)."""
     if isinstance(reply, BaseException):
-        return {"connected": _unreachable(reply, timeout), "server": SERVER_ADDRESS}
+        return {"connected": f"no: {read_failure(reply, timeout)}", "server": SERVER_ADDRESS}
     raw = getattr(reply, "raw", reply)
     try:
         value = _text(to_python(reply))
@@ -91,7 +79,7 @@ def readback_fields(set_reply: Any, config: WaitConfig, readback_reply: Any, tim
     """The rows of a setpoint validated by wait_for_readback: its readback, tolerance and offset."""
     fields = {"readback PV": config.readback_pv}
     if isinstance(readback_reply, BaseException):
-        fields["readback"] = f"unreadable ({_unreachable(readback_reply, timeout)[4:]})"
+        fields["readback"] = f"unreadable ({read_failure(readback_reply, timeout)})"
     else:
         try:
             fields["readback"] = _text(to_python(readback_reply))

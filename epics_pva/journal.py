@@ -33,6 +33,11 @@ the file again on first use (its own flock) and renews the thread lock.
 
 Values are encoded losslessly: numpy scalars as Python numbers, numpy arrays as lists,
 non-finite floats as ``{"$float": "NaN" | "Infinity" | "-Infinity"}``.
+
+This module is the writer; it also gives every name of the journal's other modules, so
+``from epics_pva.journal import X`` serves them all: the line vocabulary and value encoding
+(journal_format.py), reading lines back (journal_read.py), and grouping them into calls and
+a restore plan (journal_restore.py).
 """
 
 from __future__ import annotations
@@ -40,22 +45,31 @@ from __future__ import annotations
 import itertools
 import json
 import logging
-import math
-import numbers
 import os
 import secrets
 import threading
 import time
 import weakref
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from fcntl import LOCK_EX, LOCK_UN, flock
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from .errors import JournalError
+from .journal_format import (
+    BEFORE,
+    EVENTS,
+    OUTCOME,
+    OUTCOMES,
+    PUT,
+    READ_ONLY,
+    TRUNCATED,
+    VALIDATION,
+    decode_value,
+    encode_value,
+)
+from .journal_read import Entry, read_journal
+from .journal_restore import CallRecord, PvRecord, RestoreStep, group_calls, restore_plan
 
 __all__ = [
     "Journal", "Entry", "CallRecord", "PvRecord", "RestoreStep", "read_journal", "group_calls",
@@ -64,65 +78,6 @@ __all__ = [
 
 _log = logging.getLogger(__name__)
 
-BEFORE, PUT, OUTCOME, VALIDATION, READ_ONLY = "before", "put", "outcome", "validation", "read_only"
-TRUNCATED = "truncated"  # written by a writer that found the previous line cut off
-EVENTS = (BEFORE, PUT, OUTCOME, VALIDATION, READ_ONLY)
-OUTCOMES = ("accepted", "timed_out", "rejected", "failed", "not_attempted")
-
-_FLOAT_TAG = "$float"
-_DICT_TAG = "$dict"
-_REPR_TAG = "$repr"
-_NON_FINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
-
-
-# ---- values ---------------------------------------------------------------------------------
-
-def encode_value(value: Any) -> Any:
-    """A JSON-ready form of a PV value or validation result, decoded back by decode_value.
-
-    Non-finite floats become tagged objects (JSON has no NaN); numpy scalars become Python
-    numbers; arrays, tuples and lists become lists; anything else unknown its tagged repr.
-    """
-    if value is None or isinstance(value, (bool, np.bool_)):
-        return None if value is None else bool(value)
-    if isinstance(value, (numbers.Integral, np.integer)):
-        return int(value)
-    if isinstance(value, (numbers.Real, np.floating)):
-        number = float(value)
-        if math.isfinite(number):
-            return number
-        return {_FLOAT_TAG: "NaN" if math.isnan(number) else ("Infinity" if number > 0 else "-Infinity")}
-    if isinstance(value, str):
-        return str(value)
-    if isinstance(value, np.ndarray):
-        return [encode_value(v) for v in value.tolist()] if value.ndim else encode_value(value.item())
-    if isinstance(value, (list, tuple)):
-        return [encode_value(v) for v in value]
-    if isinstance(value, Mapping):
-        encoded = {str(k): encode_value(v) for k, v in value.items()}
-        # a dict that looks like one of our tags is wrapped, so decoding gives it back unchanged
-        return {_DICT_TAG: encoded} if any(k.startswith("$") for k in encoded) else encoded
-    return {_REPR_TAG: repr(value)}
-
-
-def decode_value(value: Any) -> Any:
-    """The value encode_value was given (arrays come back as lists, unknown objects as repr str)."""
-    if isinstance(value, list):
-        return [decode_value(v) for v in value]
-    if isinstance(value, dict):
-        if len(value) == 1:
-            ((key, inner),) = value.items()
-            if key == _FLOAT_TAG and inner in _NON_FINITE:
-                return _NON_FINITE[inner]
-            if key == _DICT_TAG and isinstance(inner, dict):
-                return {k: decode_value(v) for k, v in inner.items()}
-            if key == _REPR_TAG and isinstance(inner, str):
-                return inner
-        return {k: decode_value(v) for k, v in value.items()}
-    return value
-
-
-# ---- writing --------------------------------------------------------------------------------
 
 _live: weakref.WeakSet[Journal] = weakref.WeakSet()
 
@@ -331,243 +286,3 @@ class Journal:
         """Record what a read-only call would have set, one line per PV."""
         for pv, value in planned.items():
             self._write(call, READ_ONLY, {"pv": _check_pv(pv), "value": encode_value(value)})
-
-
-# ---- reading --------------------------------------------------------------------------------
-
-_MISSING = object()
-
-
-@dataclass(frozen=True)
-class Entry:
-    """One journal line, decoded: `fields` holds every key beyond time, pid, event and call."""
-
-    time: float
-    pid: int
-    event: str
-    call: str
-    fields: Mapping[str, Any] = field(default_factory=dict)
-    line: int = 0
-
-    @property
-    def pv(self) -> str | None:
-        return self.fields.get("pv")
-
-    @property
-    def has_value(self) -> bool:
-        """True when the line carries a value (a `before` whose read failed has none)."""
-        return "value" in self.fields
-
-    @property
-    def value(self) -> Any:
-        return self.fields.get("value")
-
-    @property
-    def attempt(self) -> int | None:
-        return self.fields.get("attempt")
-
-    @property
-    def outcome(self) -> str | None:
-        return self.fields.get("outcome")
-
-    @property
-    def reason(self) -> str | None:
-        return self.fields.get("reason")
-
-    @property
-    def result(self) -> Any:
-        return self.fields.get("result")
-
-    @property
-    def error(self) -> str | None:
-        return self.fields.get("error")
-
-    @property
-    def trace(self) -> dict[str, Any] | None:
-        """The readback trace of a validation line, if it recorded one."""
-        trace = self.fields.get("trace")
-        return trace if isinstance(trace, dict) else None
-
-
-def _parse(path: Path, number: int, raw: bytes) -> Entry:
-    """One line as an Entry; ValueError saying what is wrong with it."""
-    try:
-        data = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"not JSON ({exc})") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"not a JSON object but {type(data).__name__}")
-    missing = [k for k in ("time", "pid", "event", "call") if k not in data]
-    if missing:
-        raise ValueError(f"missing key(s) {', '.join(missing)}")
-    when, pid, event, call = data.pop("time"), data.pop("pid"), data.pop("event"), data.pop("call")
-    if not isinstance(when, (int, float)) or isinstance(when, bool):
-        raise ValueError(f"'time' is {when!r}, not a number of seconds")
-    if not isinstance(pid, int) or not isinstance(event, str) or not isinstance(call, str):
-        raise ValueError("'pid' must be an int, 'event' and 'call' strings")
-    fields = {k: decode_value(v) if k in ("value", "result", "trace") else v for k, v in data.items()}
-    return Entry(float(when), pid, event, call, fields, number)
-
-
-def read_journal(
-    path: str | os.PathLike[str], since: float | None = None, until: float | None = None
-) -> list[Entry]:
-    """Every entry of the journal at `path`, in file order, of the calls that began in [since, until].
-
-    A call is kept or dropped whole, by the time of its first line (epoch s). A cut-off last
-    line (what a SIGKILL leaves) is skipped with a WARNING, as is a line a later writer marked
-    as cut off; any other unreadable line raises JournalError naming the file and line number.
-    """
-    path = Path(path)
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise JournalError(path, f"cannot read: {exc.strerror}", exc.errno) from None
-    lines = data.split(b"\n")
-    complete = data.endswith(b"\n") or not data
-    if complete:
-        lines.pop()  # the empty piece after the final newline
-    entries: list[Entry] = []
-    pending: tuple[int, str] | None = None  # a bad line, forgiven only if a truncation mark follows
-    for number, raw in enumerate(lines, start=1):
-        if not raw.strip():
-            continue
-        try:
-            entry = _parse(path, number, raw)
-        except ValueError as exc:
-            if pending is not None:
-                break
-            pending = (number, str(exc))
-            continue
-        if pending is not None:
-            if entry.event != TRUNCATED:
-                break
-            _log.warning("journal %s line %d was cut off (its writer died mid-line); skipped",
-                         path, pending[0])
-            pending = None
-        if entry.event != TRUNCATED:
-            entries.append(entry)
-    if pending is not None:
-        number, why = pending
-        if number == len(lines) and not complete:
-            _log.warning("journal %s: last line %d is incomplete (its writer was killed?); skipped",
-                         path, number)
-        else:
-            raise JournalError(path, f"line {number} is corrupt: {why}")
-    if since is None and until is None:
-        return entries
-    starts: dict[str, float] = {}
-    for entry in entries:
-        starts[entry.call] = min(starts.get(entry.call, entry.time), entry.time)
-    low = -math.inf if since is None else since
-    high = math.inf if until is None else until
-    return [e for e in entries if low <= starts[e.call] <= high]
-
-
-@dataclass
-class PvRecord:
-    """What one call did to one PV: before -> requested, each attempt's outcome, validation."""
-
-    pv: str
-    before: Any = _MISSING
-    before_error: str | None = None
-    requested: Any = _MISSING
-    read_only: bool = False
-    attempts: list[tuple[int, str | None, str | None]] = field(default_factory=list)
-    validation: Entry | None = None
-    last_put: float | None = None
-
-    @property
-    def has_before(self) -> bool:
-        return self.before is not _MISSING
-
-    @property
-    def was_put(self) -> bool:
-        return self.last_put is not None
-
-
-@dataclass
-class CallRecord:
-    """One set_values call as the journal saw it: when, which process, and each PV."""
-
-    call: str
-    time: float
-    pid: int
-    pvs: dict[str, PvRecord] = field(default_factory=dict)
-
-    @property
-    def read_only(self) -> bool:
-        return bool(self.pvs) and all(r.read_only for r in self.pvs.values())
-
-
-def group_calls(entries: Iterable[Entry]) -> list[CallRecord]:
-    """Gather entries into one CallRecord per call, ordered by the call's first line time."""
-    calls: dict[str, CallRecord] = {}
-    for e in entries:
-        record = calls.get(e.call)
-        if record is None:
-            record = calls[e.call] = CallRecord(e.call, e.time, e.pid)
-        record.time = min(record.time, e.time)
-        if e.pv is None:
-            continue
-        pv = record.pvs.setdefault(e.pv, PvRecord(e.pv))
-        if e.event == BEFORE:
-            if e.has_value:
-                pv.before = e.value
-            else:
-                pv.before_error = e.error or "no value recorded"
-        elif e.event == PUT:
-            pv.requested = e.value
-            pv.last_put = e.time
-            pv.attempts.append((e.attempt or 0, None, None))
-        elif e.event == OUTCOME:
-            _set_outcome(pv.attempts, e.attempt or 0, e.outcome, e.reason)
-        elif e.event == VALIDATION:
-            pv.validation = e
-        elif e.event == READ_ONLY:
-            pv.requested, pv.read_only = e.value, True
-    return sorted(calls.values(), key=lambda c: c.time)
-
-
-def _set_outcome(attempts: list[tuple[int, str | None, str | None]], attempt: int,
-                 outcome: str | None, reason: str | None) -> None:
-    for i in range(len(attempts) - 1, -1, -1):
-        if attempts[i][0] == attempt and attempts[i][1] is None:
-            attempts[i] = (attempt, outcome, reason)
-            return
-    attempts.append((attempt, outcome, reason))  # an outcome whose put line was lost
-
-
-@dataclass(frozen=True)
-class RestoreStep:
-    """One PV to put back: its `value` before the window's first change, and its last put time."""
-
-    pv: str
-    value: Any
-    last_put: float
-    call: str
-
-
-def restore_plan(calls: Sequence[CallRecord]) -> tuple[list[RestoreStep], dict[str, str]]:
-    """The PVs to put back, newest change first, and {pv: why not} for those that cannot be.
-
-    Each PV put in `calls` goes back to its `before` value in the earliest call that put it.
-    """
-    first: dict[str, tuple[CallRecord, PvRecord]] = {}
-    last_put: dict[str, float] = {}
-    for call in sorted(calls, key=lambda c: c.time):
-        for pv, rec in call.pvs.items():
-            if not rec.was_put:
-                continue
-            first.setdefault(pv, (call, rec))
-            last_put[pv] = max(last_put.get(pv, -math.inf), rec.last_put or -math.inf)
-    steps: list[RestoreStep] = []
-    unrestorable: dict[str, str] = {}
-    for pv, (call, rec) in first.items():
-        if rec.has_before:
-            steps.append(RestoreStep(pv, rec.before, last_put[pv], call.call))
-        else:
-            why = rec.before_error or "no before value in the journal"
-            unrestorable[pv] = f"call {call.call}: {why}"
-    steps.sort(key=lambda s: s.last_put, reverse=True)
-    return steps, unrestorable

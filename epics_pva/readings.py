@@ -17,10 +17,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from p4p import Value
+from p4p.client.thread import Disconnected, RemoteError
 
 __all__ = [
     "CLIENT_STATUS", "INVALID", "MAJOR", "MINOR", "NO_ALARM",
-    "Alarm", "AlarmMemory", "Reading", "alarm_of", "describe_alarm", "severity_name", "timestamp_of",
+    "Alarm", "AlarmMemory", "Reading", "alarm_of", "describe_alarm", "read_failure", "severity_name",
+    "timestamp_of",
 ]
 
 NO_ALARM, MINOR, MAJOR, INVALID = 0, 1, 2, 3
@@ -110,6 +112,17 @@ def timestamp_of(value: Any) -> float:
     if raw is None or "timeStamp" not in raw:
         return math.nan
     return int(raw.get("timeStamp.secondsPastEpoch", 0)) + int(raw.get("timeStamp.nanoseconds", 0)) * 1e-9
+
+
+def read_failure(exc: BaseException, timeout: float) -> str:
+    """Why a get failed, in words an operator can act on."""
+    if isinstance(exc, TimeoutError):
+        return f"no reply within {timeout:g} s (unknown PV, or its server is down)"
+    if isinstance(exc, Disconnected):
+        return "disconnected from its server"
+    if isinstance(exc, RemoteError):
+        return f"remote error: {exc}"
+    return f"{type(exc).__name__}: {exc}"
 
 
 _memories: weakref.WeakSet[AlarmMemory] = weakref.WeakSet()

@@ -28,8 +28,8 @@ from epics_pva import (
     NotConnectedError,
     PutError,
     SetValuesError,
+    set_path,
 )
-from epics_pva import interface as interface_module
 
 WAIT = 5.0  # s: the longest any event below is waited for
 
@@ -243,7 +243,7 @@ def test_an_unexpected_exception_from_a_put_makes_that_pv_failed(machine, monkey
 
     with m.interface(parallel=parallel) as itf:
         itf.set_values({"X:A": 1.0, "X:B": 1.0})  # monitors open; now the put path breaks
-        monkeypatch.setattr(interface_module, "put_many", broken_put_many)
+        monkeypatch.setattr(set_path, "put_many", broken_put_many)
         with pytest.raises(SetValuesError) as caught:
             itf.set_values({"X:A": 2.0, "X:B": 2.0})
     results = caught.value.results
