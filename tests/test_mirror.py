@@ -221,7 +221,9 @@ def test_fit_from_journal_recovers_each_lag_from_puts_and_validation_traces(mach
     assert q1["tau_s"] == pytest.approx(0.3, rel=0.15)
     assert q2["rate_per_s"] == pytest.approx(4.0, rel=0.15)
     assert q1["offset"] == pytest.approx(0.5, rel=0.2)
-    assert q2["offset"] == pytest.approx(-0.2, rel=0.2)
+    # a ramp's offset trades off against its dead time, and each validation trace ends as soon as
+    # the readback is within its tolerance (0.1): the offset is known to that tolerance (-0.149 seen)
+    assert q2["offset"] == pytest.approx(-0.2, abs=0.1)
     assert q1["steps"] == q2["steps"] == len(RUN_TARGETS)
     assert result["readbacks"]["M:Q1:RBV"]["update_rate_hz"] == pytest.approx(20.0, rel=0.05)
     assert result["readbacks"]["M:Q2:RBV"]["update_rate_hz"] == pytest.approx(LOOP_HZ, rel=0.15)  # loop jitter
