@@ -75,7 +75,7 @@ class Machine:
         self.audit = MachineAudit(self)
         self.faults = MachineFaults(self)
         self._surface: Any = None
-        self._folder: tempfile.TemporaryDirectory | None = None
+        self._folder: tempfile.TemporaryDirectory[str] | None = None
         self._watch: threading.Thread | None = None
         self._stop = threading.Event()
         self._dead: dict[int, int | None] = {}  # shard -> exit status, for shards found dead
