@@ -1,7 +1,8 @@
 """The soft IOC's put path: check a put to a setpoint, let faults act on it, apply it, audit it.
 
-`PutHandling` is a base of `softioc.server.SoftIOC`; `softioc.channels` calls `_on_put` (a
-setpoint) and `_refuse_put` (any other PV) from the p4p handler queue.
+`PutHandling` is a base of `softioc.server.SoftIOC`, whose start() hands `_on_put` (a
+setpoint) and `_refuse_put` (any other PV) to softioc.channels: its PVs' handlers call them
+on the p4p work queue.
 """
 
 from __future__ import annotations
