@@ -1,4 +1,4 @@
-"""Who may write: the soft IOC's access rules for control PVs and setpoints.
+"""Who may write: the access rules for control PVs and setpoints; and which hosts are loopback.
 
 A rule is a list of entries, each naming a client as a put handler sees it
 (`op.account()` and the host part of `op.peer()`):
@@ -24,9 +24,19 @@ from typing import Any
 
 from .errors import ConfigError
 
-__all__ = ["AccessRule", "check_entries", "owner", "peer_of"]
+__all__ = ["AccessRule", "check_entries", "is_loopback", "owner", "peer_of"]
 
 EVERYONE = "*"
+
+
+def is_loopback(host: str) -> bool:
+    """True when `host` (an address or 'localhost') reaches this machine only."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def owner() -> str:

@@ -15,12 +15,15 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from . import _guard
 from .access import check_entries
 from .config import ConfigError, IOCConfig, load_config
 from .server import SoftIOC, is_loopback
+
+if TYPE_CHECKING:
+    from .machine import Machine
 
 _guard.ensure_this_package()
 _log = logging.getLogger("softioc")
@@ -106,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _build(config: IOCConfig, args: argparse.Namespace):
+def _build(config: IOCConfig, args: argparse.Namespace) -> SoftIOC | Machine:
     """The server the options ask for: one IOC, a machine of N processes, or one shard of it."""
     processes = args.processes or config.ioc.processes
     if processes < 1:
@@ -137,7 +140,7 @@ def describe_pvs(config: IOCConfig) -> list[str]:
     return lines
 
 
-def print_banner(ioc: SoftIOC, out: TextIO, export: bool, quiet: bool) -> None:
+def print_banner(ioc: SoftIOC | Machine, out: TextIO, export: bool, quiet: bool) -> None:
     """Write the PV list as comments, then the client settings, then `# ready`."""
     if not quiet:
         print(f"# soft IOC '{ioc.config.source}' serving on {ioc.describe_address()}", file=out)

@@ -22,7 +22,7 @@ import logging
 import shlex
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from p4p.nt import NTScalar
@@ -80,6 +80,31 @@ def parse_fault_spec(text: str) -> dict[str, Any]:
     return spec
 
 
+CONTROL_PVS: tuple[tuple[str, str, Any], ...] = (
+    ("FAULT:ARM", "s", ""),
+    ("FAULT:CLEAR", "s", ""),
+    ("FAULT:ACTIVE", "s", "[]"),
+    ("FAULT:FIRED", "l", 0),
+    ("FAULT:LAST", "s", ""),
+    ("PUTS", "l", 0),
+    ("RESTART", "d", 0.0),
+    ("TIME", "d", 0.0),
+)
+"""The control PVs one soft IOC and a whole machine (softioc.surface) both serve, in order:
+name after the control prefix, NT scalar type code, initial value."""
+
+
+def control_pvs(prefix: str, table: Iterable[tuple[str, str, Any]],
+                make: Callable[[str, Any, Any], SharedPV], handlers: Mapping[str, Any]) -> dict[str, SharedPV]:
+    """{prefix + name: make(code, initial, handler)} for each row of `table`, in its order; the
+    written PVs' handlers come from `handlers` by name, every other PV gets None (read-only)."""
+    rows = list(table)
+    unknown = set(handlers) - {name for name, _code, _initial in rows}
+    if unknown:
+        raise ValueError(f"handlers for control PVs not in the table: {sorted(unknown)}")
+    return {prefix + name: make(code, initial, handlers.get(name)) for name, code, initial in rows}
+
+
 class _Handler:
     """Runs `action(value)` for a client `rule` allows; a callable it returns runs after the put is completed."""
 
@@ -122,26 +147,18 @@ class ControlPVs:
         self._dirty.set()
         self._published: dict[str, Any] = {}
         self._post_lock = threading.Lock()  # the update loop and put handlers both publish
-        string, integer, double = (NTScalar(code, extra=IDENTITY) for code in "sld")
+        types = {code: NTScalar(code, extra=IDENTITY) for code in "sld"}
 
-        def pv(nt: Any, initial: Any, handler: Any = None) -> SharedPV:
-            return SharedPV(nt=nt, initial={"value": initial, IDENTITY_FIELD: identity},
+        def pv(code: str, initial: Any, handler: Any = None) -> SharedPV:
+            return SharedPV(nt=types[code], initial={"value": initial, IDENTITY_FIELD: identity},
                             handler=handler or _ReadOnly(), queue=queue)
 
         def writable(action: Callable[[Any], Any]) -> _Handler:
             return _Handler(action, rule, self._refused)
 
-        self.pvs: dict[str, SharedPV] = {
-            f"{prefix}FAULT:ARM": pv(string, "", writable(self._arm)),
-            f"{prefix}FAULT:CLEAR": pv(string, "", writable(self._clear)),
-            f"{prefix}FAULT:ACTIVE": pv(string, "[]"),
-            f"{prefix}FAULT:FIRED": pv(integer, 0),
-            f"{prefix}FAULT:LAST": pv(string, ""),
-            f"{prefix}PUTS": pv(integer, 0),
-            f"{prefix}RESTART": pv(double, 0.0, writable(self._restart)),
-            f"{prefix}TIME": pv(double, 0.0),
-            f"{prefix}ID": pv(string, identity),
-        }
+        self.pvs: dict[str, SharedPV] = control_pvs(prefix, (*CONTROL_PVS, ("ID", "s", identity)), pv, {
+            "FAULT:ARM": writable(self._arm), "FAULT:CLEAR": writable(self._clear),
+            "RESTART": writable(self._restart)})
         self._prefix = prefix
 
     def _refused(self, name: str, op: Any, message: str) -> None:

@@ -22,256 +22,31 @@ servers must forward it), and the same form spans real hosts: host1:5076 host2:5
 
 from __future__ import annotations
 
-import json
 import logging
 import pickle
-import queue
 import socket
-import subprocess
 import sys
 import tempfile
 import threading
-import time
-import weakref
-from collections import deque
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .audit import FaultRecord, PutRecord
 from .config import IOCConfig, load_config
-from .errors import SoftIOCError
-from .faults import SERVER, Fault, describe
+from .machine_views import MachineAudit, MachineFaults
+from .shard_process import ShardError, ShardProcess, end_process, free_port
 from .sharding import assign
+from .stats import Stats
 
-__all__ = ["Machine", "ShardError", "ShardProcess"]
+__all__ = ["Machine", "MachineAudit", "MachineFaults", "MachineStats", "ShardError", "ShardProcess",
+           "end_process", "free_port"]
 
 _log = logging.getLogger(__name__)
-READY = "# ready"
 # not `-m softioc.shard`: the package imports that module, so runpy would run a second copy
 _CHILD = "import sys; from softioc.shard import child_main; sys.exit(child_main(sys.argv[1:]))"
 
-
-@dataclass
-class MachineStats:
-    """Update-loop health of every shard together: steps, late steps, busy time (s), posts."""
-
-    steps: int = 0
-    late_steps: int = 0
-    max_lateness: float = 0.0
-    busy: float = 0.0
-    posts: int = 0
-
-
-class ShardError(SoftIOCError, RuntimeError):
-    """A shard process did not start, answer or stop as asked; says which shard and why."""
-
-
-def free_port(host: str, kind: int) -> int:
-    """A port free on `host` now (TCP or UDP); the shard binds it a moment later."""
-    with socket.socket(socket.AF_INET, kind) as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
-
-
-def end_process(proc: subprocess.Popen, grace: float) -> None:
-    """Close the command pipe (the child's cue), then SIGTERM, then SIGKILL; each wait bounded
-    by `grace` seconds. Shared by the shards and devtools' child-process soft IOC."""
-    if proc.stdin is not None and not proc.stdin.closed:
-        try:
-            proc.stdin.close()
-        except OSError:
-            pass
-    for action in (None, proc.terminate, proc.kill):
-        if proc.poll() is not None:
-            return
-        if action is not None:
-            _log.warning("child process %d still running: %s", proc.pid, action.__name__)
-            action()
-        try:
-            proc.wait(grace)
-        except subprocess.TimeoutExpired:
-            pass
-
-
-class ShardProcess:
-    """One shard's child process: start it, send it commands, see whether it is alive."""
-
-    def __init__(self, index: int, argv: list[str], host: str, port: int, broadcast_port: int,
-                 start_timeout: float, reply_timeout: float) -> None:
-        self.index, self.argv, self.host = index, argv, host
-        self.port, self.broadcast_port = port, broadcast_port
-        self.start_timeout, self.reply_timeout = start_timeout, reply_timeout
-        self.proc: subprocess.Popen | None = None
-        self._lines: queue.Queue[str | None] = queue.Queue()
-        self._stderr: deque[str] = deque(maxlen=20)
-        self._lock = threading.Lock()
-        self._ready = False
-        self.stopping = False
-
-    @property
-    def pid(self) -> int | None:
-        return None if self.proc is None else self.proc.pid
-
-    @property
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None and self._ready
-
-    @property
-    def address(self) -> str:
-        """The UDP search address clients list in EPICS_PVA_ADDR_LIST."""
-        return f"{self.host}:{self.broadcast_port}"
-
-    def spawn(self) -> None:
-        """Start the child without waiting (start several, then `wait_ready` each)."""
-        self._lines, self._stderr, self._ready, self.stopping = queue.Queue(), deque(maxlen=20), False, False
-        self.proc = proc = subprocess.Popen(
-            self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            bufsize=1, start_new_session=True)  # a Ctrl-C reaches the parent, which stops every shard
-        weakref.finalize(self, end_process, proc, 2.0)
-        for pump, name in ((self._pump_stdout, "out"), (self._pump_stderr, "err")):
-            threading.Thread(target=pump, args=(proc,), daemon=True, name=f"shard{self.index}-{name}").start()
-
-    def _pump_stdout(self, proc: subprocess.Popen) -> None:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            self._lines.put(line.rstrip("\n"))
-        self._lines.put(None)
-
-    def _pump_stderr(self, proc: subprocess.Popen) -> None:
-        assert proc.stderr is not None
-        for line in proc.stderr:
-            self._stderr.append(line.rstrip("\n"))
-            _log.warning("shard %d (pid %d): %s", self.index, proc.pid, line.rstrip("\n"))
-
-    def _next(self, deadline: float, what: str) -> str:
-        try:
-            line = self._lines.get(timeout=max(deadline - time.monotonic(), 0.0))
-        except queue.Empty:
-            raise ShardError(f"shard {self.index}: no {what} within its timeout; "
-                             f"output: {' | '.join(self._stderr) or '(none)'}") from None
-        if line is None:
-            code = self.proc.poll() if self.proc else None
-            raise ShardError(f"shard {self.index} exited (status {code}) before {what}; "
-                             f"output: {' | '.join(self._stderr) or '(none)'}")
-        return line
-
-    def wait_ready(self) -> None:
-        """Block until the child printed `# ready` (ShardError on exit or timeout)."""
-        deadline = time.monotonic() + self.start_timeout
-        while self._next(deadline, "'# ready'") != READY:
-            pass
-        self._ready = True
-
-    def call(self, command: str, argument: Any = None, timeout: float | None = None) -> Any:
-        """Run a command in the shard and return its result; ShardError if it is down or fails."""
-        proc = self.proc
-        if proc is None or not self._ready or proc.poll() is not None or proc.stdin is None:
-            raise ShardError(f"shard {self.index} is not running (command {command!r})")
-        with self._lock:
-            try:
-                proc.stdin.write(json.dumps({"command": command, "argument": argument}, default=str) + "\n")
-                proc.stdin.flush()
-            except OSError as exc:
-                raise ShardError(f"shard {self.index}: cannot send {command!r}: {exc}") from None
-            deadline = time.monotonic() + (self.reply_timeout if timeout is None else timeout)
-            try:
-                line = self._next(deadline, f"reply to {command!r}")
-            except ShardError:
-                self._ready = False  # a late reply would answer the next command
-                raise
-        reply = json.loads(line)
-        if not reply["ok"]:
-            raise ShardError(f"shard {self.index}: {command!r} failed: {reply['error']}")
-        return reply["result"]
-
-    def stop(self, grace: float = 5.0) -> None:
-        """Ask the child to stop, then SIGTERM, then SIGKILL."""
-        proc, self.stopping = self.proc, True
-        if proc is None:
-            return
-        if self.alive:
-            try:
-                self.call("stop", timeout=grace)
-            except ShardError as exc:
-                _log.warning("%s", exc)
-        self._ready = False
-        end_process(proc, grace)
-
-
-def _wall(record: Any) -> float:
-    return record.wall_time
-
-
-class MachineAudit:
-    """The audit of every shard, merged: puts of one PV in the order that PV's shard saw them."""
-
-    def __init__(self, machine: Machine) -> None:
-        self._machine = machine
-
-    def puts(self, pv: str | None = None, outcome: str | None = None) -> list[PutRecord]:
-        """Puts received by the running shards, oldest first (by wall time)."""
-        shards = self._machine.shards if pv is None else [self._machine.shard_for(pv)]
-        records = [PutRecord(**r) for s in shards if s.alive
-                   for r in s.call("puts", {"pv": pv, "outcome": outcome})]
-        return sorted(records, key=lambda r: r.wall_time)  # stable: one shard's order per PV kept
-
-    def put_count(self) -> int:
-        """Puts received by the running shards."""
-        return sum(s.call("status")["puts"] for s in self._machine.shards if s.alive)
-
-    def faults(self, pv: str | None = None, event: str | None = "fired") -> list[FaultRecord]:
-        """Fault events of the running shards, oldest first; by default only those that fired.
-
-        A whole-machine fault ('*') is armed on every shard, which each log it: its n-th event
-        on every shard is one event of the machine, at the first shard's time (the last one's
-        for an end: 'expired', 'cleared'), listed once every shard has logged it.
-        """
-        per_shard = [[FaultRecord(**r) for r in s.call("faults", {"pv": pv, "event": event})]
-                     for s in self._machine.shards if s.alive]
-        records = [r for rows in per_shard for r in rows if r.pv != SERVER]
-        for same in zip(*([r for r in rows if r.pv == SERVER] for rows in per_shard), strict=False):
-            ends = same[0].event in ("expired", "cleared")
-            records.append(max(same, key=_wall) if ends else min(same, key=_wall))
-        return sorted(records, key=_wall)
-
-    def clear(self) -> None:
-        """Forget everything the shards recorded so far."""
-        for s in self._machine.shards:
-            if s.alive:
-                s.call("clear_audit")
-
-
-class MachineFaults:
-    """Arm, list and clear faults on the whole machine; each goes to the shard serving its PV."""
-
-    def __init__(self, machine: Machine) -> None:
-        self._machine = machine
-
-    def _targets(self, pv: str | None) -> list[ShardProcess]:
-        if pv is None or pv == SERVER:
-            return [s for s in self._machine.shards if s.alive]
-        return [self._machine.shard_for(pv)]
-
-    def arm_from_dict(self, spec: Mapping[str, Any]) -> list[dict[str, Any]]:
-        """Arm {"pv": ..., "kind": ..., params} on its PV's shard ('*': every shard); the armed faults."""
-        pv = spec.get("pv")
-        if not isinstance(pv, str):
-            raise ValueError(f"a fault needs a 'pv' naming a PV of this machine, got {pv!r}")
-        return [s.call("arm", dict(spec)) for s in self._targets(pv)]
-
-    def arm(self, pv: str, fault: Fault) -> list[dict[str, Any]]:
-        """Arm a Fault object on `pv` ('*' for the whole machine)."""
-        return self.arm_from_dict({"pv": pv, **describe(fault)})
-
-    def clear(self, pv: str | None = None) -> int:
-        """Disarm the faults on `pv` (every fault when None); returns how many."""
-        return sum(s.call("clear", pv) for s in self._targets(pv))
-
-    def active(self, pv: str | None = None) -> list[dict[str, Any]]:
-        """The faults armed now, every shard's list merged (shard order, then arming order)."""
-        return [a for s in self._targets(pv) for a in s.call("active", pv)]
+MachineStats = Stats
+"""Update-loop health of every shard together: a soft IOC's Stats, summed over the shards."""
 
 
 class Machine:
@@ -300,7 +75,7 @@ class Machine:
         self.audit = MachineAudit(self)
         self.faults = MachineFaults(self)
         self._surface: Any = None
-        self._folder: tempfile.TemporaryDirectory | None = None
+        self._folder: tempfile.TemporaryDirectory[str] | None = None
         self._watch: threading.Thread | None = None
         self._stop = threading.Event()
         self._dead: dict[int, int | None] = {}  # shard -> exit status, for shards found dead

@@ -1,36 +1,36 @@
-"""The soft IOC's life cycle: start/stop/restart, the put handler and the update loop.
+"""The soft IOC's life cycle: start/stop/restart and the update loop.
 
 The model decides values; `channels` maps them onto p4p, `injection` applies faults at the
-wire (held or rejected puts, PVs that vanish); this module ties them together and keeps the audit.
+wire (held or rejected puts, PVs that vanish); this module ties them together and keeps the
+audit. The put path is `softioc.server_puts`, what the IOC shows and its alarms
+`softioc.server_views`: both are bases of SoftIOC.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import threading
 import time
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from p4p.server import Server, StaticProvider
 from p4p.util import ThreadedWorkQueue
 
 from . import _guard
-from .access import AccessRule, owner, peer_of
-from .alarms import OK
-from .audit import ACCEPTED, REJECTED, TIMED_OUT, Audit, PutRecord
-from .channels import Channel, build_channels, plain
+from .access import AccessRule, is_loopback, owner
+from .audit import Audit
+from .channels import Channel, build_channels
 from .config import IOCConfig, load_config
 from .control import ControlPVs
-from .errors import NetworkRefused, PortInUseError, PutRefused
+from .errors import NetworkRefused, PortInUseError
 from .faults import NO_EFFECT
 from .injection import ABANDON_AFTER, FaultControl, Wire
 from .model import Simulation
+from .server_puts import PutHandling
+from .stats import Stats
 from .vector import VectorSimulation
 
 _guard.ensure_this_package()
@@ -39,28 +39,7 @@ _log = logging.getLogger(__name__)
 __all__ = ["ABANDON_AFTER", "SoftIOC", "Stats", "is_loopback"]
 
 
-def is_loopback(host: str) -> bool:
-    """True when `host` (an address or 'localhost') reaches this machine only."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-@dataclass
-class Stats:
-    """Update-loop health: steps run, steps started late, and busy time (s)."""
-
-    steps: int = 0
-    late_steps: int = 0
-    max_lateness: float = 0.0
-    busy: float = 0.0
-    posts: int = 0
-
-
-class SoftIOC:
+class SoftIOC(PutHandling):
     """A simulated machine served over PVAccess, on loopback unless told otherwise.
 
     `config` is an IOCConfig, a dict shaped like the TOML file, or the path of one. Use as a
@@ -151,10 +130,6 @@ class SoftIOC:
         return f"<SoftIOC {self.config.source} {state} {len(self._channels)} PVs>"
 
     # life cycle ---------------------------------------------------------------------------
-    @property
-    def running(self) -> bool:
-        return self._thread is not None
-
     def start(self) -> SoftIOC:
         """Build the simulation and PVs, start serving and updating; returns self."""
         if self.running:
@@ -299,184 +274,6 @@ class SoftIOC:
                     return
                 _log.warning("soft IOC server back on %s", self.describe_address())
 
-    # what clients need ----------------------------------------------------------------------
-    def client_conf(self) -> dict[str, str]:
-        """The client configuration: `Context('pva', conf=ioc.client_conf(), useenv=False)`."""
-        if not self.running:
-            raise RuntimeError("start the soft IOC before asking for its client configuration")
-        conf = self._effective
-        return {
-            "EPICS_PVA_ADDR_LIST": f"{self.host}:{conf['EPICS_PVAS_BROADCAST_PORT']}",
-            "EPICS_PVA_AUTO_ADDR_LIST": "NO",
-            "EPICS_PVA_SERVER_PORT": conf["EPICS_PVAS_SERVER_PORT"],
-            "EPICS_PVA_BROADCAST_PORT": conf["EPICS_PVAS_BROADCAST_PORT"],
-        }  # no EPICS_PVA_NAME_SERVERS: its TCP reconnect backs off ~7 s after a restart, UDP search doesn't
-
-    def interface_settings(self) -> dict[str, str]:
-        """The EPICS_PVA_INTERFACE_* settings a rehearsing client needs: this machine's id (and prefix)."""
-        if not self.running:
-            raise RuntimeError("start the soft IOC before asking for its identity")
-        settings = {"EPICS_PVA_INTERFACE_REHEARSAL_ID": self.identity}
-        if self.prefix:
-            settings["EPICS_PVA_INTERFACE_PREFIX"] = self.prefix
-        return settings
-
-    def describe_address(self) -> str:
-        """Host, TCP and UDP ports being served, for logs."""
-        conf = self._effective
-        return f"{self.host} tcp:{conf.get('EPICS_PVAS_SERVER_PORT')} udp:{conf.get('EPICS_PVAS_BROADCAST_PORT')}"
-
-    def pv_names(self, control: bool = False) -> list[str]:
-        """Simulated PV names in config order (and the control PVs with control=True)."""
-        names = self.config.pv_names()
-        if control and self._control is not None:
-            names += list(self._control.pvs)
-        return names
-
-    @property
-    def sim_time(self) -> float:
-        """Simulated seconds since start."""
-        return self._sim.time if self._sim is not None else 0.0
-
-    def snapshot(self) -> list[dict[str, Any]]:
-        """Per device: setpoint, readback, distance to target and armed faults (for live views)."""
-        rows: list[dict[str, Any]] = []
-        with self._lock:
-            sim = self._sim
-            if sim is None:
-                return rows
-            for name, device in sim.devices.items():
-                cfg = device.config
-                readback = sim.readbacks.get(cfg.readback) if cfg.readback else None
-                distance = None
-                if device.pv_type.scalar and readback is not None:
-                    distance = float(readback) - (float(device.setpoint) + cfg.offset)
-                rows.append({
-                    "setpoint_pv": name, "setpoint": device.setpoint, "readback_pv": cfg.readback,
-                    "readback": readback, "distance": distance, "units": cfg.units,
-                    "online": self._channels[name].open,
-                    "faults": [a.fault.kind for a in self.faults.active(name)],
-                })
-            for name, value in sim.observed.items():
-                rows.append({
-                    "setpoint_pv": None, "setpoint": None, "readback_pv": name, "readback": value,
-                    "distance": None, "units": "", "online": self._channels[name].open, "faults": [],
-                })
-        return rows
-
-    # puts -------------------------------------------------------------------------------
-    def _record(self, pv: str, value: Any, outcome: str, message: str = "", fault: str | None = None,
-                peer: str = "", applied: Any = None) -> None:
-        self.audit.record_put(PutRecord(pv, value, time.time(), self.sim_time, outcome, message, fault, peer,
-                                        applied))
-        if self._control is not None:
-            self._control.update_puts()  # at once, so a script reading PUTS right after its put sees it
-
-    def _changed(self) -> None:
-        self._refresh_alarms()  # an alarm fault armed or cleared shows at once, not at the next step
-        if self._control is not None:
-            self._control.changed()
-
-    def _alarm_of(self, name: str, overrides: Mapping[str, Any]) -> Any:
-        """The alarm `name` publishes: an armed alarm fault's, else its computed one."""
-        assert self._sim is not None  # asked only while serving
-        return overrides.get(name) or self._sim.alarms.get(name, OK)
-
-    def _refresh_alarms(self, everything: bool = False) -> None:
-        """Publish the alarm of every PV whose alarm fault was armed or cleared since last time
-        (of every PV with `everything`)."""
-        if self._provider is None or self._sim is None:
-            return  # not serving
-        overrides = self.faults.alarms(time.monotonic())
-        with self._lock:
-            stamp = time.time()
-            names = set(self._channels) if everything else set(overrides) | self._overridden
-            for name in names:
-                channel = self._channels.get(name)
-                if channel is None:
-                    continue
-                try:
-                    channel.post_alarm(self._alarm_of(name, overrides), stamp)
-                except Exception:  # noqa: BLE001 - a PV closed by a concurrent stop
-                    _log.debug("could not publish the alarm of %s", name, exc_info=True)
-            self._overridden = set(overrides)
-
-    @staticmethod
-    def _peer(op: Any) -> str:
-        try:
-            return str(op.peer())
-        except Exception:  # noqa: BLE001 - the peer is informative only
-            return ""
-
-    def _refuse_put(self, name: str, op: Any) -> None:
-        message = f"{name} is read-only (not a setpoint)"
-        try:
-            value = plain(op.value())
-        except ValueError:
-            value = None
-        self._record(name, value, REJECTED, message, peer=self._peer(op))
-        _log.info("put refused: %s", message)
-        op.done(error=message)
-
-    def _on_put(self, name: str, op: Any) -> None:
-        """Handle a put to a setpoint: check it, let faults act, apply it, audit it."""
-        peer = self._peer(op)
-        try:
-            value = plain(op.value())
-        except ValueError as exc:
-            self._record(name, None, REJECTED, str(exc), peer=peer)
-            op.done(error=f"{name}: {exc}")
-            return
-        refusal = self._write_rule.refusal(name, *peer_of(op)) if self._write_rule else None
-        if refusal is not None:
-            self._record(name, value, REJECTED, refusal, peer=peer)
-            _log.warning("%s", refusal)
-            op.done(error=refusal)
-            return
-        with self._lock:
-            if self.faults.closing:
-                self._record(name, value, REJECTED, "soft IOC is stopping", peer=peer)
-                op.done(error=f"{name}: soft IOC is stopping")
-                return
-            assert self._sim is not None  # puts are served only once started
-            try:
-                coerced = self._sim.devices[name].coerce(value)
-            except PutRefused as exc:
-                self._record(name, value, REJECTED, str(exc), peer=peer)
-                op.done(error=str(exc))
-                return
-            faulted = self.faults.take_put(name, coerced)
-            if faulted is not None:
-                kind, effect = faulted
-                if effect.reject is not None:
-                    self._record(name, value, REJECTED, effect.reject, kind, peer)
-                    self.faults.report_fired(name, kind, value, effect)
-                    op.done(error=effect.reject)
-                    return
-                if effect.hold:
-                    self._record(name, value, TIMED_OUT, "held by fault injection", kind, peer,
-                                 coerced if effect.apply else None)
-                    self.faults.report_fired(name, kind, value, effect)
-                    if effect.apply:
-                        self._apply(name, coerced)
-                    self.faults.hold(name, op, coerced, effect)
-                    return
-            self._apply(name, coerced)
-            self._record(name, value, ACCEPTED, peer=peer, applied=coerced)
-            if self._sim.devices[name].numeric and not _same(coerced, value):
-                _log.info("put to %s: %r clamped to %r (its limits)", name, value, coerced)
-        op.done()
-
-    def _apply(self, name: str, value: Any) -> None:
-        assert self._sim is not None  # puts are served only once started
-        self._sim.apply(name, value)
-        channel = self._channels[name]
-        alarm = self._alarm_of(name, self.faults.alarms(time.monotonic()))
-        if channel.open:
-            channel.post(value, time.time(), alarm)
-        else:
-            channel.last, channel.alarm = value, alarm
-
     # the update loop --------------------------------------------------------------------
     def _run(self) -> None:
         period = 1.0 / self.config.ioc.update_rate
@@ -530,10 +327,3 @@ class SoftIOC:
         if self._control is not None:
             self._control.update()
 
-
-def _same(a: Any, b: Any) -> bool:
-    """True when a put's applied value is the requested one (no clamping)."""
-    try:
-        return bool(np.array_equal(np.asarray(a), np.asarray(b)))
-    except (TypeError, ValueError):
-        return False

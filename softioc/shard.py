@@ -85,7 +85,7 @@ class ShardIOC(SoftIOC):
             _log.info("%s: linked %d input(s) on other shards", self.config.source, len(self.links))
         return self
 
-    def _linked(self, name: str):
+    def _linked(self, name: str) -> Callable[[Any], None]:
         def update(value: Any) -> None:
             sim = self._sim
             if isinstance(sim, LinkedSimulation):

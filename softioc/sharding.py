@@ -44,7 +44,10 @@ def share(config: IOCConfig, processes: int, shard: int) -> IOCConfig:
     if not 0 <= shard < processes:
         raise ValueError(f"shard must be within [0, {processes - 1}], got {shard}")
     where = assign(config, processes)
-    mine = lambda name: where.get(name) == shard  # noqa: E731
+
+    def mine(name: str) -> bool:
+        return where.get(name) == shard
+
     faults = tuple(f for f in config.faults if f.pv == SERVER or mine(f.pv))
     settings = dataclasses.replace(
         config.ioc, processes=1, control_prefix=shard_prefix(config.ioc.control_prefix, shard))

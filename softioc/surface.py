@@ -16,6 +16,7 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from p4p.nt import NTScalar
@@ -24,7 +25,7 @@ from p4p.server.thread import SharedPV
 from p4p.util import ThreadedWorkQueue
 
 from .access import AccessRule, owner
-from .control import _Handler, _ReadOnly, parse_fault_spec
+from .control import CONTROL_PVS, _Handler, _ReadOnly, control_pvs, parse_fault_spec
 from .errors import SoftIOCError
 
 _log = logging.getLogger(__name__)
@@ -41,7 +42,7 @@ class ControlSurface:
         self.host, self.port, self.broadcast_port = host, port, broadcast_port
         self.prefix = p = machine.config.ioc.control_prefix
         self._queue = ThreadedWorkQueue(name="machine-control", workers=2, daemon=True, maxsize=0)
-        string, integer, double = NTScalar("s"), NTScalar("l"), NTScalar("d")
+        types = {code: NTScalar(code) for code in "sld"}
 
         # the machine's control PVs obey their owner, as one soft IOC's do (softioc.access)
         rule = AccessRule.build("control_from", (owner(),))
@@ -49,21 +50,14 @@ class ControlSurface:
         def control(action: Any) -> _Handler:
             return _Handler(action, rule, self._refused)
 
-        def pv(nt: Any, initial: Any, handler: Any = None) -> SharedPV:
-            return SharedPV(nt=nt, initial=initial, handler=handler or _ReadOnly(), queue=self._queue)
+        def pv(code: str, initial: Any, handler: Any = None) -> SharedPV:
+            return SharedPV(nt=types[code], initial=initial, handler=handler or _ReadOnly(), queue=self._queue)
 
-        self.pvs: dict[str, SharedPV] = {
-            f"{p}FAULT:ARM": pv(string, "", control(self._arm)),
-            f"{p}FAULT:CLEAR": pv(string, "", control(self._clear)),
-            f"{p}FAULT:ACTIVE": pv(string, "[]"),
-            f"{p}FAULT:FIRED": pv(integer, 0),
-            f"{p}FAULT:LAST": pv(string, ""),
-            f"{p}PUTS": pv(integer, 0),
-            f"{p}RESTART": pv(double, 0.0, control(self._restart)),
-            f"{p}TIME": pv(double, 0.0),
-            f"{p}SHARDS": pv(string, "[]"),
-            f"{p}SHARD:RESTART": pv(integer, 0, control(self._restart_shard)),
-        }
+        # one soft IOC's control PVs (softioc.control), and the shards' two
+        table = (*CONTROL_PVS, ("SHARDS", "s", "[]"), ("SHARD:RESTART", "l", 0))
+        self.pvs: dict[str, SharedPV] = control_pvs(p, table, pv, {
+            "FAULT:ARM": control(self._arm), "FAULT:CLEAR": control(self._clear),
+            "RESTART": control(self._restart), "SHARD:RESTART": control(self._restart_shard)})
         self._published: dict[str, Any] = {}
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -117,13 +111,13 @@ class ControlSurface:
         self._machine.faults.clear(target or None)
         self.changed()
 
-    def _restart(self, value: Any):
+    def _restart(self, value: Any) -> Callable[[], None]:
         downtime = float(value)
         if not 0.0 <= downtime <= 3600.0:
             raise ValueError(f"downtime must be within [0, 3600] s, got {downtime}")
         return lambda: self._machine.restart(downtime, wait=False)
 
-    def _restart_shard(self, value: Any):
+    def _restart_shard(self, value: Any) -> Callable[[], None]:
         index = int(value)
         if not 0 <= index < self._machine.processes:
             raise ValueError(f"shard must be within [0, {self._machine.processes - 1}], got {index}")

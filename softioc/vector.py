@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -57,7 +57,7 @@ class _Group:
         self.devices = devices
         self.cfg = devices[0].config
         self.lag = devices[0]._lag
-        self.readbacks = [d.config.readback for d in devices]
+        self.readbacks = cast("list[str]", [d.config.readback for d in devices])  # all set: _vectorisable
         self.setpoint_names = [d.config.name for d in devices]
         self.state = np.array([float(d._state) for d in devices])
         self.output = np.array([float(d._output) for d in devices])
@@ -99,6 +99,7 @@ class VectorSimulation(Simulation):
         return out
 
     def _step_group(self, group: _Group, out: dict[str, Any]) -> None:
+        i: int | np.integer[Any]  # indexes from numpy arrays and from Python sets alike
         devices, readbacks = group.devices, self.readbacks
         target = np.fromiter((d.setpoint for d in devices), float, len(devices))
         for i in np.flatnonzero(target != group.target):  # the setpoint entries observables may read

@@ -1,4 +1,4 @@
-"""A live terminal view of a running soft IOC, for operators watching a dry run."""
+"""A live terminal view of a running soft IOC (or machine), for operators watching a dry run."""
 
 from __future__ import annotations
 
@@ -6,9 +6,12 @@ import shutil
 import sys
 import threading
 import time
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from .server import SoftIOC
+
+if TYPE_CHECKING:
+    from .machine import Machine
 
 
 def _fmt(value: Any, width: int = 12) -> str:
@@ -20,7 +23,7 @@ def _fmt(value: Any, width: int = 12) -> str:
     return (text if len(text) <= width else text[: width - 1] + "~").rjust(width)
 
 
-def render(ioc: SoftIOC) -> list[str]:
+def render(ioc: SoftIOC | Machine) -> list[str]:
     """The view as lines: one row per setpoint and observable, plus a status line."""
     rows = ioc.snapshot()
     name_width = max([len(r["setpoint_pv"] or "") for r in rows] + [len(r["readback_pv"] or "") for r in rows] + [8])
@@ -44,7 +47,7 @@ def render(ioc: SoftIOC) -> list[str]:
     return [line[:width] for line in lines]
 
 
-def run_view(ioc: SoftIOC, stop: threading.Event, duration: float | None = None,
+def run_view(ioc: SoftIOC | Machine, stop: threading.Event, duration: float | None = None,
              out: TextIO = sys.stdout, interval: float = 0.5) -> None:
     """Redraw the view every `interval` s until `stop` is set or `duration` s have passed.
 

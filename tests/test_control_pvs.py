@@ -10,7 +10,7 @@ import textwrap
 import pytest
 from p4p.client.thread import RemoteError
 
-from softioc.control import parse_fault_spec
+from softioc.control import CONTROL_PVS, control_pvs, parse_fault_spec
 
 FAST = {"seed": 3, "update_rate": 100.0, "time_scale": 10.0}
 MACHINE = {"ioc": FAST, "setpoint": [
@@ -72,6 +72,20 @@ def machine_client(ioc, client_for):
 def test_control_pvs_are_served_under_the_prefix(ioc, operator):
     values = operator.get([f"SOFTIOC:{name}" for name in CONTROL], timeout=5)
     assert json.loads(values[2]) == [] and int(values[3]) == 0 and int(values[5]) == 0
+
+
+def test_one_iocs_control_pvs_are_the_shared_table_then_its_id(ioc, operator):
+    # the table a machine's control surface serves too (softioc.surface), in its order
+    assert [name for name, _code, _initial in CONTROL_PVS] == CONTROL
+    assert ioc.pv_names(control=True)[-len(CONTROL) - 1:] == [f"SOFTIOC:{n}" for n in [*CONTROL, "ID"]]
+    assert operator.get("SOFTIOC:ID", timeout=5) == ioc.identity
+
+
+def test_a_handler_for_a_control_pv_outside_the_table_is_refused():
+    made = []
+    with pytest.raises(ValueError, match=r"not in the table: \['FAULT:ARMED'\]"):
+        control_pvs("P:", CONTROL_PVS, lambda *row: made.append(row), {"FAULT:ARMED": object()})
+    assert made == []  # refused before any PV is made
 
 
 def test_arm_over_the_wire_then_watch_and_clear(ioc, operator, machine_client, monitor):
