@@ -229,38 +229,48 @@ class Channel:
 
 
 class PostBatch:
-    """The posts of one update step, all stamped `stamp` (wall-clock s), alarms unchanged.
+    """The posts of one update step at monotonic `now`, stamped `stamp` (wall-clock s), alarms unchanged.
 
-    SharedPV.post stores the marked fields of the Value it is given and sends each subscriber
-    a copy, so one Value per PV type, stamped once, posts every PV of that type: only `value`
-    changes between posts. That is the cheapest form p4p takes (building a Value through the
-    NT wrap costs more than the post itself). Not thread-safe: one batch, one thread.
+    The step appends (channel, value) to `pending`; `send` posts them. SharedPV.post stores the
+    marked fields of the Value it is given and sends each subscriber a copy, so one Value per PV
+    type, stamped once, posts every PV of that type: only `value` changes between posts. That is
+    the cheapest form p4p takes (building a Value through the NT wrap costs more than the post
+    itself). Not thread-safe: one batch, one thread.
     """
 
-    def __init__(self, stamp: float) -> None:
-        self.stamp = stamp
-        seconds, fraction = divmod(stamp, 1.0)  # as p4p's own timestamp= does
-        self._stamp = {"secondsPastEpoch": int(seconds), "nanoseconds": int(fraction * 1e9)}
-        self._values: dict[int, Value] = {}
-        self.posts = 0
+    def __init__(self, stamp: float, now: float) -> None:
+        self.stamp, self.now = stamp, now
+        self.pending: list[tuple[Channel, Any]] = []
+        self.posts = 0  # made so far, by send() and by the step itself (count())
 
-    def post(self, channel: Channel, value: Any) -> None:
-        """Publish `value` on `channel` (whose alarm stays as last published) and remember it."""
-        nt = channel.nt
-        if nt is None:  # a channel not built by build_channels: its own (slower) post
-            channel.post(value, self.stamp)
-            self.posts += 1
-            return
-        held = self._values.get(id(nt))
-        if held is None:
-            held = self._values[id(nt)] = Value(nt.type, {"timeStamp": self._stamp})
-        if channel.kind.enum:
-            held["value.index"] = int(value)
-        else:
-            held["value"] = value
-        channel.last = value
-        _post_value(channel.pv, held)
+    def count(self) -> None:
+        """One post the step made itself (a changed alarm)."""
         self.posts += 1
+
+    def send(self) -> None:
+        """Post every pending value, remember it as each channel's last, and empty `pending`."""
+        seconds, fraction = divmod(self.stamp, 1.0)  # as p4p's own timestamp= does
+        stamp = {"secondsPastEpoch": int(seconds), "nanoseconds": int(fraction * 1e9)}
+        now, post = self.now, _post_value
+        nt: Any = False  # the type `held` is of (False: none yet)
+        held: Any = None
+        field, enum = "value", False
+        for channel, value in self.pending:
+            if channel.nt is not nt:  # another PV type (rare: one type per array group)
+                nt = channel.nt
+                if nt is not None:
+                    held = Value(nt.type, {"timeStamp": stamp})
+                    enum = channel.kind.enum
+                    field = "value.index" if enum else "value"
+            channel.last_post = now
+            if nt is None:  # a channel not built by build_channels: its own (slower) post
+                channel.post(value, self.stamp)
+                continue
+            channel.last = value
+            held[field] = int(value) if enum else value
+            post(channel.pv, held)
+        self.posts += len(self.pending)
+        self.pending = []
 
 
 def _alarm_fields(alarm: AlarmState) -> dict[str, Any]:

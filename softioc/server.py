@@ -515,7 +515,8 @@ class SoftIOC:
         # the readbacks a fault acts on and the PVs an alarm fault overrides take the full checks
         special = ({sim.devices[d].config.readback for d in effects if d in sim.devices} | overrides.keys()
                    if effects or overrides else ())
-        batch = PostBatch(stamp)  # the usual post: a new value, alarm as published
+        batch = PostBatch(stamp, now)
+        pending = batch.pending  # the usual post: a new value, alarm as published
         for name, value in updates.items():
             channel = channels[name]
             if not channel.open:  # reopened with the newest value: an unchanged one is not reported again
@@ -523,29 +524,28 @@ class SoftIOC:
             elif channel.update_rate is not None or name in special:
                 rate = effects[channel.device].rate if channel.device in effects else None
                 if channel.due(now, rate, step):
-                    self._post_update(channel, value, self._alarm_of(name, overrides), now, batch)
+                    self._post_update(channel, value, self._alarm_of(name, overrides), batch)
             else:  # always due, with its computed alarm: _post_update inlined, the loop's hot path
                 alarm = alarms.get(name, OK)
                 if alarm is not channel.alarm and alarm != channel.alarm:
-                    self._post_update(channel, value, alarm, now, batch)
+                    self._post_update(channel, value, alarm, batch)
                 elif not channel.holds(value):
-                    channel.last_post = now
-                    batch.post(channel, value)
+                    pending.append((channel, value))
+        batch.send()
         self.stats.posts += batch.posts
         if self._control is not None:
             self._control.update()
 
     @staticmethod
-    def _post_update(channel: Channel, value: Any, alarm: Any, now: float, batch: PostBatch) -> None:
+    def _post_update(channel: Channel, value: Any, alarm: Any, batch: PostBatch) -> None:
         """Post a step's `value` unless the PV holds it with that alarm already."""
         if alarm is channel.alarm or alarm == channel.alarm:
             if not channel.holds(value):
-                channel.last_post = now
-                batch.post(channel, value)
+                batch.pending.append((channel, value))
         else:
-            channel.last_post = now
+            channel.last_post = batch.now
             channel.post(value, batch.stamp, alarm)
-            batch.posts += 1
+            batch.count()
 
 
 def _same(a: Any, b: Any) -> bool:

@@ -68,7 +68,8 @@ class _Noise:
         count = len(rngs)
         self.rngs, self.sigma = rngs, sigma
         self.block = np.zeros((count, BLOCK))
-        self.start = np.arange(count) % BLOCK  # where each device's current block begins
+        self.stagger = (np.arange(count) % BLOCK).tolist()  # where each first block begins
+        self.start = np.zeros(count, dtype=int)  # where each device's current block begins
         self.used = np.full(count, BLOCK)  # next position to take; BLOCK: no block drawn
         self.states: list[Any] = [None] * count  # each generator's state before its block
 
@@ -76,10 +77,11 @@ class _Noise:
         """The next draw of devices `ks` (positions among the noisy ones)."""
         used = self.used
         for k in ks[used[ks] >= BLOCK].tolist():
-            rng, begin = self.rngs[k], int(self.start[k])
+            rng, begin = self.rngs[k], self.stagger[k]
+            self.stagger[k] = 0  # later blocks are whole
             self.states[k] = rng.bit_generator.state
             self.block[k, begin:] = rng.normal(0.0, self.sigma[k], size=BLOCK - begin)
-            used[k] = begin
+            self.start[k] = used[k] = begin
         taken = self.block[ks, used[ks]]
         used[ks] += 1
         return taken
@@ -94,7 +96,7 @@ class _Noise:
         if taken:
             rng.normal(0.0, self.sigma[k], size=taken)
         self.states[k] = None
-        self.start[k], self.used[k] = 0, BLOCK  # its next block, full length, is drawn when needed
+        self.stagger[k], self.used[k] = 0, BLOCK  # its next block, whole, is drawn when needed
 
 
 class _Group:
