@@ -55,13 +55,14 @@ _CHILD = "import sys; from softioc.shard import child_main; sys.exit(child_main(
 
 @dataclass
 class MachineStats:
-    """Update-loop health of every shard together: steps, late steps, busy time (s), posts."""
+    """Update-loop health of every shard together: steps, late steps, busy time (s), posts, CPU (s)."""
 
     steps: int = 0
     late_steps: int = 0
     max_lateness: float = 0.0
     busy: float = 0.0
     posts: int = 0
+    cpu: float = 0.0
 
 
 class ShardError(SoftIOCError, RuntimeError):
@@ -489,7 +490,8 @@ class Machine:
         return MachineStats(steps=min((r["steps"] for r in rows), default=0),
                      late_steps=sum(r["late_steps"] for r in rows),
                      max_lateness=max((r["max_lateness"] for r in rows), default=0.0),
-                     busy=sum(r["busy_s"] for r in rows), posts=sum(r["posts"] for r in rows))
+                     busy=sum(r["busy_s"] for r in rows), posts=sum(r["posts"] for r in rows),
+                     cpu=sum(r["loop_cpu_s"] for r in rows))
 
     def snapshot(self) -> list[dict[str, Any]]:
         """Every running shard's live-view rows, in shard order."""
