@@ -154,7 +154,7 @@ def initial_value(cfg: SetpointConfig | ObservableConfig, kind: PVType, value: A
     return data
 
 
-@dataclass
+@dataclass(slots=True)  # slots: the update loop reads and sets a few fields of thousands of these a step
 class Channel:
     """One served PV and how the update loop treats it."""
 
@@ -252,14 +252,18 @@ class PostBatch:
         seconds, fraction = divmod(self.stamp, 1.0)  # as p4p's own timestamp= does
         stamp = {"secondsPastEpoch": int(seconds), "nanoseconds": int(fraction * 1e9)}
         now, post = self.now, _post_value
+        posted = len(self.pending)
+        values: dict[int, Value] = {}  # one per PV type, by id of its NT
         nt: Any = False  # the type `held` is of (False: none yet)
         held: Any = None
         field, enum = "value", False
         for channel, value in self.pending:
-            if channel.nt is not nt:  # another PV type (rare: one type per array group)
+            if channel.nt is not nt:  # another PV type than the previous PV's
                 nt = channel.nt
                 if nt is not None:
-                    held = Value(nt.type, {"timeStamp": stamp})
+                    held = values.get(id(nt))
+                    if held is None:
+                        held = values[id(nt)] = Value(nt.type, {"timeStamp": stamp})
                     enum = channel.kind.enum
                     field = "value.index" if enum else "value"
             channel.last_post = now
@@ -268,8 +272,13 @@ class PostBatch:
                 continue
             channel.last = value
             held[field] = int(value) if enum else value
-            post(channel.pv, held)
-        self.posts += len(self.pending)
+            try:
+                post(channel.pv, held)
+            except Exception:
+                if channel.open:
+                    raise
+                posted -= 1  # closed since the step looked (an outage): it reopens with `last`
+        self.posts += posted
         self.pending = []
 
 
