@@ -533,8 +533,12 @@ class SoftIOC:
                     self._post_update(channel, value, self._alarm_of(name, overrides), batch)
             else:  # always due, with its computed alarm: _post_update inlined, the loop's hot path
                 alarm = alarms.get(name, OK)
+                last = channel.last
                 if alarm is not channel.alarm and alarm != channel.alarm:
                     self._post_update(channel, value, alarm, batch)
+                elif type(value) is float and type(last) is float:  # Channel.holds' first case
+                    if value != last:
+                        pending.append((channel, value))
                 elif not channel.holds(value):
                     pending.append((channel, value))
         batch.send()

@@ -182,6 +182,5 @@ class VectorSimulation(Simulation):
             names, values = group.readbacks, output.tolist()
         else:
             names, values = [group.readbacks[i] for i in changed.tolist()], output[changed].tolist()
-        fresh = dict(zip(names, values, strict=True))
-        readbacks.update(fresh)
-        out.update(fresh)
+        readbacks.update(zip(names, values, strict=True))
+        out.update(zip(names, values, strict=True))
