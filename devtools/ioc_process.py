@@ -102,7 +102,7 @@ class Commands:
         if command == "stats":
             s = ioc.stats
             stats = {"steps": s.steps, "late_steps": s.late_steps, "max_lateness_s": s.max_lateness,
-                     "busy_s": s.busy, "posts": s.posts, "cpu_s": time.process_time(),
+                     "busy_s": s.busy, "loop_cpu_s": s.cpu, "posts": s.posts, "cpu_s": time.process_time(),
                      "rss_kb": status_field("VmRSS"), "os_threads": status_field("Threads"),
                      "audit_puts": ioc.audit.put_count(), "active_faults": len(ioc.faults.active())}
             if argument == "reset_lateness":

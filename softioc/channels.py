@@ -12,9 +12,17 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from p4p import Type
+from p4p import Type, Value
 from p4p.nt import NTEnum, NTScalar
 from p4p.server.thread import SharedPV
+
+try:  # SharedPV.post without the NT wrap: what p4p's own post calls once it has a Value
+    from p4p._p4p import SharedPV as _CorePV
+
+    _post_value: Callable[[SharedPV, Value], None] = _CorePV.post
+except (ImportError, AttributeError):  # pragma: no cover - another p4p layout: the public post takes a Value too
+    def _post_value(pv: SharedPV, value: Value) -> None:
+        pv.post(value)
 
 from .alarms import EPICS_EPOCH, OK, AlarmLimits, AlarmState
 from .config import IOCConfig, ObservableConfig, SetpointConfig
@@ -94,12 +102,20 @@ class _QSRVEnum(NTEnum):
         ])
 
 
+_NTS: dict[str | None, NTScalar | NTEnum] = {}
+
+
 def nt_for(kind: PVType) -> NTScalar | NTEnum:
     """The normative type serving `kind`, with the fields a real record of that type has
-    (setpoints and readbacks alike: an ai has control limits too, 0/0)."""
-    if kind.nt_code is None:
-        return _QSRVEnum()
-    return _QSRVScalar(kind.nt_code)
+    (setpoints and readbacks alike: an ai has control limits too, 0/0).
+
+    One instance per NT code, shared by every PV of that code: pvxs takes a posted Value only
+    of the very type the PV was opened with, so sharing lets one Value post to all (PostBatch).
+    """
+    nt = _NTS.get(kind.nt_code)
+    if nt is None:
+        nt = _NTS.setdefault(kind.nt_code, _QSRVEnum() if kind.nt_code is None else _QSRVScalar(kind.nt_code))
+    return nt
 
 
 def initial_value(cfg: SetpointConfig | ObservableConfig, kind: PVType, value: Any, control: bool,
@@ -138,7 +154,7 @@ def initial_value(cfg: SetpointConfig | ObservableConfig, kind: PVType, value: A
     return data
 
 
-@dataclass
+@dataclass(slots=True)  # slots: the update loop reads and sets a few fields of thousands of these a step
 class Channel:
     """One served PV and how the update loop treats it."""
 
@@ -153,6 +169,7 @@ class Channel:
     alarm: AlarmState = OK  # the alarm fields last published
     update_rate: float | None = None  # its own posting rate, Hz (None: every update step)
     next_post: float = 0.0  # monotonic s its next post at update_rate is due
+    nt: Any = None  # the normative type its PV was opened with (nt_for), which PostBatch posts
 
     def due(self, now: float, fault_rate: float | None, step: float) -> bool:
         """Whether the update loop at monotonic `now` (s), stepping every `step` s, may post.
@@ -192,6 +209,8 @@ class Channel:
     def holds(self, value: Any) -> bool:
         """True when `value` is what the PV last posted (nothing to post)."""
         last = self.last
+        if type(value) is float and type(last) is float:  # the common case, first
+            return value == last
         if isinstance(value, np.ndarray) or isinstance(last, np.ndarray):
             return isinstance(value, np.ndarray) and isinstance(last, np.ndarray) and np.array_equal(value, last)
         return bool(value == last)
@@ -207,6 +226,60 @@ class Channel:
         if not self.open:
             self.pv.open({**self.initial, **self.kind.value_fields(self.last), **_alarm_fields(self.alarm)})
             self.open = True
+
+
+class PostBatch:
+    """The posts of one update step at monotonic `now`, stamped `stamp` (wall-clock s), alarms unchanged.
+
+    The step appends (channel, value) to `pending`; `send` posts them. SharedPV.post stores the
+    marked fields of the Value it is given and sends each subscriber a copy, so one Value per PV
+    type, stamped once, posts every PV of that type: only `value` changes between posts. That is
+    the cheapest form p4p takes (building a Value through the NT wrap costs more than the post
+    itself). Not thread-safe: one batch, one thread.
+    """
+
+    def __init__(self, stamp: float, now: float) -> None:
+        self.stamp, self.now = stamp, now
+        self.pending: list[tuple[Channel, Any]] = []
+        self.posts = 0  # made so far, by send() and by the step itself (count())
+
+    def count(self) -> None:
+        """One post the step made itself (a changed alarm)."""
+        self.posts += 1
+
+    def send(self) -> None:
+        """Post every pending value, remember it as each channel's last, and empty `pending`."""
+        seconds, fraction = divmod(self.stamp, 1.0)  # as p4p's own timestamp= does
+        stamp = {"secondsPastEpoch": int(seconds), "nanoseconds": int(fraction * 1e9)}
+        now, post = self.now, _post_value
+        posted = len(self.pending)
+        values: dict[int, Value] = {}  # one per PV type, by id of its NT
+        nt: Any = False  # the type `held` is of (False: none yet)
+        held: Any = None
+        field, enum = "value", False
+        for channel, value in self.pending:
+            if channel.nt is not nt:  # another PV type than the previous PV's
+                nt = channel.nt
+                if nt is not None:
+                    held = values.get(id(nt))
+                    if held is None:
+                        held = values[id(nt)] = Value(nt.type, {"timeStamp": stamp})
+                    enum = channel.kind.enum
+                    field = "value.index" if enum else "value"
+            channel.last_post = now
+            if nt is None:  # a channel not built by build_channels: its own (slower) post
+                channel.post(value, self.stamp)
+                continue
+            channel.last = value
+            held[field] = int(value) if enum else value
+            try:
+                post(channel.pv, held)
+            except Exception:
+                if channel.open:
+                    raise
+                posted -= 1  # closed since the step looked (an outage): it reopens with `last`
+        self.posts += posted
+        self.pending = []
 
 
 def _alarm_fields(alarm: AlarmState) -> dict[str, Any]:
@@ -235,10 +308,10 @@ def build_channels(
         init = initial_value(cfg, kind, value, control, None if control else cfg.alarm_limits, identity)
         alarm = sim.alarms.get(name, OK)  # UDF, or a readback's initial value past an alarm limit
         handler = _Handler(name, on_put if control else on_read_only_put)
-        pv = SharedPV(nt=nt_for(kind), initial={**init, **_alarm_fields(alarm)}, handler=handler,
-                      queue=queue)
+        nt = nt_for(kind)
+        pv = SharedPV(nt=nt, initial={**init, **_alarm_fields(alarm)}, handler=handler, queue=queue)
         channels[name] = Channel(name, pv, kind, init, device=device, last=value, alarm=alarm,
-                                 update_rate=None if control else cfg.update_rate)
+                                 update_rate=None if control else cfg.update_rate, nt=nt)
 
     for sp in config.setpoints:
         kind = PV_TYPES[sp.type]

@@ -264,7 +264,8 @@ class Machine:
         return MachineStats(steps=min((r["steps"] for r in rows), default=0),
                      late_steps=sum(r["late_steps"] for r in rows),
                      max_lateness=max((r["max_lateness"] for r in rows), default=0.0),
-                     busy=sum(r["busy_s"] for r in rows), posts=sum(r["posts"] for r in rows))
+                     busy=sum(r["busy_s"] for r in rows), posts=sum(r["posts"] for r in rows),
+                     cpu=sum(r["loop_cpu_s"] for r in rows))
 
     def snapshot(self) -> list[dict[str, Any]]:
         """Every running shard's live-view rows, in shard order."""

@@ -124,6 +124,7 @@ class Simulation:
             if device.config.readback:
                 self.readbacks[device.config.readback] = value
                 self.alarms[device.config.readback] = device.alarm_check(value)
+        self._faulted: set[str] = set()  # devices given a readback effect by set_faults
         self.observed: dict[str, float] = {}
         for ob in self.observables:
             self.observed[ob.config.name] = value = self._observe(ob)
@@ -137,6 +138,19 @@ class Simulation:
         """Apply an accepted (coerced) put to setpoint `name`; its first put ends UDF."""
         self.devices[name].set(value)
         self.alarms.pop(name, None)
+
+    def set_faults(self, effects: Mapping[str, ReadbackEffect]) -> None:
+        """Give each device its armed faults' readback effect for the next step (NO_EFFECT if none).
+
+        Only the devices named now or last time are touched, not every device every step.
+        """
+        devices = self.devices
+        for name in self._faulted.difference(effects):
+            devices[name].faults = NO_EFFECT
+        for name, effect in effects.items():
+            if name in devices:
+                devices[name].faults = effect
+        self._faulted = {name for name in effects if name in devices}
 
     def step(self) -> dict[str, Any]:
         """Advance one step; return {readback or observable PV: new value} for this step.

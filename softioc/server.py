@@ -21,12 +21,12 @@ from p4p.util import ThreadedWorkQueue
 
 from . import _guard
 from .access import AccessRule, is_loopback, owner
+from .alarms import OK
 from .audit import Audit
-from .channels import Channel, build_channels
+from .channels import Channel, PostBatch, build_channels
 from .config import IOCConfig, load_config
 from .control import ControlPVs
 from .errors import NetworkRefused, PortInUseError
-from .faults import NO_EFFECT
 from .injection import ABANDON_AFTER, FaultControl, Wire
 from .model import Simulation
 from .server_puts import PutHandling
@@ -286,12 +286,13 @@ class SoftIOC(PutHandling):
             deadline += period
             if lateness > 1.0:  # hopelessly behind (suspended?): resynchronise, don't burst
                 deadline = time.monotonic() + period
-            began = time.monotonic()
+            began, began_cpu = time.monotonic(), time.thread_time()
             try:
                 self._step(began)
             except Exception:  # noqa: BLE001 - one bad step must not kill the machine
                 _log.exception("soft IOC update step failed")
             self.stats.busy += time.monotonic() - began
+            self.stats.cpu += time.thread_time() - began_cpu
 
     def _step(self, now: float) -> None:
         effects = self.faults.tick(now)  # one pass over the armed faults, not one per PV
@@ -302,28 +303,50 @@ class SoftIOC(PutHandling):
                 self._serve_again_at = None
             sim = self._sim
             assert sim is not None  # the update loop runs only once started
-            for name, device in sim.devices.items():
-                device.faults = effects.get(name, NO_EFFECT)
+            sim.set_faults(effects)
             updates = sim.step()
         if serve_again:
             self._bring_back()
         self.stats.steps += 1
         stamp = time.time()
         step = 1.0 / self.config.ioc.update_rate  # wall s between update steps
+        channels, alarms = self._channels, sim.alarms
+        # the readbacks a fault acts on and the PVs an alarm fault overrides take the full checks
+        special = ({sim.devices[d].config.readback for d in effects if d in sim.devices} | overrides.keys()
+                   if effects or overrides else ())
+        batch = PostBatch(stamp, now)
+        pending = batch.pending  # the usual post: a new value, alarm as published
         for name, value in updates.items():
-            channel = self._channels[name]
+            channel = channels[name]
             if not channel.open:  # reopened with the newest value: an unchanged one is not reported again
                 channel.last = value
-                continue
-            rate = effects.get(channel.device, NO_EFFECT).rate if channel.device else None
-            if not channel.due(now, rate, step):
-                continue
-            alarm = self._alarm_of(name, overrides)
-            if channel.holds(value) and alarm == channel.alarm:
-                continue
-            channel.last_post = now
-            channel.post(value, stamp, alarm)
-            self.stats.posts += 1
+            elif channel.update_rate is not None or name in special:
+                rate = effects[channel.device].rate if channel.device in effects else None
+                if channel.due(now, rate, step):
+                    self._post_update(channel, value, self._alarm_of(name, overrides), batch)
+            else:  # always due, with its computed alarm: _post_update inlined, the loop's hot path
+                alarm = alarms.get(name, OK)
+                last = channel.last
+                if alarm is not channel.alarm and alarm != channel.alarm:
+                    self._post_update(channel, value, alarm, batch)
+                elif type(value) is float and type(last) is float:  # Channel.holds' first case
+                    if value != last:
+                        pending.append((channel, value))
+                elif not channel.holds(value):
+                    pending.append((channel, value))
+        batch.send()
+        self.stats.posts += batch.posts
         if self._control is not None:
             self._control.update()
+
+    @staticmethod
+    def _post_update(channel: Channel, value: Any, alarm: Any, batch: PostBatch) -> None:
+        """Post a step's `value` unless the PV holds it with that alarm already."""
+        if alarm is channel.alarm or alarm == channel.alarm:
+            if not channel.holds(value):
+                batch.pending.append((channel, value))
+        else:
+            channel.last_post = batch.now
+            channel.post(value, batch.stamp, alarm)
+            batch.count()
 

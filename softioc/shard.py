@@ -124,7 +124,8 @@ class ShardCommands:
                 "active": [a.to_dict() for a in ioc.faults.active()],
                 "last": _record(events[-1]) if events else None, "time": ioc.sim_time,
                 "steps": ioc.stats.steps, "posts": ioc.stats.posts, "busy_s": ioc.stats.busy,
-                "late_steps": ioc.stats.late_steps, "max_lateness": ioc.stats.max_lateness, "cpu_s": time.process_time(), "pid": os.getpid(),
+                "late_steps": ioc.stats.late_steps, "max_lateness": ioc.stats.max_lateness, "cpu_s": time.process_time(),
+                "loop_cpu_s": ioc.stats.cpu, "pid": os.getpid(),
             }
         if command == "arm":
             return ioc.faults.arm_from_dict(argument).to_dict()

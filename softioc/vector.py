@@ -6,9 +6,9 @@ grouped by every config key the lag may read; each group is one call of its lag 
 arrays (the registered lag functions are written with array arithmetic), and the readbacks
 are rendered in one array expression. The arithmetic is the scalar path's, element by
 element, and each noisy device still draws from its own generator, so the values are the same
-as Simulation's, bit for bit. Only readbacks whose value changed are returned: a settled,
-noiseless pair costs a few array elements, not a post. Any other device (and any device while
-a fault acts on it) takes the scalar path of its Device.
+as Simulation's, bit for bit (drawn a block at a time: `_Noise`). Only readbacks whose value
+changed are returned: a settled, noiseless pair costs a few array elements, not a post. Any
+other device (and any device while a fault acts on it) takes the scalar path of its Device.
 """
 
 from __future__ import annotations
@@ -50,6 +50,55 @@ def _vectorisable(device: Device, dt: float) -> bool:
     return isinstance(probe, np.ndarray) and probe.shape == (2,)
 
 
+BLOCK = 64
+"""Noise draws taken from each device's generator at once (one a step afterwards, from memory)."""
+
+
+class _Noise:
+    """The noise of a group's noisy devices, each from its own generator, one draw a step.
+
+    A generator's `normal(0, sigma, size=n)` gives the same values as n calls of `normal(0, sigma)`,
+    so each device draws `BLOCK` values at once and the step takes the next one of each in one
+    array index. A device the scalar path takes over (a fault acts on it) draws from its
+    generator itself: `give_back` first rewinds the generator to the draws actually used.
+    The first blocks are of staggered lengths so that the devices refill on different steps.
+    """
+
+    def __init__(self, rngs: list[np.random.Generator], sigma: list[float]) -> None:
+        count = len(rngs)
+        self.rngs, self.sigma = rngs, sigma
+        self.block = np.zeros((count, BLOCK))
+        self.stagger = (np.arange(count) % BLOCK).tolist()  # where each first block begins
+        self.start = np.zeros(count, dtype=int)  # where each device's current block begins
+        self.used = np.full(count, BLOCK)  # next position to take; BLOCK: no block drawn
+        self.states: list[Any] = [None] * count  # each generator's state before its block
+
+    def draw(self, ks: np.ndarray) -> np.ndarray:
+        """The next draw of devices `ks` (positions among the noisy ones)."""
+        used = self.used
+        for k in ks[used[ks] >= BLOCK].tolist():
+            rng, begin = self.rngs[k], self.stagger[k]
+            self.stagger[k] = 0  # later blocks are whole
+            self.states[k] = rng.bit_generator.state
+            self.block[k, begin:] = rng.normal(0.0, self.sigma[k], size=BLOCK - begin)
+            self.start[k] = used[k] = begin
+        taken: np.ndarray = self.block[ks, used[ks]]
+        used[ks] += 1
+        return taken
+
+    def give_back(self, k: int) -> None:
+        """Leave device k's generator where one draw a step would have left it."""
+        if self.states[k] is None:
+            return
+        rng = self.rngs[k]
+        rng.bit_generator.state = self.states[k]
+        taken = int(self.used[k] - self.start[k])
+        if taken:
+            rng.normal(0.0, self.sigma[k], size=taken)
+        self.states[k] = None
+        self.stagger[k], self.used[k] = 0, BLOCK  # its next block, whole, is drawn when needed
+
+
 class _Group:
     """Devices of one lag configuration, their state in arrays."""
 
@@ -65,8 +114,8 @@ class _Group:
         self.offset = np.array([d.config.offset for d in devices])
         self.noisy = np.array([d.config.noise > 0 for d in devices])
         self.noisy_at = np.flatnonzero(self.noisy)
-        self.sigma = [devices[i].config.noise for i in self.noisy_at]
-        self.rngs = [devices[i]._rng for i in self.noisy_at]
+        self.noise = _Noise([devices[i]._rng for i in self.noisy_at], [devices[i].config.noise for i in self.noisy_at])
+        self.noisy_k = {int(i): k for k, i in enumerate(self.noisy_at)}  # device index -> noisy position
         self.faulted_last: set[int] = set()
 
 
@@ -108,9 +157,13 @@ class VectorSimulation(Simulation):
         faulted = {i for i, d in enumerate(devices) if d.faults is not NO_EFFECT and d.faults != NO_EFFECT}
         state = group.lag(group.state, target, self.dt, group.cfg)
         noise = np.zeros(len(devices))
-        for k, i in enumerate(group.noisy_at):  # each device's own generator, one draw a step, as Device
-            if i not in faulted:
-                noise[i] = group.rngs[k].normal(0.0, group.sigma[k])
+        if len(group.noisy_at):  # each device's own generator, one draw a step, as Device
+            ks = np.arange(len(group.noisy_at))
+            if faulted:
+                for i in faulted & group.noisy_k.keys():
+                    group.noise.give_back(group.noisy_k[i])
+                ks = ks[~np.isin(group.noisy_at, sorted(faulted))]
+            noise[group.noisy_at[ks]] = group.noise.draw(ks)
         output = state + group.offset + 0.0 + noise
         released = group.faulted_last - faulted
         for i in released:  # as Device.advance: drift ends with its fault
@@ -126,8 +179,9 @@ class VectorSimulation(Simulation):
             # once more when it ends: a post its fault held back (a rate limit) is made now
             changed = np.union1d(changed, sorted(faulted | released)).astype(int)
         group.state, group.output = state, output
-        for i in changed:
-            value = float(output[i])
-            name = group.readbacks[i]
-            readbacks[name] = value
-            out[name] = value
+        if len(changed) == len(devices):  # every readback (a noisy group): no index to look up
+            names, values = group.readbacks, output.tolist()
+        else:
+            names, values = [group.readbacks[i] for i in changed.tolist()], output[changed].tolist()
+        readbacks.update(zip(names, values, strict=True))
+        out.update(zip(names, values, strict=True))

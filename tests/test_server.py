@@ -13,6 +13,7 @@ from p4p.client.thread import RemoteError
 
 from softioc import SoftIOC, load_config
 from softioc.audit import ACCEPTED, REJECTED
+from softioc.channels import PostBatch
 from softioc.model import Simulation
 from softioc.pytest_plugin import demo_config_path
 
@@ -382,3 +383,30 @@ def test_snapshot_reports_devices_and_observables(softioc_factory, client_for, m
     assert device["setpoint_pv"] == "X:SET" and device["setpoint"] == 2.0
     assert device["readback"] == 3.0 and device["distance"] == 0.0 and device["online"]
     assert observable["readback_pv"] == "O" and observable["readback"] == 3.0
+
+
+def test_a_post_batch_posts_every_type_with_its_stamp_and_skips_a_pv_closed_meanwhile(softioc_factory, client_for):
+    # one update step a minute: nothing but this batch posts while the test reads
+    ioc = softioc_factory({"ioc": {"seed": 1, "update_rate": 1 / 60}, "setpoint": [
+        *TYPED["setpoint"], {"name": "D:SET", "readback": "D:RBV"}, {"name": "G:SET", "readback": "G:RBV"}]})
+    ctx = client_for(ioc)
+    ctx.get(ioc.pv_names(), timeout=5)
+    channels = ioc._channels
+    channels["G:RBV"].close()
+    stamp = time.time() - 3.25
+    batch = PostBatch(stamp, time.monotonic())
+    sent = {"D:RBV": 1.5, "I:RBV": 4, "E:RBV": 2, "G:RBV": 9.0, "S:RBV": "busy",
+            "W:RBV": np.array([1.0, 2.0, 3.0, 4.0]), "D:SET": 2.5}  # types interleaved, one closed
+    batch.pending.extend((channels[name], value) for name, value in sent.items())
+    batch.send()
+    assert batch.posts == len(sent) - 1 and batch.pending == []
+    names = [n for n in sent if n != "G:RBV"]
+    got = dict(zip(names, ctx.get(names, timeout=5), strict=True))
+    assert [float(got[n]) for n in ("D:RBV", "D:SET")] == [1.5, 2.5]
+    assert int(got["I:RBV"]) == 4 and int(got["E:RBV"]) == 2 and got["S:RBV"].raw.value == "busy"
+    assert got["E:RBV"].raw.value.choices == ["OFF", "ON", "FAULT"]
+    assert list(got["W:RBV"]) == [1.0, 2.0, 3.0, 4.0]
+    assert all(v.timestamp == pytest.approx(stamp, abs=1e-6) for v in got.values())
+    assert channels["G:RBV"].last == 9.0  # reopens with it
+    channels["G:RBV"].reopen()
+    assert float(ctx.get("G:RBV", timeout=5)) == 9.0

@@ -74,3 +74,26 @@ def test_a_readback_is_reported_again_the_step_its_fault_ends():
     sim.devices["Q1:SET"].faults = NO_EFFECT
     assert sim.step() == {"Q1:RBV": 2.0}  # released: once more
     assert sim.step() == {}
+
+
+def test_noise_drawn_a_block_at_a_time_is_the_per_device_noise_across_blocks_and_faults():
+    # more noisy devices than a block is long, faults starting and ending on either side of
+    # block boundaries: every readback is still the per-device path's, bit for bit
+    config = load_config({"ioc": {"seed": 11}, "setpoint_range": [
+        {"name": "P{i}:SET", "readback": "P{i}:RBV", "count": 80, "lag": "first_order", "tau": 0.4,
+         "noise": 0.05}]})
+    scalar, vector = Simulation(config), VectorSimulation(config)
+    kinds = [ReadbackEffect(stuck=True), ReadbackEffect(bias=0.2), ReadbackEffect(rate=1.0),
+             ReadbackEffect(drift=0.1)]
+
+    def effect(step: int, index: int) -> ReadbackEffect:
+        begins = (index * 7) % 150
+        return kinds[index % 4] if begins <= step < begins + 5 + index % 70 else NO_EFFECT
+
+    for step in range(260):
+        for sim in (scalar, vector):
+            for index, device in enumerate(sim.devices.values()):
+                device.faults = effect(step, index)
+        full, changed = scalar.step(), vector.step()
+        assert changed == {name: value for name, value in full.items() if name in changed}, step
+        assert {name: vector.readbacks[name] for name in full} == full, step

@@ -12,10 +12,12 @@ Rows (on this machine's 2 cores):
 Delivery is counted by subscribers in another process (spawned, not forked) monitoring a
 sample of 100 readbacks with a deep queue: 100 monitors at 10 Hz do not load it, so the
 figure is the IOC's. Expected updates = rate x window x sampled PVs (every noisy readback
-changes on every step). Beside the IOC's cost per post (update-loop busy time / posts) the
-bench prints raw p4p SharedPV.post of as many values with a timestamp, in a child process,
-in the same run. Every row records the 1-minute load average: other work on the machine
-depresses every figure.
+changes on every step). Beside the IOC's cost per post (the update thread's CPU time in its
+steps / posts) the bench prints raw p4p SharedPV.post of as many values with a timestamp (the
+posting thread's CPU time / posts), in a child process, in the same run: both are CPU times,
+which other work on the machine inflates far less than the wall-clock busy time (also kept,
+as ioc_busy_per_post_us). Every row records the 1-minute load average: other work on the
+machine depresses the delivery figures.
 """
 
 from __future__ import annotations
@@ -112,16 +114,16 @@ def _raw_posts(count: int, rounds: int, result) -> None:
 
     pvs = {f"RAW:{i:05d}": SharedPV(nt=NTScalar("d"), initial=0.0) for i in range(count)}
     with Server(providers=[pvs], isolate=True):
-        began = time.process_time()
+        began = time.thread_time()
         for r in range(rounds):
             stamp = time.time()
             for i, pv in enumerate(pvs.values()):
                 pv.post(r + i * 1e-6, timestamp=stamp)
-        result.put((time.process_time() - began) / (count * rounds))
+        result.put((time.thread_time() - began) / (count * rounds))
 
 
 def raw_post_cost(count: int, rounds: int = 5) -> float:
-    """Seconds of CPU per raw p4p post (with timestamp, no subscriber), in a spawned child."""
+    """Seconds of the posting thread's CPU per raw p4p post (with timestamp, no subscriber), in a spawned child."""
     mp = multiprocessing.get_context("spawn")
     result = mp.Queue()
     proc = mp.Process(target=_raw_posts, args=(count, rounds, result))
@@ -172,13 +174,15 @@ def row_machine(seconds: float) -> list[dict[str, Any]]:
         finally:
             itf.close()
             ctx.close()
-    per_post = stats["busy_s"] / stats["posts"] if stats["posts"] else None
+    per_post = stats["loop_cpu_s"] / stats["posts"] if stats["posts"] else None
+    busy_per_post = stats["busy_s"] / stats["posts"] if stats["posts"] else None
     return [
         {"row": "20,000 PVs over 2 processes: ready", "figure": round(ready, 2), "unit": "s", "target": "<= 30",
          "met": ready <= 30.0, "load": load()},
         {"row": "20,000 PVs over 2 processes: delivered to 100 sampled subscribers", "figure": d["delivered"],
          "unit": "share", "target": ">= 0.90", "met": d["delivered"] >= 0.9, "detail": d, "load": load(),
-         "ioc_cost_per_post_us": None if per_post is None else round(per_post * 1e6, 1)},
+         "ioc_cost_per_post_us": None if per_post is None else round(per_post * 1e6, 1),
+         "ioc_busy_per_post_us": None if busy_per_post is None else round(busy_per_post * 1e6, 1)},
         {"row": "get_values of 10,000 readbacks / raw p4p get(list)", "figure": round(ours / raw, 3),
          "unit": "ratio", "target": "<= 1.1", "met": ours / raw <= 1.1,
          "detail": {"interface_s": round(ours, 3), "raw_s": round(raw, 3)}, "load": load()},
@@ -200,11 +204,13 @@ def row_one_process(seconds: float) -> dict[str, Any]:
         d = delivery(ioc.client_conf, sample(readbacks(pairs)), rate, seconds)
         after = ioc.call("stats")
     posts = after["posts"] - before["posts"]
-    per_post = (after["busy_s"] - before["busy_s"]) / posts if posts else float("nan")
+    per_post = (after["loop_cpu_s"] - before["loop_cpu_s"]) / posts if posts else float("nan")
+    busy_per_post = (after["busy_s"] - before["busy_s"]) / posts if posts else float("nan")
     raw = raw_post_cost(pairs)
     return {"row": "one process, 5,000 noisy pairs at 10 Hz: delivered", "figure": d["delivered"],
             "unit": "share", "target": ">= 0.90", "met": d["delivered"] >= 0.9, "detail": d, "load": load(),
-            "ioc_cost_per_post_us": round(per_post * 1e6, 1), "raw_p4p_post_us": round(raw * 1e6, 1)}
+            "ioc_cost_per_post_us": round(per_post * 1e6, 1), "ioc_busy_per_post_us": round(busy_per_post * 1e6, 1),
+            "raw_p4p_post_us": round(raw * 1e6, 1)}
 
 
 def row_idle(seconds: float) -> dict[str, Any]:
@@ -235,9 +241,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             rows.append(r)
             extra = ""
             if r.get("ioc_cost_per_post_us") is not None:
-                extra += f"  IOC {r['ioc_cost_per_post_us']} us/post"
+                extra += f"  IOC {r['ioc_cost_per_post_us']} us CPU/post ({r['ioc_busy_per_post_us']} us busy)"
             if r.get("raw_p4p_post_us") is not None:
-                extra += f", raw p4p {r['raw_p4p_post_us']} us/post"
+                extra += f", raw p4p {r['raw_p4p_post_us']} us CPU/post"
             print(f"{'met   ' if r['met'] else 'MISSED'} {r['row']}: {r['figure']} {r['unit']} "
                   f"(target {r['target']}; load average {r['load']}){extra}", flush=True)
     if args.json:
