@@ -1,4 +1,4 @@
-"""No import cycle between the modules of a package, counting imports under TYPE_CHECKING too."""
+"""The packages' structure: no import cycle between modules (TYPE_CHECKING imports too), no oversized module."""
 
 import ast
 from pathlib import Path
@@ -74,3 +74,14 @@ def test_no_import_cycle(package):
     for importer, imported in KNOWN_EDGES[package]:
         assert imported in graph[importer], (importer, imported)
     assert cycles(graph) == []
+
+
+MAX_MODULE_LINES = 400  # a module past this does more than one job: split it by job
+
+
+@pytest.mark.parametrize("package", sorted(KNOWN_EDGES))
+def test_no_module_is_over_the_size_limit(package):
+    sizes = {str(path.relative_to(ROOT)): len(path.read_text().splitlines())
+             for path in (ROOT / package).rglob("*.py")}
+    assert len(sizes) > 10  # the package was read
+    assert {path: n for path, n in sizes.items() if n > MAX_MODULE_LINES} == {}
