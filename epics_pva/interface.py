@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from p4p.client.thread import Context, Disconnected, RemoteError
 
 from . import info as _info
-from ._p4p_compat import put_many
+from ._p4p_compat import get_many, put_many
 from ._version import __version__
 from .checks import ValidationFunction, check_configs
 from .closing import closed_error, is_closed
@@ -258,7 +258,7 @@ class Interface:
         """
         if not names:
             return {}, {}
-        replies = self._get_context().get(names, timeout=self.timeout, throw=False)
+        replies = get_many(self._get_context(), names, self.timeout)
         readings: dict[str, Reading] = {}
         failures: dict[str, str] = {}
         for name, reply in zip(names, replies, strict=True):
@@ -521,8 +521,8 @@ class Interface:
         for pv in names:
             _log.debug("put %s = %s (attempt 1 of %d)", pv, show(planned[pv]), self.put_attempts)
         try:
-            replies: list[Any] = (put_many(context, names, [planned[pv] for pv in names], self.timeout)
-                                  if names else [])
+            replies: list[Any] = (put_many(context, names, [planned[pv] for pv in names], self.timeout,
+                                           self._monitors.infos(names)) if names else [])
         except Exception as exc:  # noqa: BLE001 - unexpected: every PV's put failed with it
             replies = [exc] * len(names)
         if journal:
@@ -605,7 +605,7 @@ class Interface:
                 except JournalError as exc:
                     return self._not_journaled(pv, value, exc, attempts - 1, start)
                 _log.debug("put %s = %s (attempt %d of %d)", pv, show(value), attempts, self.put_attempts)
-                outcome = put_many(context, [pv], [value], self.timeout)[0]
+                outcome = put_many(context, [pv], [value], self.timeout, self._monitors.infos([pv]))[0]
                 if journal:
                     journal.outcome(pv, attempts, *classify(
                         outcome, self.timeout, outcome is not None and is_closed(context)))

@@ -226,6 +226,23 @@ class MetadataCache:
                                 f"not back within {timeout:g} s")
         return Lookup(infos, problems)
 
+    def infos(self, names: Iterable[str]) -> list[PvInfo | None]:
+        """What each PV accepts, as its monitor last pushed it (None: not monitored or not connected).
+
+        No wait and no round trip: for a put right after lookup(), which subscribed them.
+        """
+        found: list[PvInfo | None] = []
+        with self._lock:
+            for pv in names:
+                entry = self._entries.get(pv)
+                if entry is None or not entry.connected:
+                    found.append(None)
+                    continue
+                if entry.info is None:
+                    entry.info = describe(entry.value)
+                found.append(entry.info)
+        return found
+
     def latest(self, names: Iterable[str]) -> dict[str, Any]:
         """{pv: its latest value as plain Python} for the given PVs that are monitored and connected."""
         with self._lock:

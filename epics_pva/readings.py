@@ -95,21 +95,38 @@ def _raw(value: Any) -> Value | None:
     return getattr(value, "raw", None)
 
 
+_NONE = Alarm()
+
+
 def alarm_of(value: Any) -> Alarm:
     """The alarm a read value carries; a value whose structure has no alarm field has none."""
     raw = _raw(value)
-    if raw is None or "alarm" not in raw:
-        return Alarm()
-    return Alarm(int(raw.get("alarm.severity", 0)), int(raw.get("alarm.status", 0)),
-                 str(raw.get("alarm.message", "")))
+    if raw is None:
+        return _NONE
+    try:  # the usual structure first: one lookup per field (every read goes through here)
+        severity, status, message = raw["alarm.severity"], raw["alarm.status"], raw["alarm.message"]
+    except KeyError:
+        if "alarm" not in raw:
+            return _NONE
+        severity, status = raw.get("alarm.severity", 0), raw.get("alarm.status", 0)
+        message = raw.get("alarm.message", "")
+    if not (severity or status or message):
+        return _NONE
+    return Alarm(int(severity), int(status), str(message))
 
 
 def timestamp_of(value: Any) -> float:
     """The server's time stamp of a read value in seconds since the epoch; NaN if it has none."""
     raw = _raw(value)
-    if raw is None or "timeStamp" not in raw:
+    if raw is None:
         return math.nan
-    return int(raw.get("timeStamp.secondsPastEpoch", 0)) + int(raw.get("timeStamp.nanoseconds", 0)) * 1e-9
+    try:
+        seconds, nanoseconds = raw["timeStamp.secondsPastEpoch"], raw["timeStamp.nanoseconds"]
+    except KeyError:
+        if "timeStamp" not in raw:
+            return math.nan
+        seconds, nanoseconds = raw.get("timeStamp.secondsPastEpoch", 0), raw.get("timeStamp.nanoseconds", 0)
+    return int(seconds) + int(nanoseconds) * 1e-9
 
 
 _memories: weakref.WeakSet[AlarmMemory] = weakref.WeakSet()

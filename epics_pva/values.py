@@ -77,9 +77,13 @@ def to_python(value: Any) -> Any:
         index, choices = int(raw["value.index"]), list(raw["value.choices"])
         return choices[index] if 0 <= index < len(choices) else index
     if raw is not None:  # read the field itself: str() of a p4p wrapper adds its timestamp
-        if "value" not in raw:
-            raise ValueError(f"no 'value' field in a {raw.getID()} structure")
-        value = raw["value"]
+        try:
+            value = raw["value"]
+        except KeyError:
+            raise ValueError(f"no 'value' field in a {raw.getID()} structure") from None
+    kind = type(value)
+    if kind is float or kind is str:  # the usual cases first: every read goes through here
+        return value
     if isinstance(value, (bool, np.bool_)):
         return bool(value)
     if isinstance(value, numbers.Integral):
