@@ -88,9 +88,10 @@ class _Batch:
     operation) are ignored.
     """
 
-    __slots__ = ("_left", "_lock", "_open", "done", "results")
+    __slots__ = ("_convert", "_left", "_lock", "_open", "done", "results")
 
-    def __init__(self, count: int) -> None:
+    def __init__(self, count: int, convert: Callable[[Any], Any] | None = None) -> None:
+        self._convert = convert
         self.results: list[Any] = [_PENDING] * count
         self._left = count
         self._lock = threading.Lock()
@@ -103,6 +104,11 @@ class _Batch:
         """p4p's raw completion callback (code 0 remote error, 1 cancelled, 2 builder error, 3 done)."""
         if code == 3:
             outcome = value
+            if self._convert is not None and value is not None:
+                try:  # here, on p4p's thread, while the caller waits for the other replies
+                    outcome = self._convert(value)
+                except Exception as exc:  # noqa: BLE001 - that PV's outcome
+                    outcome = exc
         elif code == 0:
             outcome = RemoteError(message)
         elif code == 2:  # an exception in the put builder: (type, value, traceback)
@@ -120,7 +126,12 @@ class _Batch:
 
     def failed(self, i: int, error: BaseException) -> None:
         """Record that operation `i` could not even be issued."""
-        self.reply(i, 3, "", error)
+        with self._lock:
+            if self.results[i] is _PENDING:
+                self.results[i] = error
+                self._left -= 1
+                if not self._left:
+                    self.done.set()
 
     def finish(self, pending: Callable[[int], BaseException]) -> list[Any]:
         """Stop taking replies; those still missing get pending(i); the outcomes, in order."""
@@ -142,13 +153,14 @@ def _wire_name(context: Context, name: str) -> str:
 
 
 def _run(context: Context, names: Sequence[str], issue: Callable[[Any, str, Callable[..., None], int], Any],
-         timeout: float, doing: str) -> list[Any]:
+         timeout: float, doing: str, convert: Callable[[Any], Any] | None = None) -> list[Any]:
     """Issue one raw operation per name, wait at most `timeout` s for all, close them all.
 
-    Per name: its outcome, TimeoutError(name) if none came in time, or ContextClosedError if
-    the context was closed meanwhile (close() or a fork in another thread).
+    Per name: its outcome (passed through `convert` if given), TimeoutError(name) if none came
+    in time, or ContextClosedError if the context was closed meanwhile (close() or a fork in
+    another thread).
     """
-    batch = _Batch(len(names))
+    batch = _Batch(len(names), convert)
     unwatch = watch(context, batch.done.set)
     ops: list[Any] = []
     try:
@@ -173,25 +185,27 @@ READ_REQUEST = _RawContext.makeRequest("field(value,alarm,timeStamp)")
 """What a read asks the server for: the value, its alarm and time stamp (no display, limits...)."""
 
 
-def get_many(context: Context, names: Sequence[str], timeout: float, request: Any = READ_REQUEST) -> list[Any]:
-    """Get names concurrently; per PV its raw p4p Value (not unwrapped) or the exception.
+def get_many(context: Context, names: Sequence[str], timeout: float, request: Any = READ_REQUEST,
+             convert: Callable[[Any], Any] | None = None) -> list[Any]:
+    """Get names concurrently; per PV its raw p4p Value (not unwrapped), or convert(Value), or the exception.
 
     What ``Context.get(list, throw=False)`` does, with less work per PV (see _Batch), and by
     default asking only for value, alarm and time stamp (the Value keeps the PV's full type;
     the other fields are left unset). A PV whose server refuses that request (a structure
     with none of those fields) is read again whole, within the same `timeout` s. Exceptions:
     TimeoutError (no reply within `timeout` s in all), RemoteError, ContextClosedError if the
-    context is closed meanwhile.
+    context is closed meanwhile; whatever `convert` raised. `convert` runs on p4p's thread as
+    each reply arrives, so converting overlaps the wait for the others.
     """
     deadline = time.monotonic() + timeout
 
     def issue(provider: Any, name: str, reply: Callable[..., None], i: int) -> Any:
         return _ClientOperation(provider, name, handler=reply, pvRequest=request, get=True, put=False)
 
-    results = _run(context, names, issue, timeout, "reading")
+    results = _run(context, names, issue, timeout, "reading", convert)
     again = [i for i, outcome in enumerate(results) if isinstance(outcome, RemoteError)]
     if again and request is not None:
-        whole = get_many(context, [names[i] for i in again], deadline - time.monotonic(), None)
+        whole = get_many(context, [names[i] for i in again], deadline - time.monotonic(), None, convert)
         for i, outcome in zip(again, whole, strict=True):
             results[i] = outcome
     return results

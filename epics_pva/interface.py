@@ -40,13 +40,13 @@ from .journal import Journal
 from .journal_hook import CallJournal, classify
 from .measure import wait_configs
 from .metadata import MetadataCache
-from .readings import CLIENT_STATUS, INVALID, NO_ALARM, AlarmMemory, Reading, alarm_of, timestamp_of
+from .readings import CLIENT_STATUS, INVALID, NO_ALARM, AlarmMemory, Reading, reading_of
 from .rehearsal import client_settings, identity_problems, settings_problems
 from .results import SetResult, Status
 from .settings import Settings, specs
 from .time_limit import TimeLimit
 from .validation import recording_traces
-from .values import PvInfo, check_name, coerce, normalize, show, to_python
+from .values import PvInfo, check_name, coerce, normalize, show
 
 __all__ = ["Interface", "Reading", "SetResult", "ValidationFunction"]
 
@@ -258,26 +258,24 @@ class Interface:
         """
         if not names:
             return {}, {}
-        replies = get_many(self._get_context(), names, self.timeout)
+        # each reply becomes its Reading on p4p's thread as it arrives (ValueError: unreadable)
+        replies = get_many(self._get_context(), names, self.timeout, convert=reading_of)
         readings: dict[str, Reading] = {}
         failures: dict[str, str] = {}
         for name, reply in zip(names, replies, strict=True):
+            if isinstance(reply, ValueError):
+                failures[name] = f"unreadable value: {reply}"
+                continue
             if isinstance(reply, BaseException):
                 failures[name] = _read_failure(reply, self.timeout)
                 continue
-            try:
-                value = to_python(reply)
-            except ValueError as exc:
-                failures[name] = f"unreadable value: {exc}"
-                continue
-            alarm = alarm_of(reply)
-            readings[name] = Reading(value, timestamp_of(reply), alarm.severity, alarm.status,
-                                     alarm.message)
+            readings[name] = reply
+            alarm = reply.alarm
             if self._alarms.changed(name, alarm):
                 if alarm.severity == NO_ALARM:
                     _log.info("%s: alarm cleared", name)
                 else:
-                    _log.warning("%s = %s: %s", name, show(value), alarm)
+                    _log.warning("%s = %s: %s", name, show(reply.value), alarm)
         return readings, failures
 
     def get_value(self, name: str) -> Any:

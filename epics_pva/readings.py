@@ -18,9 +18,12 @@ from typing import Any
 
 from p4p import Value
 
+from .values import to_python
+
 __all__ = [
     "CLIENT_STATUS", "INVALID", "MAJOR", "MINOR", "NO_ALARM",
-    "Alarm", "AlarmMemory", "Reading", "alarm_of", "describe_alarm", "severity_name", "timestamp_of",
+    "Alarm", "AlarmMemory", "Reading", "alarm_of", "describe_alarm", "reading_of", "severity_name",
+    "timestamp_of",
 ]
 
 NO_ALARM, MINOR, MAJOR, INVALID = 0, 1, 2, 3
@@ -127,6 +130,15 @@ def timestamp_of(value: Any) -> float:
             return math.nan
         seconds, nanoseconds = raw.get("timeStamp.secondsPastEpoch", 0), raw.get("timeStamp.nanoseconds", 0)
     return int(seconds) + int(nanoseconds) * 1e-9
+
+
+def reading_of(value: Any) -> Reading:
+    """The Reading of one read value: to_python's value, its alarm and time stamp.
+
+    Raises ValueError (from to_python) when the value cannot be converted.
+    """
+    alarm = alarm_of(value)
+    return Reading(to_python(value), timestamp_of(value), alarm.severity, alarm.status, alarm.message)
 
 
 _memories: weakref.WeakSet[AlarmMemory] = weakref.WeakSet()
