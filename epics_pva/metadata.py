@@ -139,7 +139,9 @@ class MetadataCache:
                     else:
                         entry.problem = f"{type(update).__name__}: {update}"
                 else:
-                    entry.value, entry.info = update, None
+                    if entry.info is not None and _reshapes(update, entry.info):
+                        entry.info = None  # described again when next asked
+                    entry.value = update
                     entry.connected, entry.problem = True, None
                 self._changed.notify_all()
 
@@ -278,6 +280,27 @@ class MetadataCache:
     def _check_process(self) -> None:
         if self._pid != os.getpid():  # forked without the at-fork hooks running
             self._reset()
+
+
+def _reshapes(update: Any, info: PvInfo) -> bool:
+    """Whether a monitor update may change what its PV accepts (type, limits, choices, server id).
+
+    A server's post of a new value, alarm or time stamp marks only those fields changed;
+    describing every such update again would cost each set of many PVs a describe() per PV.
+    A first update (after a reconnect too) marks every field, so it is described afresh.
+    """
+    raw = getattr(update, "raw", update)
+    try:
+        changed = raw.changedSet()
+    except AttributeError:  # not a p4p Value: nothing to tell by
+        return True
+    for name in changed:
+        if name.partition(".")[0] in ("alarm", "timeStamp"):
+            continue
+        if name == "value.index" or (name == "value" and info.kind != "enum"):
+            continue  # a new value: an enum's choices are value.choices, which is not this
+        return True
+    return False
 
 
 def _state(entry: _Entry | None) -> str:
