@@ -177,8 +177,35 @@ def _run(context: Context, names: Sequence[str], issue: Callable[[Any, str, Call
         return batch.finish(lambda i: closed_error(f"{doing} {names[i]}") if closed else TimeoutError(names[i]))
     finally:
         unwatch()
-        for op in ops:
-            op.close()
+        _close_all(ops)
+
+
+CLOSE_HELPERS = 2
+"""Threads besides the caller's that close a large batch's operations (see _close_all)."""
+CLOSE_SHARE = 32
+"""Operations a batch needs per closing thread before another thread helps close them."""
+
+
+def _close_all(ops: list[Any]) -> None:
+    """Close every operation; a large batch's in a few threads at once.
+
+    p4p 4.3.0 closes an operation by a synchronous round trip to its client's event loop
+    thread: a third of the time of a batch of 100 puts, one close after the other. Closed
+    from several threads, the loop handles the closes of several at each wake-up.
+    """
+    helpers = min(CLOSE_HELPERS, len(ops) // CLOSE_SHARE)
+    threads = [threading.Thread(target=_close_each, args=(ops[k + 1::helpers + 1],), daemon=True,
+                                name="pva-close") for k in range(helpers)]
+    for thread in threads:
+        thread.start()
+    _close_each(ops[::helpers + 1])
+    for thread in threads:
+        thread.join()
+
+
+def _close_each(ops: list[Any]) -> None:
+    for op in ops:
+        op.close()
 
 
 READ_REQUEST = _RawContext.makeRequest("field(value,alarm,timeStamp)")

@@ -11,6 +11,7 @@ import logging
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,40 +52,63 @@ def is_loopback(host: str) -> bool:
 
 class PutQueue:
     """Where the setpoints' put handlers run: at once on the server's own thread when the
-    machine is free, else on the handler workers (as a real IOC processes a put in place).
+    machine is free, else in arrival order on one of the handler workers.
 
     Handling a put where it arrives saves two thread hand-offs per put (to a worker, and back
-    for the reply), most of a put's cost. The machine's lock is only tried, never waited
-    for: a thread holding it may be waiting on the server's thread (closing a PV). While
-    earlier puts wait on the workers, later ones queue behind them, so puts keep their order.
+    for the reply), most of a put's cost; a real IOC processes a put in place too. The
+    machine's lock is only tried, never waited for here: a thread holding it may be waiting
+    on the server's thread (closing a PV). While earlier puts wait, later ones queue behind
+    them, and one worker at a time runs the queue, so puts are handled in the order they came.
     """
 
     def __init__(self, lock: threading.RLock, workers: ThreadedWorkQueue) -> None:
         self._lock, self._workers = lock, workers
-        self._queued = 0  # puts handed to the workers and not finished yet
-        self._count = threading.Lock()
+        self._guard = threading.Lock()
+        self._pending: deque[Any] = deque()  # work waiting for the machine, oldest first
+        self._draining = False  # a worker is running the pending work
+        self._running = 0  # 1 while that worker runs one of it
 
     def push(self, work: Any) -> None:
         """Run `work` now if the machine's lock is free and nothing waits; queue it otherwise."""
-        if not self._queued and self._lock.acquire(blocking=False):
+        if self._lock.acquire(blocking=False):
             try:
-                if not self._queued:  # re-checked under the lock: a put queued meanwhile goes first
+                with self._guard:
+                    idle = not self._pending and not self._draining
+                if idle:
                     work()
                     return
             finally:
                 self._lock.release()
-        with self._count:
-            self._queued += 1
-        self._workers.push(lambda: self._run_queued(work))
+        with self._guard:
+            self._pending.append(work)
+            if self._draining:
+                return
+            self._draining = True
+        self._workers.push(self._drain)
 
     push_wait = push
 
-    def _run_queued(self, work: Any) -> None:
-        try:
-            work()
-        finally:
-            with self._count:
-                self._queued -= 1
+    @property
+    def waiting(self) -> int:
+        """How many queued handlers have not finished yet (the one running included)."""
+        with self._guard:
+            return len(self._pending) + self._running
+
+    def _drain(self) -> None:
+        while True:
+            with self._guard:
+                if not self._pending:
+                    self._draining = False
+                    return
+                work = self._pending.popleft()
+                self._running = 1
+            try:
+                work()  # p4p's wrapper answers the put with the error of anything it raises
+            except Exception:  # noqa: BLE001 - one bad handler must not strand the ones behind it
+                _log.exception("soft IOC put handler failed")
+            finally:
+                with self._guard:
+                    self._running = 0
 
 
 @dataclass
@@ -169,6 +193,7 @@ class SoftIOC:
         self._server_conf: dict[str, str] | None = None
         self._effective: dict[str, str] = {}  # the running server's configuration
         self._queue: ThreadedWorkQueue | None = None
+        self._puts: PutQueue | None = None  # the setpoints' handlers, at once when the machine is free
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._serve_again_at: float | None = None  # monotonic s: when a restart(wait=False) ends
@@ -208,8 +233,9 @@ class SoftIOC:
         self._sim = self._simulation()
         # unbounded: p4p's default (5) drops puts and connect events with queue.Full under load
         self._queue = ThreadedWorkQueue(name="softioc-handlers", workers=2, daemon=True, maxsize=0).start()
-        self._channels = build_channels(self.config, self._sim, PutQueue(self._lock, self._queue),
-                                        self._on_put, self._refuse_put, self.identity)
+        self._puts = PutQueue(self._lock, self._queue)
+        self._channels = build_channels(self.config, self._sim, self._puts, self._on_put, self._refuse_put,
+                                        self.identity)
         self._control = ControlPVs(
             self.config.ioc.control_prefix, self._queue, faults=self.faults, audit=self.audit,
             clock=lambda: self.sim_time, restart=lambda downtime: self.restart(downtime, wait=False),
