@@ -516,8 +516,9 @@ class Interface:
             except JournalError as exc:
                 unsent[pv] = self._not_journaled(pv, planned[pv], exc, 0, start)
         names = [pv for pv in planned if pv not in unsent]
-        for pv in names:
-            _log.debug("put %s = %s (attempt 1 of %d)", pv, show(planned[pv]), self.put_attempts)
+        if _log.isEnabledFor(logging.DEBUG):  # show() of every value only when it is logged
+            for pv in names:
+                _log.debug("put %s = %s (attempt 1 of %d)", pv, show(planned[pv]), self.put_attempts)
         try:
             replies: list[Any] = (put_many(context, names, [planned[pv] for pv in names], self.timeout,
                                            self._monitors.infos(names)) if names else [])

@@ -156,6 +156,8 @@ def check_name(name: Any) -> str | None:
     """Why `name` cannot be a PV name, or None when it can."""
     if not isinstance(name, str):
         return f"a PV name must be a string, not {type(name).__name__}"
+    if name.isascii() and name.isprintable() and " " not in name and name:
+        return None  # the usual name, checked at C speed: no control character, space or surrogate
     if not name.strip():
         return "empty PV name"
     if any(c.isspace() for c in name):
