@@ -59,6 +59,9 @@ class PutQueue:
     machine's lock is only tried, never waited for here: a thread holding it may be waiting
     on the server's thread (closing a PV). While earlier puts wait, later ones queue behind
     them, and one worker at a time runs the queue, so puts are handled in the order they came.
+    A thread holding the guard never waits for the server's thread, nor frees a server
+    operation (p4p's ServerOperation waits for that thread when freed); the server's thread
+    never waits for the guard while holding the machine's lock.
     """
 
     def __init__(self, lock: threading.RLock, workers: ThreadedWorkQueue) -> None:
@@ -70,13 +73,12 @@ class PutQueue:
 
     def push(self, work: Any) -> None:
         """Run `work` now if the machine's lock is free and nothing waits; queue it otherwise."""
-        if self._lock.acquire(blocking=False):
+        with self._guard:  # never taken while holding the machine's lock (see _drain)
+            idle = not self._pending and not self._draining
+        if idle and self._lock.acquire(blocking=False):
             try:
-                with self._guard:
-                    idle = not self._pending and not self._draining
-                if idle:
-                    work()
-                    return
+                work()
+                return
             finally:
                 self._lock.release()
         with self._guard:
@@ -107,6 +109,9 @@ class PutQueue:
             except Exception:  # noqa: BLE001 - one bad handler must not strand the ones behind it
                 _log.exception("soft IOC put handler failed")
             finally:
+                # freeing the handler frees its server operation, which waits for the server's
+                # thread: never under the guard, which that thread may be waiting for
+                work = None
                 with self._guard:
                     self._running = 0
 

@@ -92,3 +92,25 @@ def test_get_many_on_a_context_closed_meanwhile_fails_at_once_as_closed(softioc_
     assert all(isinstance(r, ContextClosedError) for r in replies)
     with pytest.raises(ContextClosedError):
         raise get_many(ctx, ["Q:A"], TIMEOUT)[0]  # and a closed context is refused before sending
+
+
+def test_puts_still_arriving_while_queued_ones_drain_all_complete(softioc_factory, until):
+    """The server's thread keeps handing puts over while a worker drains the queued ones: neither
+    may wait for the other (a drained put's operation, freed, waits for the server's thread)."""
+    names = [f"D:{i:03d}" for i in range(300)]
+    ioc = softioc_factory({"ioc": {"seed": 1}, "setpoint": [{"name": n, "initial": 0.0} for n in names]})
+    with Context("pva", conf=ioc.client_conf(), useenv=False) as ctx:
+        ctx.get(names, timeout=TIMEOUT)
+        for round_ in range(5):
+            outcomes: list = []
+            values = [float(round_)] * len(names)
+            with ioc._lock:
+                sender = threading.Thread(target=lambda out=outcomes, vals=values: out.extend(
+                    put_many(ctx, names, vals, 20.0)))
+                sender.start()
+                until(lambda: ioc._puts.waiting > 0, TIMEOUT, "a put queued behind the lock")
+            sender.join(30.0)  # released while the rest of the 300 still arrive
+            assert not sender.is_alive(), "puts stuck: the server's thread and the worker wait on each other"
+            assert outcomes == [None] * len(names)
+        assert ioc._puts.waiting == 0
+        assert {float(v) for v in ctx.get(names, timeout=TIMEOUT)} == {4.0}
