@@ -132,6 +132,7 @@ class MetadataCache:
                     return  # dropped or replaced meanwhile
                 if isinstance(update, Exception):
                     entry.connected = False
+                    entry.info = None  # whoever serves it next is described afresh (see _reshapes)
                     if isinstance(update, Disconnected):
                         entry.problem = "disconnected from its server"
                     elif isinstance(update, RemoteError):
@@ -287,7 +288,8 @@ def _reshapes(update: Any, info: PvInfo) -> bool:
 
     A server's post of a new value, alarm or time stamp marks only those fields changed;
     describing every such update again would cost each set of many PVs a describe() per PV.
-    A first update (after a reconnect too) marks every field, so it is described afresh.
+    The description is dropped on every disconnect, so the first update from whichever server
+    answers next (which need not mark every field) is described afresh.
     """
     raw = getattr(update, "raw", update)
     try:
