@@ -6,6 +6,8 @@ at its one caller.
 
 from __future__ import annotations
 
+import logging
+import os
 import queue
 import threading
 import time
@@ -20,6 +22,8 @@ from p4p.client.thread import Context
 
 from .closing import closed_error, is_closed, watch
 from .values import PvInfo
+
+_log = logging.getLogger(__name__)
 
 __all__ = ["READ_REQUEST", "CallerQueue", "get_many", "pop_lost_first_update", "put_many"]
 
@@ -186,21 +190,58 @@ CLOSE_SHARE = 32
 """Operations a batch needs per closing thread before another thread helps close them."""
 
 
+class _Closers:
+    """CLOSE_HELPERS daemon threads closing operations handed to them; started on first use,
+    and again in a forked child (where the parent's threads do not exist)."""
+
+    def __init__(self) -> None:
+        self._reset()
+        os.register_at_fork(after_in_child=self._reset)
+
+    def _reset(self) -> None:
+        self._lock = threading.Lock()
+        self._work: queue.SimpleQueue[tuple[list[Any], threading.Event]] | None = None
+
+    def close(self, ops: list[Any]) -> threading.Event:
+        """Hand `ops` to a helper; the event is set once every one of them is closed."""
+        with self._lock:
+            work = self._work
+            if work is None:
+                work = self._work = queue.SimpleQueue()
+                for k in range(CLOSE_HELPERS):
+                    threading.Thread(target=self._run, args=(work,), daemon=True, name=f"pva-close-{k}").start()
+        done = threading.Event()
+        work.put((ops, done))
+        return done
+
+    @staticmethod
+    def _run(work: queue.SimpleQueue[tuple[list[Any], threading.Event]]) -> None:
+        while True:
+            ops, done = work.get()
+            try:
+                _close_each(ops)
+            except Exception:  # noqa: BLE001 - a helper must outlive a bad close
+                _log.exception("closing p4p operations failed")
+            finally:
+                del ops
+                done.set()
+
+
+_closers = _Closers()
+
+
 def _close_all(ops: list[Any]) -> None:
     """Close every operation; a large batch's in a few threads at once.
 
-    p4p 4.3.0 closes an operation by a synchronous round trip to its client's event loop
+    p4p 4.3.0 closes an operation by synchronous round trips to its client's event loop
     thread: a third of the time of a batch of 100 puts, one close after the other. Closed
     from several threads, the loop handles the closes of several at each wake-up.
     """
     helpers = min(CLOSE_HELPERS, len(ops) // CLOSE_SHARE)
-    threads = [threading.Thread(target=_close_each, args=(ops[k + 1::helpers + 1],), daemon=True,
-                                name="pva-close") for k in range(helpers)]
-    for thread in threads:
-        thread.start()
+    shares = [_closers.close(ops[k + 1::helpers + 1]) for k in range(helpers)]
     _close_each(ops[::helpers + 1])
-    for thread in threads:
-        thread.join()
+    for done in shares:
+        done.wait()
 
 
 def _close_each(ops: list[Any]) -> None:
