@@ -132,6 +132,7 @@ class MetadataCache:
                     return  # dropped or replaced meanwhile
                 if isinstance(update, Exception):
                     entry.connected = False
+                    entry.info = None  # whoever serves it next is described afresh (see _reshapes)
                     if isinstance(update, Disconnected):
                         entry.problem = "disconnected from its server"
                     elif isinstance(update, RemoteError):
@@ -139,7 +140,9 @@ class MetadataCache:
                     else:
                         entry.problem = f"{type(update).__name__}: {update}"
                 else:
-                    entry.value, entry.info = update, None
+                    if entry.info is not None and _reshapes(update, entry.info):
+                        entry.info = None  # described again when next asked
+                    entry.value = update
                     entry.connected, entry.problem = True, None
                 self._changed.notify_all()
 
@@ -226,6 +229,23 @@ class MetadataCache:
                                 f"not back within {timeout:g} s")
         return Lookup(infos, problems)
 
+    def infos(self, names: Iterable[str]) -> list[PvInfo | None]:
+        """What each PV accepts, as its monitor last pushed it (None: not monitored or not connected).
+
+        No wait and no round trip: for a put right after lookup(), which subscribed them.
+        """
+        found: list[PvInfo | None] = []
+        with self._lock:
+            for pv in names:
+                entry = self._entries.get(pv)
+                if entry is None or not entry.connected:
+                    found.append(None)
+                    continue
+                if entry.info is None:
+                    entry.info = describe(entry.value)
+                found.append(entry.info)
+        return found
+
     def latest(self, names: Iterable[str]) -> dict[str, Any]:
         """{pv: its latest value as plain Python} for the given PVs that are monitored and connected."""
         with self._lock:
@@ -261,6 +281,28 @@ class MetadataCache:
     def _check_process(self) -> None:
         if self._pid != os.getpid():  # forked without the at-fork hooks running
             self._reset()
+
+
+def _reshapes(update: Any, info: PvInfo) -> bool:
+    """Whether a monitor update may change what its PV accepts (type, limits, choices, server id).
+
+    A server's post of a new value, alarm or time stamp marks only those fields changed;
+    describing every such update again would cost each set of many PVs a describe() per PV.
+    The description is dropped on every disconnect, so the first update from whichever server
+    answers next (which need not mark every field) is described afresh.
+    """
+    raw = getattr(update, "raw", update)
+    try:
+        changed = raw.changedSet()
+    except AttributeError:  # not a p4p Value: nothing to tell by
+        return True
+    for name in changed:
+        if name.partition(".")[0] in ("alarm", "timeStamp"):
+            continue
+        if name == "value.index" or (name == "value" and info.kind != "enum"):
+            continue  # a new value: an enum's choices are value.choices, which is not this
+        return True
+    return False
 
 
 def _state(entry: _Entry | None) -> str:

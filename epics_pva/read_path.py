@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from . import info as _info
+from ._p4p_compat import get_many
 from ._version import __version__
 from .connection import Connection
 from .errors import InvalidInputError, ReadError
@@ -23,12 +24,11 @@ from .readings import (
     NO_ALARM,
     AlarmMemory,
     Reading,
-    alarm_of,
     read_failure,
-    timestamp_of,
+    reading_of,
 )
 from .settings import Settings
-from .values import check_name, show, to_python
+from .values import check_name, show
 
 __all__ = ["ReadPath", "check_names"]
 
@@ -96,26 +96,24 @@ class ReadPath:
         if not names:
             return {}, {}
         timeout = self.settings.timeout
-        replies = self._connection.context().get(names, timeout=timeout, throw=False)
+        # each reply becomes its Reading on p4p's thread as it arrives (ValueError: unreadable)
+        replies = get_many(self._connection.context(), names, timeout, convert=reading_of)
         readings: dict[str, Reading] = {}
         failures: dict[str, str] = {}
         for name, reply in zip(names, replies, strict=True):
+            if isinstance(reply, ValueError):
+                failures[name] = f"unreadable value: {reply}"
+                continue
             if isinstance(reply, BaseException):
                 failures[name] = read_failure(reply, timeout)
                 continue
-            try:
-                value = to_python(reply)
-            except ValueError as exc:
-                failures[name] = f"unreadable value: {exc}"
-                continue
-            alarm = alarm_of(reply)
-            readings[name] = Reading(value, timestamp_of(reply), alarm.severity, alarm.status,
-                                     alarm.message)
+            readings[name] = reply
+            alarm = reply.alarm
             if self._alarms.changed(name, alarm):
                 if alarm.severity == NO_ALARM:
                     _log.info("%s: alarm cleared", name)
                 else:
-                    _log.warning("%s = %s: %s", name, show(value), alarm)
+                    _log.warning("%s = %s: %s", name, show(reply.value), alarm)
         return readings, failures
 
     def info(

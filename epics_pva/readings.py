@@ -19,9 +19,12 @@ from typing import Any
 from p4p import Value
 from p4p.client.thread import Disconnected, RemoteError
 
+from .values import to_python
+
 __all__ = [
     "CLIENT_STATUS", "INVALID", "MAJOR", "MINOR", "NO_ALARM",
-    "Alarm", "AlarmMemory", "Reading", "alarm_of", "describe_alarm", "read_failure", "severity_name",
+    "Alarm", "AlarmMemory", "Reading", "alarm_of", "describe_alarm", "read_failure", "reading_of",
+    "severity_name",
     "timestamp_of",
 ]
 
@@ -97,21 +100,47 @@ def _raw(value: Any) -> Value | None:
     return getattr(value, "raw", None)
 
 
+_NONE = Alarm()
+
+
 def alarm_of(value: Any) -> Alarm:
     """The alarm a read value carries; a value whose structure has no alarm field has none."""
     raw = _raw(value)
-    if raw is None or "alarm" not in raw:
-        return Alarm()
-    return Alarm(int(raw.get("alarm.severity", 0)), int(raw.get("alarm.status", 0)),
-                 str(raw.get("alarm.message", "")))
+    if raw is None:
+        return _NONE
+    try:  # the usual structure first: one lookup per field (every read goes through here)
+        severity, status, message = raw["alarm.severity"], raw["alarm.status"], raw["alarm.message"]
+    except KeyError:
+        if "alarm" not in raw:
+            return _NONE
+        severity, status = raw.get("alarm.severity", 0), raw.get("alarm.status", 0)
+        message = raw.get("alarm.message", "")
+    if not (severity or status or message):
+        return _NONE
+    return Alarm(int(severity), int(status), str(message))
 
 
 def timestamp_of(value: Any) -> float:
     """The server's time stamp of a read value in seconds since the epoch; NaN if it has none."""
     raw = _raw(value)
-    if raw is None or "timeStamp" not in raw:
+    if raw is None:
         return math.nan
-    return int(raw.get("timeStamp.secondsPastEpoch", 0)) + int(raw.get("timeStamp.nanoseconds", 0)) * 1e-9
+    try:
+        seconds, nanoseconds = raw["timeStamp.secondsPastEpoch"], raw["timeStamp.nanoseconds"]
+    except KeyError:
+        if "timeStamp" not in raw:
+            return math.nan
+        seconds, nanoseconds = raw.get("timeStamp.secondsPastEpoch", 0), raw.get("timeStamp.nanoseconds", 0)
+    return int(seconds) + int(nanoseconds) * 1e-9
+
+
+def reading_of(value: Any) -> Reading:
+    """The Reading of one read value: to_python's value, its alarm and time stamp.
+
+    Raises ValueError (from to_python) when the value cannot be converted.
+    """
+    alarm = alarm_of(value)
+    return Reading(to_python(value), timestamp_of(value), alarm.severity, alarm.status, alarm.message)
 
 
 def read_failure(exc: BaseException, timeout: float) -> str:

@@ -194,11 +194,12 @@ class SetPath:
             except JournalError as exc:
                 unsent[pv] = _not_journaled(pv, planned[pv], exc, 0, start)
         names = [pv for pv in planned if pv not in unsent]
-        for pv in names:
-            _log.debug("put %s = %s (attempt 1 of %d)", pv, show(planned[pv]), self.settings.put_attempts)
+        if _log.isEnabledFor(logging.DEBUG):  # show() of every value only when it is logged
+            for pv in names:
+                _log.debug("put %s = %s (attempt 1 of %d)", pv, show(planned[pv]), self.settings.put_attempts)
         try:
-            replies: list[Any] = (put_many(context, names, [planned[pv] for pv in names], timeout)
-                                  if names else [])
+            replies: list[Any] = (put_many(context, names, [planned[pv] for pv in names], timeout,
+                                           self._monitors.infos(names)) if names else [])
         except Exception as exc:  # noqa: BLE001 - unexpected: every PV's put failed with it
             replies = [exc] * len(names)
         if journal:
@@ -261,7 +262,7 @@ class SetPath:
                 except JournalError as exc:
                     return _not_journaled(pv, value, exc, attempts - 1, start)
                 _log.debug("put %s = %s (attempt %d of %d)", pv, show(value), attempts, allowed)
-                outcome = put_many(context, [pv], [value], timeout)[0]
+                outcome = put_many(context, [pv], [value], timeout, self._monitors.infos([pv]))[0]
                 if journal:
                     journal.outcome(pv, attempts, *classify(
                         outcome, timeout, outcome is not None and is_closed(context)))

@@ -77,9 +77,13 @@ def to_python(value: Any) -> Any:
         index, choices = int(raw["value.index"]), list(raw["value.choices"])
         return choices[index] if 0 <= index < len(choices) else index
     if raw is not None:  # read the field itself: str() of a p4p wrapper adds its timestamp
-        if "value" not in raw:
-            raise ValueError(f"no 'value' field in a {raw.getID()} structure")
-        value = raw["value"]
+        try:
+            value = raw["value"]
+        except KeyError:
+            raise ValueError(f"no 'value' field in a {raw.getID()} structure") from None
+    kind = type(value)
+    if kind is float or kind is str:  # the usual cases first: every read goes through here
+        return value
     if isinstance(value, (bool, np.bool_)):
         return bool(value)
     if isinstance(value, numbers.Integral):
@@ -152,6 +156,8 @@ def check_name(name: Any) -> str | None:
     """Why `name` cannot be a PV name, or None when it can."""
     if not isinstance(name, str):
         return f"a PV name must be a string, not {type(name).__name__}"
+    if name.isascii() and name.isprintable() and " " not in name and name:
+        return None  # the usual name, checked at C speed: no control character, space or surrogate
     if not name.strip():
         return "empty PV name"
     if any(c.isspace() for c in name):

@@ -29,6 +29,7 @@ from .control import ControlPVs
 from .errors import NetworkRefused, PortInUseError
 from .injection import ABANDON_AFTER, FaultControl, Wire
 from .model import Simulation
+from .put_queue import PutQueue
 from .server_puts import PutHandling
 from .stats import Stats
 from .vector import VectorSimulation
@@ -110,6 +111,7 @@ class SoftIOC(PutHandling):
         self._server_conf: dict[str, str] | None = None
         self._effective: dict[str, str] = {}  # the running server's configuration
         self._queue: ThreadedWorkQueue | None = None
+        self._puts: PutQueue | None = None  # the setpoints' handlers, at once when the machine is free
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._serve_again_at: float | None = None  # monotonic s: when a restart(wait=False) ends
@@ -145,7 +147,8 @@ class SoftIOC(PutHandling):
         self._sim = self._simulation()
         # unbounded: p4p's default (5) drops puts and connect events with queue.Full under load
         self._queue = ThreadedWorkQueue(name="softioc-handlers", workers=2, daemon=True, maxsize=0).start()
-        self._channels = build_channels(self.config, self._sim, self._queue, self._on_put, self._refuse_put,
+        self._puts = PutQueue(self._lock, self._queue)
+        self._channels = build_channels(self.config, self._sim, self._puts, self._on_put, self._refuse_put,
                                         self.identity)
         self._control = ControlPVs(
             self.config.ioc.control_prefix, self._queue, faults=self.faults, audit=self.audit,

@@ -62,12 +62,14 @@ class PutHandling(ServerViews):
         """Handle a put to a setpoint: check it, let faults act, apply it, audit it."""
         peer = self._peer(op)
         try:
-            value = plain(op.value())
+            value = _requested(op)
         except ValueError as exc:
             self._record(name, None, REJECTED, str(exc), peer=peer)
             op.done(error=f"{name}: {exc}")
             return
-        refusal = self._write_rule.refusal(name, *peer_of(op)) if self._write_rule else None
+        rule = self._write_rule
+        # an open rule (the default) lets everyone write: no account or address to look up
+        refusal = rule.refusal(name, *peer_of(op)) if rule is not None and rule.entries is not None else None
         if refusal is not None:
             self._record(name, value, REJECTED, refusal, peer=peer)
             _log.warning("%s", refusal)
@@ -118,8 +120,28 @@ class PutHandling(ServerViews):
             channel.last, channel.alarm = value, alarm
 
 
+def _requested(op: Any) -> Any:
+    """What a put asks for, as plain Python: channels.plain(op.value()), without first wrapping
+    the Value in its NT class (p4p 4.3.0's operation wrapper keeps the raw operation as `_op`)."""
+    inner = getattr(op, "_op", None)
+    if inner is None:
+        return plain(op.value())
+    raw = inner.value()
+    try:
+        if "NTEnum" in raw.getID():
+            return int(raw["value.index"])
+        return plain(raw["value"])
+    except KeyError as exc:
+        raise ValueError(f"the put carries no {exc}") from None
+
+
+_SCALARS = (float, int, str, bool)
+
+
 def _same(a: Any, b: Any) -> bool:
     """True when a put's applied value is the requested one (no clamping)."""
+    if type(a) is type(b) and type(a) in _SCALARS:  # the usual case, without numpy
+        return bool(a == b)
     try:
         return bool(np.array_equal(np.asarray(a), np.asarray(b)))
     except (TypeError, ValueError):
