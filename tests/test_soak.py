@@ -67,6 +67,19 @@ def test_a_false_timeout_is_an_invented_failure():
                                    "observed": ["accepted", "accepted"]}]
 
 
+def test_a_timed_out_put_the_audit_never_saw_is_explained_only_by_an_outage_of_its_pv():
+    # the outage was armed, the client had not yet heard of the disconnect: the put never arrived
+    timed_out = {PV: result("failed", 2, TIMEOUT)}
+    assert not match_cycle(timed_out, []).ok  # no outage: a false timeout
+    assert match_cycle(timed_out, []).total("false_timeouts") == 2
+    assert not match_cycle(timed_out, [], offline={"Y:SET"}).ok  # another PV's outage explains nothing
+    match = match_cycle(timed_out, [], offline={PV})
+    assert match.ok and (match.total("invented"), match.total("false_timeouts")) == (0, 0)
+    # under an outage, a put the audit did see must still match exactly
+    assert not match_cycle(timed_out, [put("accepted")], offline={PV}).ok
+    assert not match_cycle({PV: result("set", 2)}, [put("accepted"), put("accepted")], offline={PV}).ok
+
+
 def test_a_fault_the_interface_did_not_report_is_lost():
     match = match_cycle({PV: result("set", 1)}, [put("timed_out", "put_timeout"), put("accepted")])
     assert not match.ok and match.total("lost") == 1 and match.total("invented") == 0
