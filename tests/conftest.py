@@ -4,6 +4,7 @@ package's pytest11 entry point."""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -14,6 +15,19 @@ import pytest
 from p4p.client.thread import Context, Disconnected
 
 from epics_pva._p4p_compat import pop_lost_first_update
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under `coverage run` (tox), measure the processes that run tests and no others.
+
+    pyproject's `patch = subprocess` puts COVERAGE_PROCESS_CONFIG in the environment so that
+    coverage starts in each pytest-xdist worker at interpreter start-up. The Python processes
+    the tests themselves start (command lines, docs examples, soft IOC children) are left
+    unmeasured, as in a run without workers: measuring them nearly doubles their start-up CPU.
+    The xdist controller keeps it: it starts the workers (and replaces a crashed one).
+    """
+    if os.environ.get("PYTEST_XDIST_WORKER") or getattr(config.option, "dist", "no") == "no":
+        os.environ.pop("COVERAGE_PROCESS_CONFIG", None)
 
 
 class Recorder:

@@ -225,7 +225,9 @@ def traced_set(bench: Bench, client: Interface, n: int, label: str) -> dict[str,
         latencies.append(returned_wall - posted)
         bars.append({
             "pv": sp, "designed_settle_s": bench.times[sp],
-            "start": round(returned - results[sp].elapsed - t0, 6),
+            # elapsed ends when the Interface made the result, a little after `returned` (the
+            # validation's own end), so this lower bound can fall before t0: the put cannot
+            "start": round(max(returned - results[sp].elapsed - t0, 0.0), 6),
             "put_done": round(began - t0, 6), "validated": round(returned - t0, 6),
             "posted": round(posted - wall0, 6), "latency_ms": ms(returned_wall - posted),
         })

@@ -105,12 +105,22 @@ class CycleMatch:
         return rows
 
 
-def match_cycle(results: Mapping[str, SetResult] | None, records: Sequence[Any]) -> CycleMatch:
-    """Match a cycle's per-PV outcomes (None: the call was refused, nothing sent) with its audit slice."""
+def match_cycle(results: Mapping[str, SetResult] | None, records: Sequence[Any],
+                offline: Iterable[str] = ()) -> CycleMatch:
+    """Match a cycle's per-PV outcomes (None: the call was refused, nothing sent) with its audit slice.
+
+    `offline`: PVs under an outage the soak armed. A put to one that timed out and that the
+    audit never saw went to a channel the IOC had already dropped: the client had not yet
+    heard of the disconnect (on a loaded machine it hears late), so the put never arrived.
+    It is the outage's effect, not a false timeout; anything else about such a PV still counts.
+    """
     matches: dict[str, PvMatch] = {}
+    offline = set(offline)
     for pv, result in (results or {}).items():
         expected = expected_puts(result)
         observed = observed_puts(records, pv)
+        if pv in offline and not observed and expected and set(expected) == {TIMED_OUT}:
+            expected = []
         injected = Counter(r.outcome for r in records if r.pv == pv and r.fault is not None)
         reported = Counter(o for o in expected if o in (TIMED_OUT, REJECTED))
         matches[pv] = PvMatch(pv, expected, observed, injected, reported)

@@ -252,7 +252,7 @@ class _Soak:
                     if outage.pv == event.pv and outage.ended_wall is None:
                         outage.ended_wall = event.wall_time
 
-        match = match_cycle(results, records)
+        match = match_cycle(results, records, offline=disrupted)
         for name in ("surfaced", "lost", "invented", "false_timeouts"):
             self.tally[name] += match.total(name)
         self.tally["injected"] += sum(1 for r in records if r.fault is not None)
