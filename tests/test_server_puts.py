@@ -40,7 +40,8 @@ def test_puts_arriving_while_the_machine_is_busy_wait_and_are_handled_in_order(s
         assert [(r.pv, r.value, r.outcome) for r in ioc.audit.puts()] == [
             ("Q:A", 1.0, ACCEPTED), ("Q:B", 2.0, ACCEPTED), ("Q:A", 3.0, ACCEPTED),
             ("Q:B", 50.0, REJECTED), ("Q:A", 5.0, ACCEPTED)]
-        assert ioc._puts.waiting == 0
+        # the worker counts a handler done just after it answered its put: wait for that, bounded
+        until(lambda: ioc._puts.waiting == 0, TIMEOUT, "the put queue drained")
         # and once the machine is free again a put is handled at once, audited as before
         assert put_many(ctx, ["Q:A"], [6.0], TIMEOUT) == [None]
         assert ioc.audit.puts()[-1].applied == 6.0
@@ -112,5 +113,6 @@ def test_puts_still_arriving_while_queued_ones_drain_all_complete(softioc_factor
             sender.join(30.0)  # released while the rest of the 300 still arrive
             assert not sender.is_alive(), "puts stuck: the server's thread and the worker wait on each other"
             assert outcomes == [None] * len(names)
-        assert ioc._puts.waiting == 0
+        # the worker counts a handler done just after it answered its put: wait for that, bounded
+        until(lambda: ioc._puts.waiting == 0, TIMEOUT, "the put queue drained")
         assert {float(v) for v in ctx.get(names, timeout=TIMEOUT)} == {4.0}
