@@ -177,6 +177,7 @@ class ControlPVs:
     def _arm(self, value: Any) -> Callable[[], None]:
         armed = self._faults.arm_from_dict(parse_fault_spec(str(value)), fire=False)
         _log.info("fault armed over the wire on %s: %s", armed.pv, armed.fault)
+        self.publish_faults()  # before the put completes: a script reading FAULT:ACTIVE next sees it
         # fire after the put completes: an outage of the whole server would otherwise stop the
         # server under the pending put, which the client then re-sends once it reconnects
         return lambda: self._faults.fire(armed)
@@ -185,6 +186,7 @@ class ControlPVs:
         target = check_text(str(value), "a PV name to clear").strip()
         count = self._faults.clear(target or None)
         _log.info("cleared %d fault(s) over the wire (%s)", count, target or "all PVs")
+        self.publish_faults()
 
     def _restart(self, value: Any) -> Callable[[], None]:
         downtime = float(value)
@@ -203,14 +205,19 @@ class ControlPVs:
         self._post(f"{p}TIME", round(self._clock(), 6))
         self.update_puts()
         if self._dirty.is_set():
-            self._dirty.clear()
-            active = [armed.to_dict() for armed in self._faults.active()]
-            self._post(f"{p}FAULT:ACTIVE", json.dumps(active))
-            fired = self._audit.faults(event="fired")
-            self._post(f"{p}FAULT:FIRED", len(fired))
-            events = self._audit.faults(event=None)
-            if events:
-                self._post(f"{p}FAULT:LAST", json.dumps(dataclasses.asdict(events[-1]), default=str))
+            self.publish_faults()
+
+    def publish_faults(self) -> None:
+        """Publish the armed faults, the count fired and the latest fault event."""
+        p = self._prefix
+        self._dirty.clear()
+        active = [armed.to_dict() for armed in self._faults.active()]
+        self._post(f"{p}FAULT:ACTIVE", json.dumps(active))
+        fired = self._audit.faults(event="fired")
+        self._post(f"{p}FAULT:FIRED", len(fired))
+        events = self._audit.faults(event=None)
+        if events:
+            self._post(f"{p}FAULT:LAST", json.dumps(dataclasses.asdict(events[-1]), default=str))
 
     def update_puts(self) -> None:
         """Publish the number of puts received so far."""
