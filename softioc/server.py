@@ -115,6 +115,7 @@ class SoftIOC(PutHandling):
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._serve_again_at: float | None = None  # monotonic s: when a restart(wait=False) ends
+        self._posted_outside_step = 0.0  # wall s of the newest post a put or an alarm change made
         self._control: ControlPVs | None = None
         self._provider: StaticProvider | None = None
         self._restarting = threading.Lock()
@@ -279,25 +280,31 @@ class SoftIOC(PutHandling):
 
     # the update loop --------------------------------------------------------------------
     def _run(self) -> None:
+        """Step the model every period on a fixed schedule; a step that runs late (by under 1 s)
+        is still one step, stamped and scheduled as of the time it stands for."""
         period = 1.0 / self.config.ioc.update_rate
         deadline = time.monotonic()
         while not self._stop.wait(max(0.0, deadline - time.monotonic())):
-            lateness = time.monotonic() - deadline
+            began, began_cpu = time.monotonic(), time.thread_time()
+            lateness = began - deadline
             if lateness > period / 2:
                 self.stats.late_steps += 1
             self.stats.max_lateness = max(self.stats.max_lateness, lateness)
+            due = deadline
             deadline += period
             if lateness > 1.0:  # hopelessly behind (suspended?): resynchronise, don't burst
-                deadline = time.monotonic() + period
-            began, began_cpu = time.monotonic(), time.thread_time()
+                due, deadline = began, began + period
             try:
-                self._step(began)
+                self._step(began, due)
             except Exception:  # noqa: BLE001 - one bad step must not kill the machine
                 _log.exception("soft IOC update step failed")
             self.stats.busy += time.monotonic() - began
             self.stats.cpu += time.thread_time() - began_cpu
 
-    def _step(self, now: float) -> None:
+    def _step(self, now: float, due: float) -> None:
+        """One model step run at monotonic `now` for the step due at monotonic `due` (earlier when
+        the loop runs late). Posts are stamped with `due`'s wall time, never before a post a put
+        or an alarm change made, so a late loop catching up still shows the model's own timing."""
         effects = self.faults.tick(now)  # one pass over the armed faults, not one per PV
         overrides = self.faults.alarms(now)
         with self._lock:
@@ -311,13 +318,13 @@ class SoftIOC(PutHandling):
         if serve_again:
             self._bring_back()
         self.stats.steps += 1
-        stamp = time.time()
+        stamp = max(due + time.time() - time.monotonic(), self._posted_outside_step)
         step = 1.0 / self.config.ioc.update_rate  # wall s between update steps
         channels, alarms = self._channels, sim.alarms
         # the readbacks a fault acts on and the PVs an alarm fault overrides take the full checks
         special = ({sim.devices[d].config.readback for d in effects if d in sim.devices} | overrides.keys()
                    if effects or overrides else ())
-        batch = PostBatch(stamp, now)
+        batch = PostBatch(stamp, due)
         pending = batch.pending  # the usual post: a new value, alarm as published
         for name, value in updates.items():
             channel = channels[name]
@@ -325,7 +332,7 @@ class SoftIOC(PutHandling):
                 channel.last = value
             elif channel.update_rate is not None or name in special:
                 rate = effects[channel.device].rate if channel.device in effects else None
-                if channel.due(now, rate, step):
+                if channel.due(due, rate, step):
                     self._post_update(channel, value, self._alarm_of(name, overrides), batch)
             else:  # always due, with its computed alarm: _post_update inlined, the loop's hot path
                 alarm = alarms.get(name, OK)

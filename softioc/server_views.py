@@ -44,6 +44,7 @@ class ServerViews:
     _effective: dict[str, str]
     _thread: threading.Thread | None
     _overridden: set[str]
+    _posted_outside_step: float  # wall s of the newest post a put or an alarm change made
 
     @property
     def running(self) -> bool:
@@ -132,7 +133,7 @@ class ServerViews:
             return  # not serving
         overrides = self.faults.alarms(time.monotonic())
         with self._lock:
-            stamp = time.time()
+            self._posted_outside_step = stamp = time.time()
             names = set(self._channels) if everything else set(overrides) | self._overridden
             for name in names:
                 channel = self._channels.get(name)

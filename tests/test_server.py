@@ -51,6 +51,29 @@ def test_first_order_readback_follows_the_exponential(softioc_factory, client_fo
     assert after_tau / target == pytest.approx(1.0 - math.exp(-1.0), abs=1e-9)
 
 
+def test_a_late_update_loop_posts_each_step_stamped_at_the_time_it_stands_for(softioc_factory, client_for, monitor):
+    """A loop held up for 0.2 s runs the steps it missed back to back; a client fitting the
+    readback's timing sees each at its own time, one period apart, never bunched."""
+    period = 1.0 / FAST["update_rate"]
+    ioc = softioc_factory({"ioc": FAST, "setpoint": [
+        {"name": "X:SET", "readback": "X:RBV", "lag": "first_order", "tau": 100.0}]})
+    ctx = client_for(ioc)
+    rbv = monitor(ctx, "X:RBV")
+    rbv.wait_value(lambda v: v == 0.0)
+    ctx.put("X:SET", 1.0, timeout=5)  # a slow approach: every step posts a new value
+    settled = rbv.wait_for(lambda events: len(events) >= 5)
+    with ioc._lock:  # the machine busy, as under a slow put: about 20 steps fall due meanwhile
+        held_from = time.time()
+        time.sleep(0.2)
+    held_until = time.time()
+    rbv.wait_for(lambda events: len(events) >= len(settled) + 40)
+    stamps = [v.timestamp for v in rbv.values[len(settled):]]
+    gaps = np.diff(stamps)
+    assert gaps.min() >= 0.5 * period, gaps  # without the fix, the caught-up steps came ms apart
+    caught_up = [s for s in stamps if held_from <= s < held_until - period]  # due while it was held
+    assert len(caught_up) >= 10, stamps
+
+
 def test_rate_readback_ramps_at_rate_units_per_second(softioc_factory, client_for, monitor):
     rate, dt = 2.0, FAST["time_scale"] / FAST["update_rate"]
     ioc = softioc_factory({"ioc": FAST, "setpoint": [
