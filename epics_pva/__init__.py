@@ -18,6 +18,7 @@ from .errors import (
     PutTimeoutError,
     ReadError,
     RehearsalError,
+    StrangerServerError,
     SetValuesError,
     ValidationError,
 )
@@ -43,6 +44,7 @@ __all__ = [
     "PutTimeoutError",
     "ValidationError",
     "RehearsalError",
+    "StrangerServerError",
     "SetValuesError",
     "ContextClosedError",
     "BadgerEnvironmentError",

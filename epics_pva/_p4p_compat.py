@@ -299,8 +299,16 @@ def _put_builder(value: Any, info: PvInfo | None, nt: Any) -> tuple[Callable[[An
     return _default_builder(value, nt), True
 
 
+def _vetted(vet: Callable[[str, Any, Any], None], name: str, value: Any,
+            builder: Callable[[Any], None], current: Any) -> None:
+    """A put builder that lets `vet` see the fetched Value first (raising stops the put)."""
+    vet(name, value, current)
+    builder(current)
+
+
 def put_many(context: Context, names: Sequence[str], values: Sequence[Any], timeout: float,
-             infos: Sequence[PvInfo | None] | None = None) -> list[BaseException | None]:
+             infos: Sequence[PvInfo | None] | None = None,
+             vet: Callable[[str, Any, Any], None] | None = None) -> list[BaseException | None]:
     """Put values[i] to names[i] concurrently; per PV: None (done) or the exception (TimeoutError...).
 
     p4p 4.3.0's ``Context.put(list, values, throw=False)`` marks *every* PV as timed out
@@ -315,6 +323,10 @@ def put_many(context: Context, names: Sequence[str], values: Sequence[Any], time
     Get that p4p makes before every put to learn the PV's structure: the value is stored in
     `value` (an enum's choice as its index, from the monitor's choices). A PV of unknown
     structure, or with no info, is put as p4p does it, Get first.
+
+    With `vet`, every put fetches the PV first and calls vet(name, value, fetched Value) on
+    p4p's thread before anything is sent; an exception it raises is that PV's outcome and the
+    put is never sent (rehearsal's proof of the server, on the put's own connection).
     """
     kinds = list(infos) if infos is not None else [None] * len(names)
     if len(kinds) != len(names):
@@ -323,6 +335,8 @@ def put_many(context: Context, names: Sequence[str], values: Sequence[Any], time
 
     def issue(provider: Any, name: str, reply: Callable[..., None], i: int) -> Any:
         builder, get = _put_builder(pairs[i][1], kinds[i], context._nt)
+        if vet is not None:
+            builder, get = partial(_vetted, vet, *pairs[i], builder), True
         return _ClientOperation(provider, name, handler=reply, builder=builder, get=get, put=True)
 
     return _run(context, names, issue, timeout, "putting")

@@ -36,6 +36,7 @@ __all__ = [
     "ValidationError",
     "SetValuesError",
     "RehearsalError",
+    "StrangerServerError",
     "ContextClosedError",
     "BadgerEnvironmentError",
     "JournalError",
@@ -147,8 +148,15 @@ class NotConnectedError(InvalidInputError, SetValuesError):
         InvalidInputError.__init__(self, problems, what, results)
 
 
+class StrangerServerError(PutError):
+    """Rehearsal mode: the server a put reached is not the rehearsal's soft IOC, as the put's own
+    Get showed on its own connection (after a reconnect the PV's monitor may not know yet), so
+    the put was not sent."""
+
+
 class RehearsalError(SetValuesError):
-    """Rehearsal mode refused a set before any put: `problems` maps each PV (or setting) to why.
+    """Rehearsal mode refused a set before any put was sent: `problems` maps each PV (or
+    setting) to why.
 
     Every PV of the call is in `results` as not attempted (`reason` saying why): nothing was sent.
     """

@@ -16,7 +16,7 @@ from typing import Any
 
 from p4p.client.thread import RemoteError
 
-from .errors import JournalError
+from .errors import JournalError, StrangerServerError
 from .journal import Journal
 from .results import SetResult, Status
 
@@ -35,6 +35,8 @@ def classify(outcome: Any, timeout: float, closed: bool) -> tuple[str, str | Non
         return "accepted", None
     if closed:
         return "failed", f"the client context was closed under the put: {outcome}"
+    if isinstance(outcome, StrangerServerError):
+        return "not_attempted", outcome.reason
     if isinstance(outcome, TimeoutError):
         return "timed_out", f"no reply within {timeout:g} s"
     if isinstance(outcome, RemoteError):

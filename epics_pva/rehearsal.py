@@ -9,19 +9,23 @@ Two proofs, both made before anything is sent, and again on every set call:
 2. every PV of the call was last received from a server publishing `softiocId` equal to the
    rehearsal id (the soft IOC's banner prints it as EPICS_PVA_INTERFACE_REHEARSAL_ID).
 
-Any doubt refuses the whole call (RehearsalError); reads are never refused.
+Any doubt refuses the whole call (RehearsalError); reads are never refused. A monitor hears of
+a reconnect a moment after the channel makes it, so each put proves the id once more on its
+own connection: it fetches the PV first and is not sent unless that reply carries the id
+(`prove_on_the_wire`, StrangerServerError).
 """
 
 from __future__ import annotations
 
 import ipaddress
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from .values import SERVER_ID_FIELD, PvInfo
+from .errors import StrangerServerError
+from .values import SERVER_ID_FIELD, PvInfo, server_id_of
 
-__all__ = ["client_settings", "identity_problem", "settings_problems"]
+__all__ = ["client_settings", "identity_problem", "prove_on_the_wire", "settings_problems"]
 
 _OFF = {"no", "false", "0", "off"}
 _SEARCH_LISTS = ("EPICS_PVA_ADDR_LIST", "EPICS_PVA_NAME_SERVERS")
@@ -91,13 +95,27 @@ def identity_problem(pv: str, info: PvInfo | None, expected: str, unread: str | 
     if info is None:
         return (f"{pv} cannot be proved to be served by the rehearsal's soft IOC: "
                 f"{unread or 'it was not read'}")
-    if info.server_id is None:
+    return _id_problem(pv, info.server_id, expected)
+
+
+def _id_problem(pv: str, server_id: str | None, expected: str) -> str | None:
+    if server_id is None:
         return (f"{pv} is served by a server that is not the rehearsal's soft IOC "
                 f"(no {SERVER_ID_FIELD} field)")
-    if info.server_id != expected:
+    if server_id != expected:
         return (f"{pv} is served by a server that is not the rehearsal's soft IOC "
-                f"({SERVER_ID_FIELD} {info.server_id} != expected {expected})")
+                f"({SERVER_ID_FIELD} {server_id} != expected {expected})")
     return None
+
+
+def prove_on_the_wire(expected: str) -> Callable[[str, Any, Any], None]:
+    """A put_many `vet`: raises StrangerServerError unless the PV's value, fetched by the put
+    itself on the connection the put goes out on, carries the soft IOC id `expected`."""
+    def vet(pv: str, value: Any, current: Any) -> None:
+        why = _id_problem(pv, server_id_of(current), expected)
+        if why is not None:
+            raise StrangerServerError(pv, value, f"not sent: {why}, as the put's own Get showed")
+    return vet
 
 
 def identity_problems(infos: Mapping[str, PvInfo], names: Iterable[str], expected: str,

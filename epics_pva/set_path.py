@@ -27,11 +27,12 @@ from .errors import (
     PutError,
     PutTimeoutError,
     RehearsalError,
+    StrangerServerError,
     ValidationError,
 )
 from .journal_hook import CallJournal, JournalFile, classify, start_or_refuse
 from .metadata import MetadataCache
-from .rehearsal import identity_problems, settings_problems
+from .rehearsal import identity_problems, prove_on_the_wire, settings_problems
 from .results import SetResult, Status
 from .settings import Settings
 from .time_limit import TimeLimit
@@ -89,6 +90,7 @@ class SetPath:
             results = self._set_parallel(context, planned, functions, journal)
         else:
             results = self._set_in_order(context, planned, functions, journal)
+        _refuse_if_nothing_reached_the_soft_ioc(results, inputs)
         counts = {s: sum(r.status == s for r in results.values()) for s in (SET, FAILED, NOT_ATTEMPTED)}
         _log.info(
             "set %d PV(s) in %.3f s (%s): %d set, %d failed, %d not attempted",
@@ -97,6 +99,12 @@ class SetPath:
             counts[SET], counts[FAILED], counts[NOT_ATTEMPTED],
         )
         return results
+
+    def _wire_proof(self) -> Any:
+        """In rehearsal mode, the check each put makes of its server before it is sent (else None)."""
+        if self.settings.rehearsal and not self.settings.read_only:
+            return prove_on_the_wire(self.settings.rehearsal_id)
+        return None
 
     def _values_before(self, planned: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
         """Each PV's value as its monitor gave it to the input check ({pv: value}, {pv: why none}).
@@ -199,7 +207,7 @@ class SetPath:
                 _log.debug("put %s = %s (attempt 1 of %d)", pv, show(planned[pv]), self.settings.put_attempts)
         try:
             replies: list[Any] = (put_many(context, names, [planned[pv] for pv in names], timeout,
-                                           self._monitors.infos(names)) if names else [])
+                                           self._monitors.infos(names), self._wire_proof()) if names else [])
         except Exception as exc:  # noqa: BLE001 - unexpected: every PV's put failed with it
             replies = [exc] * len(names)
         if journal:
@@ -262,7 +270,8 @@ class SetPath:
                 except JournalError as exc:
                     return _not_journaled(pv, value, exc, attempts - 1, start)
                 _log.debug("put %s = %s (attempt %d of %d)", pv, show(value), attempts, allowed)
-                outcome = put_many(context, [pv], [value], timeout, self._monitors.infos([pv]))[0]
+                outcome = put_many(context, [pv], [value], timeout, self._monitors.infos([pv]),
+                                   self._wire_proof())[0]
                 if journal:
                     journal.outcome(pv, attempts, *classify(
                         outcome, timeout, outcome is not None and is_closed(context)))
@@ -318,8 +327,18 @@ def _unexpected(pv: str, value: Any, exc: Exception) -> SetResult:
 
 def _put_error(pv: str, value: Any, exc: BaseException, attempts: int) -> PutError:
     """The error for a put that failed for a reason other than a timeout (never retried)."""
+    if isinstance(exc, StrangerServerError):
+        return StrangerServerError(pv, value, exc.reason, attempts)
     if isinstance(exc, RemoteError):
         return PutError(pv, value, f"put rejected by the server: {exc}", attempts)
     if isinstance(exc, (ValueError, TypeError)):
         return PutError(pv, value, f"value does not fit the PV: {exc}", attempts)
     return PutError(pv, value, f"put failed: {type(exc).__name__}: {exc}", attempts)
+
+
+def _refuse_if_nothing_reached_the_soft_ioc(results: Mapping[str, SetResult], inputs: Mapping[str, Any]) -> None:
+    """Rehearsal: when the wire check stopped every put that was tried, nothing was sent, so
+    the call is refused as a whole (RehearsalError), as when the monitors already knew."""
+    refused = {pv: r.error.reason for pv, r in results.items() if isinstance(r.error, StrangerServerError)}
+    if refused and all(pv in refused or r.status == NOT_ATTEMPTED for pv, r in results.items()):
+        raise RehearsalError(refused, inputs)

@@ -15,7 +15,8 @@ from typing import Any, cast
 import numpy as np
 from p4p import Value
 
-__all__ = ["SERVER_ID_FIELD", "PvInfo", "check_name", "coerce", "describe", "normalize", "show", "to_python"]
+__all__ = ["SERVER_ID_FIELD", "PvInfo", "check_name", "coerce", "describe", "normalize", "server_id_of", "show",
+           "to_python"]
 
 # p4p type codes of integer value fields and the numpy types giving their ranges
 _INT_TYPES: dict[str, type[np.integer[Any]]] = {
@@ -102,11 +103,16 @@ def to_python(value: Any) -> Any:
 def describe(value: Any) -> PvInfo:
     """Learn from one read value what the PV accepts (kind, type code, choices, limits) and who serves it."""
     info = _describe(value)
-    raw = _raw(value)
-    server_id = None
-    if raw is not None and SERVER_ID_FIELD in raw and raw.type().aspy(SERVER_ID_FIELD) == "s":
-        server_id = str(raw[SERVER_ID_FIELD])
+    server_id = server_id_of(value)
     return dataclasses.replace(info, server_id=server_id) if server_id is not None else info
+
+
+def server_id_of(value: Any) -> str | None:
+    """The id a soft IOC publishes in `value`'s SERVER_ID_FIELD, or None when it has none."""
+    raw = _raw(value)
+    if raw is not None and SERVER_ID_FIELD in raw and raw.type().aspy(SERVER_ID_FIELD) == "s":
+        return str(raw[SERVER_ID_FIELD])
+    return None
 
 
 def _describe(value: Any) -> PvInfo:

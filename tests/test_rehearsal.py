@@ -14,8 +14,12 @@ from p4p.nt import NTScalar
 from p4p.server import Server
 from p4p.server.thread import SharedPV
 
-from epics_pva import Interface, RehearsalError, SetValuesError, Status
-from epics_pva.rehearsal import settings_problems
+from p4p.client.thread import Context
+
+from epics_pva import Interface, RehearsalError, SetValuesError, Status, StrangerServerError
+from epics_pva._p4p_compat import put_many
+from epics_pva.rehearsal import prove_on_the_wire, settings_problems
+from epics_pva.values import PvInfo
 from softioc.epics_base import EpicsBaseIOC, shipped_db_path
 
 CONFIG = {
@@ -154,6 +158,41 @@ def test_a_pv_that_cannot_be_read_refuses_the_whole_call(softioc_factory):
         with pytest.raises(RehearsalError, match="DEMO:NOPE cannot be proved to be served by the rehearsal's"):
             interface.set_values({"DEMO:Q1:SET": 1.0, "DEMO:NOPE": 1.0})
     assert ioc.audit.puts() == []
+
+
+# ---- each put proves the id again, on the connection it goes out on -----------------------------
+
+
+@pytest.mark.parametrize("extra, why", [
+    (None, "(no softiocId field)"),
+    ({"softiocId": "f" * 32}, f"(softiocId {'f' * 32} != expected {'0' * 32})"),
+])
+def test_a_put_whose_monitor_still_shows_the_soft_ioc_is_not_sent_to_a_stranger(extra, why):
+    """The window after a reconnect: the PV's monitor still holds the soft IOC's id, but the
+    channel already reaches a stranger. The put's own Get shows it, and nothing is sent."""
+    server, pvs, handler = stray_server(extra)
+    stale = [PvInfo(kind="float", code="d", server_id="0" * 32)] * 2  # what the monitor last said
+    with server:
+        ctx = Context("pva", conf=server.conf(), useenv=False)
+        try:
+            outcomes = put_many(ctx, NAMES, [1.0, 2.0], 2.0, stale, prove_on_the_wire("0" * 32))
+            assert [type(o) for o in outcomes] == [StrangerServerError] * 2
+            assert str(outcomes[1]) == (f"DEMO:Q2:SET = 2.0: not sent: DEMO:Q2:SET is served by a server that "
+                                        f"is not the rehearsal's soft IOC {why}, as the put's own Get showed")
+            assert [ctx.get(name, timeout=2.0) for name in NAMES] == [0.0, 0.0]
+        finally:
+            ctx.close()
+    assert handler.puts == 0
+
+
+def test_a_put_proving_the_id_reaches_the_soft_ioc_it_names(softioc_factory, client_for):
+    ioc = softioc_factory(CONFIG)
+    ctx = client_for(ioc)
+    infos = [PvInfo(kind="float", code="d", server_id=ioc.identity)] * 2
+    assert put_many(ctx, NAMES, [1.5, -0.5], 2.0, infos, prove_on_the_wire(ioc.identity)) == [None, None]
+    refused = put_many(ctx, NAMES, [3.0, 3.0], 2.0, infos, prove_on_the_wire("0" * 32))
+    assert [type(o) for o in refused] == [StrangerServerError] * 2
+    assert sorted((r.pv, r.value) for r in ioc.audit.puts()) == [("DEMO:Q1:SET", 1.5), ("DEMO:Q2:SET", -0.5)]
 
 
 # ---- the soft IOC dies and a stranger answers on its ports: refused ----------------------------
