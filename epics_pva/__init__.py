@@ -18,8 +18,8 @@ from .errors import (
     PutTimeoutError,
     ReadError,
     RehearsalError,
-    StrangerServerError,
     SetValuesError,
+    StrangerServerError,
     ValidationError,
 )
 from .interface import Interface

@@ -10,11 +10,10 @@ from __future__ import annotations
 import threading
 
 import pytest
+from p4p.client.thread import Context
 from p4p.nt import NTScalar
 from p4p.server import Server
 from p4p.server.thread import SharedPV
-
-from p4p.client.thread import Context
 
 from epics_pva import Interface, RehearsalError, SetValuesError, Status, StrangerServerError
 from epics_pva._p4p_compat import put_many
