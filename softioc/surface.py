@@ -60,6 +60,7 @@ class ControlSurface:
             "RESTART": control(self._restart), "SHARD:RESTART": control(self._restart_shard)})
         self._published: dict[str, Any] = {}
         self._lock = threading.Lock()
+        self._update_lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._server: Server | None = None
@@ -104,12 +105,21 @@ class ControlSurface:
     def _arm(self, value: Any) -> None:
         armed = self._machine.faults.arm_from_dict(parse_fault_spec(str(value)))
         _log.info("fault armed over the wire: %s", armed)
-        self.changed()
+        self._publish_now()
 
     def _clear(self, value: Any) -> None:
         target = str(value).strip()
         self._machine.faults.clear(target or None)
-        self.changed()
+        self._publish_now()
+
+    def _publish_now(self) -> None:
+        """Publish the shards' state before an ARM or CLEAR put completes, so a script reading
+        FAULT:ACTIVE right after its put sees its change (as one soft IOC's control PVs do)."""
+        try:
+            self.update()
+        except Exception:  # noqa: BLE001 - the put did its work; the poll publishes it soon
+            _log.exception("machine control update after a fault change failed")
+            self.changed()
 
     def _restart(self, value: Any) -> Callable[[], None]:
         downtime = float(value)
@@ -141,7 +151,12 @@ class ControlSurface:
             self._wake.clear()
 
     def update(self) -> None:
-        """Poll every running shard once and publish the sums and merged lists."""
+        """Poll every running shard once and publish the sums and merged lists (one poll at a
+        time, so an older poll never publishes over a newer one)."""
+        with self._update_lock:
+            self._update()
+
+    def _update(self) -> None:
         statuses, rows = [], []
         for shard in self._machine.shards:
             row = {"shard": shard.index, "pid": shard.pid, "address": shard.address, "alive": shard.alive}
