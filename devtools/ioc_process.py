@@ -17,20 +17,18 @@ import dataclasses
 import json
 import logging
 import os
-import queue
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-import weakref
-from collections import deque
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from softioc.machine import end_process
+from softioc.child_process import READY as READY  # the banner's last line, as before
+from softioc.child_process import ChildProcess
+from softioc.errors import ChildError
 from softioc.shard import serve_commands
 
 __all__ = ["Commands", "IOCProcess", "IOCProcessError", "parse_banner", "status_field"]
@@ -39,10 +37,9 @@ _log = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parents[1]
 """The checkout holding devtools/: the child runs from there so `-m devtools...` resolves."""
-READY = "# ready"
 
 
-class IOCProcessError(RuntimeError):
+class IOCProcessError(ChildError):
     """The soft IOC process did not start, answer or stop as asked; says what and why."""
 
 
@@ -154,7 +151,7 @@ def child_main(argv: Sequence[str] | None = None) -> int:
 
 # ---- the parent side ----------------------------------------------------------------------------
 
-class IOCProcess:
+class IOCProcess(ChildProcess):
     """A soft IOC serving `config` (a dict or a TOML path) in a child process on loopback.
 
     `client_conf` is what a p4p client needs (`Context('pva', conf=..., useenv=False)`);
@@ -162,27 +159,22 @@ class IOCProcess:
     Every wait has a timeout (seconds): start, each reply, each step of stopping.
     """
 
+    error = IOCProcessError
+    logger = _log
+    tail = 50
+
     def __init__(self, config: Mapping[str, Any] | str | Path, *, host: str = "127.0.0.1",
                  port: int = 0, broadcast_port: int = 0, log_level: str = "WARNING",
                  start_timeout: float = 120.0, reply_timeout: float = 60.0, stop_grace: float = 10.0,
                  audit: str | Path | None = None) -> None:
+        super().__init__("soft IOC process", reply_timeout)
         self.config = config
         self.audit = None if audit is None else Path(audit).resolve()  # the child's --audit FILE
         self.host, self.port, self.broadcast_port = host, port, broadcast_port
         self.log_level = log_level
-        self.start_timeout, self.reply_timeout, self.stop_grace = start_timeout, reply_timeout, stop_grace
+        self.start_timeout, self.stop_grace = start_timeout, stop_grace
         self.client_conf: dict[str, str] = {}
         self.banner: list[str] = []
-        self._proc: subprocess.Popen | None = None
-        self._lines: queue.Queue[str | None] = queue.Queue()
-        self._stderr: deque[str] = deque(maxlen=50)
-        self._lock = threading.Lock()  # one command in flight: replies come back in order
-        self._pumps: list[threading.Thread] = []
-        self._ready = False  # past the banner: stdout then carries only replies
-
-    @property
-    def pid(self) -> int | None:
-        return None if self._proc is None else self._proc.pid
 
     def __enter__(self) -> IOCProcess:
         return self.start()
@@ -190,14 +182,11 @@ class IOCProcess:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def _output(self) -> str:
-        return " | ".join(self._stderr) or "(no output)"
-
     def start(self) -> IOCProcess:
         """Start the child and return once its banner said `# ready`; IOCProcessError if not."""
         if self._proc is not None:
             raise IOCProcessError("the soft IOC process is already running")
-        self.banner, self._lines, self._stderr = [], queue.Queue(), deque(maxlen=50)
+        self.banner = []
         with tempfile.TemporaryDirectory(prefix="ioc-") as folder:
             if isinstance(self.config, Mapping):
                 path = Path(folder, "config.json")
@@ -209,18 +198,9 @@ class IOCProcess:
                     "--log-level", self.log_level]
             if self.audit is not None:
                 argv += ["--audit", str(self.audit)]
-            # a session of its own: a Ctrl-C reaches the parent only, which then stops the child
-            self._proc = proc = subprocess.Popen(argv, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                                 stderr=subprocess.PIPE, text=True, bufsize=1,
-                                                 start_new_session=True)
-            weakref.finalize(self, end_process, proc, 2.0)  # at exit or collection: no orphan
-            self._pumps = [
-                threading.Thread(target=pump, args=(proc,), daemon=True, name=f"ioc-{proc.pid}-{name}")
-                for pump, name in ((self._pump_stdout, "stdout"), (self._pump_stderr, "stderr"))]
-            for thread in self._pumps:
-                thread.start()
+            proc = self._spawn(argv, cwd=ROOT)
             try:
-                self._read_banner()
+                self._await_ready(self.start_timeout, self.banner)
             except BaseException:
                 self.stop()
                 raise
@@ -228,88 +208,12 @@ class IOCProcess:
         _log.debug("soft IOC process %d serving on %s", proc.pid, self.client_conf)
         return self
 
-    def _pump_stdout(self, proc: subprocess.Popen) -> None:
-        assert proc.stdout is not None
-        with proc.stdout:
-            for line in proc.stdout:
-                self._lines.put(line.rstrip("\n"))
-        self._lines.put(None)  # EOF: the child has gone
-
-    def _pump_stderr(self, proc: subprocess.Popen) -> None:
-        assert proc.stderr is not None
-        with proc.stderr:
-            for line in proc.stderr:
-                line = line.rstrip("\n")
-                self._stderr.append(line)
-                _log.warning("soft IOC process %d: %s", proc.pid, line)
-
-    def _next_line(self, deadline: float, what: str) -> str:
-        try:
-            line = self._lines.get(timeout=max(deadline - time.monotonic(), 0.0))
-        except queue.Empty:
-            raise IOCProcessError(f"soft IOC process: no {what} within its timeout; "
-                                  f"output: {self._output()}") from None
-        if line is None:
-            assert self._proc is not None
-            try:
-                code = self._proc.wait(5.0)
-            except subprocess.TimeoutExpired:
-                code = None
-            raise IOCProcessError(f"soft IOC process exited (status {code}) before {what}; "
-                                  f"output: {self._output()}")
-        return line
-
-    def _read_banner(self) -> None:
-        deadline = time.monotonic() + self.start_timeout
-        while True:
-            line = self._next_line(deadline, "'# ready'")
-            if line == READY:
-                self._ready = True
-                return
-            self.banner.append(line)
-
-    def call(self, command: str, argument: Any = None, timeout: float | None = None) -> Any:
-        """Run `command` in the child and return its result; IOCProcessError if it fails."""
-        proc = self._proc
-        if proc is None or not self._ready or proc.poll() is not None or proc.stdin is None:
-            raise IOCProcessError(f"soft IOC process is not running (command {command!r})")
-        with self._lock:
-            try:
-                proc.stdin.write(json.dumps({"command": command, "argument": argument}) + "\n")
-                proc.stdin.flush()
-            except OSError as exc:
-                raise IOCProcessError(f"soft IOC process: cannot send {command!r}: {exc}") from None
-            deadline = time.monotonic() + (self.reply_timeout if timeout is None else timeout)
-            try:
-                line = self._next_line(deadline, f"reply to {command!r}")
-            except IOCProcessError:
-                self._ready = False  # a late reply would answer the next command: no more commands
-                raise
-        try:
-            reply = json.loads(line)
-        except json.JSONDecodeError:
-            raise IOCProcessError(f"soft IOC process: {command!r}: not a reply: {line!r}") from None
-        if not reply["ok"]:
-            raise IOCProcessError(f"soft IOC process: {command!r} failed: {reply['error']}")
-        return reply["result"]
-
     def stop(self) -> None:
         """Stop the child: ask, then SIGTERM, then SIGKILL, waiting `stop_grace` s for each."""
-        proc, self._proc = self._proc, None
-        if proc is None:
-            return
-        if self._ready and proc.poll() is None:
-            self._proc = proc
-            try:
-                self.call("stop", timeout=self.stop_grace)
-            except IOCProcessError as exc:
-                _log.warning("%s", exc)
-            finally:
-                self._proc = None
-        self._ready = False
-        end_process(proc, self.stop_grace)
-        for thread in self._pumps:  # they end at the streams' EOF, now the child has gone
-            thread.join(self.stop_grace)
+        try:
+            self._end(self.stop_grace)
+        finally:
+            self._proc = None
 
 
 if __name__ == "__main__":

@@ -25,3 +25,7 @@ class AuditFileError(SoftIOCError, OSError):
 
 class NetworkRefused(SoftIOCError, PermissionError):
     """Serving beyond loopback was asked for without allow_network; nothing was started."""
+
+
+class ChildError(SoftIOCError, RuntimeError):
+    """A child process did not start, answer or stop as asked; says which process and why."""
