@@ -207,7 +207,7 @@ class SetPath:
                 _log.debug("put %s = %s (attempt 1 of %d)", pv, show(planned[pv]), self.settings.put_attempts)
         try:
             replies: list[Any] = (put_many(context, names, [planned[pv] for pv in names], timeout,
-                                           self._monitors.infos(names), self._wire_proof()) if names else [])
+                                           self._monitors.infos(names), vet=self._wire_proof()) if names else [])
         except Exception as exc:  # noqa: BLE001 - unexpected: every PV's put failed with it
             replies = [exc] * len(names)
         if journal:
@@ -271,7 +271,7 @@ class SetPath:
                     return _not_journaled(pv, value, exc, attempts - 1, start)
                 _log.debug("put %s = %s (attempt %d of %d)", pv, show(value), attempts, allowed)
                 outcome = put_many(context, [pv], [value], timeout, self._monitors.infos([pv]),
-                                   self._wire_proof())[0]
+                                   vet=self._wire_proof())[0]
                 if journal:
                     journal.outcome(pv, attempts, *classify(
                         outcome, timeout, outcome is not None and is_closed(context)))

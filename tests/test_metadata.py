@@ -238,7 +238,7 @@ def test_read_only_mode_still_sends_nothing(machine, parallel):
 def test_an_unexpected_exception_from_a_put_makes_that_pv_failed(machine, monkeypatch, parallel):
     m = machine({"X:A": 0.0, "X:B": 0.0})
 
-    def broken_put_many(context, names, values, timeout, infos=None):
+    def broken_put_many(*args, **kwargs):
         raise RuntimeError("boom")
 
     with m.interface(parallel=parallel) as itf:
