@@ -7,12 +7,10 @@ tests that kill an IOC or change its environment start their own.
 from __future__ import annotations
 
 import functools
-import ipaddress
 import os
 import random
 import select
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -21,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _network import other_address
 from p4p.client.thread import Context, RemoteError
 
 from epics_pva import (
@@ -260,21 +259,6 @@ def test_the_interface_recovers_when_the_ioc_is_killed_and_restarted(monkeypatch
 def listening_tcp(sockets: list[tuple[str, str, int, bool]]) -> set[tuple[str, int]]:
     return {(address, port) for proto, address, port, listens in sockets
             if proto.startswith("tcp") and listens}
-
-
-def other_address() -> str:
-    """A non-loopback IPv4 address of this machine (the test is skipped without one)."""
-    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    try:
-        probe.connect(("192.0.2.1", 9))  # no packet is sent: this only picks the outgoing interface
-        address = probe.getsockname()[0]
-    except OSError:
-        address = "127.0.0.1"
-    finally:
-        probe.close()
-    if ipaddress.ip_address(address).is_loopback:
-        pytest.skip("this machine has no non-loopback IPv4 address")
-    return address
 
 
 def test_the_ioc_serves_on_loopback_only(epics_base_ioc):

@@ -12,13 +12,13 @@ import ipaddress
 import logging
 import os
 import pickle
-import socket
 import subprocess
 import sys
 import threading
 from pathlib import Path
 
 import pytest
+from _network import other_address
 from p4p.client.thread import Context, RemoteError
 
 from epics_pva import Interface
@@ -64,21 +64,6 @@ def listening(port: int) -> set[str]:
                     words = [raw[i:i + 4][::-1] for i in range(0, 16, 4)]
                     addresses.add(str(ipaddress.IPv6Address(b"".join(words))))
     return addresses
-
-
-def other_address() -> str:
-    """A non-loopback IPv4 address of this machine (the test is skipped without one)."""
-    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    try:
-        probe.connect(("192.0.2.1", 9))  # no packet is sent: this only picks the outgoing interface
-        address = probe.getsockname()[0]
-    except OSError:
-        address = "127.0.0.1"
-    finally:
-        probe.close()
-    if ipaddress.ip_address(address).is_loopback:
-        pytest.skip("this machine has no non-loopback IPv4 address")
-    return address
 
 
 def found_via(ioc: SoftIOC, address: str) -> bool:
