@@ -58,6 +58,15 @@ def _subscriber(conf: dict[str, str], names: list[str], ready, stop, result) -> 
     ctx.close()
 
 
+def end_child(proc: Any, stop: Any) -> None:
+    """Ask a measuring child to stop (its `stop` event), then join it, killing it after 30 s."""
+    stop.set()
+    proc.join(30)
+    if proc.is_alive():
+        proc.kill()
+        proc.join(5)
+
+
 def measure(pairs: int, rate: float, seconds: float) -> dict[str, Any]:
     """Run one size; returns steps, late steps, CPU share and delivery figures."""
     mp = multiprocessing.get_context("spawn")  # never fork a process holding p4p state
@@ -79,11 +88,7 @@ def measure(pairs: int, rate: float, seconds: float) -> dict[str, Any]:
             stop.set()
             received = result.get(timeout=60)
         finally:
-            stop.set()
-            proc.join(30)
-            if proc.is_alive():
-                proc.kill()
-                proc.join(5)
+            end_child(proc, stop)
     steps, late = after["steps"] - before["steps"], after["late_steps"] - before["late_steps"]
     busy, posts = after["busy_s"] - before["busy_s"], after["posts"] - before["posts"]
     cpu, max_late = after["cpu_s"] - before["cpu_s"], after["max_lateness_s"]

@@ -33,6 +33,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..ioc_process import IOCProcess
+from .capacity import end_child
 
 _log = logging.getLogger(__name__)
 
@@ -97,11 +98,7 @@ def delivery(conf: dict[str, str], names: list[str], rate: float, seconds: float
         stop.set()
         received, window = result.get(timeout=60)
     finally:
-        stop.set()
-        proc.join(30)
-        if proc.is_alive():
-            proc.kill()
-            proc.join(5)
+        end_child(proc, stop)
     expected = rate * window * len(names)
     return {"received": received, "expected": round(expected), "delivered": round(received / expected, 3)}
 
