@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from softioc import ConfigError, load_config
@@ -29,14 +27,14 @@ def test_an_observable_range_formats_its_inputs():
         ("BPM0", {"x": "Q0:RBV"}), ("BPM1", {"x": "Q1:RBV"})]
 
 
-def test_ten_thousand_pairs_are_a_few_lines_and_load_quickly(tmp_path):
+def test_ten_thousand_pairs_are_a_few_lines(tmp_path):
+    """Five lines name 20,000 PVs (how fast they load is a figure of devtools.bench.machine_capacity)."""
     path = tmp_path / "big.toml"
     path.write_text('[[setpoint_range]]\nname = "M:{i:05d}:SET"\nreadback = "M:{i:05d}:RBV"\n'
                     'count = 10000\nlag = "first_order"\nnoise = 0.01\n')
-    began = time.monotonic()
     config = load_config(path)
     assert len(config.pv_names()) == 20000
-    assert time.monotonic() - began < 10.0  # generous: a loaded 2-core machine
+    assert config.pv_names()[:2] == ["M:00000:SET", "M:00000:RBV"] and "M:09999:RBV" in config.pv_names()
 
 
 @pytest.mark.parametrize("pattern, problem", [
