@@ -37,8 +37,8 @@ def _lag_key(cfg: SetpointConfig) -> tuple[Any, ...]:
 
 
 def _vectorisable(device: Device, dt: float) -> bool:
-    """A double readback without alarm limits whose lag gives arrays for arrays."""
-    if device.pv_type.name != "double" or not device.config.readback:
+    """A double readback without alarm limits or dead time whose lag gives arrays for arrays."""
+    if device.pv_type.name != "double" or not device.config.readback or device.delay_steps:
         return False
     check = getattr(device, "alarm_check", None)
     if check is not None and getattr(check, "limits", None) is not None:
