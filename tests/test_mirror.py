@@ -336,12 +336,14 @@ def test_apply_calibration_overrides_guesses_and_says_what_it_cannot_mirror():
     assert "tau" not in a and b == config["setpoint"][1]  # B's calibration is of another readback
     assert mirrored["ioc"]["update_rate"] == 500.0  # ten steps per post of the fastest PV
     assert config["setpoint"][0]["lag"] == "first_order"  # the input is not changed
-    assert any("A:SET: measured dead time 0.2 s is not mirrored" in n for n in notes)
+    assert a["dead_time"] == 0.2  # 100 steps of the 500 Hz loop
+    assert not any("not mirrored" in n for n in notes)
     assert any("B:SET: calibrated with readback B:OTHER" in n for n in notes)
     assert any("not in the environment, ignored: C:SET" in n for n in notes)
-    # a step of 1 within 0.1: measured 0.2 + 0.9/2 s, mirrored 0.45 s, guessed 0.5 ln 10 s
+    # a step of 1 within 0.1: measured and mirrored 0.2 + 0.9/2 s, guessed 0.5 ln 10 s
     (compare,) = [n for n in notes if n.startswith("A:SET: a step")]
-    assert "0.65 s measured, 0.45 s mirrored, 1.15 s uncalibrated" in compare
+    assert ("0.65 s measured (dead time 0.2 s), 0.65 s mirrored (dead time 0.2 s), 1.15 s uncalibrated"
+            in compare)
     config_from_dict(mirrored)
 
 
