@@ -7,7 +7,7 @@ import pytest
 
 from softioc import load_config
 from softioc.config import ConfigError
-from softioc.faults import ReadbackEffect
+from softioc.faults import ReadbackBias, ReadbackEffect, StuckReadback
 from softioc.model import Simulation
 from softioc.vector import VectorSimulation
 
@@ -181,3 +181,28 @@ def test_two_puts_within_the_dead_time_arrive_in_order_over_pvaccess(softioc_fac
     for value, put in ((one, first), (two, second)):
         waited = value.timestamp - put.timestamp
         assert (delay - 1) * PERIOD <= waited <= (delay + 1) * PERIOD + 0.005, waited
+
+
+def test_readback_faults_act_on_a_dead_time_readback_over_pvaccess(softioc_factory, client_for, monitor):
+    delay = 6
+    ioc = softioc_factory({"ioc": RATE, "setpoint": [
+        {"name": "X:SET", "readback": "X:RBV", "dead_time": delay * DT},
+        {"name": "T:SET", "readback": "T:RBV", "noise": 0.1}]})
+    ctx = client_for(ioc)
+    sp, rbv, ticks = monitor(ctx, "X:SET"), monitor(ctx, "X:RBV"), monitor(ctx, "T:RBV")
+    rbv.wait_value(lambda v: v == 0.0)
+    ioc.faults.arm("X:SET", ReadbackBias(bias=0.5))
+    rbv.wait_value(lambda v: v == 0.5)  # the bias at once: it is not delayed
+    ctx.put("X:SET", 1.0, timeout=5)
+    moved = rbv.wait_value(lambda v: v == 1.5)
+    waited = moved.timestamp - sp.wait_value(lambda v: v == 1.0).timestamp
+    assert (delay - 1) * PERIOD <= waited <= (delay + 1) * PERIOD + 0.005, waited
+    ioc.faults.clear()
+    rbv.wait_value(lambda v: v == 1.0)
+    ioc.faults.arm("X:SET", StuckReadback())
+    ctx.put("X:SET", 3.0, timeout=5)
+    seen = ticks.mark()
+    ticks.wait_for(lambda events: len(events) >= seen + 2 * delay)  # well past the dead time
+    assert [float(v) for v in rbv.values] == [0.0, 0.5, 1.5, 1.0]  # 3.0 fell due while stuck
+    ioc.faults.clear("X:SET")
+    rbv.wait_value(lambda v: v == 3.0)
