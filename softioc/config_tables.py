@@ -84,6 +84,7 @@ def _setpoint(r: _Reader) -> SetpointConfig:
     rate = r.number("rate", 1.0, positive=True)
     noise = r.number("noise", 0.0, minimum=0.0)
     offset = r.number("offset", 0.0)
+    dead_time = r.number("dead_time", 0.0, minimum=0.0)
     if not kind.numeric and (noise or offset):
         raise r.fail("noise" if noise else "offset", f"is only for numeric PVs, not {kind.name}")
     limits = r.get("limits", (list,), None)
@@ -124,6 +125,8 @@ def _setpoint(r: _Reader) -> SetpointConfig:
     update_rate = _update_rate(r)
     if update_rate is not None and readback is None:
         raise r.fail("update_rate", "sets how often a readback posts: it needs a 'readback'")
+    if dead_time and readback is None:
+        raise r.fail("dead_time", f"delays a readback, so it needs a 'readback', got {dead_time!r}")
     value = r.get("initial", kind.initial_kinds, kind.default(length))
     numbers = value if isinstance(value, list) else [value]
     if any(isinstance(x, int) and not _fits_float(x) for x in numbers):
@@ -141,7 +144,7 @@ def _setpoint(r: _Reader) -> SetpointConfig:
     return SetpointConfig(
         name, readback, kind.name, initial, limits, lag, tau, rate, noise, offset, units,
         precision, tuple(choices), length, description, limit_action, alarm_limits, udf,
-        update_rate,
+        update_rate, dead_time,
     )
 
 

@@ -64,6 +64,7 @@ class SetpointConfig:
     alarm_limits: AlarmLimits | None = None  # applies to the readback
     udf: bool = False  # INVALID (UDF) until the first put, as an ao never written since boot
     update_rate: float | None = None  # Hz the readback posts at; None: every update step
+    dead_time: float = 0.0  # simulated s after a put before the readback's lag starts toward it
 
 
 LIMIT_ACTIONS = ("clamp", "reject")

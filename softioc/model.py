@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections import deque
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -39,6 +40,9 @@ class Device:
         self._lag = LAGS[config.lag]
         self._rng = rng_for(seed, config.readback or config.name)
         self.setpoint: Any = self._copy(config.initial)
+        self.target: Any = self.setpoint  # what the lag moves toward: the setpoint once its dead time is over
+        self.delay_steps = 0  # the dead time in whole update steps (Simulation sets it from its dt)
+        self._pending: deque[tuple[int, Any]] = deque()  # (first step moving toward it, setpoint), oldest first
         self._state: Any = self.pv_type.to_state(config.initial)
         self._output: Any = self._render(self._state, 0.0)
         self._drift = 0.0
@@ -57,13 +61,26 @@ class Device:
         """Check a put's value against the device; return it normalised or raise PutRefused."""
         return self.pv_type.coerce(self.config, value)
 
-    def set(self, value: Any) -> None:
-        """Apply an accepted (already coerced) setpoint."""
+    def set(self, value: Any, steps: int = 0) -> None:
+        """Apply an accepted (already coerced) setpoint after `steps` update steps.
+
+        With a dead time the lag's target changes `delay_steps` steps later (see `release`).
+        """
         self.setpoint = value
+        if self.delay_steps:
+            self._pending.append((steps + self.delay_steps + 1, value))
+        else:
+            self.target = value
+
+    def release(self, step: int) -> None:
+        """Make due the setpoints whose dead time is over by update step `step` (1 is the first)."""
+        pending = self._pending
+        while pending and pending[0][0] <= step:
+            self.target = pending.popleft()[1]
 
     def advance(self, dt: float) -> None:
-        """Move the true readback state toward the setpoint over `dt` simulated seconds."""
-        self._state = self._lag(self._state, self.pv_type.to_state(self.setpoint), dt, self.config)
+        """Move the true readback state toward the lag's target over `dt` simulated seconds."""
+        self._state = self._lag(self._state, self.pv_type.to_state(self.target), dt, self.config)
         # drift accumulates only while a drift fault is armed; clearing it restores the readback
         drift = self.faults.drift
         self._drift = self._drift + drift * dt if drift else 0.0
@@ -113,6 +130,8 @@ class Simulation:
         self.time = 0.0
         self.steps = 0
         self.devices = {sp.name: Device(sp, seed) for sp in config.setpoints}
+        for device in self.devices.values():  # dead time is quantised to whole update steps
+            device.delay_steps = round(device.config.dead_time / self.dt)
         self.observables = [Observable(ob, seed) for ob in config.observables]
         self.readbacks: dict[str, Any] = {}
         self.alarms: dict[str, AlarmState] = {}  # the limit alarm of each readback and observable
@@ -136,7 +155,7 @@ class Simulation:
 
     def apply(self, name: str, value: Any) -> None:
         """Apply an accepted (coerced) put to setpoint `name`; its first put ends UDF."""
-        self.devices[name].set(value)
+        self.devices[name].set(value, self.steps)
         self.alarms.pop(name, None)
 
     def set_faults(self, effects: Mapping[str, ReadbackEffect]) -> None:
@@ -167,6 +186,8 @@ class Simulation:
     def _advance(self, devices: Iterable[Device], out: dict[str, Any]) -> None:
         """Step `devices` one at a time, adding each readback to `out` (softioc.vector steps the rest)."""
         for device in devices:
+            if device._pending:
+                device.release(self.steps)
             device.advance(self.dt)
             self.readbacks[device.config.name] = device.setpoint
             if device.config.readback:

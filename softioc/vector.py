@@ -1,7 +1,8 @@
 """The update step over many alike devices at once (numpy), reporting only what changed.
 
 A machine of 10,000 pairs spends its step in Python, one device at a time. Here devices
-whose type is `double`, with a readback, no alarm limits and no fault acting this step, are
+whose type is `double`, with a readback, no alarm limits, no dead time (its FIFO of pending
+setpoints is per device) and no fault acting this step, are
 grouped by every config key the lag may read; each group is one call of its lag function on
 arrays (the registered lag functions are written with array arithmetic), and the readbacks
 are rendered in one array expression. The arithmetic is the scalar path's, element by
@@ -37,8 +38,8 @@ def _lag_key(cfg: SetpointConfig) -> tuple[Any, ...]:
 
 
 def _vectorisable(device: Device, dt: float) -> bool:
-    """A double readback without alarm limits whose lag gives arrays for arrays."""
-    if device.pv_type.name != "double" or not device.config.readback:
+    """A double readback without alarm limits or dead time whose lag gives arrays for arrays."""
+    if device.pv_type.name != "double" or not device.config.readback or device.delay_steps:
         return False
     check = getattr(device, "alarm_check", None)
     if check is not None and getattr(check, "limits", None) is not None:

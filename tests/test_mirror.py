@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import sys
 import time
 from functools import partial
@@ -15,7 +16,7 @@ from p4p.client.thread import Context
 from epics_pva import Interface
 from epics_pva.badger import dryrun
 from epics_pva.journal import Journal, read_journal
-from epics_pva.measure import fit_from_journal, measure
+from epics_pva.measure import fit_from_journal, measure, step_test
 from epics_pva.preflight import main as preflight
 from epics_pva.validation import recording_traces, wait_for_readback
 from softioc.config import ConfigError, config_from_dict
@@ -336,12 +337,14 @@ def test_apply_calibration_overrides_guesses_and_says_what_it_cannot_mirror():
     assert "tau" not in a and b == config["setpoint"][1]  # B's calibration is of another readback
     assert mirrored["ioc"]["update_rate"] == 500.0  # ten steps per post of the fastest PV
     assert config["setpoint"][0]["lag"] == "first_order"  # the input is not changed
-    assert any("A:SET: measured dead time 0.2 s is not mirrored" in n for n in notes)
+    assert a["dead_time"] == 0.2  # 100 steps of the 500 Hz loop
+    assert not any("not mirrored" in n for n in notes)
     assert any("B:SET: calibrated with readback B:OTHER" in n for n in notes)
     assert any("not in the environment, ignored: C:SET" in n for n in notes)
-    # a step of 1 within 0.1: measured 0.2 + 0.9/2 s, mirrored 0.45 s, guessed 0.5 ln 10 s
+    # a step of 1 within 0.1: measured and mirrored 0.2 + 0.9/2 s, guessed 0.5 ln 10 s
     (compare,) = [n for n in notes if n.startswith("A:SET: a step")]
-    assert "0.65 s measured, 0.45 s mirrored, 1.15 s uncalibrated" in compare
+    assert ("0.65 s measured (dead time 0.2 s), 0.65 s mirrored (dead time 0.2 s), 1.15 s uncalibrated"
+            in compare)
     config_from_dict(mirrored)
 
 
@@ -360,3 +363,42 @@ def test_a_bad_calibration_file_is_exit_2_naming_the_key(tmp_path, capsys, conte
     cal.write_text(content)
     assert dryrun.main([str(env), "--calibration", str(cal)]) == 2
     assert problem in capsys.readouterr().err
+
+
+DELAYED = {  # a machine with transport delay: its readback starts moving 0.3 s after a put
+    "ioc": {"seed": 4, "update_rate": 20.0},
+    "setpoint": [{"name": "M:D:SET", "readback": "M:D:RBV", "initial": 0.0, "limits": [-5.0, 5.0],
+                  "lag": "first_order", "tau": 0.2, "noise": 0.01, "offset": 0.1, "dead_time": 0.3}],
+}
+
+
+def test_a_mirror_calibrated_from_a_machine_with_dead_time_has_it_and_compares_with_it(
+        softioc_factory, tmp_path, capsys, monkeypatch):
+    machine = softioc_factory(DELAYED)
+    for name, value in machine.client_conf().items():
+        monkeypatch.setenv(name, value)
+    env = _env_file(tmp_path, "delayed", {"M:D:SET": "readback_pv='M:D:RBV', tolerance=0.05, count_down=2.0, "
+                                                     "offset=0.1"}, observables=())
+    cal = tmp_path / "cal.json"
+    assert preflight(["--measure", "1", "--env", env, "--step", "1", "--write-test", "--json", str(cal)]) == 0
+    measured = json.loads(cal.read_text())["pairs"]["M:D:SET"]["dead_time_s"]
+    assert measured == pytest.approx(0.3, abs=0.05)  # within one step of the machine's 20 Hz loop
+    capsys.readouterr()
+    toml = tmp_path / "mirror.toml"
+    assert dryrun.main([env, "--calibration", str(cal), "-o", str(toml)]) == 0
+    printed = capsys.readouterr().out
+    assert "not mirrored" not in printed
+    config = tomllib.loads(toml.read_text())
+    (entry,) = config["setpoint"]
+    assert entry["dead_time"] == pytest.approx(measured, rel=1e-3)
+    dt = 1.0 / config["ioc"]["update_rate"]  # time_scale 1
+    mirrored = round(entry["dead_time"] / dt) * dt  # what the soft IOC simulates: whole steps
+    found = re.search(r"M:D:SET: a step of 1 settles within 0.05 in ([\d.]+) s measured \(dead time ([\d.]+) s\), "
+                      r"([\d.]+) s mirrored \(dead time ([\d.]+) s\)", printed)
+    assert found, printed
+    settle, dead, mirror_settle, mirror_dead = map(float, found.groups())
+    assert dead == pytest.approx(measured, abs=1e-3) and mirror_dead == pytest.approx(mirrored, abs=1e-3)
+    assert mirror_settle == pytest.approx(settle, abs=dt + 0.01)  # the same response, to a step
+    mirror = softioc_factory(config_from_dict(config))
+    again = step_test({"M:D:SET": "M:D:RBV"}, 1.0, write_test=True, hold=1.0, conf=mirror.client_conf())
+    assert again["M:D:SET"]["dead_time_s"] == pytest.approx(measured, abs=0.05)  # the mirror responds as late

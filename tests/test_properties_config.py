@@ -28,7 +28,7 @@ anything = st.recursive(scalars, lambda c: st.lists(c, max_size=4) | st.dictiona
 some_value = st.one_of(scalars, anything, st.lists(st.floats(), max_size=5))
 
 SETPOINT_KEYS = ["name", "readback", "type", "initial", "limits", "lag", "tau", "rate", "noise",
-                 "offset", "units", "precision", "choices", "length", "description", "bogus"]
+                 "offset", "dead_time", "units", "precision", "choices", "length", "description", "bogus"]
 setpoint = st.fixed_dictionaries(
     {"name": names},
     optional={
@@ -38,6 +38,7 @@ setpoint = st.fixed_dictionaries(
         "limits": st.one_of(st.lists(st.one_of(st.floats(), st.integers()), max_size=3), some_value),
         "lag": st.sampled_from(["none", "first_order", "rate", "x"]),
         "tau": some_value, "rate": some_value, "noise": some_value, "offset": some_value,
+        "dead_time": st.one_of(st.floats(), some_value),
         "units": some_value, "precision": some_value,
         "choices": st.one_of(st.lists(st.text(max_size=5), max_size=3), some_value),
         "length": st.one_of(st.integers(min_value=-2, max_value=8), st.integers(), some_value),
@@ -77,8 +78,9 @@ def _check(source) -> None:
     assert math.isfinite(settings.update_rate) and settings.update_rate > 0
     assert math.isfinite(settings.time_scale) and settings.time_scale > 0
     for sp in result.setpoints:
-        for number in (sp.tau, sp.rate, sp.noise, sp.offset):
+        for number in (sp.tau, sp.rate, sp.noise, sp.offset, sp.dead_time):
             assert math.isfinite(number)
+        assert sp.dead_time >= 0 and (sp.dead_time == 0 or sp.readback)
         if sp.limits is not None:
             assert sp.limits[0] < sp.limits[1]
         if sp.type == "double":

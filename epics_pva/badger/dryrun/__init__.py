@@ -14,10 +14,10 @@ simulator is never imported: ``--serve`` runs the soft IOC as a child process
 
 ``--calibration FILE`` (the JSON of ``pva-preflight --measure``/``--step``/``--from-journal``)
 replaces the guesses by what was measured: each readback's lag model and parameter, offset,
-noise and update rate, each observable's noise and update rate. The soft IOC has no dead
-time: a measured one is reported, not mirrored. The header then compares, per pair, the
-measured response with the mirror's and the uncalibrated guess's, computed from the lag
-models of ``epics_pva.calibration`` (no network, no simulator).
+dead time, noise and update rate, each observable's noise and update rate (the soft IOC
+simulates a dead time in whole update steps). The header then compares, per pair, the
+measured response with the mirror's and the uncalibrated guess's, each with its dead time,
+computed from the lag models of ``epics_pva.calibration`` (no network, no simulator).
 
 One module per job, every name above importable from this package: `.mirror` (the config from
 an environment), `.calibrate` (``--calibration``), `.toml_writer` and `.cli` (``pva-dryrun``,

@@ -18,7 +18,8 @@ from ...calibration import LAG_MODELS
 from ..environment import TOLERANCE_KEY, environment_configs, validation_keywords
 from .mirror import DryRunError, _round
 
-__all__ = ["MAX_MIRROR_RATE", "STEPS_PER_POST", "apply_calibration", "compare_responses", "load_calibration"]
+__all__ = ["MAX_MIRROR_RATE", "STEPS_PER_POST", "apply_calibration", "compare_responses", "load_calibration",
+           "mirrored_dead_time"]
 
 
 MAX_MIRROR_RATE = 1000.0
@@ -58,11 +59,11 @@ def apply_calibration(config: dict[str, Any], calibration: Mapping[str, Any], en
                       ) -> tuple[dict[str, Any], list[str]]:
     """The mirror `config` with what `calibration` measured in place of the guesses, and notes.
 
-    Per setpoint with a readback: lag (first_order tau_s / rate rate_per_s / none) and offset
-    from its pair, noise (sigma) and update rate (Hz) from its readback; per observable its noise
-    and update rate. The update loop runs at STEPS_PER_POST times the fastest measured rate
-    (at least the config's, at most MAX_MIRROR_RATE). The notes name what could not be mirrored
-    (a dead time, a pair whose readback differs) and end with the response comparison.
+    Per setpoint with a readback: lag (first_order tau_s / rate rate_per_s / none), dead time
+    and offset from its pair, noise (sigma) and update rate (Hz) from its readback; per
+    observable its noise and update rate. The update loop runs at STEPS_PER_POST times the
+    fastest measured rate (at least the config's, at most MAX_MIRROR_RATE). The notes name what
+    could not be mirrored (a pair whose readback differs) and end with the response comparison.
     """
     pairs = calibration.get("pairs", {}) or {}
     readbacks = calibration.get("readbacks", {}) or {}
@@ -93,9 +94,9 @@ def apply_calibration(config: dict[str, Any], calibration: Mapping[str, Any], en
             elif lag == "rate":
                 entry["rate"] = _round(_measured(f"pairs.{name}", pair, "rate_per_s", positive=True) or 1.0)
             dead = _measured(f"pairs.{name}", pair, "dead_time_s") or 0.0
+            entry.pop("dead_time", None)
             if dead > 0:
-                notes.append(f"{name}: measured dead time {dead:.3g} s is not mirrored (the soft IOC's readback "
-                             f"starts moving at its next update step)")
+                entry["dead_time"] = _round(dead)
         offset = _measured(f"pairs.{name}", pair, "offset")
         if offset is not None:
             entry["offset"] = _round(offset)
@@ -184,13 +185,25 @@ def compare_responses(config: Mapping[str, Any], guesses: Mapping[str, Mapping[s
         tolerance = validation_keywords(configs.get(name)).get(TOLERANCE_KEY)
         if not isinstance(tolerance, (int, float)) or isinstance(tolerance, bool) or tolerance <= 0:
             tolerance = step / 10.0
+        dead = float(pair.get("dead_time_s") or 0.0)
         measured = _settle_time(lag, pair.get("tau_s") if lag == "first_order" else pair.get("rate_per_s"),
-                                float(pair.get("dead_time_s") or 0.0), step, tolerance)
-        mirror = _settle_time(*_model_params(entry), 0.0, step, tolerance)
-        guess = _settle_time(*_model_params(guesses[name]), 0.0, step, tolerance)
-        lines.append(f"{name}: a step of {step:g} settles within {tolerance:g} in {measured:.3g} s measured, "
-                     f"{mirror:.3g} s mirrored, {guess:.3g} s uncalibrated ({_model_text(guesses[name])})")
+                                dead, step, tolerance)
+        mirror_dead = mirrored_dead_time(config, entry)
+        mirror = _settle_time(*_model_params(entry), mirror_dead, step, tolerance)
+        guess = _settle_time(*_model_params(guesses[name]), mirrored_dead_time(config, guesses[name]), step,
+                             tolerance)
+        lines.append(f"{name}: a step of {step:g} settles within {tolerance:g} in {measured:.3g} s measured "
+                     f"(dead time {dead:.3g} s), {mirror:.3g} s mirrored (dead time {mirror_dead:.3g} s), "
+                     f"{guess:.3g} s uncalibrated ({_model_text(guesses[name])})")
     return lines
+
+
+def mirrored_dead_time(config: Mapping[str, Any], entry: Mapping[str, Any]) -> float:
+    """The dead time (s) the soft IOC simulates for setpoint `entry` of `config`: whole update steps."""
+    dead = float(entry.get("dead_time") or 0.0)
+    ioc = config.get("ioc", {})
+    dt = float(ioc.get("time_scale", 1.0)) / float(ioc.get("update_rate", 10.0))
+    return round(dead / dt) * dt
 
 
 def _model_text(entry: Mapping[str, Any]) -> str:
