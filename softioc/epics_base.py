@@ -47,6 +47,10 @@ class NotLoopbackError(EpicsBaseError, ValueError):
     """A bind address that is not loopback was asked for; nothing was started."""
 
 
+class _PortTaken(EpicsBaseError):
+    """Another process took a port between its choice and the IOC's bind (start() retries)."""
+
+
 def shipped_db_path() -> Path:
     """The .db of real records shipped with the package (macro P is the PV prefix)."""
     return Path(str(resources.files("softioc") / "examples" / "epics_base.db"))
@@ -167,16 +171,21 @@ class EpicsBaseIOC:
             scanned_pv = f"{self.macros.get('P', '')}DEAD:RBV"  # the last record of the scan list
         self.scanned_pv = scanned_pv
         self.start_timeout = float(start_timeout)
-        tcp, udp = socket.SOCK_STREAM, socket.SOCK_DGRAM
-        self.pva_server_port = _free_port(host, (tcp,))
-        self.pva_broadcast_port = _free_port(host, (udp,))
-        self.ca_server_port = _free_port(host, (tcp, udp))  # CA serves TCP and UDP on one port
-        self.ca_repeater_port = _free_port(host, (udp,))
+        self._choose_ports()
+        self._served = False  # once it has served, a restart keeps its ports: clients know them
         self.output: collections.deque[str] = collections.deque(maxlen=500)
         self.start_seconds: float | None = None  # how long the last start() took
         self._process: subprocess.Popen[bytes] | None = None
         self._reader: threading.Thread | None = None
         self._ready = threading.Event()
+
+    def _choose_ports(self) -> None:
+        tcp, udp = socket.SOCK_STREAM, socket.SOCK_DGRAM
+        host = self.host
+        self.pva_server_port = _free_port(host, (tcp,))
+        self.pva_broadcast_port = _free_port(host, (udp,))
+        self.ca_server_port = _free_port(host, (tcp, udp))  # CA serves TCP and UDP on one port
+        self.ca_repeater_port = _free_port(host, (udp,))
 
     def __repr__(self) -> str:
         state = f"pid {self.pid}" if self.running else "stopped"
@@ -254,10 +263,26 @@ class EpicsBaseIOC:
         """Start the IOC and wait until it serves; EpicsBaseError with its output if it cannot.
 
         Returns self. Raises if the IOC exits or is not ready within `start_timeout` seconds,
-        or if it did not bind the PVA port it was given (another process took it).
+        or if it did not bind the PVA port it was given (another process took it). A port
+        is free when chosen but can be taken before the IOC binds it: a first start then
+        tries again on new ports (three times in all); a restart keeps its ports and raises.
         """
         if self.running:
             raise EpicsBaseError(f"EPICS base IOC already running ({self!r})")
+        for attempt in range(1, 4):
+            try:
+                self._start()
+            except _PortTaken as exc:
+                if self._served or attempt == 3:
+                    raise EpicsBaseError(str(exc)) from None
+                _log.warning("EPICS base IOC: port taken before it bound it; new ports (attempt %d)", attempt + 1)
+                self._choose_ports()
+                continue
+            self._served = True
+            return self
+        raise AssertionError("unreachable")  # the loop returns or raises
+
+    def _start(self) -> None:
         started = time.monotonic()
         self.output.clear()
         self._ready.clear()
@@ -285,9 +310,9 @@ class EpicsBaseIOC:
             if sys.platform.startswith("linux"):
                 bound = {(p, a, port) for p, a, port, _ in sockets_of(process.pid)}
                 if ("tcp", self.host, self.pva_server_port) not in bound:
-                    raise self._failure(
+                    raise _PortTaken(str(self._failure(
                         f"not listening on {self.host} tcp:{self.pva_server_port} (port taken?); "
-                        f"bound: {sorted(bound)}")
+                        f"bound: {sorted(bound)}")))
         except BaseException:
             self._halt(process)
             raise
@@ -295,7 +320,6 @@ class EpicsBaseIOC:
         _log.info("EPICS base IOC pid %d serving %s on %s tcp:%d udp:%d (CA %d), ready in %.2f s",
                   process.pid, self.db.name, self.host, self.pva_server_port,
                   self.pva_broadcast_port, self.ca_server_port, self.start_seconds)
-        return self
 
     def _wait_pv(self, name: str, deadline: float, processed: bool = False) -> None:
         """Read `name` over PVA until it answers (with processed=True: until its time stamp

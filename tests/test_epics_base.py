@@ -11,6 +11,7 @@ import os
 import random
 import select
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -296,6 +297,39 @@ def test_a_broken_db_fails_start_with_the_iocs_output(tmp_path):
         ioc.start()
     assert "its output" in str(caught.value)
     assert not ioc.running
+
+
+def taken(port: int) -> socket.socket:
+    """A listening socket on loopback `port`, as another process would hold it."""
+    holder = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    holder.bind(("127.0.0.1", port))
+    holder.listen()
+    return holder
+
+
+def test_a_port_taken_before_the_first_start_binds_it_is_replaced():
+    ioc = EpicsBaseIOC()
+    given = ioc.pva_server_port
+    holder = taken(given)  # the race: free when chosen, taken before the IOC binds it
+    try:
+        ioc.start()
+        try:
+            assert ioc.pva_server_port != given
+            ctx = Context("pva", conf=ioc.client_conf(), useenv=False)
+            try:
+                assert ctx.get("BASE:Q1:SET", timeout=5.0) == 0.0  # served, on the new ports
+            finally:
+                ctx.close()
+            ioc.stop()
+            with taken(ioc.pva_server_port):  # a restart keeps its ports: taken now, it says so
+                with pytest.raises(EpicsBaseError, match=rf"not listening on 127.0.0.1 tcp:{ioc.pva_server_port} "
+                                                         r"\(port taken\?\)"):
+                    ioc.start()
+            assert not ioc.running
+        finally:
+            ioc.stop()
+    finally:
+        holder.close()
 
 
 SCRIPT = textwrap.dedent("""
