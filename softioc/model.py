@@ -61,14 +61,17 @@ class Device:
         """Check a put's value against the device; return it normalised or raise PutRefused."""
         return self.pv_type.coerce(self.config, value)
 
-    def set(self, value: Any, steps: int = 0) -> None:
+    def set(self, value: Any, steps: int = 0, later: int = 0) -> None:
         """Apply an accepted (already coerced) setpoint after `steps` update steps.
 
-        With a dead time the lag's target changes `delay_steps` steps later (see `release`).
+        The lag's target changes `delay_steps` (the dead time) plus `later` steps on (see
+        `release`); `later` counts the steps already due that a late update loop has yet to run.
         """
         self.setpoint = value
-        if self.delay_steps:
-            self._pending.append((steps + self.delay_steps + 1, value))
+        wait, pending = self.delay_steps + later, self._pending
+        if wait or pending:  # after any still waiting: targets change in the order of the puts
+            due = steps + wait + 1
+            pending.append((max(due, pending[-1][0]) if pending else due, value))
         else:
             self.target = value
 
@@ -132,6 +135,7 @@ class Simulation:
         self.devices = {sp.name: Device(sp, seed) for sp in config.setpoints}
         for device in self.devices.values():  # dead time is quantised to whole update steps
             device.delay_steps = round(device.config.dead_time / self.dt)
+        self._waiting: set[Device] = set()  # devices whose setpoint waits to reach the lag
         self.observables = [Observable(ob, seed) for ob in config.observables]
         self.readbacks: dict[str, Any] = {}
         self.alarms: dict[str, AlarmState] = {}  # the limit alarm of each readback and observable
@@ -153,10 +157,25 @@ class Simulation:
         env = {var: self.readbacks[pv] for var, pv in observable.config.inputs.items()}
         return observable.compute(env)
 
-    def apply(self, name: str, value: Any) -> None:
-        """Apply an accepted (coerced) put to setpoint `name`; its first put ends UDF."""
-        self.devices[name].set(value, self.steps)
+    def apply(self, name: str, value: Any, later: int = 0) -> None:
+        """Apply an accepted (coerced) put to setpoint `name`; its first put ends UDF.
+
+        `later`: update steps already due but not yet run (a late loop); the readback starts
+        to move only after them, as it would have had the loop kept time.
+        """
+        device = self.devices[name]
+        device.set(value, self.steps, later)
+        if device._pending:
+            self._waiting.add(device)
+        self.readbacks[name] = value  # what observables read of a setpoint: the setpoint at once
         self.alarms.pop(name, None)
+
+    def _release(self) -> None:
+        """Give each device whose setpoint was waiting the target due at this step."""
+        for device in list(self._waiting):
+            device.release(self.steps)
+            if not device._pending:
+                self._waiting.discard(device)
 
     def set_faults(self, effects: Mapping[str, ReadbackEffect]) -> None:
         """Give each device its armed faults' readback effect for the next step (NO_EFFECT if none).
@@ -178,6 +197,8 @@ class Simulation:
         """
         self.steps += 1
         self.time = self.steps * self.dt
+        if self._waiting:
+            self._release()
         out: dict[str, Any] = {}
         self._advance(self.devices.values(), out)
         self._observe_all(out)
@@ -186,8 +207,6 @@ class Simulation:
     def _advance(self, devices: Iterable[Device], out: dict[str, Any]) -> None:
         """Step `devices` one at a time, adding each readback to `out` (softioc.vector steps the rest)."""
         for device in devices:
-            if device._pending:
-                device.release(self.steps)
             device.advance(self.dt)
             self.readbacks[device.config.name] = device.setpoint
             if device.config.readback:

@@ -116,6 +116,7 @@ class SoftIOC(PutHandling):
         self._stop = threading.Event()
         self._serve_again_at: float | None = None  # monotonic s: when a restart(wait=False) ends
         self._posted_outside_step = 0.0  # wall s of the newest post a put or an alarm change made
+        self._stepped_due: float | None = None  # monotonic s the last step run was due at
         self._control: ControlPVs | None = None
         self._provider: StaticProvider | None = None
         self._restarting = threading.Lock()
@@ -146,6 +147,7 @@ class SoftIOC(PutHandling):
         self._stop.clear()
         self.stats = Stats()
         self._sim = self._simulation()
+        self._stepped_due = None
         # unbounded: p4p's default (5) drops puts and connect events with queue.Full under load
         self._queue = ThreadedWorkQueue(name="softioc-handlers", workers=2, daemon=True, maxsize=0).start()
         self._puts = PutQueue(self._lock, self._queue)
@@ -315,6 +317,7 @@ class SoftIOC(PutHandling):
             assert sim is not None  # the update loop runs only once started
             sim.set_faults(effects)
             updates = sim.step()
+            self._stepped_due = due
         if serve_again:
             self._bring_back()
         self.stats.steps += 1

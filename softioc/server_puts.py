@@ -41,6 +41,15 @@ class PutHandling(ServerViews):
         if self._control is not None:
             self._control.update_puts()  # at once, so a script reading PUTS right after its put sees it
 
+    def _overdue_steps(self) -> int:
+        """Update steps due by now that a late loop has yet to run (0 when it keeps time, or is so
+        late it will resynchronise): a put's effect on the readback waits for them."""
+        if self._stepped_due is None:
+            return 0
+        period = 1.0 / self.config.ioc.update_rate
+        behind = time.monotonic() - self._stepped_due
+        return int(behind / period) if behind <= 1.0 + period else 0
+
     @staticmethod
     def _peer(op: Any) -> str:
         try:
@@ -111,7 +120,7 @@ class PutHandling(ServerViews):
 
     def _apply(self, name: str, value: Any) -> None:
         assert self._sim is not None  # puts are served only once started
-        self._sim.apply(name, value)
+        self._sim.apply(name, value, self._overdue_steps())
         channel = self._channels[name]
         alarm = self._alarm_of(name, self.faults.alarms(time.monotonic()))
         if channel.open:

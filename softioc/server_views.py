@@ -45,6 +45,7 @@ class ServerViews:
     _thread: threading.Thread | None
     _overridden: set[str]
     _posted_outside_step: float  # wall s of the newest post a put or an alarm change made
+    _stepped_due: float | None  # monotonic s the last update step run was due at
 
     @property
     def running(self) -> bool:

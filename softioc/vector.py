@@ -141,6 +141,8 @@ class VectorSimulation(Simulation):
         """Advance one step; return {readback or observable PV: value} of the values that changed."""
         self.steps += 1
         self.time = self.steps * self.dt
+        if self._waiting:
+            self._release()
         out: dict[str, Any] = {}
         self._advance(self._scalar, out)
         for group in self._groups:
@@ -151,7 +153,7 @@ class VectorSimulation(Simulation):
     def _step_group(self, group: _Group, out: dict[str, Any]) -> None:
         i: int | np.integer[Any]  # indexes from numpy arrays and from Python sets alike
         devices, readbacks = group.devices, self.readbacks
-        target = np.fromiter((d.setpoint for d in devices), float, len(devices))
+        target = np.fromiter((d.target for d in devices), float, len(devices))
         for i in np.flatnonzero(target != group.target):  # the setpoint entries observables may read
             readbacks[group.setpoint_names[i]] = devices[i].setpoint
         group.target = target

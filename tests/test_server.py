@@ -74,6 +74,42 @@ def test_a_late_update_loop_posts_each_step_stamped_at_the_time_it_stands_for(so
     assert len(caught_up) >= 10, stamps
 
 
+def test_a_put_while_the_update_loop_is_late_moves_the_readback_from_the_time_it_was_made(
+        softioc_factory, client_for, monitor):
+    """A put handled while the loop is behind waits for the steps already due: the readback
+    starts to move at the first step due after the put, and each later step is a period on,
+    as when the loop keeps time (a late loop must not show a response faster than the model)."""
+    period = 1.0 / FAST["update_rate"]
+    tau = 1.0
+    ioc = softioc_factory({"ioc": FAST, "setpoint": [
+        {"name": "X:SET", "readback": "X:RBV", "lag": "first_order", "tau": tau}]})
+    ctx = client_for(ioc)
+    rbv, sp = monitor(ctx, "X:RBV"), monitor(ctx, "X:SET")
+    rbv.wait_value(lambda v: v == 0.0)
+    sp.wait_value(lambda v: v == 0.0)
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with ioc._lock:  # the machine busy for 0.3 s: about 30 steps fall due meanwhile
+            held.set()
+            release.wait(0.3)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert held.wait(5.0)
+        ctx.put("X:SET", 2.0, timeout=5)  # handled once the machine is free, the loop still behind
+    finally:
+        holder.join(5.0)
+    put_at = sp.wait_value(lambda v: v == 2.0).timestamp
+    rbv.wait_value(lambda v: v > 0.5)
+    moved = [v for v in rbv.values if v > 0.0]
+    a = math.exp(-FAST["time_scale"] * period / tau)
+    for n, value in enumerate(moved[:20], start=1):
+        assert float(value) == pytest.approx(2.0 * (1.0 - a ** n), rel=1e-9)  # one post per step
+        assert value.timestamp >= put_at + (n - 1) * period - 1e-3, (n, value.timestamp - put_at)
+
+
 def test_rate_readback_ramps_at_rate_units_per_second(softioc_factory, client_for, monitor):
     rate, dt = 2.0, FAST["time_scale"] / FAST["update_rate"]
     ioc = softioc_factory({"ioc": FAST, "setpoint": [
