@@ -114,3 +114,11 @@ def test_with_an_empty_address_list_the_server_row_says_it_was_not_searched(serv
     assert rows["value"] == "4.52"
     assert rows["server"] == ("not searched: EPICS_PVA_ADDR_LIST is empty (automatic search is not "
                               "repeated here); EPICS_PVA_NAME_SERVERS (search over TCP) is not searched here")
+
+
+def test_under_a_prefix_the_search_asks_for_the_name_on_the_wire():
+    with Server(providers=[{"PRE:X:RBV": SharedPV(nt=NTScalar("d"), initial=2.5)}], isolate=True) as srv:
+        with Interface(conf=srv.conf(), timeout=2.0, prefix="PRE:") as interface:
+            rows = interface.get_info(["X:RBV"])["vars"]["X:RBV"]
+        assert rows["value"] == "2.5"
+        assert rows["server"].startswith(f"127.0.0.1:{srv.conf()['EPICS_PVAS_SERVER_PORT']} (guid ")
