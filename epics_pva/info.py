@@ -1,7 +1,8 @@
 """What an operator's "Info" view shows of a PV, as rows of text: value, units, limits, alarm, time.
 
 Badger's variable table shows `get_info([pv])["vars"][pv]` as `field: value` rows of str.
-No network here: Interface.get_info reads the PVs and hands the replies to these functions.
+No network here: Interface.get_info reads the PVs, searches for their servers (search.py) and
+hands the replies to these functions.
 """
 
 from __future__ import annotations
@@ -15,10 +16,7 @@ from .measure import WaitConfig
 from .readings import alarm_of, read_failure, severity_name, timestamp_of
 from .values import describe, show, to_python
 
-__all__ = ["SERVER_ADDRESS", "interface_fields", "pv_fields", "readback_fields"]
-
-# p4p 4.3's client hands back values and errors only: no peer address of the server that replied
-SERVER_ADDRESS = "not exposed by p4p (its client API gives no server address)"
+__all__ = ["interface_fields", "pv_fields", "readback_fields"]
 
 # the client settings that say where PVs are looked for, shown as the interface's rows
 _SEARCH_SETTINGS = ("EPICS_PVA_ADDR_LIST", "EPICS_PVA_AUTO_ADDR_LIST", "EPICS_PVA_NAME_SERVERS",
@@ -46,10 +44,14 @@ def iso_time(seconds: float) -> str:
     return f"{stamp} (zero: never processed)" if seconds == 0 else stamp
 
 
-def pv_fields(reply: Any, timeout: float) -> dict[str, str]:
-    """The rows for one PV from its get reply (a value, or the exception the get gave)."""
+def pv_fields(reply: Any, timeout: float, server: str) -> dict[str, str]:
+    """The rows for one PV from its get reply (a value, or the exception the get gave).
+
+    `server` is the row saying which server claimed the PV in a name search, or why none did
+    (p4p's client does not say which server answered the get).
+    """
     if isinstance(reply, BaseException):
-        return {"connected": f"no: {read_failure(reply, timeout)}", "server": SERVER_ADDRESS}
+        return {"connected": f"no: {read_failure(reply, timeout)}", "server": server}
     raw = getattr(reply, "raw", reply)
     try:
         value = _text(to_python(reply))
@@ -68,7 +70,7 @@ def pv_fields(reply: Any, timeout: float) -> dict[str, str]:
         "alarm message": alarm.message or "none",
         "timestamp": iso_time(timestamp_of(reply)),
         "connected": "yes",
-        "server": SERVER_ADDRESS,
+        "server": server,
     }
     if info.choices:
         fields["choices"] = ", ".join(info.choices)

@@ -179,10 +179,13 @@ class Interface:
 
         Per PV, as text: value, type, units, control limits, alarm severity and message, the
         server's time stamp (ISO 8601 UTC), whether it answered within `timeout` s, and the
-        server's address (which p4p does not expose, and the row says so). A setpoint whose
-        `configs` entry is a wait_for_readback partial also shows its readback PV's value and
-        alarm, the tolerance, offset and settle time limit, and whether it is within tolerance.
-        Never raises for an unreachable PV: its rows say why. One concurrent get, no put.
+        server ("host:port (guid ...)", its TCP address and GUID), found by a PVAccess UDP name
+        search of the EPICS_PVA_ADDR_LIST entries (p4p does not say which server answered);
+        when none claimed it within `timeout` s, or the list is empty, the row says why. A
+        setpoint whose `configs` entry is a wait_for_readback partial also shows its readback
+        PV's value and alarm, the tolerance, offset and settle time limit, and whether it is
+        within tolerance. Never raises for an unreachable PV: its rows say why. One concurrent
+        get and, beside it, one name search for all names; no put.
         """
         return self._reads.info(names, configs)
 

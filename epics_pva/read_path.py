@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -27,6 +28,8 @@ from .readings import (
     read_failure,
     reading_of,
 )
+from .rehearsal import client_settings
+from .search import ServerAddress, find_servers
 from .settings import Settings
 from .values import check_name, show
 
@@ -125,13 +128,40 @@ class ReadPath:
         waits = {pv: c for pv, c in wait_configs(configs or {}).items() if pv in names}
         extra = list(dict.fromkeys(c.readback_pv for c in waits.values() if c.readback_pv not in names))
         context = self._connection.context()
+        search = _Search(names, self._connection.prefix, client_settings(self._connection.conf), timeout)
         replies = dict(zip(names + extra, context.get(names + extra, timeout=timeout, throw=False),
                            strict=True))
+        servers = search.result()
         found: dict[str, dict[str, str]] = {}
         for pv in names:
-            found[pv] = _info.pv_fields(replies[pv], timeout)
+            found[pv] = _info.pv_fields(replies[pv], timeout, servers[pv])
             if pv in waits:
                 found[pv].update(_info.readback_fields(replies[pv], waits[pv],
                                                        replies[waits[pv].readback_pv], timeout))
         return {"interface": _info.interface_fields(self.settings.as_dict(), context.conf(), __version__),
                 "vars": found}
+
+
+class _Search:
+    """A UDP name search for the server of each PV (see search.py), run beside the info get."""
+
+    def __init__(self, names: list[str], prefix: str, settings: Mapping[str, str], timeout: float) -> None:
+        self._names, self._prefix, self._timeout = names, prefix, timeout
+        self._found: dict[str, ServerAddress | str] = {}
+        self._thread = threading.Thread(target=self._run, args=(settings,), daemon=True,
+                                        name="epics_pva-search")
+        self._thread.start()
+
+    def _run(self, settings: Mapping[str, str]) -> None:
+        try:
+            self._found = find_servers([self._prefix + n for n in self._names], settings, self._timeout)
+        except Exception as exc:  # a bug here must not cost the operator the rest of the view
+            _log.exception("server search failed")
+            self._found = {self._prefix + n: f"not known: the search failed ({exc})" for n in self._names}
+
+    def result(self) -> dict[str, str]:
+        """{name as asked: its server row}, waiting at most a second past the search's own limit."""
+        self._thread.join(self._timeout + 1.0)
+        found = dict(self._found) if not self._thread.is_alive() else {}
+        return {n: str(found.get(self._prefix + n, "not known: the search did not finish"))
+                for n in self._names}

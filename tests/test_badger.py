@@ -480,6 +480,8 @@ def test_the_info_dialog_shows_a_setpoint_its_readback_and_the_interface(ioc):
         assert rows["value"] == "-1.0" and rows["connected"] == "yes"
         assert rows["control limits"] == "-2 to 2"
         assert rows["alarm severity"] == "NO_ALARM (0)"
+        # found by a name search of EPICS_PVA_ADDR_LIST from the environment: the IOC's TCP port
+        assert rows["server"].startswith(f"127.0.0.1:{ioc.client_conf()['EPICS_PVA_SERVER_PORT']} (guid ")
         ctx = Context("pva", conf=ioc.client_conf(), useenv=False)
         try:
             stamp = ctx.get("DEMO:Q1:SET", timeout=2.0).timestamp
@@ -504,3 +506,5 @@ def test_info_remembers_the_configs_of_earlier_sets_and_reports_an_unreachable_p
         found = intf.get_info(["DEMO:Q1:SET", "DEMO:NOWHERE"])["vars"]
     assert found["DEMO:Q1:SET"]["readback PV"] == "DEMO:Q1:RBV"
     assert found["DEMO:NOWHERE"]["connected"].startswith("no: no reply within 0.5 s")
+    assert found["DEMO:NOWHERE"]["server"] == (
+        f"not found: no server at {ioc.client_conf()['EPICS_PVA_ADDR_LIST']} claimed it within 0.5 s")

@@ -12,7 +12,6 @@ from p4p.server import Server
 from p4p.server.thread import SharedPV
 
 from epics_pva import Interface, InvalidInputError, __version__, wait_for_readback
-from epics_pva.info import SERVER_ADDRESS
 
 STAMP = 1700000000.25  # 2023-11-14T22:13:20.250 UTC
 
@@ -50,7 +49,11 @@ def test_every_row_of_a_pv_in_alarm_is_text(server):
     assert rows["value"] == "4.5" and rows["units"] == "mm" and rows["control limits"] == "-5 to 5"
     assert rows["alarm severity"] == "MAJOR (2)" and rows["alarm message"] == "HIHI"
     assert datetime.fromisoformat(rows["timestamp"]).timestamp() == STAMP
-    assert rows["connected"] == "yes" and rows["server"] == SERVER_ADDRESS
+    assert rows["connected"] == "yes"
+    # the server's own TCP address, found by a name search, and its GUID (12 bytes as hex)
+    address, _, guid = rows["server"].partition(" (guid ")
+    assert address == f"127.0.0.1:{server.conf()['EPICS_PVAS_SERVER_PORT']}"
+    assert len(guid) == 25 and guid.endswith(")") and int(guid[:-1], 16) >= 0
     assert "readback PV" not in rows  # no wait_for_readback config given
     assert info["interface"]["version"] == __version__ and info["interface"]["timeout"] == "2.0"
     assert info["interface"]["EPICS_PVA_ADDR_LIST"].startswith(server.conf()["EPICS_PVA_ADDR_LIST"])
@@ -79,6 +82,9 @@ def test_an_unreachable_pv_says_why_and_the_others_still_show(server):
         found = interface.get_info(["NO:SUCH:PV", "X:RBV"])["vars"]
     assert list(found) == ["NO:SUCH:PV", "X:RBV"]
     assert found["NO:SUCH:PV"]["connected"] == "no: no reply within 0.5 s (unknown PV, or its server is down)"
+    where = f"127.0.0.1:{server.conf()['EPICS_PVA_BROADCAST_PORT']}"
+    assert found["NO:SUCH:PV"]["server"] == f"not found: no server at {where} claimed it within 0.5 s"
+    assert found["X:RBV"]["server"].startswith(f"127.0.0.1:{server.conf()['EPICS_PVAS_SERVER_PORT']} (guid ")
     assert found["X:RBV"]["value"] == "4.52" and found["X:RBV"]["units"] == "none published"
     assert found["X:RBV"]["control limits"] == "none published"
 
@@ -97,3 +103,22 @@ def test_a_config_with_a_tolerance_that_is_no_number_is_shown_as_given(server):
         rows = interface.get_info(["X:SET"], configs={"X:SET": config})["vars"]["X:SET"]
     assert rows["tolerance"] == "'close' (not a number)" and "within tolerance" not in rows
     assert rows["readback"] == "4.52"
+
+
+def test_with_an_empty_address_list_the_server_row_says_it_was_not_searched(server):
+    # the name server list reaches the server over TCP, so the get still succeeds
+    conf = {**server.conf(), "EPICS_PVA_ADDR_LIST": "",
+            "EPICS_PVA_NAME_SERVERS": f"127.0.0.1:{server.conf()['EPICS_PVAS_SERVER_PORT']}"}
+    with Interface(conf=conf, timeout=2.0) as interface:
+        rows = interface.get_info(["X:RBV"])["vars"]["X:RBV"]
+    assert rows["value"] == "4.52"
+    assert rows["server"] == ("not searched: EPICS_PVA_ADDR_LIST is empty (automatic search is not "
+                              "repeated here); EPICS_PVA_NAME_SERVERS (search over TCP) is not searched here")
+
+
+def test_under_a_prefix_the_search_asks_for_the_name_on_the_wire():
+    with Server(providers=[{"PRE:X:RBV": SharedPV(nt=NTScalar("d"), initial=2.5)}], isolate=True) as srv:
+        with Interface(conf=srv.conf(), timeout=2.0, prefix="PRE:") as interface:
+            rows = interface.get_info(["X:RBV"])["vars"]["X:RBV"]
+        assert rows["value"] == "2.5"
+        assert rows["server"].startswith(f"127.0.0.1:{srv.conf()['EPICS_PVAS_SERVER_PORT']} (guid ")
