@@ -131,6 +131,8 @@ class ChildProcess:
                     code = self._proc.wait(5.0)
                 except subprocess.TimeoutExpired:
                     pass
+            for pump in self._pumps[1:]:  # its last stderr lines, read to their end (bounded)
+                pump.join(2.0)
             raise self.error(f"{self.label} exited (status {code}) before {what}; "
                              f"output: {self._output()}")
         return line
