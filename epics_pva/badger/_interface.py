@@ -6,7 +6,7 @@ import logging
 import threading
 from collections import deque
 from collections.abc import Iterable, Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 from badger import interface as badger_interface
 from pydantic import Field, PrivateAttr, create_model, model_validator
@@ -30,12 +30,16 @@ _create_lock = threading.Lock()
 def _badger_fields() -> dict[str, tuple[Any, Any]]:
     """One pydantic field per setting with an environment variable, derived from Settings."""
     default = defaults()
-    return {
+    fields: dict[str, tuple[Any, Any]] = {}
+    for name, spec in specs().items():
+        if spec.variable is None:
+            continue
+        bounds = spec.bounds  # gt, ge and le: the only bounds a setting has
+        schema = Field(default[name], description=f"{spec.doc} (environment: {spec.variable})",
+                       gt=bounds.get("gt"), ge=bounds.get("ge"), le=bounds.get("le"))
         # a setting whose default is None (no limit, no journal) takes None too
-        name: (spec.kind if default[name] is not None else spec.kind | None, Field(default[name], description=f"{spec.doc} (environment: {spec.variable})",
-                                **spec.bounds))
-        for name, spec in specs().items() if spec.variable is not None
-    }
+        fields[name] = (spec.kind if default[name] is not None else spec.kind | None, schema)
+    return fields
 
 
 _FIELDS = tuple(_badger_fields())
@@ -213,7 +217,8 @@ def _changes(old: Settings, new: Settings) -> str:
 
 
 # Badger reads its parameters from the pydantic schema: one field per setting, from Settings
-Interface = create_model(
+# cast: pydantic's overloads cannot see fields built at run time
+Interface = cast(Any, create_model)(
     "Interface", __base__=_Interface, __module__=__name__, __doc__=_Interface.__doc__,
     **_badger_fields(),
 )
