@@ -118,8 +118,9 @@ def test_arm_over_the_wire_then_watch_and_clear(ioc, operator, machine_client, m
 
 def test_put_timeout_armed_over_the_wire(ioc, operator, machine_client):
     operator.put("SOFTIOC:FAULT:ARM", "X:SET put_timeout count=1 apply=true", timeout=5)
+    machine_client.get("X:SET", timeout=5)  # connected: the timeout below is the fault's, not a search's
     with pytest.raises(TimeoutError):
-        machine_client.put("X:SET", 7.0, timeout=0.2)
+        machine_client.put("X:SET", 7.0, timeout=0.5)
     assert float(machine_client.get("X:SET", timeout=5)) == 7.0
     operator.put("SOFTIOC:FAULT:CLEAR", "", timeout=5)
     assert ioc.faults.held() == []

@@ -105,7 +105,9 @@ MACHINE = {"ioc": FAST, "setpoint": [
     {"name": "X:SET", "readback": "X:RBV", "limits": [-10, 10]},
     {"name": "Y:SET", "readback": "Y:RBV"},
 ]}
-SHORT = 0.2  # client timeout (s) for puts that are meant to time out
+# client timeout (s) for puts that are meant to time out: with the channels already connected
+# (see ctx), it covers only the put's own Get and put on loopback, never a search
+SHORT = 0.5
 
 
 @pytest.fixture
@@ -115,7 +117,10 @@ def ioc(softioc_factory):
 
 @pytest.fixture
 def ctx(ioc, client_for):
-    return client_for(ioc)
+    """A client with every PV of the machine connected: a put timing out is the fault's doing."""
+    context = client_for(ioc)
+    context.get(ioc.pv_names(), timeout=10)
+    return context
 
 
 def steps_later(ioc, until, steps):
