@@ -262,7 +262,9 @@ def test_control_pvs_act_on_the_whole_machine(machine, ctx_for, monitor):
 def test_a_killed_shard_is_reported_and_restarted_while_the_others_serve(machine, ctx_for, monitor):
     m = machine()
     ctx = ctx_for(m.client_conf())
+    q0 = monitor(ctx, "Q0:RBV")
     ctx.put(["Q0:SET", "Q1:SET"], [1.0, 2.0], timeout=5.0)
+    q0.wait_value(lambda v: v == 1.5, timeout=10.0)  # followed its setpoint before the other shard dies
     shards = monitor(ctx, f"{PREFIX}SHARDS")
     victim = m.shards[1]
     os.kill(victim.pid, signal.SIGKILL)
