@@ -115,7 +115,7 @@ class SoftIOC(PutHandling):
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._serve_again_at: float | None = None  # monotonic s: when a restart(wait=False) ends
-        self._posted_outside_step = 0.0  # wall s of the newest post a put or an alarm change made
+        self._alarm_posted_at = 0.0  # wall s of the newest alarm post made outside an update step
         self._stepped_due: float | None = None  # monotonic s the last step run was due at
         self._control: ControlPVs | None = None
         self._provider: StaticProvider | None = None
@@ -305,8 +305,9 @@ class SoftIOC(PutHandling):
 
     def _step(self, now: float, due: float) -> None:
         """One model step run at monotonic `now` for the step due at monotonic `due` (earlier when
-        the loop runs late). Posts are stamped with `due`'s wall time, never before a post a put
-        or an alarm change made, so a late loop catching up still shows the model's own timing."""
+        the loop runs late). Posts are stamped with `due`'s wall time, never before an alarm change
+        posted meanwhile, so a late loop catching up still shows the model's own timing (a put
+        made meanwhile reaches the model only at the first step due after it: _overdue_steps)."""
         effects = self.faults.tick(now)  # one pass over the armed faults, not one per PV
         overrides = self.faults.alarms(now)
         with self._lock:
@@ -321,7 +322,8 @@ class SoftIOC(PutHandling):
         if serve_again:
             self._bring_back()
         self.stats.steps += 1
-        stamp = max(due + time.time() - time.monotonic(), self._posted_outside_step)
+        # a readback's stamps never go back past an alarm change posted on it meanwhile
+        stamp = max(due + time.time() - time.monotonic(), self._alarm_posted_at)
         step = 1.0 / self.config.ioc.update_rate  # wall s between update steps
         channels, alarms = self._channels, sim.alarms
         # the readbacks a fault acts on and the PVs an alarm fault overrides take the full checks

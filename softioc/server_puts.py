@@ -124,8 +124,7 @@ class PutHandling(ServerViews):
         channel = self._channels[name]
         alarm = self._alarm_of(name, self.faults.alarms(time.monotonic()))
         if channel.open:
-            self._posted_outside_step = stamp = time.time()
-            channel.post(value, stamp, alarm)
+            channel.post(value, time.time(), alarm)
         else:
             channel.last, channel.alarm = value, alarm
 

@@ -44,7 +44,7 @@ class ServerViews:
     _effective: dict[str, str]
     _thread: threading.Thread | None
     _overridden: set[str]
-    _posted_outside_step: float  # wall s of the newest post a put or an alarm change made
+    _alarm_posted_at: float  # wall s of the newest alarm post made outside an update step
     _stepped_due: float | None  # monotonic s the last update step run was due at
 
     @property
@@ -134,7 +134,7 @@ class ServerViews:
             return  # not serving
         overrides = self.faults.alarms(time.monotonic())
         with self._lock:
-            self._posted_outside_step = stamp = time.time()
+            self._alarm_posted_at = stamp = time.time()
             names = set(self._channels) if everything else set(overrides) | self._overridden
             for name in names:
                 channel = self._channels.get(name)
