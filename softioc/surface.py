@@ -59,8 +59,7 @@ class ControlSurface:
             "FAULT:ARM": control(self._arm), "FAULT:CLEAR": control(self._clear),
             "RESTART": control(self._restart), "SHARD:RESTART": control(self._restart_shard)})
         self._published: dict[str, Any] = {}
-        self._lock = threading.Lock()
-        self._update_lock = threading.Lock()
+        self._update_lock = threading.Lock()  # one poll at a time; it also guards _published
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._server: Server | None = None
@@ -177,7 +176,6 @@ class ControlSurface:
         self._post(f"{p}TIME", round(max((s["time"] for s in statuses), default=0.0), 6))
 
     def _post(self, name: str, value: Any) -> None:
-        with self._lock:
-            if self._published.get(name) != value:
-                self._published[name] = value
-                self.pvs[name].post(value, timestamp=time.time())
+        if self._published.get(name) != value:
+            self._published[name] = value
+            self.pvs[name].post(value, timestamp=time.time())
