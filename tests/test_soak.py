@@ -12,8 +12,10 @@ from pathlib import Path
 import pytest
 
 from devtools.soak import SoakSettings, expected_puts, match_cycle, run_soak
-from devtools.soak.__main__ import main
-from epics_pva import PutError, PutTimeoutError, SetResult, ValidationError
+from devtools.soak.__main__ import SHOWN, main, summary
+from devtools.soak.machine import SoakIOC, machine_config
+from devtools.soak.runner import _Soak
+from epics_pva import Interface, PutError, PutTimeoutError, SetResult, ValidationError
 from softioc import PutRecord
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -126,6 +128,23 @@ def test_a_short_soak_surfaces_every_fault_and_leaks_nothing():
     assert report["resources"]["after_close"]["subscriptions"] == 0
 
 
+def test_a_call_refused_outside_any_outage_is_an_unexplained_failure():
+    # an outage the soak did not arm: the call is refused before any put (every PV not
+    # attempted), and nothing the soak knows of explains that
+    soak = _Soak(SoakSettings(cycles=2, pvs=2, seed=3, warmup=0, timeout=0.4, p_timeout=0, p_reject=0,
+                              p_outage=0, outage_duration=1.0))
+    with SoakIOC(machine_config(2, 3, 100.0)) as ioc, Interface(conf=ioc.client_conf, timeout=0.4) as itf:
+        assert 0 <= soak.connect(itf) < 30
+        soak.cycle(itf, ioc)
+        assert (soak.calls["ok"], soak.unexplained_count) == (1, 0)
+        ioc.arm("SOAK:1:SET", "outage", duration=5.0)
+        soak.cycle(itf, ioc)
+    assert soak.calls["failed"] == 1 and soak.pv_outcomes["not_attempted"] == 2
+    # the refused PV needs explaining; the other was only held back for it
+    sets = {u["pv"]: u["why"] for u in soak.unexplained if u["why"].startswith("not attempted")}
+    assert list(sets) == ["SOAK:1:SET"] and "cannot read the PV" in sets["SOAK:1:SET"], soak.unexplained
+
+
 # ---- the command -----------------------------------------------------------------------------
 
 # loose network timeouts: these run beside other tests, where a 0.1 s put can time out falsely
@@ -165,6 +184,13 @@ def test_a_failed_check_exits_1_and_says_which(tmp_path):
     report = json.loads(out.read_text())
     assert report["passed"] is False and report["checks"]["rss_bounded"]["ok"] is False
     assert "FAIL rss_bounded: RSS" in done.stdout and done.stdout.splitlines()[-1] == "FAILED"
+    # each unexplained failure is printed, up to SHOWN, then where the rest are
+    report["unexplained"] = [{"cycle": n, "pv": "SOAK:0:SET", "why": f"why {n}"} for n in range(SHOWN + 1)]
+    report["unexplained_failures"] = SHOWN + 1
+    lines = summary(report)
+    assert [line for line in lines if line.startswith("  unexplained")] == [
+        f"  unexplained, cycle {n}: SOAK:0:SET: why {n}" for n in range(SHOWN)]
+    assert lines[-2].startswith("  (the JSON report lists up to")
 
 
 @pytest.mark.parametrize("args", [["--cycles", "0"], ["--p-reject", "2"], ["--cycles", "x"]])

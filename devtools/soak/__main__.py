@@ -13,7 +13,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .runner import SoakSettings, run_soak
+from .runner import MAX_LISTED, SoakSettings, run_soak
+
+SHOWN = 5  # unexplained failures and unexpected errors printed; the JSON report keeps more
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -60,7 +62,8 @@ def summary(report: dict[str, Any]) -> list[str]:
     """The report's figures, one per line, for a terminal."""
     f, o = report["faults"], report["outcomes"]
     lines = [
-        f"cycles {report['cycles']} in {report['duration_s']} s ({report['cycles_per_s']}/s)",
+        f"cycles {report['cycles']} in {report['duration_s']} s ({report['cycles_per_s']}/s), "
+        f"after {report['connect_s']} s connecting",
         f"calls {o['calls']}  PV outcomes {o['pvs']}  errors {o['errors']}  reads {o['reads']}",
         f"audit {report['audit']}",
         f"injected {f['injected']}; faulted puts {f['puts_faulted']}, surfaced {f['surfaced']}, "
@@ -69,6 +72,10 @@ def summary(report: dict[str, Any]) -> list[str]:
         f"set_values latency (s) {report['set_values_latency_s']}",
     ]
     lines += [f"{'ok  ' if c['ok'] else 'FAIL'} {name}: {c['detail']}" for name, c in report["checks"].items()]
+    lines += [f"  unexplained, cycle {u['cycle']}: {u['pv']}: {u['why']}" for u in report["unexplained"][:SHOWN]]
+    lines += [f"  unexpected: {text}" for text in report["unexpected_errors"][:SHOWN]]
+    if max(report["unexplained_failures"], len(report["unexpected_errors"])) > SHOWN:
+        lines.append(f"  (the JSON report lists up to {MAX_LISTED} of each)")
     lines.append("PASSED" if report["passed"] else "FAILED")
     return lines
 
@@ -91,7 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             processes=args.processes,
         )
         report = run_soak(settings)
-    except ValueError as exc:
+    except (ValueError, TimeoutError) as exc:
         print(f"soak: {exc}", file=sys.stderr)
         return 2
     if args.json is not None:

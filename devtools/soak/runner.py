@@ -38,6 +38,7 @@ __all__ = ["SoakSettings", "run_soak", "verdict"]
 
 _log = logging.getLogger(__name__)
 SERVER = "*"
+CONNECT_LIMIT = 30.0  # s the PVs may take to answer a first read, before the cycles begin
 MAX_LISTED = 50  # mismatches and unexplained failures kept in the report
 BLOCK = 1000  # cycles per block of the per-block figures
 
@@ -205,6 +206,23 @@ class _Soak:
     def disrupted(self) -> set[str]:
         return {pv for o in self.active for pv in o.pvs}
 
+    def connect(self, itf: Interface) -> float:
+        """Read every PV until all answer, at most CONNECT_LIMIT s; the seconds it took.
+
+        The cycles measure the steady state: a first search on a loaded machine can outlast
+        the short timeout a soak uses, and would be taken for a failure of the first cycles.
+        """
+        names = [*self.setpoints, *self.readbacks.values()]
+        begin = time.monotonic()
+        while True:
+            try:
+                itf.get_values(names)
+                return time.monotonic() - begin
+            except ReadError as exc:
+                if time.monotonic() - begin >= CONNECT_LIMIT:
+                    raise TimeoutError(f"the soft IOC's PVs did not all answer within {CONNECT_LIMIT:g} s: "
+                                       f"{exc}") from None
+
     # -- one cycle --------------------------------------------------------------------------
     def cycle(self, itf: Interface, ioc: SoakIOC) -> None:
         inputs = {pv: round(self.rng.uniform(-5.0, 5.0), 3) for pv in self.setpoints}
@@ -219,6 +237,9 @@ class _Soak:
         except SetValuesError as exc:
             results = exc.results
             self.calls["failed"] += 1
+            # refused before any put (a PV unreachable): each refused PV needs an explanation,
+            # the others of the call were held back for it
+            failures.update({pv: f"not attempted: {why}" for pv, why in getattr(exc, "problems", {}).items()})
         except InvalidInputError as exc:
             self.calls["refused"] += 1
             self.pv_outcomes["refused"] += len(inputs)
@@ -310,6 +331,7 @@ class _Soak:
             itf = Interface(conf=ioc.client_conf, timeout=s.timeout, put_attempts=s.put_attempts,
                             retry_delay=s.retry_delay, parallel=s.parallel, journal=s.journal)
             self.max_workers = itf.max_workers
+            connect_s = self.connect(itf)
             baseline: dict[str, Any] | None = None
             self.load_samples.append((0, os.getloadavg()[0]))
             begin = time.monotonic()
@@ -348,10 +370,10 @@ class _Soak:
         if s.journal is not None and s.audit is not None:  # the IOC has stopped: its file is whole
             self.crosscheck = cross_check(s.journal, s.audit)
         return self.report(started, elapsed, main_cycles, baseline, end, closed, ioc_start,
-                           ioc_end, lost_updates.count)
+                           ioc_end, lost_updates.count, connect_s)
 
     def report(self, started, elapsed, main_cycles, baseline, end, closed, ioc_start, ioc_end,
-               lost_updates) -> dict[str, Any]:
+               lost_updates, connect_s) -> dict[str, Any]:
         pv_recovery = [o.report()["recovery_s"] for o in self.outages if o.pv != SERVER]
         server_recovery = [o.report()["recovery_s"] for o in self.outages if o.pv == SERVER]
         injected = {"put_timeout": self.fired["put_timeout"], "put_reject": self.fired["put_reject"],
@@ -361,6 +383,7 @@ class _Soak:
             "settings": asdict(self.s),
             "cycles": self.cycles,
             "cycles_after_main_loop": self.cycles - main_cycles,
+            "connect_s": round(connect_s, 3),
             "duration_s": round(elapsed, 2),
             "cycles_per_s": round(self.cycles / elapsed, 2) if elapsed else None,
             "outcomes": {
