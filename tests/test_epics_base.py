@@ -344,13 +344,17 @@ SCRIPT = textwrap.dedent("""
 
 
 @pytest.mark.parametrize("mechanism", ["pdeathsig", "stdin"])
-def test_the_ioc_dies_with_its_parent(mechanism):
-    parent = subprocess.Popen([sys.executable, "-c", SCRIPT, mechanism], stdout=subprocess.PIPE,
-                              text=True, cwd=Path(__file__).parent.parent)
+def test_the_ioc_dies_with_its_parent(mechanism, tmp_path):
+    errors = tmp_path / "parent.stderr"
+    with errors.open("w") as stderr:  # a file, not a pipe: a chatty parent never blocks on it
+        parent = subprocess.Popen([sys.executable, "-c", SCRIPT, mechanism], stdout=subprocess.PIPE,
+                                  stderr=stderr, text=True, cwd=Path(__file__).parent.parent)
     try:
-        ready, _, _ = select.select([parent.stdout], [], [], 30.0)
-        assert ready, "the parent did not start its IOC within 30 s"
-        ioc_pid = int(parent.stdout.readline())
+        ready, _, _ = select.select([parent.stdout], [], [], 40.0)
+        line = parent.stdout.readline() if ready else ""
+        assert line.strip().isdigit(), (f"the parent did not start its IOC within 40 s (exit status "
+                                        f"{parent.poll()}); its stderr:\n{errors.read_text()}")
+        ioc_pid = int(line)
         pidfd = os.pidfd_open(ioc_pid)
     finally:
         parent.send_signal(signal.SIGKILL)
