@@ -7,6 +7,7 @@ import json
 import logging
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -131,13 +132,20 @@ def test_a_short_soak_surfaces_every_fault_and_leaks_nothing():
 def test_a_call_refused_outside_any_outage_is_an_unexplained_failure():
     # an outage the soak did not arm: the call is refused before any put (every PV not
     # attempted), and nothing the soak knows of explains that
-    soak = _Soak(SoakSettings(cycles=2, pvs=2, seed=3, warmup=0, timeout=0.4, p_timeout=0, p_reject=0,
-                              p_outage=0, outage_duration=1.0))
-    with SoakIOC(machine_config(2, 3, 100.0)) as ioc, Interface(conf=ioc.client_conf, timeout=0.4) as itf:
+    # (timeouts loose and the outage long: this runs beside other tests on a loaded machine)
+    soak = _Soak(SoakSettings(cycles=2, pvs=2, seed=3, warmup=0, timeout=2.0, p_timeout=0, p_reject=0,
+                              p_outage=0, outage_duration=4.0))
+    with SoakIOC(machine_config(2, 3, 100.0)) as ioc, Interface(conf=ioc.client_conf, timeout=2.0) as itf:
         assert 0 <= soak.connect(itf) < 30
         soak.cycle(itf, ioc)
-        assert (soak.calls["ok"], soak.unexplained_count) == (1, 0)
-        ioc.arm("SOAK:1:SET", "outage", duration=5.0)
+        assert (soak.calls["ok"], soak.unexplained_count) == (1, 0), soak.unexplained
+        ioc.arm("SOAK:1:SET", "outage", duration=60.0)
+        # the refusal needs the client to have heard of the disconnect: else the put is sent
+        # and times out, a different outcome (the one match_cycle forgives within an outage)
+        deadline = time.monotonic() + 20.0
+        while "SOAK:1:SET" in itf.latest_values(["SOAK:1:SET"]):
+            assert time.monotonic() < deadline, "the client never heard of the outage"
+            time.sleep(0.02)
         soak.cycle(itf, ioc)
     assert soak.calls["failed"] == 1 and soak.pv_outcomes["not_attempted"] == 2
     # the refused PV needs explaining; the other was only held back for it

@@ -222,6 +222,7 @@ class _Soak:
                 if time.monotonic() - begin >= CONNECT_LIMIT:
                     raise TimeoutError(f"the soft IOC's PVs did not all answer within {CONNECT_LIMIT:g} s: "
                                        f"{exc}") from None
+                time.sleep(0.1)  # a refusal can come at once (a PV known to be down): no spin
 
     # -- one cycle --------------------------------------------------------------------------
     def cycle(self, itf: Interface, ioc: SoakIOC) -> None:
