@@ -103,7 +103,9 @@ class Machine:
             same = len(set(self.hosts)) == 1
             return [(self.port + (k if same else 0), self.broadcast_port + (k if same else 0))
                     for k in range(self.processes)]
-        return [(free_port(h, socket.SOCK_STREAM), free_port(h, socket.SOCK_DGRAM)) for h in self.hosts]
+        # TCP 0: each shard binds a free port itself (a port chosen here could be taken before
+        # the shard binds it); clients find it by search, and a restart keeps the port it bound
+        return [(0, free_port(h, socket.SOCK_DGRAM)) for h in self.hosts]
 
     def start(self) -> Machine:
         """Start every shard (in parallel), wait until all are ready, serve the control PVs."""
@@ -116,14 +118,14 @@ class Machine:
         path.write_bytes(pickle.dumps(self.config))
         ports = self._ports()
         control_host = self.hosts[0]
-        control_ports = (free_port(control_host, socket.SOCK_STREAM), free_port(control_host, socket.SOCK_DGRAM))
+        control_ports = (0, free_port(control_host, socket.SOCK_DGRAM))  # TCP: any, found by search
         addresses = [f"{h}:{u}" for h, (_t, u) in zip(self.hosts, ports, strict=True)]
         self._addr_list = " ".join(addresses + [f"{control_host}:{control_ports[1]}"])
         links = " ".join(addresses)
         self.shards = [
             ShardProcess(k, [sys.executable, "-c", _CHILD, "--pickle", str(path), "--shard", str(k),
-                             "--processes", str(self.processes), "--host", self.hosts[k], "--port", str(t),
-                             "--broadcast-port", str(u), "--links", links, "--log-level", self.log_level],
+                             "--processes", str(self.processes), "--host", self.hosts[k],
+                             "--links", links, "--log-level", self.log_level],
                          self.hosts[k], t, u, self.start_timeout, self.reply_timeout)
             for k, (t, u) in enumerate(ports)]
         self._dead, self._stop = {}, threading.Event()

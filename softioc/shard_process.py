@@ -24,7 +24,12 @@ class ShardError(ChildError):
 
 
 def free_port(host: str, kind: int) -> int:
-    """A port free on `host` now (TCP or UDP); the shard binds it a moment later."""
+    """A port free on `host` now (TCP or UDP); the shard binds it a moment later.
+
+    Only search (UDP) ports are chosen so, since every client must be told them before the
+    shards start; pvxs binds those with SO_REUSEADDR, so another process cannot make the
+    shard's bind fail. TCP ports are left to the shard (port 0), which has no such race.
+    """
     with socket.socket(socket.AF_INET, kind) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
@@ -40,6 +45,11 @@ class ShardProcess(ChildProcess):
 
     def __init__(self, index: int, argv: list[str], host: str, port: int, broadcast_port: int,
                  start_timeout: float, reply_timeout: float) -> None:
+        """`argv` starts the child without its ports: `spawn` adds --port and --broadcast-port.
+
+        `port` 0 lets the child bind any free TCP port (clients find it by UDP search); the
+        port it bound, read from its banner, is kept, so a restart comes back on it.
+        """
         super().__init__(f"shard {index}", reply_timeout)
         self.index, self.argv, self.host = index, argv, host
         self.port, self.broadcast_port = port, broadcast_port
@@ -54,11 +64,16 @@ class ShardProcess(ChildProcess):
     def spawn(self) -> None:
         """Start the child without waiting (start several, then `wait_ready` each)."""
         self.stopping = False
-        self._spawn(self.argv)
+        self._spawn([*self.argv, "--port", str(self.port), "--broadcast-port", str(self.broadcast_port)])
 
     def wait_ready(self) -> None:
-        """Block until the child printed `# ready` (ShardError on exit or timeout)."""
-        self._await_ready(self.start_timeout)
+        """Block until the child printed `# ready` (ShardError on exit or timeout); keep its TCP port."""
+        banner: list[str] = []
+        self._await_ready(self.start_timeout, banner)
+        for line in banner:
+            name, _, value = line.partition("=")
+            if name == "EPICS_PVA_SERVER_PORT" and value.isdigit():
+                self.port = int(value)
 
     def stop(self, grace: float = 5.0) -> None:
         """Ask the child to stop, then SIGTERM, then SIGKILL."""

@@ -7,16 +7,14 @@ opens its p4p context, so the server sees that account in `op.account()` (needs 
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
-import socket
-import struct
 import subprocess
 import sys
 from functools import partial
 
 import pytest
+from _network import other_address
 from p4p.client.thread import Context, RemoteError
 
 from epics_pva import Interface, PutError, wait_for_readback
@@ -127,20 +125,6 @@ def test_bad_access_rules_are_config_errors_naming_the_key(entries, why):
 # ---- shadowing: beyond loopback only when allowed; a prefix keeps real names free --------------
 
 
-def local_address() -> str | None:
-    """An IPv4 address of this machine that is not loopback (traffic to it stays on the machine)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        for _, name in socket.if_nameindex():
-            try:
-                packed = fcntl.ioctl(sock.fileno(), 0x8915, struct.pack("256s", name.encode()[:15]))  # SIOCGIFADDR
-            except OSError:
-                continue
-            address = socket.inet_ntoa(packed[20:24])
-            if not address.startswith("127."):
-                return address
-    return None
-
-
 def test_serving_beyond_loopback_is_refused_before_any_server_exists():
     ioc = SoftIOC(demo_config_path(), host="192.0.2.77")
     with pytest.raises(NetworkRefused, match=r"refusing to serve on 192\.0\.2\.77, which is not loopback: it "
@@ -151,10 +135,9 @@ def test_serving_beyond_loopback_is_refused_before_any_server_exists():
         SoftIOC(demo_config_path(), host="0.0.0.0").start()
 
 
-def test_allow_network_serves_on_a_machine_address(softioc_factory):
-    address = local_address()
-    if address is None:
-        pytest.skip("this machine has no non-loopback IPv4 address")
+@pytest.mark.private_network
+def test_allow_network_serves_on_a_non_loopback_address(softioc_factory):
+    address = other_address()
     ioc = softioc_factory(CONFIG, host=address, allow_network=True)
     conf = ioc.client_conf()
     assert conf["EPICS_PVA_ADDR_LIST"].startswith(f"{address}:")

@@ -270,8 +270,15 @@ def test_the_ioc_serves_on_loopback_only(epics_base_ioc):
     assert ("udp", "127.0.0.1", ioc.ca_server_port, True) in sockets  # CA search
     # nothing on the EPICS default ports: no inherited or default setting is in use
     assert not {port for _, _, port, _ in sockets} & {5064, 5065, 5075, 5076}
-    # PVA's search socket is bound to the wildcard (pvxs filters by interface): a search that
-    # arrives on another interface of this machine finds nothing
+
+
+@pytest.mark.private_network
+def test_a_search_arriving_on_another_interface_finds_nothing(epics_base_ioc):
+    # PVA's search socket is bound to the wildcard (pvxs filters by interface)
+    ioc = epics_base_ioc
+    conf = dict(ioc.client_conf(), EPICS_PVA_ADDR_LIST=f"127.0.0.1:{ioc.pva_broadcast_port}")
+    with Context("pva", conf=conf, useenv=False) as local:
+        local.get(P + "Q1:SET", timeout=5.0)  # the same search at loopback is answered
     conf = dict(ioc.client_conf(), EPICS_PVA_ADDR_LIST=f"{other_address()}:{ioc.pva_broadcast_port}")
     with Context("pva", conf=conf, useenv=False) as other:
         with pytest.raises(TimeoutError):

@@ -6,6 +6,7 @@ import json
 import os
 import queue
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -266,6 +267,8 @@ def test_a_killed_shard_is_reported_and_restarted_while_the_others_serve(machine
     ctx.put(["Q0:SET", "Q1:SET"], [1.0, 2.0], timeout=5.0)
     q0.wait_value(lambda v: v == 1.5, timeout=10.0)  # followed its setpoint before the other shard dies
     shards = monitor(ctx, f"{PREFIX}SHARDS")
+    ports = [(s.port, s.broadcast_port) for s in m.shards]
+    assert all(tcp > 0 for tcp, _ in ports) and len(set(ports)) == len(ports)  # the TCP ports each bound
     victim = m.shards[1]
     os.kill(victim.pid, signal.SIGKILL)
     shards.wait_value(lambda v: not json.loads(v)[1]["alive"], timeout=10.0)
@@ -277,8 +280,30 @@ def test_a_killed_shard_is_reported_and_restarted_while_the_others_serve(machine
     ctx.put(f"{PREFIX}SHARD:RESTART", 1, timeout=5.0)
     shards.wait_value(lambda v: json.loads(v)[1]["alive"], timeout=30.0, after=mark)
     assert m.dead() == {}
+    assert (victim.port, victim.broadcast_port) == ports[1]  # back where clients knew it
     assert ctx.get("Q1:SET", timeout=10.0) == 0.0  # a fresh process: back to the config's state
     assert ctx.get("Q0:SET", timeout=5.0) == 1.0  # the rest kept theirs
+
+
+def test_a_tcp_port_taken_by_another_process_before_a_shard_binds_cannot_fail_the_start(
+        machine, ctx_for, monkeypatch):
+    """Ports are chosen free, but another process may take one before the shard binds it (seen
+    on a busy CI host). A TCP port the parent chose would then fail the start; it chooses none."""
+    import softioc.machine
+
+    real_free_port = softioc.machine.free_port
+    holder = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    holder.bind(("127.0.0.1", 0))
+    holder.listen()
+    taken = holder.getsockname()[1]
+    monkeypatch.setattr(softioc.machine, "free_port",  # a TCP choice is always the taken port
+                        lambda host, kind: taken if kind == socket.SOCK_STREAM else real_free_port(host, kind))
+    try:
+        m = machine(processes=3)
+        assert taken not in [s.port for s in m.shards]
+        assert ctx_for(m.client_conf()).get(["Q0:SET", "Q1:SET", "Q2:SET"], timeout=5.0) == [0.0, 0.0, 0.0]
+    finally:
+        holder.close()
 
 
 def test_the_same_seed_and_puts_give_the_same_values_for_one_and_three_processes(

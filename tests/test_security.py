@@ -12,6 +12,7 @@ import ipaddress
 import logging
 import os
 import pickle
+import socket
 import subprocess
 import sys
 import threading
@@ -79,7 +80,15 @@ def found_via(ioc: SoftIOC, address: str) -> bool:
 
 # ---- where the soft IOC listens --------------------------------------------------------------
 
+@pytest.mark.private_network
+def test_tests_beyond_loopback_run_where_no_other_host_is():
+    """The namespace a private_network test runs in has loopback and its own veth pair only."""
+    assert {name for _, name in socket.if_nameindex()} == {"lo", "pvatest0", "pvatest1"}
+    assert other_address() == "198.51.100.1"
+
+
 @pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="reads /proc/net (Linux)")
+@pytest.mark.private_network
 def test_the_soft_ioc_listens_on_loopback_only_and_says_where(softioc_factory, caplog):
     with caplog.at_level(logging.INFO, logger="softioc.server"):
         ioc = softioc_factory(CONFIG)
@@ -91,6 +100,7 @@ def test_the_soft_ioc_listens_on_loopback_only_and_says_where(softioc_factory, c
 
 
 @pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="reads /proc/net (Linux)")
+@pytest.mark.private_network
 def test_another_interface_only_when_named(softioc_factory):
     address = other_address()
     ioc = softioc_factory(CONFIG, host=address, allow_network=True)
@@ -104,6 +114,7 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
                           timeout=30, env=env or clean_env())
 
 
+@pytest.mark.private_network
 def test_the_command_line_warns_when_serving_beyond_loopback():
     address = other_address()
     done = run_cli(str(demo_config_path()), "--host", address, "--allow-network", "--duration", "0.5")
