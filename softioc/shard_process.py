@@ -27,8 +27,9 @@ def free_port(host: str, kind: int) -> int:
     """A port free on `host` now (TCP or UDP); the shard binds it a moment later.
 
     Only search (UDP) ports are chosen so, since every client must be told them before the
-    shards start; pvxs binds those with SO_REUSEADDR, so another process cannot make the
-    shard's bind fail. TCP ports are left to the shard (port 0), which has no such race.
+    shards start. Another process taking one in between is not detected: pvxs binds search
+    ports with SO_REUSEADDR and reports the asked port either way. TCP ports are left to the
+    shard (port 0), which has no such race.
     """
     with socket.socket(socket.AF_INET, kind) as sock:
         sock.bind((host, 0))
