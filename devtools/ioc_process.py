@@ -26,6 +26,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from softioc import child_process
 from softioc.child_process import READY as READY  # the banner's last line, as before
 from softioc.child_process import ChildProcess
 from softioc.errors import ChildError
@@ -56,16 +57,8 @@ def status_field(name: str, path: str = "/proc/self/status") -> int:
 
 
 def parse_banner(lines: Sequence[str]) -> dict[str, str]:
-    """The client settings of a soft IOC banner: its NAME=value lines (`export ` allowed)."""
-    conf = {}
-    for line in lines:
-        if not line or line.startswith("#"):
-            continue
-        name, sep, value = line.removeprefix("export ").partition("=")
-        if not sep:
-            raise IOCProcessError(f"unexpected banner line {line!r} (expected NAME=value)")
-        conf[name] = value
-    return conf
+    """The client settings of a soft IOC banner; IOCProcessError for a line that is not NAME=value."""
+    return child_process.parse_banner(lines, IOCProcessError)
 
 
 # ---- the child side: commands on a running SoftIOC ----------------------------------------------

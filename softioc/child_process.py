@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 
 from .errors import ChildError
 
-__all__ = ["READY", "ChildProcess", "end_process"]
+__all__ = ["READY", "ChildProcess", "end_process", "parse_banner"]
 
 READY = "# ready"
 _machine_log = logging.getLogger("softioc.machine")  # end_process's messages, as before
@@ -47,6 +47,19 @@ def end_process(proc: subprocess.Popen[Any], grace: float) -> None:
         except subprocess.TimeoutExpired:
             pass
 
+
+
+def parse_banner(lines: Sequence[str], error: type[ChildError] = ChildError) -> dict[str, str]:
+    """The client settings a child printed before `# ready`: its NAME=value lines (`export ` allowed)."""
+    conf = {}
+    for line in lines:
+        if not line or line.startswith("#"):
+            continue
+        name, sep, value = line.removeprefix("export ").partition("=")
+        if not sep:
+            raise error(f"unexpected banner line {line!r} (expected NAME=value)")
+        conf[name] = value
+    return conf
 
 class ChildProcess:
     """Start a command-answering child, read its lines before deadlines, send it commands, end it.

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import socket
 
-from .child_process import READY, ChildProcess, end_process
+from .child_process import READY, ChildProcess, end_process, parse_banner
 from .errors import ChildError
 
 __all__ = ["READY", "ShardError", "ShardProcess", "end_process", "free_port"]
@@ -71,10 +71,7 @@ class ShardProcess(ChildProcess):
         """Block until the child printed `# ready` (ShardError on exit or timeout); keep its TCP port."""
         banner: list[str] = []
         self._await_ready(self.start_timeout, banner)
-        for line in banner:
-            name, _, value = line.partition("=")
-            if name == "EPICS_PVA_SERVER_PORT" and value.isdigit():
-                self.port = int(value)
+        self.port = int(parse_banner(banner, ShardError).get("EPICS_PVA_SERVER_PORT", self.port))
 
     def stop(self, grace: float = 5.0) -> None:
         """Ask the child to stop, then SIGTERM, then SIGKILL."""

@@ -12,7 +12,7 @@ from typing import Any
 
 import _hypothesis  # noqa: F401 - registers and loads the Hypothesis profiles
 import pytest
-from _network import in_private_network, run_in_private_network
+from _network import pytest_pyfunc_call  # noqa: F401 - runs private_network tests in their namespace
 from p4p.client.thread import Context, Disconnected
 
 from epics_pva._p4p_compat import pop_lost_first_update
@@ -29,15 +29,6 @@ def pytest_configure(config: pytest.Config) -> None:
     """
     if os.environ.get("PYTEST_XDIST_WORKER") or getattr(config.option, "dist", "no") == "no":
         os.environ.pop("COVERAGE_PROCESS_CONFIG", None)
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
-    """A test marked private_network runs in a network namespace of its own, not here."""
-    if pyfuncitem.get_closest_marker("private_network") is None or in_private_network():
-        return None
-    run_in_private_network(pyfuncitem)
-    return True
 
 
 class Recorder:
