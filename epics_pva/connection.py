@@ -19,6 +19,7 @@ from p4p.client.thread import Context
 
 from ._p4p_compat import PrefixedContext
 from .closing import mark_closed
+from .rehearsal import client_settings
 
 __all__ = ["Connection"]
 
@@ -73,6 +74,7 @@ class Connection:
         self._forget = on_close
         self.lock = threading.RLock()
         self._context: Context | None = None
+        self._built_from: dict[str, str] = {}  # the client settings the open context was built from
         self._pool: ThreadPoolExecutor | None = None
         self._pid = os.getpid()
         with _live_lock:
@@ -82,6 +84,17 @@ class Connection:
     def connected(self) -> bool:
         """True while a context is open."""
         return self._context is not None
+
+    def client_conf(self) -> dict[str, str]:
+        """The client settings of the open context, or those the next context would be built from.
+
+        `conf` if given, else the EPICS_PVA_* environment as it is now; a context is built
+        from exactly these, so what a rehearsal checks here is what its searches use.
+        """
+        with self.lock:
+            if self._context is not None and self._pid == os.getpid():
+                return dict(self._built_from)
+            return client_settings(self.conf)
 
     def close(self) -> None:
         """Close the context and the pool; the next use reopens them."""
@@ -112,10 +125,10 @@ class Connection:
                 self._pid = os.getpid()
             if self._context is None:
                 kind, extra = (PrefixedContext, {"prefix": self.prefix}) if self.prefix else (Context, {})
-                if self.conf is None:
-                    self._context = kind("pva", **extra)
-                else:
-                    self._context = kind("pva", conf=self.conf, useenv=False, **extra)
+                # the environment is read once, here, and the context built from that copy
+                built_from = client_settings(self.conf)
+                self._context = kind("pva", conf=built_from, useenv=False, **extra)
+                self._built_from = built_from
                 _log.debug("opened p4p client context")
             return self._context
 

@@ -16,13 +16,13 @@ from p4p.client.thread import Context
 from .checks import ValidationFunction
 from .connection import Connection
 from .errors import SetValuesError
+from .guard import WriteMode, announce, decide
 from .metadata import MetadataCache
 from .read_path import ReadPath
 from .readings import Reading
-from .rehearsal import client_settings
 from .results import SetResult, Status
 from .set_path import SetPath
-from .settings import Settings, specs
+from .settings import SWITCHES, Settings, environment_settings, specs
 from .time_limit import TimeLimit
 
 __all__ = ["Interface", "Reading", "SetResult", "ValidationFunction"]
@@ -38,6 +38,13 @@ class Interface:
     `rehearsal_allow`, `prefix` (and the no-op `metadata_max_age`); or a ready `settings`.
     They are checked once (ValueError naming the setting) and readable as attributes
     (`interface.timeout`); to change one, build a new Interface from `settings.replace(...)`.
+
+    The ``EPICS_PVA_INTERFACE_*`` variables are the defaults of every setting the arguments
+    leave out (``use_env=False``: the built-in defaults only; a ready `settings` is taken as it
+    is). The operator's switches, ``EPICS_PVA_INTERFACE_READ_ONLY`` and ``_REHEARSAL``, are
+    read again at every set and force read-only or rehearsal over any argument (see
+    epics_pva.guard); `read_only`, `rehearsal` and `mode` say what is in force now. Only
+    ``honour_switches=False``, written in code, ignores them (tests of the guard do).
 
     Nothing connects until first use. The object is thread safe, usable again after close()
     (it reconnects lazily), survives os.fork() in either process, and pickles to its settings.
@@ -81,22 +88,35 @@ class Interface:
         @property
         def prefix(self) -> str: ...
 
-    def __init__(self, settings: Settings | None = None, **kwargs: Any) -> None:
+    def __init__(self, settings: Settings | None = None, *, use_env: bool = True,
+                 honour_switches: bool = True, **kwargs: Any) -> None:
         if settings is not None and kwargs:
             raise TypeError("give either settings or keyword arguments, not both")
         if settings is not None and not isinstance(settings, Settings):
             raise TypeError(f"settings must be a Settings, not {type(settings).__name__}")
-        self.settings = settings if settings is not None else Settings(**kwargs)
+        if settings is None:
+            settings = Settings(**{**(environment_settings() if use_env else {}), **kwargs})
+        self.settings = settings
+        self.honour_switches = bool(honour_switches)
         # a monitor per PV set: its type, limits and connection, pushed by the server
         self._monitors = MetadataCache(self.settings.monitor_limit, self.settings.monitor_idle)
-        # a rehearsal fixes the environment it checks: the context is built from exactly that
-        conf = client_settings(self.settings.conf) if self.settings.rehearsal else self.settings.conf
-        self._connection = Connection(conf, self.settings.max_workers, on_close=self._monitors.close,
-                                      prefix=self.settings.prefix)
+        self._connection = Connection(self.settings.conf, self.settings.max_workers,
+                                      on_close=self._monitors.close, prefix=self.settings.prefix)
         self._time_limit = TimeLimit(self.settings.max_workers)
         self._reads = ReadPath(self.settings, self._connection)
         # the journal is opened on the first set: a bad path fails that set
-        self._sets = SetPath(self.settings, self._connection, self._monitors, self._time_limit)
+        self._sets = SetPath(self.settings, self._connection, self._monitors, self._time_limit,
+                             self.decide)
+        announce(self.mode)  # an operator's forced switch is said once per process, at WARNING
+
+    def decide(self) -> WriteMode:
+        """How a set made now may write: the settings with the operator's switches applied."""
+        return decide(self.settings, honour_switches=self.honour_switches)
+
+    @property
+    def mode(self) -> WriteMode:
+        """The write mode in force now (read-only, rehearsal, or write), as the next set sees it."""
+        return self.decide()
 
     @property
     def stray_validations(self) -> int:
@@ -112,12 +132,13 @@ class Interface:
         state = "connected" if self._connection.connected else "idle"
         shown = ", ".join(f"{name}={value!r}" for name, value in self.settings.as_dict().items()
                           if name != "conf")
-        return f"Interface({shown}) <{state}>"
+        return f"Interface({shown}) <{state}; {self.mode.label}>"
 
     # ---- life cycle -------------------------------------------------------------------------
 
     def __getstate__(self) -> Settings:
-        """Pickle the settings only: a process that unpickles it connects lazily on its own."""
+        """Pickle the settings only: a process that unpickles it connects lazily on its own, and
+        honours the operator's switches there (honour_switches=False does not travel)."""
         return self.settings
 
     def __setstate__(self, state: Settings) -> None:
@@ -185,9 +206,11 @@ class Interface:
         setpoint whose `configs` entry is a wait_for_readback partial also shows its readback
         PV's value and alarm, the tolerance, offset and settle time limit, and whether it is
         within tolerance. Never raises for an unreachable PV: its rows say why. One concurrent
-        get and, beside it, one name search for all names; no put.
+        get and, beside it, one name search for all names; no put. The first row of each PV,
+        and of the interface, is `mode`: what a set would do now (`Interface.mode.label`:
+        read-only, rehearsal against a soft IOC id, or write).
         """
-        return self._reads.info(names, configs)
+        return self._reads.info(names, configs, mode=self.mode.label)
 
     # ---- setting ----------------------------------------------------------------------------
 
@@ -204,6 +227,12 @@ class Interface:
         PV's outcome (not_attempted, with its reason) in `.results`. Returns {pv: SetResult}
         in the order given; if any PV fails, raises SetValuesError carrying every PV's outcome.
         An empty dict sets nothing and returns {}. configs keys not being set are ignored.
+
+        In read-only mode (the setting, or EPICS_PVA_INTERFACE_READ_ONLY now) the inputs are
+        checked as usual, nothing is put and no validation runs: every PV's result has
+        status Status.READ_ONLY ("read_only"), and `ok` is True. In rehearsal mode a set that
+        cannot be proved to reach only the rehearsal's soft IOC raises RehearsalError before
+        any put.
         """
         results = self._sets.set(inputs, configs)
         if any(r.status in (Status.FAILED, Status.NOT_ATTEMPTED) for r in results.values()):
@@ -233,6 +262,16 @@ def _setting_property(name: str, doc: str) -> property:
     return property(lambda self: getattr(self.settings, name), doc=doc)
 
 
-# every setting reads as an attribute (interface.timeout); none can be assigned past its check
+def _switch_property(name: str, doc: str) -> property:
+    if name == "rehearsal":  # a forced rehearsal that refuses every write is a rehearsal too
+        return property(lambda self: self.mode.settings.rehearsal or self.mode.rehearsal_forced,
+                        doc=f"{doc} (in force now: the operator's switch may force it)")
+    return property(lambda self: getattr(self.mode.settings, name),
+                    doc=f"{doc} (in force now: the operator's switch may force it)")
+
+
+# every setting reads as an attribute (interface.timeout); none can be assigned past its check;
+# the switches and what they carry read as the write guard decides now
 for _name, _spec in specs().items():
-    setattr(Interface, _name, _setting_property(_name, _spec.doc))
+    _make = _switch_property if _name in (*SWITCHES, "rehearsal_id", "rehearsal_allow") else _setting_property
+    setattr(Interface, _name, _make(_name, _spec.doc))

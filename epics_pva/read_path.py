@@ -28,7 +28,6 @@ from .readings import (
     read_failure,
     reading_of,
 )
-from .rehearsal import client_settings
 from .search import ServerAddress, find_servers
 from .settings import Settings
 from .values import check_name, show
@@ -120,26 +119,28 @@ class ReadPath:
         return readings, failures
 
     def info(
-        self, names: Iterable[str], configs: Mapping[str, Any] | None = None
+        self, names: Iterable[str], configs: Mapping[str, Any] | None = None, mode: str = ""
     ) -> dict[str, dict[str, Any]]:
-        """The rows of an operator's Info view; see Interface.get_info."""
+        """The rows of an operator's Info view; see Interface.get_info. `mode` is the write
+        guard's label, shown as every PV's first row and the interface's."""
         names = check_names(names)
         timeout = self.settings.timeout
         waits = {pv: c for pv, c in wait_configs(configs or {}).items() if pv in names}
         extra = list(dict.fromkeys(c.readback_pv for c in waits.values() if c.readback_pv not in names))
         context = self._connection.context()
-        search = _Search(names, self._connection.prefix, client_settings(self._connection.conf), timeout)
+        search = _Search(names, self._connection.prefix, self._connection.client_conf(), timeout)
         replies = dict(zip(names + extra, context.get(names + extra, timeout=timeout, throw=False),
                            strict=True))
         servers = search.result()
         found: dict[str, dict[str, str]] = {}
         for pv in names:
-            found[pv] = _info.pv_fields(replies[pv], timeout, servers[pv])
+            found[pv] = {"mode": mode} if mode else {}
+            found[pv].update(_info.pv_fields(replies[pv], timeout, servers[pv]))
             if pv in waits:
                 found[pv].update(_info.readback_fields(replies[pv], waits[pv],
                                                        replies[waits[pv].readback_pv], timeout))
-        return {"interface": _info.interface_fields(self.settings.as_dict(), context.conf(), __version__),
-                "vars": found}
+        shown = _info.interface_fields(self.settings.as_dict(), context.conf(), __version__)
+        return {"interface": {"mode": mode, **shown} if mode else shown, "vars": found}
 
 
 class _Search:

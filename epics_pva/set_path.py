@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import CancelledError, Future
 from typing import Any
 
@@ -30,6 +30,7 @@ from .errors import (
     StrangerServerError,
     ValidationError,
 )
+from .guard import WriteMode, announce
 from .journal_hook import CallJournal, JournalFile, classify, start_or_refuse
 from .metadata import MetadataCache
 from .rehearsal import identity_problems, prove_on_the_wire, settings_problems
@@ -51,8 +52,9 @@ class SetPath:
     """Sets PVs through an Interface's connection, checked against its monitors, into its journal."""
 
     def __init__(self, settings: Settings, connection: Connection, monitors: MetadataCache,
-                 time_limit: TimeLimit) -> None:
+                 time_limit: TimeLimit, decide: Callable[[], WriteMode]) -> None:
         self.settings = settings
+        self._decide = decide  # the write guard, asked at every call
         self._connection = connection
         self._monitors = monitors
         self._time_limit = time_limit
@@ -61,8 +63,15 @@ class SetPath:
     def set(
         self, inputs: Mapping[str, Any], configs: Mapping[str, ValidationFunction | None] | None
     ) -> dict[str, SetResult]:
-        """Check, then set (or in read-only mode, log) the inputs; never raises for a PV failure."""
+        """Check, then set (or in read-only mode, log) the inputs; never raises for a PV failure.
+
+        The write guard decides first, from the switches as they are now, whether this call
+        may write and how (read-only, rehearsal); nothing below reads the switches itself.
+        """
         start = time.monotonic()
+        mode = self._decide()
+        announce(mode)
+        settings = mode.settings
         if not isinstance(inputs, Mapping):
             raise InvalidInputError(
                 {"inputs": f"expected a dict of PV name -> value, not {type(inputs).__name__}"})
@@ -70,15 +79,18 @@ class SetPath:
         if not inputs:
             _log.info("set_values called with no inputs: nothing to set")
             return {}
-        if self.settings.rehearsal and not self.settings.read_only:
+        if mode.refusal is not None and not settings.read_only:
+            raise RehearsalError({"rehearsal": mode.refusal}, inputs)
+        rehearsal = settings.rehearsal_id if settings.rehearsal and not settings.read_only else None
+        if rehearsal is not None:
             # before any context exists with these settings: a refused one must reach nothing
-            problems = settings_problems(self._connection.conf or {}, self.settings.rehearsal_allow)
+            problems = settings_problems(self._connection.client_conf(), settings.rehearsal_allow)
             if problems:
                 raise RehearsalError(problems, inputs)
         journal = self.journal.open_call(inputs)
         context = self._connection.context()
-        planned = self._prepare(context, inputs)
-        if self.settings.read_only:
+        planned = self._prepare(context, inputs, rehearsal)
+        if settings.read_only:
             _log.info("read-only: would set %s",
                       ", ".join(f"{pv} = {show(v)}" for pv, v in planned.items()))
             start_or_refuse(lambda: journal.read_only(planned), planned)
@@ -87,9 +99,9 @@ class SetPath:
             values, errors = self._values_before(planned)
             start_or_refuse(lambda: journal.before(values, errors), planned)
         if self.settings.parallel and len(planned) > 1:
-            results = self._set_parallel(context, planned, functions, journal)
+            results = self._set_parallel(context, planned, functions, journal, rehearsal)
         else:
-            results = self._set_in_order(context, planned, functions, journal)
+            results = self._set_in_order(context, planned, functions, journal, rehearsal)
         _refuse_if_nothing_reached_the_soft_ioc(results, inputs)
         counts = {s: sum(r.status == s for r in results.values()) for s in (SET, FAILED, NOT_ATTEMPTED)}
         _log.info(
@@ -100,11 +112,11 @@ class SetPath:
         )
         return results
 
-    def _wire_proof(self) -> Any:
-        """In rehearsal mode, the check each put makes of its server before it is sent (else None)."""
-        if self.settings.rehearsal and not self.settings.read_only:
-            return prove_on_the_wire(self.settings.rehearsal_id)
-        return None
+    @staticmethod
+    def _wire_proof(rehearsal: str | None) -> Any:
+        """In rehearsal mode (`rehearsal` the soft IOC's id), the check each put makes of its
+        server before it is sent (else None)."""
+        return prove_on_the_wire(rehearsal) if rehearsal is not None else None
 
     def _values_before(self, planned: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
         """Each PV's value as its monitor gave it to the input check ({pv: value}, {pv: why none}).
@@ -115,7 +127,7 @@ class SetPath:
         errors = {pv: "no value from its monitor" for pv in planned if pv not in values}
         return values, errors
 
-    def _prepare(self, context: Context, inputs: Mapping[str, Any]) -> dict[str, Any]:
+    def _prepare(self, context: Context, inputs: Mapping[str, Any], rehearsal: str | None) -> dict[str, Any]:
         """Check every input against its PV's monitor and return the values to put.
 
         Raises InvalidInputError (NotConnectedError if a PV cannot be reached) listing every
@@ -134,9 +146,9 @@ class SetPath:
                 problems[pv] = str(exc)
         planned: dict[str, Any] = {}
         infos, unreachable = self._describe(context, list(staged))
-        if self.settings.rehearsal and not self.settings.read_only:
+        if rehearsal is not None:
             # each PV's server, as its monitor last pushed it (again after every reconnect)
-            doubts = identity_problems(infos, staged, self.settings.rehearsal_id, unreachable)
+            doubts = identity_problems(infos, staged, rehearsal, unreachable)
             if doubts:
                 raise RehearsalError(doubts, inputs)
         for pv, info in infos.items():
@@ -167,6 +179,7 @@ class SetPath:
     def _set_in_order(
         self, context: Context, planned: Mapping[str, Any],
         functions: Mapping[str, ValidationFunction | None], journal: CallJournal | None = None,
+        rehearsal: str | None = None,
     ) -> dict[str, SetResult]:
         """Set PVs one after the other, stopping at the first failure."""
         results: dict[str, SetResult] = {}
@@ -177,7 +190,8 @@ class SetPath:
                                         reason="sequential mode stops at the first failure")
                 continue
             try:
-                results[pv] = self._set_one(context, pv, value, functions.get(pv), journal=journal)
+                results[pv] = self._set_one(context, pv, value, functions.get(pv), journal=journal,
+                                            rehearsal=rehearsal)
             except Exception as exc:  # noqa: BLE001 - a bug or p4p surprise: this PV's outcome
                 results[pv] = _unexpected(pv, value, exc)
             failed = results[pv].status == FAILED
@@ -186,6 +200,7 @@ class SetPath:
     def _set_parallel(
         self, context: Context, planned: Mapping[str, Any],
         functions: Mapping[str, ValidationFunction | None], journal: CallJournal | None = None,
+        rehearsal: str | None = None,
     ) -> dict[str, SetResult]:
         """Send every first put at once (one p4p multi-put), then retry and validate each PV in its task.
 
@@ -207,7 +222,7 @@ class SetPath:
                 _log.debug("put %s = %s (attempt 1 of %d)", pv, show(planned[pv]), self.settings.put_attempts)
         try:
             replies: list[Any] = (put_many(context, names, [planned[pv] for pv in names], timeout,
-                                           self._monitors.infos(names), vet=self._wire_proof()) if names else [])
+                                           self._monitors.infos(names), vet=self._wire_proof(rehearsal)) if names else [])
         except Exception as exc:  # noqa: BLE001 - unexpected: every PV's put failed with it
             replies = [exc] * len(names)
         if journal:
@@ -221,7 +236,8 @@ class SetPath:
                 continue
             try:
                 futures[pv] = self._connection.pool().submit(
-                    self._set_one, context, pv, planned[pv], functions.get(pv), reply, start, journal)
+                    self._set_one, context, pv, planned[pv], functions.get(pv), reply, start, journal,
+                    rehearsal)
             except RuntimeError:  # the pool was shut down by a concurrent close()
                 futures[pv] = None
         results: dict[str, SetResult] = {}
@@ -245,6 +261,7 @@ class SetPath:
     def _set_one(
         self, context: Context, pv: str, value: Any, validate: ValidationFunction | None,
         first: Any = _NOT_SENT, start: float | None = None, journal: CallJournal | None = None,
+        rehearsal: str | None = None,
     ) -> SetResult:
         """Put one value, retrying timeouts, then validate it; the outcome, never an exception.
 
@@ -271,7 +288,7 @@ class SetPath:
                     return _not_journaled(pv, value, exc, attempts - 1, start)
                 _log.debug("put %s = %s (attempt %d of %d)", pv, show(value), attempts, allowed)
                 outcome = put_many(context, [pv], [value], timeout, self._monitors.infos([pv]),
-                                   vet=self._wire_proof())[0]
+                                   vet=self._wire_proof(rehearsal))[0]
                 if journal:
                     journal.outcome(pv, attempts, *classify(
                         outcome, timeout, outcome is not None and is_closed(context)))

@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-__all__ = ["SettingSpec", "Settings", "defaults", "parse_setting", "specs"]
+__all__ = ["SWITCHES", "SettingSpec", "Settings", "defaults", "environment_settings", "parse_setting", "specs"]
 
 # upper bounds of every numeric setting: float settings are seconds (beyond an hour p4p's waits
 # overflow or the number is a typo: 1e10 s raised OverflowError from p4p), int ones are counts
@@ -267,3 +267,25 @@ def parse_setting(name: str, text: str) -> Any:
         return spec.check(value)
     except ValueError as exc:
         raise ValueError(f"{variable}={text!r:.60} {exc}") from None
+
+
+#: the operator's safety switches: read at every set by epics_pva.guard, never taken as defaults
+SWITCHES = ("read_only", "rehearsal")
+
+
+def environment_settings(environ: Mapping[str, str] | None = None, switches: bool = False) -> dict[str, Any]:
+    """{setting: value} given by ``EPICS_PVA_INTERFACE_*`` variables (empty ones ignored).
+
+    These are the defaults of every ``Interface()``; arguments override them. The safety
+    switches (SWITCHES) are left out unless `switches`: the write guard reads them at each set.
+    Raises ValueError naming the variable when a value cannot be understood.
+    """
+    environ = os.environ if environ is None else environ
+    found: dict[str, Any] = {}
+    for name, spec in specs().items():
+        if spec.variable is None or (name in SWITCHES and not switches):
+            continue
+        text = environ.get(spec.variable, "")
+        if text.strip():
+            found[name] = parse_setting(name, text)
+    return found

@@ -251,10 +251,15 @@ def test_the_checked_environment_is_the_one_the_context_uses(softioc_factory, mo
     for name, value in ioc.client_conf().items():
         monkeypatch.setenv(name, value)
     with rehearsal(None, ioc.identity) as interface:
-        monkeypatch.setenv("EPICS_PVA_AUTO_ADDR_LIST", "YES")  # too late: the rehearsal fixed its settings
-        interface.set_values({"DEMO:Q1:SET": 1.0})
-        assert interface._connection.conf["EPICS_PVA_AUTO_ADDR_LIST"] == "NO"
-    assert [r.value for r in ioc.audit.puts(outcome="accepted")] == [1.0]
+        interface.set_values({"DEMO:Q1:SET": 1.0})  # the context is built from the environment now
+        monkeypatch.setenv("EPICS_PVA_AUTO_ADDR_LIST", "YES")  # too late: the context has its copy
+        interface.set_values({"DEMO:Q1:SET": 2.0})
+        assert interface._connection.client_conf()["EPICS_PVA_AUTO_ADDR_LIST"] == "NO"
+        interface.close()  # the next context would be built from YES: refused before it exists
+        with pytest.raises(RehearsalError, match="EPICS_PVA_AUTO_ADDR_LIST"):
+            interface.set_values({"DEMO:Q1:SET": 3.0})
+        assert not interface._connection.connected
+    assert [r.value for r in ioc.audit.puts(outcome="accepted")] == [1.0, 2.0]
 
 
 def test_allowed_hosts_and_loopback_pass_the_settings_check():

@@ -58,7 +58,7 @@ def test_the_interface_reads_its_settings_and_cannot_be_changed_past_the_checks(
     assert replaced.timeout == 2.0 and replaced.put_attempts == 3
     with pytest.raises(ValueError, match="timeout"):
         itf.settings.replace(timeout=-1)
-    assert "timeout=0.5" in repr(itf) and "<idle>" in repr(itf)
+    assert "timeout=0.5" in repr(itf) and "<idle; write" in repr(itf)
 
 
 def test_an_interface_pickles_to_its_settings():

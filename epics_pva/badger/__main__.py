@@ -83,8 +83,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{variable}={shown}" + ("" if field in values else "    (not set)"))
         print(f"read-only forced: {'yes' if read_only_forced() else 'no'}")
         print(f"rehearsal forced: {'yes' if rehearsal_forced() else 'no'}")
+        print(f"mode: {_mode()}")
         return 0
     return _run(args)
+
+
+def _mode() -> str:
+    """What the plugin's sets would do now, as the write guard decides it for the environment."""
+    from ..guard import decide
+    from ..settings import Settings, environment_settings
+
+    try:
+        return decide(Settings(**environment_settings())).label
+    except ValueError as exc:
+        return f"unknown: {exc}"
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -110,6 +122,7 @@ def _run_configured(args: argparse.Namespace, generator_params: dict[str, Any], 
     from .runner import archive, configure_badger, result_table, run_routine
 
     configure_badger(args.settings, plugin_root=args.plugin_root, workdir=workdir)
+    print(f"mode: {_mode()}", file=sys.stderr)
     if read_only_forced():
         print("READ-ONLY: EPICS_PVA_INTERFACE_READ_ONLY is set; no put will be sent", file=sys.stderr)
     elif rehearsal_forced():

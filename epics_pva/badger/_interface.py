@@ -14,12 +14,10 @@ from pydantic import Field, PrivateAttr, create_model, model_validator
 from ..errors import SetValuesError
 from ..interface import Interface as PvaInterface
 from ..interface import SetResult, ValidationFunction
-from ..settings import Settings, defaults, specs
+from ..settings import Settings, defaults, environment_settings, specs
 from .settings import (
     ENVIRONMENT_VARIABLES,
     read_only_forced,
-    rehearsal_forced,
-    settings_from_environment,
 )
 
 _log = logging.getLogger(__name__)
@@ -79,19 +77,18 @@ class _Interface(badger_interface.Interface):
     @model_validator(mode="before")
     @classmethod
     def _environment(cls, data: Any) -> Any:
-        """Fill settings not given from EPICS_PVA_INTERFACE_*; a forced read-only wins."""
+        """Fill settings not given from EPICS_PVA_INTERFACE_*; a forced read-only shows as read_only.
+
+        The switches themselves are applied by the write guard at every set (a forced rehearsal
+        without an id refuses the sets, not the construction, so reads still work).
+        """
         if not isinstance(data, Mapping):
             return data
-        from_env = settings_from_environment()
-        merged = {**from_env, **data}
-        if from_env.get("read_only"):
+        merged = {**environment_settings(), **data}
+        if read_only_forced():
             if data.get("read_only") is False:
                 _log.warning("%s forces read-only over read_only=False", ENVIRONMENT_VARIABLES["read_only"])
             merged["read_only"] = True
-        if from_env.get("rehearsal"):
-            if data.get("rehearsal") is False:
-                _log.warning("%s forces rehearsal mode over rehearsal=False", ENVIRONMENT_VARIABLES["rehearsal"])
-            merged["rehearsal"] = True
         return merged
 
     # ---- the delegate -------------------------------------------------------------------------
@@ -101,11 +98,14 @@ class _Interface(badger_interface.Interface):
         """Whether puts are suppressed now: the field, or the environment forcing it."""
         return bool(self.read_only) or read_only_forced()
 
+    @property
+    def mode(self) -> str:
+        """What a set would do now, for the operator (read-only, rehearsal, or write)."""
+        return self._interface().mode.label
+
     def _settings(self) -> Settings:
-        """The Settings these fields (and `conf`) give now; a forced read-only wins."""
+        """The Settings these fields (and `conf`) give; the write guard applies the switches."""
         values = {field: getattr(self, field) for field in _FIELDS}
-        values["read_only"] = self.effective_read_only
-        values["rehearsal"] = bool(self.rehearsal) or rehearsal_forced()
         return Settings(**values, conf=self._conf)
 
     def _interface(self) -> PvaInterface:

@@ -15,11 +15,11 @@ ports) as usual. This module does not import Badger.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from typing import Any
 
-from ..settings import parse_setting, specs
+from ..guard import read_switches
+from ..settings import environment_settings, specs
 
 #: setting name -> environment variable, for every setting an operator may set without code
 ENVIRONMENT_VARIABLES: dict[str, str] = {
@@ -34,13 +34,7 @@ def settings_from_environment(environ: Mapping[str, str] | None = None) -> dict[
 
     Raises ValueError naming the variable when a value cannot be understood.
     """
-    environ = os.environ if environ is None else environ
-    settings: dict[str, Any] = {}
-    for field, variable in ENVIRONMENT_VARIABLES.items():
-        text = environ.get(variable, "")
-        if text.strip():
-            settings[field] = parse_setting(field, text)
-    return settings
+    return environment_settings(environ, switches=True)
 
 
 def read_only_forced(environ: Mapping[str, str] | None = None) -> bool:
@@ -49,23 +43,9 @@ def read_only_forced(environ: Mapping[str, str] | None = None) -> bool:
     A value that is not a clear yes/no also counts as forcing read-only: when in doubt, do
     not write to the machine. (Construction still reports the bad value as an error.)
     """
-    environ = os.environ if environ is None else environ
-    text = environ.get(READ_ONLY_VARIABLE, "")
-    if not text.strip():
-        return False
-    try:
-        return bool(parse_setting("read_only", text))
-    except ValueError:
-        return True
+    return read_switches(environ).read_only
 
 
 def rehearsal_forced(environ: Mapping[str, str] | None = None) -> bool:
     """True when ``EPICS_PVA_INTERFACE_REHEARSAL`` is set to a true value (or to anything unclear)."""
-    environ = os.environ if environ is None else environ
-    text = environ.get(REHEARSAL_VARIABLE, "")
-    if not text.strip():
-        return False
-    try:
-        return bool(parse_setting("rehearsal", text))
-    except ValueError:
-        return True
+    return read_switches(environ).rehearsal
