@@ -12,6 +12,7 @@ from badger import interface as badger_interface
 from pydantic import Field, PrivateAttr, create_model, model_validator
 
 from ..errors import SetValuesError
+from ..guard import read_switches
 from ..interface import Interface as PvaInterface
 from ..interface import SetResult, ValidationFunction
 from ..settings import Settings, defaults, environment_settings, specs
@@ -85,10 +86,13 @@ class _Interface(badger_interface.Interface):
         if not isinstance(data, Mapping):
             return data
         merged = {**environment_settings(), **data}
-        if read_only_forced():
+        switches = read_switches()
+        if switches.read_only:
             if data.get("read_only") is False:
                 _log.warning("%s forces read-only over read_only=False", ENVIRONMENT_VARIABLES["read_only"])
             merged["read_only"] = True
+        if switches.rehearsal and (switches.rehearsal_id or merged.get("rehearsal_id")):
+            merged["rehearsal"] = True  # shown as Badger shows the parameters; without an id, sets refuse
         return merged
 
     # ---- the delegate -------------------------------------------------------------------------
