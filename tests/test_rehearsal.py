@@ -218,6 +218,66 @@ def test_after_a_restart_the_same_interface_proves_the_id_again_and_refuses_a_st
         interface.close()
 
 
+class Stranger:
+    """A server that takes a stopped soft IOC's ports and PV names: another soft IOC (its own
+    id) or a plain p4p server (no id); `puts()` counts the puts that reached it."""
+
+    def __init__(self, kind, ports, softioc_factory):
+        self.kind, self.ports, self._factory = kind, ports, softioc_factory
+        self.started = threading.Event()
+        self._ioc = self._server = self._handler = None
+
+    def start(self):
+        if self.kind == "soft IOC":
+            self._ioc = self._factory(CONFIG, port=int(self.ports["EPICS_PVAS_SERVER_PORT"]),
+                                      broadcast_port=int(self.ports["EPICS_PVAS_BROADCAST_PORT"]))
+        else:
+            self._server, _, self._handler = stray_server(conf=self.ports)
+        self.started.set()
+
+    def puts(self):
+        return len(self._ioc.audit.puts()) if self._ioc is not None else self._handler.puts
+
+    def stop(self):
+        if self._server is not None:
+            self._server.stop()  # a soft IOC is stopped by its fixture
+
+
+@pytest.mark.parametrize("kind", ["soft IOC", "p4p server"])
+@pytest.mark.parametrize("when", ["before the call", "during the call"])
+def test_no_put_reaches_a_stranger_that_takes_the_soft_iocs_ports(softioc_factory, kind, when):
+    """The rehearsal proved the soft IOC and holds its monitors; the soft IOC stops and a
+    stranger serves the same names on its ports, before the next call or while it waits.
+    Whether the monitors have heard of it yet or not, nothing is sent: the monitor's first
+    value from the stranger, or else each put's own Get on the new connection, shows it."""
+    ioc = softioc_factory(CONFIG)
+    interface = rehearsal(ioc.client_conf(), ioc.identity, timeout=5.0)
+    stranger = Stranger(kind, {k: v for k, v in ioc._effective.items() if k.startswith("EPICS_PVAS_")},
+                        softioc_factory)
+    starter = threading.Timer(0.3, stranger.start)
+    try:
+        interface.set_values({"DEMO:Q1:SET": 1.0, "DEMO:Q2:SET": -1.0})  # proved; monitors held
+        assert len(ioc.audit.puts(outcome="accepted")) == 2
+        ioc.stop()
+        if when == "before the call":
+            stranger.start()
+        else:  # the call begins with nothing serving; the stranger answers while it waits
+            starter.start()
+        with pytest.raises((RehearsalError, StrangerServerError)) as info:
+            interface.set_values({"DEMO:Q1:SET": 2.0, "DEMO:Q2:SET": -2.0})
+        assert stranger.started.wait(10.0)
+        for pv in NAMES:
+            assert f"{pv} is served by a server that is not the rehearsal's soft IOC" in str(info.value)
+        assert interface.get_values(["DEMO:Q1:SET"]) == {"DEMO:Q1:SET": 0.0}  # the stranger answers reads
+        assert stranger.puts() == 0
+    finally:
+        starter.cancel()
+        if starter.is_alive():
+            starter.join(10.0)
+        interface.close()
+        stranger.stop()
+
+
 # ---- settings that could reach beyond loopback: refused before a context is built ----------------
 
 
