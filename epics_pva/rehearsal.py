@@ -12,7 +12,9 @@ Two proofs, both made before anything is sent, and again on every set call:
 Any doubt refuses the whole call (RehearsalError); reads are never refused. A monitor hears of
 a reconnect a moment after the channel makes it, so each put proves the id once more on its
 own connection: it fetches the PV first and is not sent unless that reply carries the id
-(`prove_on_the_wire`, StrangerServerError).
+(`prove_on_the_wire`, StrangerServerError). When a connection drops after a put went out and
+before its reply, pvxs sends the put again by itself on the next connection: it is fetched
+and proved again first, so no put travels on a connection whose server it did not prove.
 """
 
 from __future__ import annotations
@@ -108,13 +110,23 @@ def _id_problem(pv: str, server_id: str | None, expected: str) -> str | None:
     return None
 
 
-def prove_on_the_wire(expected: str) -> Callable[[str, Any, Any], None]:
+def prove_on_the_wire(expected: str) -> Callable[[str, Any, Any, bool], None]:
     """A put_many `vet`: raises StrangerServerError unless the PV's value, fetched by the put
-    itself on the connection the put goes out on, carries the soft IOC id `expected`."""
-    def vet(pv: str, value: Any, current: Any) -> None:
+    itself on the connection the put goes out on, carries the soft IOC id `expected`.
+
+    `again` is True when the put already went out once, on a connection that dropped before
+    its reply, and the client library is about to send it again on a new one: the error then
+    says so (`sent`), since the first copy may have reached the soft IOC."""
+    def vet(pv: str, value: Any, current: Any, again: bool) -> None:
         why = _id_problem(pv, server_id_of(current), expected)
-        if why is not None:
-            raise StrangerServerError(pv, value, f"not sent: {why}, as the put's own Get showed")
+        if why is None:
+            return
+        if again:
+            raise StrangerServerError(
+                pv, value, "sent once, on a connection that dropped before its reply (its fate there "
+                f"is unknown); not sent again on the new connection: {why}, as the put's own Get showed",
+                sent=True)
+        raise StrangerServerError(pv, value, f"not sent: {why}, as the put's own Get showed")
     return vet
 
 

@@ -278,6 +278,101 @@ def test_no_put_reaches_a_stranger_that_takes_the_soft_iocs_ports(softioc_factor
         stranger.stop()
 
 
+class Holding:
+    """A put handler that never completes a put: its server dies with the put pending."""
+
+    def __init__(self) -> None:
+        self.held = threading.Event()
+        self.ops = []
+
+    def put(self, pv, op):
+        self.ops.append(op)
+        self.held.set()
+
+
+def dying_server(identity):
+    """A p4p server standing in for a soft IOC killed mid-put: it publishes `identity` as its
+    softiocId on DEMO:Q1:SET and DEMO:Q2:SET and holds every put it gets."""
+    handler = Holding()
+    nt = NTScalar("d", extra=[("softiocId", "s")])
+    pvs = {name: SharedPV(nt=nt, initial={"value": 0.0, "softiocId": identity}, handler=handler)
+           for name in NAMES}
+    server = Server(providers=[pvs], isolate=True)
+    ports = {k: v for k, v in server.conf().items() if k.startswith("EPICS_PVAS_")}
+    return server, handler, ports
+
+
+@pytest.mark.parametrize("vetted", [False, True])
+def test_a_put_whose_connection_dropped_before_its_reply_is_not_sent_again_to_a_stranger(vetted):
+    """pvxs sends a put again by itself, on the next connection to whichever server answers the
+    name, when the connection dropped after the put went out and before its reply. Unvetted, a
+    stranger on the same ports gets it; vetted, the put is fetched again first, and that copy
+    is not sent (the error says the first one was)."""
+    identity = "a" * 32
+    first, holding, ports = dying_server(identity)
+    ctx = Context("pva", conf=first.conf(), useenv=False)
+    outcomes: list = []
+    info = [PvInfo(kind="float", code="d", server_id=identity)]
+    putter = threading.Thread(target=lambda: outcomes.extend(
+        put_many(ctx, ["DEMO:Q1:SET"], [3.0], 10.0, info, prove_on_the_wire(identity) if vetted else None)))
+    try:
+        putter.start()
+        assert holding.held.wait(5.0)  # sent, and pending at the first server
+        first.stop()
+        server, _, counting = stray_server(conf=ports)
+        with server:
+            putter.join(15.0)
+            assert not putter.is_alive()
+            if not vetted:  # what rehearsal guards against: the stranger got the put
+                assert outcomes == [None] and counting.puts == 1
+                return
+            [error] = outcomes
+            assert isinstance(error, StrangerServerError) and error.sent
+            assert str(error) == (
+                "DEMO:Q1:SET = 3.0: sent once, on a connection that dropped before its reply (its fate "
+                "there is unknown); not sent again on the new connection: DEMO:Q1:SET is served by a "
+                "server that is not the rehearsal's soft IOC (no softiocId field), as the put's own Get showed")
+            assert ctx.get("DEMO:Q1:SET", timeout=5.0) == 0.0
+            assert counting.puts == 0
+    finally:
+        putter.join(15.0)
+        ctx.close()
+
+
+def test_a_rehearsal_put_cut_off_by_its_servers_death_is_reported_sent_and_not_sent_to_a_stranger():
+    identity = "a" * 32
+    first, holding, ports = dying_server(identity)
+    interface = rehearsal(first.conf(), identity, timeout=10.0)
+    raised: list = []
+
+    def call() -> None:
+        try:
+            interface.set_values({"DEMO:Q1:SET": 3.0})
+        except Exception as exc:  # noqa: BLE001 - looked at below
+            raised.append(exc)
+
+    putter = threading.Thread(target=call)
+    try:
+        putter.start()
+        assert holding.held.wait(5.0)
+        first.stop()
+        server, _, counting = stray_server(conf=ports)
+        with server:
+            putter.join(15.0)
+            assert not putter.is_alive()
+            [error] = raised
+            # not a RehearsalError ("nothing was sent"): the first copy went out
+            assert type(error) is SetValuesError
+            result = error.results["DEMO:Q1:SET"]
+            assert result.status == Status.FAILED
+            assert isinstance(result.error, StrangerServerError) and result.error.sent
+            assert "sent once, on a connection that dropped before its reply" in str(error)
+            assert counting.puts == 0
+    finally:
+        putter.join(15.0)
+        interface.close()
+
+
 # ---- settings that could reach beyond loopback: refused before a context is built ----------------
 
 
