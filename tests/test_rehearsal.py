@@ -401,6 +401,35 @@ def test_a_settings_leak_is_refused_before_any_context_exists(softioc_factory, m
     assert ioc.audit.puts() == []
 
 
+@pytest.mark.parametrize("auto", ["off", "false", " NO", "NO ", "", "OFF", "False", "n", "00"])
+def test_an_auto_addr_list_pvxs_reads_as_yes_is_refused_saying_so(softioc_factory, monkeypatch, auto):
+    """pvxs takes only NO (any letter case) or 0 as NO; any other value it logs as invalid and
+    keeps its default YES, broadcasting searches. Refused before any context is built."""
+    ioc = softioc_factory(CONFIG)
+    conf = {**ioc.client_conf(), "EPICS_PVA_AUTO_ADDR_LIST": auto}
+    for name in [k for k in __import__("os").environ if k.startswith("EPICS_PVA_")]:
+        monkeypatch.delenv(name)
+    for name, value in conf.items():
+        monkeypatch.setenv(name, value)
+    for given in (conf, None):  # given as conf, or taken from the environment
+        interface = rehearsal(given, ioc.identity)
+        with pytest.raises(RehearsalError) as info:
+            interface.set_values({"DEMO:Q1:SET": 1.0})
+        assert set(info.value.problems) == {"EPICS_PVA_AUTO_ADDR_LIST"}
+        assert (f"EPICS_PVA_AUTO_ADDR_LIST is {auto!r}, which pvxs reads as YES"
+                in info.value.problems["EPICS_PVA_AUTO_ADDR_LIST"])
+        assert not interface._connection.connected  # no p4p context was built with it
+    assert ioc.audit.puts() == []
+
+
+@pytest.mark.parametrize("auto", ["NO", "no", "No", "0"])
+def test_every_spelling_pvxs_reads_as_no_passes(softioc_factory, auto):
+    ioc = softioc_factory(CONFIG)
+    with rehearsal({**ioc.client_conf(), "EPICS_PVA_AUTO_ADDR_LIST": auto}, ioc.identity) as interface:
+        interface.set_values({"DEMO:Q1:SET": 1.0})
+    assert [r.value for r in ioc.audit.puts(outcome="accepted")] == [1.0]
+
+
 def test_the_checked_environment_is_the_one_the_context_uses(softioc_factory, monkeypatch):
     ioc = softioc_factory(CONFIG)
     for name, value in ioc.client_conf().items():
