@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any
 
-from .measure import WaitConfig
+from .measure.at_rest import WaitConfig
 from .readings import alarm_of, read_failure, severity_name, timestamp_of
 from .values import describe, show, to_python
 
