@@ -299,16 +299,35 @@ def _put_builder(value: Any, info: PvInfo | None, nt: Any) -> tuple[Callable[[An
     return _default_builder(value, nt), True
 
 
-def _vetted(vet: Callable[[str, Any, Any], None], name: str, value: Any,
-            builder: Callable[[Any], None], current: Any) -> None:
-    """A put builder that lets `vet` see the fetched Value first (raising stops the put)."""
-    vet(name, value, current)
-    builder(current)
+Vet = Callable[[str, Any, Any, bool], None]
+"""put_many's `vet(name, value, fetched Value, again)`: raises to stop the put (see _Vetted)."""
+
+
+class _Vetted:
+    """A put builder that lets `vet` see the fetched Value first (raising stops the put).
+
+    pvxs 1.5 (src/clientget.cpp, GPROp::disconnected) puts an operation whose connection drops
+    after the put was sent, before its reply, back among its channel's pending ones: on the
+    next connection, to whichever server answers the name, the put is fetched, built and sent
+    again, and the caller is not told. The builder then runs a second time; `vet` hears it
+    (again=True): this put already went out once, on the old connection.
+    """
+
+    __slots__ = ("_builder", "_built", "_name", "_value", "_vet")
+
+    def __init__(self, vet: Vet, name: str, value: Any, builder: Callable[[Any], None]) -> None:
+        self._vet, self._name, self._value, self._builder = vet, name, value, builder
+        self._built = False  # on p4p's thread only: one operation's builds come one at a time
+
+    def __call__(self, current: Any) -> None:
+        self._vet(self._name, self._value, current, self._built)
+        self._builder(current)
+        self._built = True
 
 
 def put_many(context: Context, names: Sequence[str], values: Sequence[Any], timeout: float,
              infos: Sequence[PvInfo | None] | None = None,
-             vet: Callable[[str, Any, Any], None] | None = None) -> list[BaseException | None]:
+             vet: Vet | None = None) -> list[BaseException | None]:
     """Put values[i] to names[i] concurrently; per PV: None (done) or the exception (TimeoutError...).
 
     p4p 4.3.0's ``Context.put(list, values, throw=False)`` marks *every* PV as timed out
@@ -324,9 +343,11 @@ def put_many(context: Context, names: Sequence[str], values: Sequence[Any], time
     `value` (an enum's choice as its index, from the monitor's choices). A PV of unknown
     structure, or with no info, is put as p4p does it, Get first.
 
-    With `vet`, every put fetches the PV first and calls vet(name, value, fetched Value) on
-    p4p's thread before anything is sent; an exception it raises is that PV's outcome and the
-    put is never sent (rehearsal's proof of the server, on the put's own connection).
+    With `vet`, every put fetches the PV first and calls vet(name, value, fetched Value, again)
+    on p4p's thread before anything is sent; an exception it raises is that PV's outcome and
+    the put is not sent (rehearsal's proof of the server, on the put's own connection). pvxs
+    sends a put again by itself on a new connection when the old one dropped before the reply;
+    it is fetched and vetted again first, with again=True.
     """
     kinds = list(infos) if infos is not None else [None] * len(names)
     if len(kinds) != len(names):
@@ -336,7 +357,7 @@ def put_many(context: Context, names: Sequence[str], values: Sequence[Any], time
     def issue(provider: Any, name: str, reply: Callable[..., None], i: int) -> Any:
         builder, get = _put_builder(pairs[i][1], kinds[i], context._nt)
         if vet is not None:
-            builder, get = partial(_vetted, vet, *pairs[i], builder), True
+            builder, get = _Vetted(vet, *pairs[i], builder), True
         return _ClientOperation(provider, name, handler=reply, builder=builder, get=get, put=True)
 
     return _run(context, names, issue, timeout, "putting")

@@ -151,7 +151,16 @@ class NotConnectedError(InvalidInputError, SetValuesError):
 class StrangerServerError(PutError):
     """Rehearsal mode: the server a put reached is not the rehearsal's soft IOC, as the put's own
     Get showed on its own connection (after a reconnect the PV's monitor may not know yet), so
-    the put was not sent."""
+    the put was not sent there.
+
+    `sent` is True when this put had already gone out once, to the soft IOC, on a connection
+    that dropped before the reply came: its fate there is unknown; only the copy the client
+    library would have sent again, to the stranger, was stopped.
+    """
+
+    def __init__(self, pv: str, value: Any, reason: str, attempts: int = 1, sent: bool = False) -> None:
+        super().__init__(pv, value, reason, attempts)
+        self.sent = sent
 
 
 class RehearsalError(SetValuesError):

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any
 
-from .measure import WaitConfig
+from .measure.at_rest import WaitConfig
 from .readings import alarm_of, read_failure, severity_name, timestamp_of
 from .values import describe, show, to_python
 
@@ -78,7 +78,11 @@ def pv_fields(reply: Any, timeout: float, server: str) -> dict[str, str]:
 
 
 def readback_fields(set_reply: Any, config: WaitConfig, readback_reply: Any, timeout: float) -> dict[str, str]:
-    """The rows of a setpoint validated by wait_for_readback: its readback, tolerance and offset."""
+    """The rows of a setpoint validated by wait_for_readback: its readback, tolerance and offset.
+
+    "within tolerance" says what wait_for_readback would judge now: a readback in INVALID alarm
+    is never settled there, however close its value, so it is "no" here too, saying why.
+    """
     fields = {"readback PV": config.readback_pv}
     if isinstance(readback_reply, BaseException):
         fields["readback"] = f"unreadable ({read_failure(readback_reply, timeout)})"
@@ -96,6 +100,11 @@ def readback_fields(set_reply: Any, config: WaitConfig, readback_reply: Any, tim
     tolerance = config.tolerance
     if (not isinstance(tolerance, (int, float)) or isinstance(tolerance, bool)
             or isinstance(set_reply, BaseException) or isinstance(readback_reply, BaseException)):
+        return fields
+    alarm = alarm_of(readback_reply)
+    if alarm.invalid:  # no measurement: wait_for_readback never takes it as settled
+        fields["within tolerance"] = (f"no: readback {severity_name(alarm.severity)} "
+                                      f"({alarm.message or 'no message'})")
         return fields
     try:
         miss = abs(float(readback_reply) - (float(set_reply) + float(config.offset or 0.0)))

@@ -36,7 +36,7 @@ def classify(outcome: Any, timeout: float, closed: bool) -> tuple[str, str | Non
     if closed:
         return "failed", f"the client context was closed under the put: {outcome}"
     if isinstance(outcome, StrangerServerError):
-        return "not_attempted", outcome.reason
+        return ("failed" if outcome.sent else "not_attempted"), outcome.reason
     if isinstance(outcome, TimeoutError):
         return "timed_out", f"no reply within {timeout:g} s"
     if isinstance(outcome, RemoteError):

@@ -10,7 +10,8 @@ anything is missing:
     python -m epics_pva.preflight --setpoint DEMO:Q1:SET --readback DEMO:Q1:RBV DEMO:OBJ
 
 Nothing is put unless ``--write-test`` is given; then each setpoint gets its own current
-value written back, to prove that the server accepts a put.
+value written back, to prove that the server accepts a put, through ``Interface.set_values``
+and its guards (read-only: each setpoint says "not written: read-only").
 
 ``--measure SECONDS`` calibrates instead (read-only; see ``epics_pva.measure``): update
 rate, noise, mean, alarm and offset of each readback and observable, and a warning for each
@@ -44,7 +45,10 @@ from .badger.environment import (
     served_observables,
     validation_keywords,
 )
+from .interface import Interface
 from .measure import MeasureTargets, add_measure_arguments, run_measure
+from .results import Status
+from .tool_writes import open_interface, put_failure, write
 from .values import PvInfo, describe, to_python
 
 logger = logging.getLogger(__name__)
@@ -182,7 +186,8 @@ def run_preflight(
         for name, value in zip(names, values, strict=True):
             _inspect(checks[name], value, timeout)
         if write_test:
-            _write_test([c for c in checks.values() if SETPOINT in c.roles and c.status != FAIL], ctx, timeout)
+            with open_interface(conf, prefix, timeout) as interface:
+                _write_test([c for c in checks.values() if SETPOINT in c.roles and c.status != FAIL], interface)
         watched = [c for c in checks.values() if {READBACK, OBSERVABLE} & set(c.roles) and c.value is not None]
         if update_time > 0 and watched:
             _watch_updates(watched, ctx, update_time)
@@ -255,18 +260,16 @@ def _check_bounds(check: PVCheck) -> None:
         )
 
 
-def _write_test(setpoints: list[PVCheck], ctx: Context, timeout: float) -> None:
-    names = [c.pv for c in setpoints if isinstance(c.value, (int, float))]
-    if not names:
-        return
-    current = [next(c.value for c in setpoints if c.pv == n) for n in names]
-    results = ctx.put(names, current, throw=False, timeout=timeout)
-    for name, result in zip(names, results or [None] * len(names), strict=True):
-        check = next(c for c in setpoints if c.pv == name)
-        if isinstance(result, Exception):
-            check.add(FAIL, f"put of its current value {_short(check.value)} failed: {type(result).__name__}: {result}")
+def _write_test(setpoints: list[PVCheck], interface: Interface) -> None:
+    """Put each setpoint's current value back, through interface.set_values (no validation)."""
+    checks = {c.pv: c for c in setpoints if isinstance(c.value, (int, float))}
+    for name, result in write(interface, {pv: c.value for pv, c in checks.items()}).items():
+        if result.status == Status.SET:
+            checks[name].findings.append("put of its current value accepted")
+        elif result.status == Status.READ_ONLY:
+            checks[name].add(WARN, "not written: read-only")
         else:
-            check.findings.append("put of its current value accepted")
+            checks[name].add(FAIL, f"put of its current value {_short(checks[name].value)} {put_failure(result)}")
 
 
 def _watch_updates(watched: list[PVCheck], ctx: Context, update_time: float) -> None:

@@ -18,7 +18,7 @@ from ._p4p_compat import get_many
 from ._version import __version__
 from .connection import Connection
 from .errors import InvalidInputError, ReadError
-from .measure import wait_configs
+from .measure.at_rest import wait_configs
 from .readings import (
     CLIENT_STATUS,
     INVALID,

@@ -12,22 +12,23 @@ Two proofs, both made before anything is sent, and again on every set call:
 Any doubt refuses the whole call (RehearsalError); reads are never refused. A monitor hears of
 a reconnect a moment after the channel makes it, so each put proves the id once more on its
 own connection: it fetches the PV first and is not sent unless that reply carries the id
-(`prove_on_the_wire`, StrangerServerError).
+(`prove_on_the_wire`, StrangerServerError). When a connection drops after a put went out and
+before its reply, pvxs sends the put again by itself on the next connection: it is fetched
+and proved again first, so no put travels on a connection whose server it did not prove.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import os
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from .errors import StrangerServerError
+from .pvxs_settings import auto_addr_list, endpoint, entries, numeric_address, parse_bool
 from .values import SERVER_ID_FIELD, PvInfo, server_id_of
 
 __all__ = ["client_settings", "identity_problem", "prove_on_the_wire", "settings_problems"]
 
-_OFF = {"no", "false", "0", "off"}
 _SEARCH_LISTS = ("EPICS_PVA_ADDR_LIST", "EPICS_PVA_NAME_SERVERS")
 
 
@@ -39,21 +40,20 @@ def client_settings(conf: Mapping[str, str] | None, environ: Mapping[str, str] |
     return {k: v for k, v in environ.items() if k.startswith("EPICS_PVA_")}
 
 
-def _host_of(entry: str) -> str:
-    """The host part of an address list entry: "h", "h:port", "[v6]:port"."""
-    if entry.startswith("["):
-        return entry[1:].partition("]")[0]
-    if entry.count(":") == 1:
-        return entry.partition(":")[0]
-    return entry  # bare IPv6 or a plain host
+def _host_of(entry: str) -> tuple[str, bool | None]:
+    """The host of an address list entry as pvxs reads it ("h", "h:port", "[v6]:port",
+    "h,ttl@iface"), and whether pvxs reads it as IPv6 first; the whole entry when pvxs cannot
+    read it (it is then checked as given)."""
+    try:
+        host, _, ipv6 = endpoint(entry)
+    except ValueError:
+        return entry, None
+    return host, ipv6
 
 
 def _entry_problem(variable: str, entry: str, allowed: set[str]) -> str | None:
-    host = _host_of(entry)
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        address = None
+    host, ipv6 = _host_of(entry)
+    address = numeric_address(host, ipv6)
     if address is not None and (
             address.version == 4 and (str(address).endswith(".255") or address.is_multicast
                                       or address.is_unspecified)
@@ -68,22 +68,33 @@ def _entry_problem(variable: str, entry: str, allowed: set[str]) -> str | None:
             "(allow it with rehearsal_allow / EPICS_PVA_INTERFACE_REHEARSAL_ALLOW)")
 
 
+def _auto_problem(auto: str | None) -> str:
+    if auto is None:
+        return ("EPICS_PVA_AUTO_ADDR_LIST is unset, and pvxs then defaults to YES: automatic search "
+                "broadcasts on every network interface; set it to NO")
+    if parse_bool(auto):
+        return (f"EPICS_PVA_AUTO_ADDR_LIST is {auto!r}: automatic search broadcasts on every network "
+                "interface; set it to NO")
+    return (f"EPICS_PVA_AUTO_ADDR_LIST is {auto!r}, which pvxs reads as YES (it takes only NO, in "
+            "any letter case, or 0 as NO, and keeps its default YES for any other value): automatic "
+            "search broadcasts on every network interface; set it to NO")
+
+
 def settings_problems(settings: Mapping[str, str], allow: str = "") -> dict[str, str]:
     """{setting: why} for every way these client settings could reach beyond the rehearsal.
 
     `allow` is a comma-separated list of addresses or host names permitted besides loopback.
     Empty when the settings reach only loopback and allowed hosts, with no automatic search.
+    The settings are read as pvxs reads them (pvxs_settings): EPICS_PVA_AUTO_ADDR_LIST is off
+    only when pvxs takes it as NO, and the address lists are split where pvxs splits them.
     """
     allowed = {h.strip().lower() for h in allow.split(",") if h.strip()}
     problems: dict[str, str] = {}
     auto = settings.get("EPICS_PVA_AUTO_ADDR_LIST")
-    if auto is None or auto.strip().lower() not in _OFF:
-        shown = "unset (pvxs then defaults to YES)" if auto is None else f"{auto!r}"
-        problems["EPICS_PVA_AUTO_ADDR_LIST"] = (
-            f"EPICS_PVA_AUTO_ADDR_LIST is {shown}: automatic search broadcasts on every network "
-            "interface; set it to NO")
+    if auto_addr_list(auto):
+        problems["EPICS_PVA_AUTO_ADDR_LIST"] = _auto_problem(auto)
     for variable in _SEARCH_LISTS:
-        for entry in settings.get(variable, "").replace(",", " ").split():
+        for entry in entries(settings.get(variable, "")):
             why = _entry_problem(variable, entry, allowed)
             if why is not None:
                 problems.setdefault(variable, why)
@@ -108,13 +119,23 @@ def _id_problem(pv: str, server_id: str | None, expected: str) -> str | None:
     return None
 
 
-def prove_on_the_wire(expected: str) -> Callable[[str, Any, Any], None]:
+def prove_on_the_wire(expected: str) -> Callable[[str, Any, Any, bool], None]:
     """A put_many `vet`: raises StrangerServerError unless the PV's value, fetched by the put
-    itself on the connection the put goes out on, carries the soft IOC id `expected`."""
-    def vet(pv: str, value: Any, current: Any) -> None:
+    itself on the connection the put goes out on, carries the soft IOC id `expected`.
+
+    `again` is True when the put already went out once, on a connection that dropped before
+    its reply, and the client library is about to send it again on a new one: the error then
+    says so (`sent`), since the first copy may have reached the soft IOC."""
+    def vet(pv: str, value: Any, current: Any, again: bool) -> None:
         why = _id_problem(pv, server_id_of(current), expected)
-        if why is not None:
-            raise StrangerServerError(pv, value, f"not sent: {why}, as the put's own Get showed")
+        if why is None:
+            return
+        if again:
+            raise StrangerServerError(
+                pv, value, "sent once, on a connection that dropped before its reply (its fate there "
+                f"is unknown); not sent again on the new connection: {why}, as the put's own Get showed",
+                sent=True)
+        raise StrangerServerError(pv, value, f"not sent: {why}, as the put's own Get showed")
     return vet
 
 

@@ -23,6 +23,8 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from .pvxs_settings import endpoint, entries
+
 __all__ = [
     "DEFAULT_PORT",
     "Response",
@@ -185,15 +187,10 @@ def parse_response(data: bytes, source_host: str) -> Response | None:
 
 
 def _entry(entry: str, default_port: int) -> tuple[str, int]:
-    """(host, port) of an address list entry: "host", "host:port", "[v6]" or "[v6]:port"."""
-    if entry.startswith("["):
-        host, _, rest = entry[1:].partition("]")
-        port = rest[1:] if rest.startswith(":") else rest
-    elif entry.count(":") == 1:
-        host, _, port = entry.partition(":")
-    else:
-        host, port = entry, ""
-    if not port:
+    """(host, port) of an address list entry as pvxs reads it: "host", "host:port", "[v6]",
+    "[v6]:port", each maybe followed by ",ttl" and "@iface" (see pvxs_settings.endpoint)."""
+    host, port, _ = endpoint(entry)
+    if port is None:
         return host, default_port
     if not port.isdigit() or not 0 < int(port) < 65536:
         raise ValueError(f"port {port!r} is not a number from 1 to 65535")
@@ -203,18 +200,17 @@ def _entry(entry: str, default_port: int) -> tuple[str, int]:
 def destinations(settings: Mapping[str, str]) -> tuple[list[tuple[str, int]], list[str]]:
     """The IPv4 unicast (address, port) pairs of EPICS_PVA_ADDR_LIST, and why each other entry is not.
 
-    Entries are separated by white space, as pvxs reads them; a port missing from an entry is
-    EPICS_PVA_BROADCAST_PORT (else 5076). Host names are resolved; duplicates are dropped.
+    Entries are split and read as pvxs does (space, tab, CR, LF between them; see
+    pvxs_settings); a port missing from an entry is EPICS_PVA_BROADCAST_PORT (else 5076). Host
+    names are resolved; duplicates are dropped.
     """
     targets: list[tuple[str, int]] = []
     skipped: list[str] = []
     default = settings.get("EPICS_PVA_BROADCAST_PORT", "").strip()
     default_port = int(default) if default.isdigit() and 0 < int(default) < 65536 else DEFAULT_PORT
-    for entry in settings.get("EPICS_PVA_ADDR_LIST", "").split():
+    for entry in entries(settings.get("EPICS_PVA_ADDR_LIST", "")):
         try:
             host, port = _entry(entry, default_port)
-            if "@" in host:
-                raise ValueError("an interface-bound (multicast) entry")
             infos = socket.getaddrinfo(host, port, socket.AF_INET, socket.SOCK_DGRAM)
             address = ipaddress.IPv4Address(infos[0][4][0])
         except ValueError as exc:
@@ -284,10 +280,10 @@ def find_servers(names: Iterable[str], settings: Mapping[str, str],
     if not wanted:
         return {}
     targets, notes = destinations(settings)
-    if settings.get("EPICS_PVA_NAME_SERVERS", "").split():
+    if entries(settings.get("EPICS_PVA_NAME_SERVERS", "")):
         notes.append(_NAME_SERVERS)
     if not targets:
-        listed = settings.get("EPICS_PVA_ADDR_LIST", "").split()
+        listed = entries(settings.get("EPICS_PVA_ADDR_LIST", ""))
         why = "not searched: no entry of EPICS_PVA_ADDR_LIST can be searched" if listed else _EMPTY
         return dict.fromkeys(wanted, "; ".join([why, *notes]))
     cids = dict(enumerate(wanted))

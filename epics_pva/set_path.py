@@ -345,7 +345,7 @@ def _unexpected(pv: str, value: Any, exc: Exception) -> SetResult:
 def _put_error(pv: str, value: Any, exc: BaseException, attempts: int) -> PutError:
     """The error for a put that failed for a reason other than a timeout (never retried)."""
     if isinstance(exc, StrangerServerError):
-        return StrangerServerError(pv, value, exc.reason, attempts)
+        return StrangerServerError(pv, value, exc.reason, attempts, sent=exc.sent)
     if isinstance(exc, RemoteError):
         return PutError(pv, value, f"put rejected by the server: {exc}", attempts)
     if isinstance(exc, (ValueError, TypeError)):
@@ -354,8 +354,11 @@ def _put_error(pv: str, value: Any, exc: BaseException, attempts: int) -> PutErr
 
 
 def _refuse_if_nothing_reached_the_soft_ioc(results: Mapping[str, SetResult], inputs: Mapping[str, Any]) -> None:
-    """Rehearsal: when the wire check stopped every put that was tried, nothing was sent, so
-    the call is refused as a whole (RehearsalError), as when the monitors already knew."""
-    refused = {pv: r.error.reason for pv, r in results.items() if isinstance(r.error, StrangerServerError)}
+    """Rehearsal: when the wire check stopped every put that was tried before it was first sent,
+    nothing was sent, so the call is refused as a whole (RehearsalError), as when the monitors
+    already knew. A put stopped only when it was about to go out again (`sent`) had been sent:
+    then the call reports each PV's outcome instead."""
+    refused = {pv: r.error.reason for pv, r in results.items()
+               if isinstance(r.error, StrangerServerError) and not r.error.sent}
     if refused and all(pv in refused or r.status == NOT_ATTEMPTED for pv, r in results.items()):
         raise RehearsalError(refused, inputs)

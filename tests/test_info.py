@@ -11,7 +11,8 @@ from p4p.nt import NTScalar
 from p4p.server import Server
 from p4p.server.thread import SharedPV
 
-from epics_pva import Interface, InvalidInputError, __version__, wait_for_readback
+from epics_pva import Interface, InvalidInputError, SetValuesError, __version__, wait_for_readback
+from softioc import Alarm
 
 STAMP = 1700000000.25  # 2023-11-14T22:13:20.250 UTC
 
@@ -122,3 +123,27 @@ def test_under_a_prefix_the_search_asks_for_the_name_on_the_wire():
             rows = interface.get_info(["X:RBV"])["vars"]["X:RBV"]
         assert rows["value"] == "2.5"
         assert rows["server"].startswith(f"127.0.0.1:{srv.conf()['EPICS_PVAS_SERVER_PORT']} (guid ")
+
+
+def test_an_invalid_readback_is_never_within_tolerance_as_validation_never_settles_on_it(softioc_factory):
+    """The soft IOC's readback follows its setpoint at once (no lag) and stays within tolerance;
+    an alarm fault puts it in INVALID alarm, its value unchanged. wait_for_readback refuses to
+    settle on it; the Info rows say "no" and why, not "yes"."""
+    ioc = softioc_factory({"ioc": {"update_rate": 50.0}, "setpoint": [
+        {"name": "X:SET", "readback": "X:RBV", "limits": [-5.0, 5.0], "initial": 1.0}]})
+    config = partial(wait_for_readback, readback_pv="X:RBV", tolerance=0.05, count_down=0.5, offset=0)
+    with Interface(conf=ioc.client_conf(), timeout=2.0) as interface:
+        rows = interface.get_info(["X:SET"], configs={"X:SET": config})["vars"]["X:SET"]
+        assert rows["within tolerance"] == "yes (off by 0)"
+        ioc.faults.arm("X:RBV", Alarm(severity="INVALID", message="power supply off"))
+        reading = interface.get_readings(["X:RBV"])["X:RBV"]
+        assert (reading.value, reading.severity, reading.message) == (1.0, 3, "power supply off")
+        rows = interface.get_info(["X:SET"], configs={"X:SET": config})["vars"]["X:SET"]
+        assert rows["readback"] == "1.0" and rows["readback alarm"] == "INVALID (power supply off)"
+        assert rows["within tolerance"] == "no: readback INVALID (power supply off)"
+        with pytest.raises(SetValuesError) as info:  # validation agrees: never settled
+            interface.set_values({"X:SET": 1.0}, {"X:SET": config})
+        assert "INVALID (power supply off)" in str(info.value)
+        ioc.faults.clear("X:RBV")
+        rows = interface.get_info(["X:SET"], configs={"X:SET": config})["vars"]["X:SET"]
+        assert rows["within tolerance"] == "yes (off by 0)"

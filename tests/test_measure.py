@@ -14,9 +14,10 @@ from p4p.nt import NTScalar
 from p4p.server import Server
 from p4p.server.thread import SharedPV
 
-from epics_pva import wait_for_readback
-from epics_pva.errors import InvalidInputError, ReadError
-from epics_pva.measure import MeasureTargets, main_measure, measure, step_test, wait_configs
+from epics_pva import Interface, wait_for_readback
+from epics_pva.errors import InvalidInputError, PutError, ReadError
+from epics_pva.journal_read import read_journal
+from epics_pva.measure import MeasureTargets, main_measure, measure, step_test, steps, wait_configs
 
 RATE_HZ = 100.0
 SECONDS = 4.0
@@ -136,6 +137,38 @@ def test_step_test_is_refused_when_a_setpoint_cannot_move_within_its_limits(ioc)
     assert set(info.value.problems) == {"CAL:Q1:SET", "CAL:Q2:SET"}
     assert "within the control limits [0, 10]" in info.value.problems["CAL:Q2:SET"]
     assert "9 + 9.5" in info.value.problems["CAL:Q2:SET"]
+    assert ioc.audit.puts() == []
+
+
+def test_step_test_writes_through_interface_set_values(ioc, tmp_path):
+    journal = tmp_path / "j.jsonl"
+    with Interface(conf=ioc.client_conf(), journal=str(journal)) as interface:
+        step_test({"CAL:Q1:SET": "CAL:Q1:RBV"}, 1.0, write_test=True, hold=0.5, conf=ioc.client_conf(),
+                  interface=interface)
+    assert [(e.pv, e.value) for e in read_journal(journal) if e.event == "put"] == [
+        ("CAL:Q1:SET", 2.0), ("CAL:Q1:SET", 1.0)]
+    assert [(p.pv, p.value) for p in ioc.audit.puts()] == [("CAL:Q1:SET", 2.0), ("CAL:Q1:SET", 1.0)]
+
+
+def test_step_test_through_a_read_only_interface_is_refused_saying_so(ioc, monkeypatch, capsys):
+    with Interface(conf=ioc.client_conf(), read_only=True) as interface:
+        with pytest.raises(InvalidInputError, match="CAL:Q1:SET: not written: read-only") as info:
+            step_test(PAIRS, 1.0, write_test=True, hold=0.5, conf=ioc.client_conf(), interface=interface)
+    assert "a step test needs to write" in str(info.value)
+    monkeypatch.setattr(steps, "open_interface", lambda conf, prefix, timeout: Interface(
+        conf=conf, prefix=prefix, timeout=timeout, read_only=True))  # as an operator's switch makes it
+    code = main_measure(["--measure", "0.5", "--pair", "CAL:Q1:SET=CAL:Q1:RBV", "--step", "1", "--write-test"],
+                        conf=ioc.client_conf())
+    assert code == 2 and "not written: read-only" in capsys.readouterr().err
+    assert ioc.audit.puts() == []
+
+
+def test_step_test_refused_by_rehearsal_fails_naming_the_pv_and_writes_nothing(ioc):
+    with Interface(conf=ioc.client_conf(), rehearsal=True, rehearsal_id="0" * 32) as interface:
+        with pytest.raises(PutError, match="CAL:Q1:SET = 2.0: step test put not sent: rehearsal refused it: "
+                                           "CAL:Q1:SET is served by a server that is not the rehearsal's"):
+            step_test({"CAL:Q1:SET": "CAL:Q1:RBV"}, 1.0, write_test=True, hold=0.5, conf=ioc.client_conf(),
+                      interface=interface)
     assert ioc.audit.puts() == []
 
 

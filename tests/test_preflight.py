@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from epics_pva import Interface, preflight
+from epics_pva.journal_read import read_journal
 from epics_pva.preflight import FAIL, OK, WARN, environment_pvs, main, run_preflight
 
 REPO = Path(__file__).resolve().parent.parent
@@ -108,6 +110,52 @@ def test_write_test_reports_a_rejected_put(ioc):
     check = report.checks[0]
     assert check.status == FAIL and "put of its current value -1 failed" in check.findings[0]
     assert "interlock" in check.findings[0]
+
+
+def writing_through(monkeypatch, **settings):
+    """Preflight's write test then writes through an Interface with these settings besides
+    the tool's own (conf, prefix, timeout), as an operator's switches would make it."""
+    def interface(conf, prefix, timeout):
+        return Interface(conf=conf, prefix=prefix, timeout=timeout, put_attempts=1, **settings)
+    monkeypatch.setattr(preflight, "open_interface", interface)
+
+
+def test_write_test_writes_through_interface_set_values(ioc, monkeypatch, tmp_path):
+    writing_through(monkeypatch, journal=str(tmp_path / "j.jsonl"))
+    report = run_preflight(GOOD, conf=ioc.client_conf(), update_time=0, write_test=True)
+    assert report.ok(), report.table()
+    puts = {(e.pv, e.value) for e in read_journal(tmp_path / "j.jsonl") if e.event == "put"}
+    assert puts == {("P:Q1:SET", -1.0), ("P:Q2:SET", 0.5)}  # each put in the interface's journal
+    assert sorted((p.pv, p.value) for p in ioc.audit.puts()) == [("P:Q1:SET", -1.0), ("P:Q2:SET", 0.5)]
+
+
+def test_write_test_through_a_read_only_interface_writes_nothing_and_warns(ioc, monkeypatch, capsys):
+    writing_through(monkeypatch, read_only=True)
+    report = run_preflight(GOOD, conf=ioc.client_conf(), update_time=0, write_test=True)
+    for check in report.checks:
+        assert (check.status, check.findings) == (WARN, ["not written: read-only"]), check
+    assert report.ok() and not report.ok(strict=True)
+    for name, value in ioc.client_conf().items():
+        monkeypatch.setenv(name, value)
+    assert main(["--setpoint", "P:Q1:SET", "--write-test", "--update-time", "0"]) == 0
+    assert main(["--setpoint", "P:Q1:SET", "--write-test", "--update-time", "0", "--strict"]) == 1
+    row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("P:Q1:SET"))
+    assert row.split()[2] == WARN and row.endswith("not written: read-only")
+    assert ioc.audit.puts() == []
+
+
+def test_write_test_refused_by_rehearsal_says_why_for_each_pv_and_writes_nothing(ioc, monkeypatch):
+    writing_through(monkeypatch, rehearsal=True, rehearsal_id="0" * 32)
+    report = run_preflight(GOOD, conf=ioc.client_conf(), update_time=0, write_test=True)
+    checks = by_pv(report)
+    assert [c.status for c in report.checks] == [FAIL, FAIL]
+    assert checks["P:Q2:SET"].findings == [
+        f"put of its current value 0.5 not sent: rehearsal refused it: P:Q2:SET is served by a server "
+        f"that is not the rehearsal's soft IOC (softiocId {ioc.identity} != expected {'0' * 32})"]
+    assert ioc.audit.puts() == []
+    writing_through(monkeypatch, rehearsal=True, rehearsal_id=ioc.identity)  # its own soft IOC
+    assert run_preflight(GOOD, conf=ioc.client_conf(), update_time=0, write_test=True).ok()
+    assert len(ioc.audit.puts(outcome="accepted")) == 2
 
 
 def test_cli_exit_codes_and_table(ioc, monkeypatch, capsys):

@@ -218,6 +218,161 @@ def test_after_a_restart_the_same_interface_proves_the_id_again_and_refuses_a_st
         interface.close()
 
 
+class Stranger:
+    """A server that takes a stopped soft IOC's ports and PV names: another soft IOC (its own
+    id) or a plain p4p server (no id); `puts()` counts the puts that reached it."""
+
+    def __init__(self, kind, ports, softioc_factory):
+        self.kind, self.ports, self._factory = kind, ports, softioc_factory
+        self.started = threading.Event()
+        self._ioc = self._server = self._handler = None
+
+    def start(self):
+        if self.kind == "soft IOC":
+            self._ioc = self._factory(CONFIG, port=int(self.ports["EPICS_PVAS_SERVER_PORT"]),
+                                      broadcast_port=int(self.ports["EPICS_PVAS_BROADCAST_PORT"]))
+        else:
+            self._server, _, self._handler = stray_server(conf=self.ports)
+        self.started.set()
+
+    def puts(self):
+        return len(self._ioc.audit.puts()) if self._ioc is not None else self._handler.puts
+
+    def stop(self):
+        if self._server is not None:
+            self._server.stop()  # a soft IOC is stopped by its fixture
+
+
+@pytest.mark.parametrize("kind", ["soft IOC", "p4p server"])
+@pytest.mark.parametrize("when", ["before the call", "during the call"])
+def test_no_put_reaches_a_stranger_that_takes_the_soft_iocs_ports(softioc_factory, kind, when):
+    """The rehearsal proved the soft IOC and holds its monitors; the soft IOC stops and a
+    stranger serves the same names on its ports, before the next call or while it waits.
+    Whether the monitors have heard of it yet or not, nothing is sent: the monitor's first
+    value from the stranger, or else each put's own Get on the new connection, shows it."""
+    ioc = softioc_factory(CONFIG)
+    interface = rehearsal(ioc.client_conf(), ioc.identity, timeout=5.0)
+    stranger = Stranger(kind, {k: v for k, v in ioc._effective.items() if k.startswith("EPICS_PVAS_")},
+                        softioc_factory)
+    starter = threading.Timer(0.3, stranger.start)
+    try:
+        interface.set_values({"DEMO:Q1:SET": 1.0, "DEMO:Q2:SET": -1.0})  # proved; monitors held
+        assert len(ioc.audit.puts(outcome="accepted")) == 2
+        ioc.stop()
+        if when == "before the call":
+            stranger.start()
+        else:  # the call begins with nothing serving; the stranger answers while it waits
+            starter.start()
+        with pytest.raises((RehearsalError, StrangerServerError)) as info:
+            interface.set_values({"DEMO:Q1:SET": 2.0, "DEMO:Q2:SET": -2.0})
+        assert stranger.started.wait(10.0)
+        for pv in NAMES:
+            assert f"{pv} is served by a server that is not the rehearsal's soft IOC" in str(info.value)
+        assert interface.get_values(["DEMO:Q1:SET"]) == {"DEMO:Q1:SET": 0.0}  # the stranger answers reads
+        assert stranger.puts() == 0
+    finally:
+        starter.cancel()
+        if starter.is_alive():
+            starter.join(10.0)
+        interface.close()
+        stranger.stop()
+
+
+class Holding:
+    """A put handler that never completes a put: its server dies with the put pending."""
+
+    def __init__(self) -> None:
+        self.held = threading.Event()
+        self.ops = []
+
+    def put(self, pv, op):
+        self.ops.append(op)
+        self.held.set()
+
+
+def dying_server(identity):
+    """A p4p server standing in for a soft IOC killed mid-put: it publishes `identity` as its
+    softiocId on DEMO:Q1:SET and DEMO:Q2:SET and holds every put it gets."""
+    handler = Holding()
+    nt = NTScalar("d", extra=[("softiocId", "s")])
+    pvs = {name: SharedPV(nt=nt, initial={"value": 0.0, "softiocId": identity}, handler=handler)
+           for name in NAMES}
+    server = Server(providers=[pvs], isolate=True)
+    ports = {k: v for k, v in server.conf().items() if k.startswith("EPICS_PVAS_")}
+    return server, handler, ports
+
+
+@pytest.mark.parametrize("vetted", [False, True])
+def test_a_put_whose_connection_dropped_before_its_reply_is_not_sent_again_to_a_stranger(vetted):
+    """pvxs sends a put again by itself, on the next connection to whichever server answers the
+    name, when the connection dropped after the put went out and before its reply. Unvetted, a
+    stranger on the same ports gets it; vetted, the put is fetched again first, and that copy
+    is not sent (the error says the first one was)."""
+    identity = "a" * 32
+    first, holding, ports = dying_server(identity)
+    ctx = Context("pva", conf=first.conf(), useenv=False)
+    outcomes: list = []
+    info = [PvInfo(kind="float", code="d", server_id=identity)]
+    putter = threading.Thread(target=lambda: outcomes.extend(
+        put_many(ctx, ["DEMO:Q1:SET"], [3.0], 10.0, info, prove_on_the_wire(identity) if vetted else None)))
+    try:
+        putter.start()
+        assert holding.held.wait(5.0)  # sent, and pending at the first server
+        first.stop()
+        server, _, counting = stray_server(conf=ports)
+        with server:
+            putter.join(15.0)
+            assert not putter.is_alive()
+            if not vetted:  # what rehearsal guards against: the stranger got the put
+                assert outcomes == [None] and counting.puts == 1
+                return
+            [error] = outcomes
+            assert isinstance(error, StrangerServerError) and error.sent
+            assert str(error) == (
+                "DEMO:Q1:SET = 3.0: sent once, on a connection that dropped before its reply (its fate "
+                "there is unknown); not sent again on the new connection: DEMO:Q1:SET is served by a "
+                "server that is not the rehearsal's soft IOC (no softiocId field), as the put's own Get showed")
+            assert ctx.get("DEMO:Q1:SET", timeout=5.0) == 0.0
+            assert counting.puts == 0
+    finally:
+        putter.join(15.0)
+        ctx.close()
+
+
+def test_a_rehearsal_put_cut_off_by_its_servers_death_is_reported_sent_and_not_sent_to_a_stranger():
+    identity = "a" * 32
+    first, holding, ports = dying_server(identity)
+    interface = rehearsal(first.conf(), identity, timeout=10.0)
+    raised: list = []
+
+    def call() -> None:
+        try:
+            interface.set_values({"DEMO:Q1:SET": 3.0})
+        except Exception as exc:  # noqa: BLE001 - looked at below
+            raised.append(exc)
+
+    putter = threading.Thread(target=call)
+    try:
+        putter.start()
+        assert holding.held.wait(5.0)
+        first.stop()
+        server, _, counting = stray_server(conf=ports)
+        with server:
+            putter.join(15.0)
+            assert not putter.is_alive()
+            [error] = raised
+            # not a RehearsalError ("nothing was sent"): the first copy went out
+            assert type(error) is SetValuesError
+            result = error.results["DEMO:Q1:SET"]
+            assert result.status == Status.FAILED
+            assert isinstance(result.error, StrangerServerError) and result.error.sent
+            assert "sent once, on a connection that dropped before its reply" in str(error)
+            assert counting.puts == 0
+    finally:
+        putter.join(15.0)
+        interface.close()
+
+
 # ---- settings that could reach beyond loopback: refused before a context is built ----------------
 
 
@@ -244,6 +399,35 @@ def test_a_settings_leak_is_refused_before_any_context_exists(softioc_factory, m
         assert set(info.value.problems) == {setting}
         assert not interface._connection.connected  # no p4p context was built with it
     assert ioc.audit.puts() == []
+
+
+@pytest.mark.parametrize("auto", ["off", "false", " NO", "NO ", "", "OFF", "False", "n", "00"])
+def test_an_auto_addr_list_pvxs_reads_as_yes_is_refused_saying_so(softioc_factory, monkeypatch, auto):
+    """pvxs takes only NO (any letter case) or 0 as NO; any other value it logs as invalid and
+    keeps its default YES, broadcasting searches. Refused before any context is built."""
+    ioc = softioc_factory(CONFIG)
+    conf = {**ioc.client_conf(), "EPICS_PVA_AUTO_ADDR_LIST": auto}
+    for name in [k for k in __import__("os").environ if k.startswith("EPICS_PVA_")]:
+        monkeypatch.delenv(name)
+    for name, value in conf.items():
+        monkeypatch.setenv(name, value)
+    for given in (conf, None):  # given as conf, or taken from the environment
+        interface = rehearsal(given, ioc.identity)
+        with pytest.raises(RehearsalError) as info:
+            interface.set_values({"DEMO:Q1:SET": 1.0})
+        assert set(info.value.problems) == {"EPICS_PVA_AUTO_ADDR_LIST"}
+        assert (f"EPICS_PVA_AUTO_ADDR_LIST is {auto!r}, which pvxs reads as YES"
+                in info.value.problems["EPICS_PVA_AUTO_ADDR_LIST"])
+        assert not interface._connection.connected  # no p4p context was built with it
+    assert ioc.audit.puts() == []
+
+
+@pytest.mark.parametrize("auto", ["NO", "no", "No", "0"])
+def test_every_spelling_pvxs_reads_as_no_passes(softioc_factory, auto):
+    ioc = softioc_factory(CONFIG)
+    with rehearsal({**ioc.client_conf(), "EPICS_PVA_AUTO_ADDR_LIST": auto}, ioc.identity) as interface:
+        interface.set_values({"DEMO:Q1:SET": 1.0})
+    assert [r.value for r in ioc.audit.puts(outcome="accepted")] == [1.0]
 
 
 def test_the_checked_environment_is_the_one_the_context_uses(softioc_factory, monkeypatch):

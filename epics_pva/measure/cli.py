@@ -135,7 +135,7 @@ def run_measure(args: argparse.Namespace, env_loader: EnvLoader | None = None,
         if args.step is not None:
             noise = {rbv: result.readbacks[rbv]["noise_sigma"] for rbv in targets.pairs.values()}
             stepped = step_test(targets.pairs, args.step, write_test=True, hold=seconds,
-                                noise=noise, context=ctx, timeout=args.timeout)
+                                noise=noise, context=ctx, conf=conf, timeout=args.timeout)
             for set_pv, entry in stepped.items():
                 result.pairs[set_pv].update(entry)
     except InvalidInputError as exc:

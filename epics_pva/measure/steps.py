@@ -1,7 +1,8 @@
 """The step test, the one writer: move each setpoint by a step and back, fit its readback's response.
 
 Only with ``write_test=True`` and within the PV's control limits; the setpoint is put back
-even if recording fails.
+even if recording fails. Every put goes through ``epics_pva.Interface.set_values`` (see
+epics_pva.tool_writes), with its guards: an interface in read-only mode refuses the test.
 """
 
 from __future__ import annotations
@@ -10,13 +11,18 @@ import logging
 import math
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from p4p.client.thread import Context
 
 from ..calibration import StepFit, fit_response
 from ..errors import InvalidInputError, PutError
+from ..results import Status
+from ..tool_writes import open_interface, put_failure, write
 from .recording import Sample, _make_context, _number, _read, _Recorder, _trace
+
+if TYPE_CHECKING:
+    from ..interface import Interface
 
 __all__ = ["step_test"]
 
@@ -69,6 +75,7 @@ def step_test(
     context: Context | None = None,
     conf: Mapping[str, str] | None = None,
     timeout: float = 5.0,
+    interface: Interface | None = None,
 ) -> dict[str, dict[str, Any]]:
     """WRITES: step each setpoint of `pairs` by `size` and back, fit its readback's response.
 
@@ -78,6 +85,11 @@ def step_test(
     setpoint is put back to its value even if recording fails. Returns {setpoint: pair entry}
     with the fitted lag, tau_s, rate_per_s, dead_time_s, offset and fit_quality. `noise`
     ({readback: sigma}) gives fit_quality its yardstick; measured before each step if absent.
+
+    Reads use `context` (else one built from `conf`, None: the environment); every put goes
+    through `interface`.set_values (else an Interface built from `conf` and `timeout`). A
+    read-only interface sends nothing: the first step is refused (InvalidInputError saying
+    read-only); any other put that does not go through raises PutError saying why.
     """
     if not write_test:
         raise InvalidInputError(
@@ -88,6 +100,7 @@ def step_test(
     if not (isinstance(hold, (int, float)) and math.isfinite(hold) and hold > 0):
         raise InvalidInputError({"hold": f"the hold time must be > 0 s, not {hold!r}"}, what="step")
     ctx, own = _make_context(context, conf)
+    writer = interface if interface is not None else open_interface(conf, "", timeout)
     try:
         current = _read(ctx, list(pairs), timeout)
         targets = {pv: _step_target(pv, current[pv], float(size)) for pv in pairs}
@@ -97,23 +110,29 @@ def step_test(
         results = {}
         for set_pv, rbv in pairs.items():
             sigma = (noise or {}).get(rbv)
-            results[set_pv] = _step_one(ctx, set_pv, rbv, float(current[set_pv]), float(targets[set_pv]),
-                                        hold, sigma, timeout)
+            results[set_pv] = _step_one(ctx, writer, set_pv, rbv, float(current[set_pv]),
+                                        float(targets[set_pv]), hold, sigma)
         return results
     finally:
+        if interface is None:
+            writer.close()
         if own:
             ctx.close()
 
 
-def _put(ctx: Context, pv: str, value: float, timeout: float) -> None:
-    try:
-        ctx.put(pv, value, timeout=timeout)
-    except Exception as exc:  # noqa: BLE001 - any failure of the put is reported with the PV
-        raise PutError(pv, value, f"step test put failed: {exc or type(exc).__name__}") from exc
+def _put(interface: Interface, pv: str, value: float, first: bool = False) -> None:
+    """Put one value through interface.set_values; PutError (the first put of a test: a
+    refusal, InvalidInputError, when read-only) unless it went through."""
+    result = write(interface, {pv: value})[pv]
+    if result.status == Status.SET:
+        return
+    if first and result.status == Status.READ_ONLY:  # this setpoint has not moved: refused
+        raise InvalidInputError({pv: f"{put_failure(result)}; a step test needs to write"}, what="step")
+    raise PutError(pv, value, f"step test put {put_failure(result)}", max(result.attempts, 1))
 
 
-def _step_one(ctx: Context, set_pv: str, rbv: str, start: float, target: float, hold: float,
-              sigma: float | None, timeout: float) -> dict[str, Any]:
+def _step_one(ctx: Context, interface: Interface, set_pv: str, rbv: str, start: float, target: float,
+              hold: float, sigma: float | None) -> dict[str, Any]:
     """Step one setpoint to `target` and back to `start`, recording both; fit the response."""
     recorder = _Recorder(ctx, [set_pv, rbv])
     moved = False
@@ -121,18 +140,18 @@ def _step_one(ctx: Context, set_pv: str, rbv: str, start: float, target: float, 
         recorder.run_until(time.monotonic() + hold / 2)
         up_client = time.time()
         _log.info("step test: %s %g -> %g", set_pv, start, target)
-        _put(ctx, set_pv, target, timeout)
+        _put(interface, set_pv, target, first=True)
         moved = True
         recorder.run_until(time.monotonic() + hold)
         down_client = time.time()
         _log.info("step test: %s %g -> %g", set_pv, target, start)
-        _put(ctx, set_pv, start, timeout)
+        _put(interface, set_pv, start)
         moved = False
         recorder.run_until(time.monotonic() + hold)
     finally:
         try:
             if moved:
-                _put(ctx, set_pv, start, timeout)
+                _put(interface, set_pv, start)
         finally:
             recorder.close()
     set_samples = recorder.samples[set_pv]
