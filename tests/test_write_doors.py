@@ -84,8 +84,8 @@ def write_test_door(ioc, tmp_path):
 
 
 def step_door(ioc, tmp_path):
-    return [script("pva-preflight"), "--setpoint", "DOOR:Q1:SET", "--readback", "DOOR:Q1:RBV",
-            "--step", "0.5", "--write-test", "--measure", "0.5", "--timeout", "2"]
+    return [script("pva-preflight"), "--pair", "DOOR:Q1:SET=DOOR:Q1:RBV", "--step", "0.5", "--write-test",
+            "--timeout", "2"]
 
 
 def badger_door(ioc, tmp_path):

@@ -178,3 +178,27 @@ def test_read_switches_reads_the_environment_given():
                                "EPICS_PVA_INTERFACE_REHEARSAL_ALLOW": "sim-host"})
     assert (mode.settings.rehearsal, mode.settings.rehearsal_id, mode.settings.rehearsal_allow) == (True, "abc", "sim-host")
     assert decide(Settings(), {}).settings == Settings()
+
+
+def test_no_module_but_the_set_path_sends_a_put():
+    """The guard holds only if every write goes through set_values: no other module puts on a context."""
+    import ast
+    from pathlib import Path
+
+    import epics_pva
+
+    root = Path(epics_pva.__file__).parent
+    senders: dict[str, list[int]] = {}
+    for path in sorted(root.rglob("*.py")):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            name = ""
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "put":
+                receiver = node.func.value
+                name = receiver.attr if isinstance(receiver, ast.Attribute) else getattr(receiver, "id", "")
+            elif isinstance(node, (ast.Import, ast.ImportFrom)):
+                name = "put_many" if any(a.name == "put_many" for a in node.names) else ""
+            if name and ("ctx" in name.lower() or "context" in name.lower() or name == "put_many"):
+                senders.setdefault(str(path.relative_to(root)), []).append(node.lineno)
+    # the transport defines the batch put; the set path is its one caller
+    assert set(senders) <= {"_p4p_compat.py", "set_path.py"}, senders
