@@ -21,8 +21,12 @@ or pvxs's headers the pvxs column says why it was skipped and the other two stil
 from __future__ import annotations
 
 import argparse
+import datetime
+import importlib.metadata
 import json
 import logging
+import os
+import platform
 import sys
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
@@ -73,9 +77,17 @@ def _row(n: int, samples: Mapping[str, Sequence[float]]) -> dict[str, Any]:
     return row
 
 
+def _version(package: str) -> str | None:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
 def _start_cpp(conf: Mapping[str, str], names: Sequence[str], stack: ExitStack) -> tuple[PvxsBatch | None, dict[str, Any]]:
     """The built pvxs client serving `names`, or None and why it was skipped."""
-    about: dict[str, Any] = {"compiler": None, "program": None, "skipped": None}
+    about: dict[str, Any] = {"compiler": None, "program": None, "skipped": None,
+                             "pvxslibs": _version("pvxslibs"), "epicscorelibs": _version("epicscorelibs")}
     try:
         toolchain = find_toolchain()
         about["compiler"] = toolchain.version()
@@ -167,11 +179,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         build_parser().error("--repeats and every size must be at least 1, --warmup at least 0")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("epics_pva").setLevel(logging.ERROR)
-    results = measure_anchor(args.sizes, args.repeats, args.warmup)
-    print("\n".join(format_anchor(results)))
-    if args.json:
+    meta: dict[str, Any] = {
+        "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "python": platform.python_version(), "p4p": _version("p4p"), "cpus": os.cpu_count(),
+        "load_before": [round(x, 2) for x in os.getloadavg()],
+        "options": {"sizes": args.sizes, "repeats": args.repeats, "warmup": args.warmup},
+    }
+    section = measure_anchor(args.sizes, args.repeats, args.warmup)
+    meta["load_after"] = [round(x, 2) for x in os.getloadavg()]
+    print(f"devtools.bench.anchor: {meta['cpus']} CPUs; load average {meta['load_before'][0]} before, "
+          f"{meta['load_after'][0]} after; medians of {args.repeats} interleaved rounds after "
+          f"{args.warmup} warm-up (half the rounds at N >= 1000)\n")
+    print("\n".join(format_anchor(section)))
+    if args.json:  # the shape of python -m devtools.bench --json, with this section only
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(results, indent=1) + "\n")
+        Path(args.json).write_text(json.dumps({"meta": meta, "pvxs_anchor": section}, indent=1) + "\n")
     return 0
 
 
