@@ -15,6 +15,7 @@ operation in flight at once, timed by the program itself; the pipe is not in the
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import importlib.util
 import json
 import os
@@ -127,8 +128,8 @@ def first_error_line(output: str) -> str:
 def build(source: Path = SOURCE, toolchain: Toolchain | None = None, cache: Path | None = None) -> Path:
     """The built program for `source`, compiled now unless the cache has it; BuildSkipped if not.
 
-    The cache key covers the source, the compiler's version and the command line (so the
-    wheels' folders): a new wheel or a new source builds anew. Parallel builds are safe: each
+    The cache key covers the source, the compiler's version, the command line (so the
+    wheels' folders) and the wheels' versions: a new wheel or a new source builds anew. Parallel builds are safe: each
     compiles to its own name and the last rename wins.
     """
     toolchain = toolchain or find_toolchain()
@@ -136,6 +137,11 @@ def build(source: Path = SOURCE, toolchain: Toolchain | None = None, cache: Path
     key = hashlib.sha256()
     key.update(Path(source).read_bytes())
     key.update(toolchain.version().encode())
+    for package in ("pvxslibs", "epicscorelibs"):  # a wheel upgraded in place builds anew
+        try:
+            key.update(f"{package} {importlib.metadata.version(package)}".encode())
+        except importlib.metadata.PackageNotFoundError:
+            pass
     key.update("\0".join(toolchain.command(Path("SRC"), Path("OUT"))).encode())
     output = cache / f"{Path(source).stem}-{key.hexdigest()[:16]}"
     if output.is_file() and os.access(output, os.X_OK):
