@@ -25,7 +25,7 @@ from devtools.bench.targets import TARGETS, evaluate
 from devtools.bench.timing import interleaved, percentile
 
 SECTIONS = ("meta", "get_values", "set_values", "validated_set", "settle_latency", "traced",
-            "retry", "ioc_health", "capacity", "targets")
+            "retry", "ioc_health", "capacity", "pvxs_anchor", "targets")
 
 
 @pytest.fixture(scope="module")
@@ -59,6 +59,8 @@ def child_commands() -> list[bytes]:
 def test_leaves_no_process_or_worker_thread(quick_run: tuple[dict, str, Path]) -> None:
     assert multiprocessing.active_children() == []  # the capacity section's subscriber
     assert [c for c in child_commands() if b"devtools.ioc_process" in c] == []  # the soft IOCs
+    # section 7: EPICS base's softIoc and the pvxs C++ client
+    assert [c for c in child_commands() if b"pvxslibs.ioc" in c or b"pvxs_batch" in c] == []
     deadline = time.monotonic() + 10.0
     while any(t.name.startswith(("epics_pva", "ioc-")) for t in threading.enumerate()):
         assert time.monotonic() < deadline, [t.name for t in threading.enumerate()]
@@ -72,6 +74,9 @@ def test_json_has_every_section(quick_run: tuple[dict, str, Path]) -> None:
     assert [r["n"] for r in results["validated_set"]["rows"]] == [1, 4]
     assert {"wait_for_readback", "poll_0.1s"} <= set(results["settle_latency"])
     assert results["capacity"]["rows"][0]["pairs"] == 20
+    anchor = results["pvxs_anchor"]
+    assert [r["n"] for r in anchor["get"]["rows"]] == [r["n"] for r in anchor["put"]["rows"]] == [10]
+    assert anchor["cpp"]["skipped"] or anchor["get"]["rows"][0]["pvxs_ms"] > 0  # measured, or why not
     assert [t["name"] for t in results["targets"]] == [t.name for t in TARGETS]
 
 
@@ -97,7 +102,7 @@ def test_ratios_and_times_are_sane(quick_run: tuple[dict, str, Path]) -> None:
 def test_table_and_picture(quick_run: tuple[dict, str, Path]) -> None:
     _, table, png = quick_run
     for heading in ("1. get_values", "2. set_values", "3. set_values", "4. settle detection",
-                    "5. retry", "6. soft IOC capacity", "Targets"):
+                    "5. retry", "6. soft IOC capacity", "7. get and put", "Targets"):
         assert heading in table
     if png.exists():
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

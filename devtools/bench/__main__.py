@@ -1,7 +1,8 @@
 """`python -m devtools.bench`: the interface against raw p4p and the ideal, one table.
 
-Starts its own soft IOCs, measures every section side by side, prints the table and the
-targets, and optionally writes the JSON (--json) and the picture (--plot, needs matplotlib).
+Starts its own soft IOCs (and EPICS base's softIoc for the pvxs C++ anchor), measures every
+section side by side, prints the table and the targets, and optionally writes the JSON
+(--json) and the picture (--plot, needs matplotlib).
 """
 
 from __future__ import annotations
@@ -28,6 +29,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--capacity", type=int, nargs="*", metavar="PAIRS", default=None,
                         help="soft IOC capacity sizes in pairs (default 500 1000 2000 4000); "
                              "give none to skip the capacity section")
+    parser.add_argument("--pvxs", type=int, nargs="*", metavar="N", default=None,
+                        help="sizes of the section against EPICS base's softIoc with EPICS's C++ "
+                             "client pvxs as the anchor (default 10 100 1000, quick 10); give none "
+                             "to skip it")
     parser.add_argument("--ioc-in-process", action="store_true",
                         help="serve the soft IOCs in this process instead of a separate one "
                              "(they then share the client's GIL)")
@@ -51,6 +56,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         changes["repeats"] = args.repeats
     if args.capacity is not None:
         changes["capacity_pairs"] = tuple(args.capacity)
+    if args.pvxs is not None:
+        if any(n < 1 for n in args.pvxs):
+            build_parser().error("--pvxs sizes must be at least 1")
+        changes["pvxs_sizes"] = tuple(args.pvxs)
     options = Options.quick(**changes) if args.quick else Options(**changes)
     results = run_all(options)
     print(format_table(results))

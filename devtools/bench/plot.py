@@ -1,4 +1,5 @@
-"""The picture: readback settle traces, and timelines of validated sets (matplotlib, optional)."""
+"""The picture: readback settle traces, timelines of validated sets and, when measured, the
+three clients against EPICS base's softIoc side by side (matplotlib, optional)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 _log = logging.getLogger(__name__)
 
 COLOURS = {"queued": "#d0d0d0", "put": "#1f77b4", "wait": "#ff7f0e", "posted": "black"}
+CLIENT_COLOURS = {"pvxs": "#2ca02c", "raw": "#7f7f7f", "interface": "#1f77b4"}
 
 
 class PlotUnavailable(RuntimeError):
@@ -95,6 +97,36 @@ def _latency(ax: Any, latency: dict[str, Any]) -> None:
     ax.set_title("Settle detection latency (whiskers: p1-p99)")
 
 
+def _anchor(ax: Any, anchor: dict[str, Any], op: str) -> None:
+    """Median batch time of pvxs C++, raw p4p and ours per N, bars side by side on a log axis;
+    raw p4p's and ours labelled with their ratio to pvxs."""
+    ours = {"get": "get_values", "put": "set_values"}[op]
+    labels = {"pvxs": "pvxs C++", "raw": "raw p4p", "interface": f"ours, {ours}"}
+    rows = anchor.get(op, {}).get("rows", [])
+    width = 0.27
+    for k, client in enumerate(("pvxs", "raw", "interface")):
+        xs = [i + (k - 1) * width for i, r in enumerate(rows) if r.get(f"{client}_ms") is not None]
+        ys = [r[f"{client}_ms"] for r in rows if r.get(f"{client}_ms") is not None]
+        if not xs:
+            continue
+        ax.bar(xs, ys, width, color=CLIENT_COLOURS[client], label=labels[client])
+        if client != "pvxs":
+            shown = [r for r in rows if r.get(f"{client}_ms") is not None]
+            for x, y, r in zip(xs, ys, shown, strict=True):
+                over = r.get(f"{client}_over_pvxs")
+                if over is not None:
+                    ax.text(x, y * 1.08, f"{over:.1f}x", ha="center", va="bottom", fontsize=8)
+    ax.set_xticks(range(len(rows)), [f"N = {r['n']}" for r in rows])
+    ax.set_yscale("log")
+    ax.set_ylabel("median ms per batch")
+    skipped = anchor.get("cpp", {}).get("skipped")
+    what = "batch get" if op == "get" else "batch put, a value per PV"
+    title = f"EPICS base softIoc, {what} of N ao records"
+    title += f"\npvxs C++ skipped: {skipped}" if skipped else "\n(labels: times the pvxs C++ client's median)"
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8, loc="upper left")
+
+
 def plot(results: dict[str, Any], path: str | Path) -> None:
     """Draw the picture of one run's results into a PNG at `path`; PlotUnavailable without matplotlib."""
     plt = _pyplot()
@@ -102,12 +134,24 @@ def plot(results: dict[str, Any], path: str | Path) -> None:
     ideal = results.get("validated_set", {}).get("ideal_ms")
     tolerance = results.get("validated_set", {}).get("tolerance", 0.0)
     large = [traced.get("parallel_large"), traced.get("wide_large")]
+    anchor = results.get("pvxs_anchor")
+    extra = 1 if anchor and anchor.get("get", {}).get("rows") else 0  # a row for section 7
     if any(run is not None for run in large):
-        fig, grid = plt.subplots(2, 3, figsize=(18, 10.5), constrained_layout=True)
+        fig, grid = plt.subplots(2 + extra, 3, figsize=(18, 10.5 + 5.5 * extra), constrained_layout=True,
+                                 squeeze=False)
         top, bottom = grid[0], grid[1]
     else:  # the large runs only happen when a set has more PVs than workers: one row then
-        fig, row = plt.subplots(1, 4, figsize=(24, 5.5), constrained_layout=True)
-        top, bottom = row[:3], row[3:]
+        fig, grid = plt.subplots(1 + extra, 4, figsize=(24, 5.5 * (1 + extra)), constrained_layout=True,
+                                 squeeze=False)
+        top, bottom = grid[0][:3], grid[0][3:]
+    spare = None
+    if extra and anchor is not None:
+        clients = grid[-1]
+        _anchor(clients[0], anchor, "get")
+        _anchor(clients[1], anchor, "put")
+        for ax in clients[2:]:
+            ax.set_axis_off()
+        spare = clients[2]  # the timelines' legend goes there
     trace_run = traced.get("parallel_small") or next(iter(traced.values()), None)
     if trace_run is not None:
         _traces(top[0], trace_run, ideal, tolerance)
@@ -118,11 +162,18 @@ def plot(results: dict[str, Any], path: str | Path) -> None:
         _timeline(bottom[1], large[1], ideal, "Parallel, one worker per PV")
     _latency(bottom[-1], results.get("settle_latency", {}))
     handles = [plt.Rectangle((0, 0), 1, 1, color=COLOURS[k]) for k in ("queued", "put", "wait")]
-    fig.legend(handles, ["before its put (checks, waiting for a worker)", "put", "wait_for_readback"],
-               loc="lower center", ncol=3, bbox_to_anchor=(0.5, -0.03 if len(bottom) == 3 else -0.1))
-    fig.suptitle("epics_pva validated sets against the soft IOC (| = IOC posted the readback in "
-                 "tolerance)\none traced run each; a second context records every readback, so these "
-                 "runs are a little slower than the table's medians")
+    names = ["before its put (checks, waiting for a worker)", "put", "wait_for_readback"]
+    if spare is not None:
+        spare.legend(handles, names, loc="center", title="timelines above")
+    else:
+        fig.legend(handles, names, loc="lower center", ncol=3,
+                   bbox_to_anchor=(0.5, -0.03 if len(bottom) == 3 else -0.1))
+    title = ("epics_pva validated sets against the soft IOC (| = IOC posted the readback in "
+             "tolerance)\none traced run each; a second context records every readback, so these "
+             "runs are a little slower than the table's medians")
+    if spare is not None:
+        title += "\nbottom row: EPICS's C++ client pvxs, raw p4p and ours against EPICS base's softIoc (section 7)"
+    fig.suptitle(title)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)

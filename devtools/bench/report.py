@@ -33,6 +33,40 @@ def _capacity(c: dict[str, Any]) -> list[str]:
     return lines
 
 
+def format_anchor(a: dict[str, Any] | None) -> list[str]:
+    """Section 7 lines: pvxs C++, raw p4p and ours against EPICS base's softIoc, or why skipped."""
+    title = "7. get and put of N ao records of EPICS base's softIoc: EPICS's C++ client pvxs, raw p4p, ours"
+    if a is None:
+        return [f"{title}: skipped (--pvxs given no sizes)"]
+    cpp = a.get("cpp", {})
+    lines = [title]
+    if cpp.get("skipped"):
+        lines.append(f"   pvxs C++: skipped: {cpp['skipped']}")
+    else:
+        lines.append(f"   pvxs C++: pvxs_batch.cpp built by {cpp.get('compiler') or '?'}")
+    header = ["N", "pvxs ms", "raw p4p ms", "raw/pvxs", "ours ms", "ours/pvxs", "ours/raw"]
+    for op, ours in (("get", "get_values"), ("put", "set_values")):
+        lines.append(f"   {op}: {'Context.get(list)' if op == 'get' else 'Context.put(list, values)'} "
+                     f"vs {ours}(N)")
+        rows = a.get(op, {}).get("rows", [])
+        lines += _table(header, [
+            [str(r["n"]), _f(r["pvxs_ms"], ".3f") if r["pvxs_ms"] is not None else "skipped",
+             _f(r["raw_ms"], ".3f"), _f(r["raw_over_pvxs"], ".2f", "x"),
+             _f(r["interface_ms"], ".3f"), _f(r["interface_over_pvxs"], ".2f", "x"),
+             _f(r["interface_over_raw"], ".2f", "x")]
+            for r in rows])
+    for op, ours in (("get", "get_values"), ("put", "set_values")):
+        for r in a.get(op, {}).get("rows", []):
+            if r["interface_over_pvxs"] is not None:
+                lines.append(f"   {ours}({r['n']}) {_f(r['interface_over_pvxs'], '.1f', 'x')} pvxs; "
+                             f"raw p4p {_f(r['raw_over_pvxs'], '.1f', 'x')} pvxs")
+    lines += ["   (every client with all of a batch's operations in flight at once, taking turns round",
+              "    by round; ratios are of the medians; pvxs puts without a Get first, as ours does once",
+              "    a PV's monitor gave its type, while raw p4p's put makes that Get; ours reads value,",
+              "    alarm and time stamp, pvxs and raw p4p the whole structure)"]
+    return lines
+
+
 def format_table(results: dict[str, Any]) -> str:
     """Every section as aligned text, then the targets: met, or missed by how much."""
     meta = results["meta"]
@@ -91,6 +125,7 @@ def format_table(results: dict[str, Any]) -> str:
             f"expected timeout {r['timeout_s']:g} s + retry_delay {r['retry_delay_s']:g} s + one put = "
             f"{_f(r['expected_ms'], '.1f')} ms; overhead {_f(r['overhead_ms'], '.1f')} ms ({_f(r['ratio'], '.3f', 'x')})"]
     out += ["", *_capacity(results["capacity"])]
+    out += ["", *format_anchor(results.get("pvxs_anchor"))]
     out += ["", "Targets"]
     for t in results["targets"]:
         mark = {True: "met   ", False: "MISSED", None: "n/a   "}[t["met"]]

@@ -12,6 +12,7 @@ from typing import Any
 
 import p4p
 
+from .anchor import measure_anchor
 from .capacity import measure_capacity
 from .latency import measure_latency
 from .machine import Machine, rw_config, settle_config, settle_times
@@ -38,13 +39,14 @@ class Options:
     capacity_pairs: tuple[int, ...] = (500, 1000, 2000, 4000)
     capacity_rate: float = 10.0
     capacity_seconds: float = 3.0
+    pvxs_sizes: tuple[int, ...] = (10, 100, 1000)
     ioc_in_process: bool = False
 
     @classmethod
     def quick(cls, **changes: Any) -> Options:
         """Tiny sizes and few repeats: every section runs, in seconds, figures not meaningful."""
         base = {"rw_sizes": (10,), "validated_sizes": (1, 4), "repeats": 3, "warmup": 1,
-                "capacity_pairs": (20,), "capacity_seconds": 0.5}
+                "capacity_pairs": (20,), "capacity_seconds": 0.5, "pvxs_sizes": (10,)}
         return cls(**{**base, **changes})
 
     # rounds of the slower sections, derived from `repeats` (the get/set sections' rounds)
@@ -110,31 +112,36 @@ def run_all(options: Options) -> dict[str, Any]:
         Machine(rw_config(max(options.rw_sizes)), in_process) as rw,
         Machine(settle_config(times, options.latency_settle), in_process) as settle,
     ):
-        _log.info("1/6 get_values against raw p4p")
+        _log.info("1/7 get_values against raw p4p")
         results["get_values"] = measure_get(rw.conf, options.rw_sizes, options.repeats, options.warmup)
-        _log.info("2/6 set_values without validation against raw p4p")
+        _log.info("2/7 set_values without validation against raw p4p")
         results["set_values"] = measure_set(rw.conf, options.rw_sizes, options.repeats,
                                             options.warmup, between=rw.clear_audit)
         with Observer(settle.conf) as observer:
             bench = Bench(settle.conf, times, observer, wide_workers=max(options.validated_sizes))
             try:
-                _log.info("3/6 validated sets against the ideal")
+                _log.info("3/7 validated sets against the ideal")
                 results["validated_set"] = measure_validated(
                     bench, options.validated_sizes, options.settle_repeats, options.warmup,
                     between=settle.clear_audit)
                 traced, under_load = _traced(bench, options)
             finally:
                 bench.close()
-            _log.info("4/6 settle detection latency")
+            _log.info("4/7 settle detection latency")
             results["settle_latency"] = measure_latency(
                 settle.conf, observer, options.latency_samples, options.warmup, under_load)
         results["traced"] = traced
-        _log.info("5/6 retry cost")
+        _log.info("5/7 retry cost")
         results["retry"] = measure_retry(rw.conf, rw.arm, options.retry_repeats, 1)
         results["ioc_health"] = {"read_write_ioc": rw.stats(), "settle_ioc": settle.stats()}
-    _log.info("6/6 soft IOC capacity (devtools.bench.capacity)")
+    _log.info("6/7 soft IOC capacity (devtools.bench.capacity)")
     results["capacity"] = measure_capacity(options.capacity_pairs, options.capacity_rate,
                                            options.capacity_seconds)
+    if options.pvxs_sizes:
+        _log.info("7/7 EPICS base's softIoc: pvxs C++, raw p4p and ours (devtools.bench.anchor)")
+        results["pvxs_anchor"] = measure_anchor(options.pvxs_sizes, options.repeats, options.warmup)
+    else:
+        results["pvxs_anchor"] = None
     meta["load_after"] = _load()
     results["targets"] = evaluate(results)
     return results

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 
@@ -29,12 +29,15 @@ def interleaved(
     repeats: int,
     warmup: int = 1,
     between: Callable[[], Any] | None = None,
+    self_timed: Collection[str] = (),
 ) -> dict[str, list[float]]:
     """Time each case `repeats` times (seconds), taking turns so drift hits every case alike.
 
     Each case is called with its round number (warm-up rounds are negative and not timed);
     the order alternates forwards and backwards between rounds; `between` runs untimed
-    before every call (e.g. to reset the server).
+    before every call (e.g. to reset the server). A case named in `self_timed` measures
+    itself: its return value (seconds) is its sample instead of the time around the call
+    (a client in another process, whose own clock leaves out the pipe that drives it).
     """
     names = list(cases)
     samples: dict[str, list[float]] = {name: [] for name in names}
@@ -43,9 +46,10 @@ def interleaved(
             if between is not None:
                 between()
             start = time.perf_counter()
-            cases[name](round_)
+            returned = cases[name](round_)
+            elapsed = time.perf_counter() - start
             if round_ >= 0:
-                samples[name].append(time.perf_counter() - start)
+                samples[name].append(float(returned) if name in self_timed else elapsed)
     return samples
 
 
