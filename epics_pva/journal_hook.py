@@ -81,7 +81,7 @@ class CallJournal:
         self.wire = dict(wire) if wire is not None else None
         self._lock = threading.Lock()
         self._planned: dict[str, None] = {}  # the PVs of the call, in order
-        self._sent: dict[str, None] = {}  # PVs whose put was sent (or was being sent)
+        self._sent: dict[str, set[int]] = {}  # {pv: attempts sent (or being sent)}, in order
 
     def __bool__(self) -> bool:
         return self.journal is not None
@@ -112,7 +112,7 @@ class CallJournal:
             self._refused(pv, attempt, f"not sent: its put line could not be written: {exc.reason}")
             raise
         with self._lock:
-            self._sent[pv] = None
+            self._sent.setdefault(pv, set()).add(attempt)
 
     def _refused(self, pv: str, attempt: int, reason: str) -> None:
         assert self.journal is not None
@@ -123,9 +123,9 @@ class CallJournal:
 
     def outcome(self, pv: str, attempt: int, outcome: str, reason: str | None = None) -> None:
         """How a sent put ended; a line that cannot be written is logged, not raised."""
-        if outcome == "refused":
+        if outcome == "refused":  # that attempt never left: the PV is sent only if another did
             with self._lock:
-                self._sent.pop(pv, None)
+                self._sent.get(pv, set()).discard(attempt)
         if self.journal is not None:
             try:
                 self.journal.outcome(self.call, pv, attempt, outcome, reason)
@@ -152,8 +152,8 @@ class CallJournal:
             _interface_log.error("set interrupted (%s)", reason)
             return
         with self._lock:
-            sent = list(self._sent)
-            not_sent = [pv for pv in self._planned if pv not in self._sent]
+            sent = [pv for pv, attempts in self._sent.items() if attempts]
+            not_sent = [pv for pv in self._planned if pv not in sent]
         _interface_log.error("set interrupted (%s) after sending %d of %d PV(s)%s", reason, len(sent),
                              len(sent) + len(not_sent), f": {', '.join(sent)}" if sent else "")
         try:

@@ -372,3 +372,19 @@ def test_a_set_after_the_lock_is_released_goes_through(soft_ioc, tmp_path) -> No
         t.join(timeout=WAIT)
     assert not errors and not any(t.is_alive() for t in threads)
     assert len(group_calls(read_journal(path))) == 15
+
+
+def test_a_pv_whose_retry_was_refused_still_counts_as_sent(tmp_path) -> None:
+    path = tmp_path / "journal.jsonl"
+    journal = CallJournal(Journal(path))
+    journal.before({"A": 0.0, "B": 0.0}, {})
+    journal.put("A", 1.0, 1)
+    journal.outcome("A", 1, "timed_out", "no reply within 1 s")  # sent: may have been applied
+    journal.put("A", 1.0, 2)
+    journal.outcome("A", 2, "refused", "not sent: a stranger answers")
+    journal.put("B", 2.0, 1)
+    journal.outcome("B", 1, "refused", "not sent: a stranger answers")
+    journal.interrupted(KeyboardInterrupt())
+    (call,) = group_calls(read_journal(path))
+    assert call.interrupted.fields == {"sent": ["A"], "not_sent": ["B"], "reason": "KeyboardInterrupt"}
+    assert [s.pv for s in restore_plan([call])[0]] == ["A"]
