@@ -14,6 +14,12 @@ the call is interrupted, and every wait that looks at it wakes up and gives up:
   raise `SetCancelled` saying what was given up.
 
 Outside a set (no scope), `pause` is ``time.sleep`` and `current()` is None.
+
+What this cannot mend: Python raises a KeyboardInterrupt between any two bytecodes of the
+main thread. Ctrl-C normally finds a set's main thread blocked in a wait (its workers'
+results, a readback), where it is harmless; one that lands inside the bookkeeping of a lock
+(the thread pool's, say, while a worker is being handed its PV) can leave that lock held, as
+Python's documentation warns, and a thread waiting on it then waits for ever.
 """
 
 from __future__ import annotations
