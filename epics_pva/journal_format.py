@@ -14,12 +14,35 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["encode_value", "decode_value", "EVENTS", "OUTCOMES"]
+__all__ = ["encode_value", "decode_value", "wire_fields", "EVENTS", "OUTCOMES", "WIRE_FIELDS", "NOT_SENT",
+           "REJECTED"]
 
 BEFORE, PUT, OUTCOME, VALIDATION, READ_ONLY = "before", "put", "outcome", "validation", "read_only"
+INTERRUPTED = "interrupted"  # the call was interrupted (KeyboardInterrupt, ...) during its puts
 TRUNCATED = "truncated"  # written by a writer that found the previous line cut off
-EVENTS = (BEFORE, PUT, OUTCOME, VALIDATION, READ_ONLY)
-OUTCOMES = ("accepted", "timed_out", "rejected", "failed", "not_attempted")
+EVENTS = (BEFORE, PUT, OUTCOME, VALIDATION, READ_ONLY, INTERRUPTED)
+OUTCOMES = ("accepted", "timed_out", "rejected", "failed", "not_attempted", "refused")
+NOT_SENT = ("not_attempted", "refused")
+"""Outcomes of a put line whose put never left this client (refused before sending)."""
+REJECTED = "rejected"
+"""The outcome of a put the server received and refused: it changed nothing."""
+
+WIRE_FIELDS = ("prefix", "rehearsal", "rehearsal_id")
+"""The settings of the Interface that wrote a call, on its `before` and `read_only` lines: what
+the PV names meant on the wire (prefix) and which machine it was allowed to reach (rehearsal)."""
+
+
+
+def wire_fields(wire: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The wire settings as a line holds them: prefix (str), rehearsal (bool), rehearsal_id (str)."""
+    if wire is None:
+        return {}
+    unknown = set(wire) - set(WIRE_FIELDS)
+    if unknown:
+        raise ValueError(f"journal: unknown wire setting(s) {sorted(unknown)}; known: {list(WIRE_FIELDS)}")
+    return {"prefix": str(wire.get("prefix", "")), "rehearsal": bool(wire.get("rehearsal", False)),
+            "rehearsal_id": str(wire.get("rehearsal_id", ""))}
+
 
 _FLOAT_TAG = "$float"
 _DICT_TAG = "$dict"

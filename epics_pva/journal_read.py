@@ -1,7 +1,9 @@
 """Reading the interface journal back: each line parsed and checked, cut-off lines skipped.
 
-A line a SIGKILL cut off (the last one, or one a later writer marked ``truncated``) is
-skipped with a warning; any other unreadable line is an error naming the file and line.
+A line is an entry only when it is whole, its final newline included: a last line without
+one (a writer killed, or its write failed, before the newline) and a line that a later writer
+marked ``truncated`` are skipped with a warning, even when what is there parses; any other
+unreadable line is an error naming the file and line.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import JournalError
-from .journal_format import TRUNCATED, decode_value
+from .journal_format import TRUNCATED, WIRE_FIELDS, decode_value
 
 __all__ = ["Entry", "read_journal"]
 
@@ -73,6 +75,14 @@ class Entry:
         trace = self.fields.get("trace")
         return trace if isinstance(trace, dict) else None
 
+    @property
+    def wire(self) -> dict[str, Any] | None:
+        """{"prefix", "rehearsal", "rehearsal_id"} of a before or read_only line that records
+        them (the Interface's settings); None on lines of journals written before they were."""
+        if not all(k in self.fields for k in WIRE_FIELDS):
+            return None
+        return {k: self.fields[k] for k in WIRE_FIELDS}
+
 
 def _parse(path: Path, number: int, raw: bytes) -> Entry:
     """One line as an Entry; ValueError saying what is wrong with it."""
@@ -99,9 +109,10 @@ def read_journal(
 ) -> list[Entry]:
     """Every entry of the journal at `path`, in file order, of the calls that began in [since, until].
 
-    A call is kept or dropped whole, by the time of its first line (epoch s). A cut-off last
-    line (what a SIGKILL leaves) is skipped with a WARNING, as is a line a later writer marked
-    as cut off; any other unreadable line raises JournalError naming the file and line number.
+    A call is kept or dropped whole, by the time of its first line (epoch s). A last line
+    without its final newline (what a SIGKILL or a failed write leaves) is skipped with a
+    WARNING, even if it parses, as is a line a later writer marked as cut off; any other
+    unreadable line raises JournalError naming the file and line number.
     """
     path = Path(path)
     try:
@@ -112,33 +123,31 @@ def read_journal(
     complete = data.endswith(b"\n") or not data
     if complete:
         lines.pop()  # the empty piece after the final newline
-    entries: list[Entry] = []
-    pending: tuple[int, str] | None = None  # a bad line, forgiven only if a truncation mark follows
+    parsed: list[tuple[int, Entry | str]] = []  # (line number, entry or why it is unreadable)
     for number, raw in enumerate(lines, start=1):
         if not raw.strip():
             continue
-        try:
-            entry = _parse(path, number, raw)
-        except ValueError as exc:
-            if pending is not None:
-                break
-            pending = (number, str(exc))
-            continue
-        if pending is not None:
-            if entry.event != TRUNCATED:
-                break
-            _log.warning("journal %s line %d was cut off (its writer died mid-line); skipped",
-                         path, pending[0])
-            pending = None
-        if entry.event != TRUNCATED:
-            entries.append(entry)
-    if pending is not None:
-        number, why = pending
         if number == len(lines) and not complete:
-            _log.warning("journal %s: last line %d is incomplete (its writer was killed?); skipped",
-                         path, number)
-        else:
-            raise JournalError(path, f"line {number} is corrupt: {why}")
+            _log.warning("journal %s: last line %d is incomplete (no final newline: its writer was "
+                         "killed, or its write failed); skipped", path, number)
+            continue
+        try:
+            parsed.append((number, _parse(path, number, raw)))
+        except ValueError as exc:
+            parsed.append((number, str(exc)))
+    entries: list[Entry] = []
+    for k, (number, item) in enumerate(parsed):
+        following = parsed[k + 1][1] if k + 1 < len(parsed) else None
+        if isinstance(following, Entry) and following.event == TRUNCATED:
+            # a later writer found this line without its newline: cut off, whatever it holds
+            if not (isinstance(item, Entry) and item.event == TRUNCATED):
+                _log.warning("journal %s line %d was cut off (its writer died or failed mid-line); "
+                             "skipped", path, number)
+                continue
+        if isinstance(item, str):
+            raise JournalError(path, f"line {number} is corrupt: {item}")
+        if item.event != TRUNCATED:
+            entries.append(item)
     if since is None and until is None:
         return entries
     starts: dict[str, float] = {}

@@ -6,6 +6,7 @@ there say what a caller sees. Every PV's outcome is a SetResult, never an except
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -15,6 +16,7 @@ from typing import Any
 from p4p.client.thread import Context, RemoteError
 
 from ._p4p_compat import put_many
+from .cancel import pause
 from .checks import ValidationFunction, check_configs
 from .closing import closed_error, is_closed
 from .connection import Connection
@@ -31,7 +33,7 @@ from .errors import (
     ValidationError,
 )
 from .guard import WriteMode, announce
-from .journal_hook import CallJournal, JournalFile, classify, start_or_refuse
+from .journal_hook import CallJournal, JournalFile, classify, start_or_refuse, wire_settings
 from .metadata import MetadataCache
 from .rehearsal import identity_problems, prove_on_the_wire, settings_problems
 from .results import SetResult, Status
@@ -58,7 +60,7 @@ class SetPath:
         self._connection = connection
         self._monitors = monitors
         self._time_limit = time_limit
-        self.journal = JournalFile(settings.journal, settings.journal_fsync)
+        self.journal = JournalFile.for_settings(settings)
 
     def set(
         self, inputs: Mapping[str, Any], configs: Mapping[str, ValidationFunction | None] | None
@@ -87,7 +89,7 @@ class SetPath:
             problems = settings_problems(self._connection.client_conf(), settings.rehearsal_allow)
             if problems:
                 raise RehearsalError(problems, inputs)
-        journal = self.journal.open_call(inputs)
+        journal = self.journal.open_call(inputs, wire_settings(settings))  # as the guard decided
         context = self._connection.context()
         planned = self._prepare(context, inputs, rehearsal)
         if settings.read_only:
@@ -98,10 +100,11 @@ class SetPath:
         if journal:
             values, errors = self._values_before(planned)
             start_or_refuse(lambda: journal.before(values, errors), planned)
-        if self.settings.parallel and len(planned) > 1:
-            results = self._set_parallel(context, planned, functions, journal, rehearsal)
-        else:
-            results = self._set_in_order(context, planned, functions, journal, rehearsal)
+        with journal.guard():  # interrupted: waits cancelled, an "interrupted" line, re-raised
+            if self.settings.parallel and len(planned) > 1:
+                results = self._set_parallel(context, planned, functions, journal, rehearsal)
+            else:
+                results = self._set_in_order(context, planned, functions, journal, rehearsal)
         _refuse_if_nothing_reached_the_soft_ioc(results, inputs)
         counts = {s: sum(r.status == s for r in results.values()) for s in (SET, FAILED, NOT_ATTEMPTED)}
         _log.info(
@@ -235,7 +238,8 @@ class SetPath:
                 futures[pv] = SetResult(pv, planned[pv], SET, 1, elapsed=time.monotonic() - start)
                 continue
             try:
-                futures[pv] = self._connection.pool().submit(
+                futures[pv] = self._connection.pool().submit(  # with the call's cancel signal
+                    contextvars.copy_context().run,
                     self._set_one, context, pv, planned[pv], functions.get(pv), reply, start, journal,
                     rehearsal)
             except RuntimeError:  # the pool was shut down by a concurrent close()
@@ -305,7 +309,8 @@ class SetPath:
             _log.warning(
                 "put %s = %s timed out after %g s (attempt %d of %d); retrying in %g s",
                 pv, show(value), timeout, attempts, allowed, self.settings.retry_delay)
-            time.sleep(self.settings.retry_delay)
+            if pause(self.settings.retry_delay):  # the call was interrupted meanwhile: stop
+                return failed(PutError(pv, value, f"interrupted: attempt {attempts + 1} not sent", attempts))
         if validate is None:
             return SetResult(pv, value, SET, attempts, elapsed=time.monotonic() - start)
         # the readback trace a wait_for_readback sees goes into the journal: a lag fit needs it

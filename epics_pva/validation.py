@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 from p4p.client.thread import Context
 
+from . import cancel as _cancel
 from ._p4p_compat import CallerQueue, pop_lost_first_update
 from .closing import check_open, watch
 from .readings import Alarm, alarm_of
@@ -32,7 +33,11 @@ _log = logging.getLogger(__name__)
 
 class ReadbackTrace(dict[str, Any]):
     """The readback updates one wait_for_readback saw, JSON-ready: ``{"readback": PV, "set_pv":
-    PV, "set_value": number, "start": epoch s, "samples": [[server time s, value, client time s], ...]}``.
+    PV, "set_value": number, "tolerance": number, "offset": number, "count_down": s, "start":
+    epoch s, "samples": [[server time s, value, client time s], ...]}``.
+
+    `readback`, `tolerance`, `offset` and `count_down` are the wait's own keywords: enough to
+    wait for the same readback again (pva-journal restore --validate does).
 
     Server time is the update's timestamp, client time this host's clock when it was handled:
     their smallest difference bounds the clock offset a fit needs to place the put.
@@ -100,7 +105,8 @@ def wait_for_readback(
     ("last readback 3.0 was in alarm INVALID (LINK)"). If the readback PV
     sends no value at all within `timeout` seconds (the network timeout), it stops early. If
     `context` is closed meanwhile (close() or os.fork() in another thread), raises
-    ContextClosedError at once: the readback was not judged.
+    ContextClosedError at once: the readback was not judged. If the set_values call it
+    validates for is interrupted meanwhile (see epics_pva.cancel), raises SetCancelled at once.
     """
     expected = set_value + offset
     start = time.monotonic()
@@ -112,7 +118,8 @@ def wait_for_readback(
     trace = None
     if traces is not None:
         trace = ReadbackTrace(readback=readback_pv, set_pv=set_pv, set_value=_plain(set_value),
-                              start=time.time(), samples=[])
+                              tolerance=_plain(tolerance), offset=_plain(offset),
+                              count_down=_plain(count_down), start=time.time(), samples=[])
         traces.append(trace)
 
     def on_update(update: Any) -> None:
@@ -129,8 +136,12 @@ def wait_for_readback(
     # monitor; watch wakes the wait so that it fails at once, blaming no readback.
     doing = f"waiting for readback {readback_pv} of {set_pv}"
     check_open(context, doing)
+    cancel = _cancel.current()  # the interrupted set's signal: give up the wait at once
+    if cancel is not None:
+        cancel.check(doing)
     updates = CallerQueue()
     unwatch = watch(context, updates.wake)
+    uncancel = cancel.on_cancel(updates.wake) if cancel is not None else None
     subscription = None
     readback: float | np.ndarray | None = None
     alarm = Alarm()  # of the last update judged
@@ -144,6 +155,8 @@ def wait_for_readback(
         pop_lost_first_update(subscription, updates)
         while True:
             check_open(context, doing)
+            if cancel is not None:
+                cancel.check(doing)
             if latest:
                 try:
                     readback = _as_number(latest[0])
@@ -164,8 +177,12 @@ def wait_for_readback(
                 break
             updates.run_next(limit - now)
         check_open(context, doing)  # closed during the last wait: say so, not "too slow"
+        if cancel is not None:
+            cancel.check(doing)
     finally:
         unwatch()
+        if uncancel is not None:
+            uncancel()
         if subscription is not None:
             subscription.close()
         updates.drop_pending()

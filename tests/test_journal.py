@@ -381,3 +381,174 @@ def test_since_and_until_keep_or_drop_whole_calls(tmp_path: Path) -> None:
     # the window's earliest call gives the value to go back to
     steps, unrestorable = restore_plan(group_calls(read_journal(path, since=start[calls[1]])))
     assert [(s.pv, s.value) for s in steps] == [("A", 1.0)] and unrestorable == {}
+
+
+# ---- a line is a line only with its newline ------------------------------------------------------
+
+def test_a_whole_last_line_without_its_newline_is_skipped_with_a_warning(tmp_path: Path, caplog) -> None:
+    path = tmp_path / "j.jsonl"
+    journal = Journal(path)
+    call = journal.new_call()
+    journal.put(call, "A", 1.0, 1)
+    journal.put(call, "B", 2.0, 1)
+    journal.close()
+    path.write_bytes(path.read_bytes()[:-1])  # a write that failed just before the newline
+    json.loads(path.read_bytes().splitlines()[-1])  # what is left of the line parses
+    with caplog.at_level(logging.WARNING, logger="epics_pva.journal"):
+        entries = read_journal(path)
+    assert [e.pv for e in entries] == ["A"]  # the put of B is not shown as sent
+    assert "last line 2 is incomplete" in caplog.text
+    steps, _ = restore_plan(group_calls(entries))
+    assert [s.pv for s in steps] == []  # A had no before line; B is not in the journal at all
+
+
+def test_a_whole_line_a_later_writer_marked_cut_off_is_skipped(tmp_path: Path, caplog) -> None:
+    path = tmp_path / "j.jsonl"
+    journal = Journal(path)
+    call = journal.new_call()
+    journal.put(call, "A", 1.0, 1)
+    with open(path, "ab") as fh:  # a put line written whole but for its newline, then the write failed
+        fh.write(json.dumps({"time": time.time(), "pid": os.getpid(), "event": "put", "call": call,
+                             "pv": "B", "value": 2.0, "attempt": 1}).encode())
+    journal.outcome(call, "A", 1, "accepted")  # the next writer ends the line and marks it
+    journal.close()
+    assert b'"event":"truncated"' in path.read_bytes()
+    with caplog.at_level(logging.WARNING, logger="epics_pva.journal"):
+        entries = read_journal(path)
+    assert [(e.event, e.pv) for e in entries] == [("put", "A"), ("outcome", "A")]
+    assert "line 2 was cut off" in caplog.text
+
+
+# ---- the locks wait at most lock_timeout ---------------------------------------------------------
+
+# a child process holding the journal's flock until its stdin closes
+LOCK_HOLDER = r"""
+import fcntl, sys
+with open(sys.argv[1], "ab") as fh:
+    fcntl.flock(fh, fcntl.LOCK_EX)
+    print("locked", flush=True)
+    sys.stdin.read()
+"""
+
+
+def hold_flock(path: Path) -> subprocess.Popen:
+    """Start a process that holds an exclusive flock on `path` until its stdin is closed."""
+    child = subprocess.Popen([sys.executable, "-c", LOCK_HOLDER, str(path)], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True)
+    ready, _, _ = select.select([child.stdout], [], [], 30)
+    assert ready and child.stdout.readline().strip() == "locked", "the lock holder did not start"
+    return child
+
+
+def release(child: subprocess.Popen) -> None:
+    child.stdin.close()
+    child.wait(timeout=30)
+    child.stdout.close()
+
+
+def test_a_write_waits_for_a_flock_held_elsewhere_at_most_lock_timeout(tmp_path: Path) -> None:
+    path = tmp_path / "j.jsonl"
+    journal = Journal(path, lock_timeout=0.2)
+    holder = hold_flock(path)
+    outcome: list[BaseException | None] = []
+    try:
+        def write() -> None:
+            try:
+                journal.put("c-1-aa", "A", 1.0, 1)
+                outcome.append(None)
+            except BaseException as exc:  # noqa: BLE001 - handed to the test
+                outcome.append(exc)
+
+        writer = threading.Thread(target=write)
+        writer.start()
+        writer.join(timeout=20)  # bounded: a writer blocked for ever fails the test here
+        assert not writer.is_alive(), "the write waited for the lock without a limit"
+    finally:
+        release(holder)
+    (error,) = outcome
+    assert isinstance(error, JournalError) and str(path) in str(error)
+    assert "cannot lock" in str(error) and "0.2 s" in str(error)
+    assert path.read_bytes() == b""  # nothing written
+    journal.put("c-1-aa", "A", 1.0, 1)  # once the holder let go, the journal works again
+    assert [e.pv for e in read_journal(path)] == ["A"]
+    assert repr(journal).endswith("lock_timeout=0.2)")
+
+
+def test_the_thread_lock_waits_at_most_lock_timeout_too(tmp_path: Path) -> None:
+    path = tmp_path / "j.jsonl"
+    journal = Journal(path, lock_timeout=0.1)
+    with journal._lock:  # another thread of this process in the middle of a write
+        result: list[BaseException] = []
+        writer = threading.Thread(target=lambda: result.append(_raised(journal.put, "c-1-aa", "A", 1.0, 1)))
+        writer.start()
+        writer.join(timeout=20)
+        assert not writer.is_alive()
+    assert isinstance(result[0], JournalError) and "another thread" in str(result[0])
+    with pytest.raises(ValueError, match="lock_timeout"):
+        Journal(path, lock_timeout=-1)
+
+
+def _raised(fn, *args) -> BaseException | None:
+    try:
+        fn(*args)
+    except BaseException as exc:  # noqa: BLE001 - the test looks at it
+        return exc
+    return None
+
+
+# ---- the wire settings of each call ----------------------------------------------------------------
+
+def test_before_and_read_only_lines_carry_the_wire_settings_and_old_lines_read_as_unknown(tmp_path: Path) -> None:
+    path = tmp_path / "j.jsonl"
+    wire = {"prefix": "SIM:", "rehearsal": True, "rehearsal_id": "abc123"}
+    with Journal(path) as journal:
+        old = journal.new_call()
+        journal.before(old, {"A": 1.0})  # as a journal written before the settings were recorded
+        new = journal.new_call()
+        journal.before(new, {"A": 1.0}, {"B": "no value"}, wire=wire)
+        ro = journal.new_call()
+        journal.read_only(ro, {"A": 2.0}, wire={"prefix": "", "rehearsal": False, "rehearsal_id": ""})
+        with pytest.raises(ValueError, match="unknown wire setting"):
+            journal.before(new, {"A": 1.0}, wire={"prefx": "x"})
+    raw = strict_lines(path)
+    assert "prefix" not in raw[0]
+    assert all({k: r[k] for k in wire} == wire for r in raw[1:3])
+    calls = {c.call: c for c in group_calls(read_journal(path))}
+    assert calls[old].wire is None
+    assert (calls[new].wire.prefix, calls[new].wire.rehearsal, calls[new].wire.rehearsal_id) == (
+        "SIM:", True, "abc123")
+    assert calls[ro].wire.prefix == "" and calls[ro].wire.rehearsal is False
+
+
+def test_an_interrupted_line_names_what_was_sent(tmp_path: Path) -> None:
+    path = tmp_path / "j.jsonl"
+    with Journal(path) as journal:
+        call = journal.new_call()
+        journal.before(call, {"A": 1.0, "B": 2.0})
+        journal.put(call, "A", 3.0, 1)
+        journal.interrupted(call, ["A"], ["B"], "KeyboardInterrupt")
+    (record,) = group_calls(read_journal(path))
+    assert record.interrupted is not None
+    assert record.interrupted.fields == {"sent": ["A"], "not_sent": ["B"], "reason": "KeyboardInterrupt"}
+    assert record.pvs["A"].attempts == [(1, None, None)] and record.pvs["A"].may_have_reached
+
+
+def test_the_restore_plan_leaves_out_puts_never_sent_or_rejected(tmp_path: Path) -> None:
+    path = tmp_path / "j.jsonl"
+    outcomes = {"ACC": ["accepted"], "TMO": ["timed_out"], "REJ": ["rejected"], "REF": ["refused"],
+                "NA": ["not_attempted"], "RETRY": ["timed_out", "accepted"], "LOST": [None],
+                "TMO_REJ": ["timed_out", "rejected"]}
+    with Journal(path) as journal:
+        call = journal.new_call()
+        journal.before(call, {pv: 0.0 for pv in outcomes})
+        for pv, results in outcomes.items():
+            for attempt, outcome in enumerate(results, start=1):
+                journal.put(call, pv, 1.0, attempt)
+                if outcome is not None:
+                    journal.outcome(call, pv, attempt, outcome, None)
+    steps, unrestorable = restore_plan(group_calls(read_journal(path)))
+    notes = {s.pv: s.note for s in steps}
+    assert notes == {"ACC": "", "TMO": "timed out: may have been applied", "RETRY": "",
+                     "LOST": "no outcome recorded (killed or interrupted): may have been applied",
+                     "TMO_REJ": "timed out: may have been applied"}
+    assert unrestorable == {}
