@@ -244,7 +244,8 @@ def test_an_interrupted_set_cancels_a_worker_waiting_to_retry(soft_ioc, tmp_path
 # KeyboardInterrupt elsewhere, between two bytecodes of the thread pool's own locking, can
 # leave the pool's lock held, as Python warns it may).
 CHILD = r"""
-import inspect, json, signal, sys, threading, time
+import faulthandler, inspect, json, signal, sys, threading, time
+faulthandler.register(signal.SIGUSR1, all_threads=True)
 from functools import partial
 from epics_pva import Interface, wait_for_readback
 
@@ -289,21 +290,29 @@ def test_sigint_during_a_validated_set_ends_the_process_and_journals_the_interru
         assert ready and child.stdout.readline().strip() == "waiting", child.communicate(timeout=WAIT)
         child.send_signal(signal.SIGINT)
         # the validations wait 600 s: the child ends well before only if the interrupt stops them
-        _, stderr = child.communicate(timeout=WAIT)
+        try:
+            _, stderr = child.communicate(timeout=WAIT)
+        except subprocess.TimeoutExpired:
+            child.send_signal(signal.SIGUSR1)  # the child's threads' stacks, to say where it hangs
+            time.sleep(1)
+            child.kill()
+            raise AssertionError(f"still running {WAIT} s after SIGINT:\n{child.communicate()[1]}") from None
     finally:
         if child.poll() is None:
             child.kill()
             child.communicate(timeout=WAIT)
-    assert child.returncode in (-signal.SIGINT, 1), stderr
-    assert "KeyboardInterrupt" in stderr
+    seen = f"child stderr:\n{stderr}\njournal:\n{path.read_text() if path.exists() else '(none)'}"
+    assert child.returncode in (-signal.SIGINT, 1), seen
+    assert "KeyboardInterrupt" in stderr, seen
     (call,) = group_calls(read_journal(path))
-    assert call.interrupted is not None, "no interrupted line"
-    assert call.interrupted.fields["sent"] == waiting
-    assert call.interrupted.fields["not_sent"] == [pv for pv in PVS if pv not in waiting]
-    assert all(call.pvs[pv].attempts == [(1, "accepted", None)] for pv in waiting)
+    assert call.interrupted is not None, seen
+    assert call.interrupted.fields["sent"] == waiting, seen
+    assert call.interrupted.fields["not_sent"] == [pv for pv in PVS if pv not in waiting], seen
+    assert all(call.pvs[pv].attempts == [(1, "accepted", None)] for pv in waiting), seen
     if parallel:  # the workers' waits were cancelled and said so before the process ended
         for pv in PVS:
-            assert "interrupted" in call.pvs[pv].validation.error
+            validation = call.pvs[pv].validation
+            assert validation is not None and "interrupted" in validation.error, seen
 
 
 # ---- 7: the journal's lock waits at most the Interface's timeout ----------------------------------
