@@ -19,7 +19,7 @@ from p4p.client.thread import Context
 
 from ._p4p_compat import PrefixedContext
 from .closing import mark_closed
-from .rehearsal import client_settings
+from .pvxs_settings import client_settings
 
 __all__ = ["Connection"]
 

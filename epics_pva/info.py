@@ -12,8 +12,8 @@ from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any
 
-from .measure.at_rest import WaitConfig
 from .readings import alarm_of, read_failure, severity_name, timestamp_of
+from .validation import WaitConfig
 from .values import describe, show, to_python
 
 __all__ = ["interface_fields", "pv_fields", "readback_fields"]

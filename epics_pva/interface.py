@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Any
 
 from p4p.client.thread import Context
 
-from .checks import ValidationFunction
 from .connection import Connection
 from .errors import SetValuesError
 from .guard import WriteMode, announce, decide
@@ -24,6 +23,7 @@ from .results import SetResult, Status
 from .set_path import SetPath
 from .settings import SWITCHES, Settings, environment_settings, specs
 from .time_limit import TimeLimit
+from .validation import ValidationFunction
 
 __all__ = ["Interface", "Reading", "SetResult", "ValidationFunction"]
 

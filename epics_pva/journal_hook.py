@@ -1,6 +1,6 @@
 """What one set_values call writes to the interface journal, and how a put's outcome is named there.
 
-The Interface's JournalFile (`JournalFile.for_settings`) opens the journal on the first set
+The Interface's JournalFile opens the journal on the first set
 that needs it and makes one CallJournal per call (a no-op one without a journal). Its
 `before` and `read_only` lines carry the Interface's wire settings (prefix, rehearsal,
 rehearsal_id), and every wait for the journal's locks lasts at most the Interface's
@@ -33,9 +33,9 @@ from .journal import Journal, LineWriteError
 from .results import SetResult, Status
 
 if TYPE_CHECKING:
-    from .settings import Settings
+    pass
 
-__all__ = ["CallJournal", "JournalFile", "classify", "refused_by_journal", "start_or_refuse", "wire_settings"]
+__all__ = ["CallJournal", "JournalFile", "classify", "refused_by_journal", "start_or_refuse"]
 
 _log = logging.getLogger(__name__)
 _interface_log = logging.getLogger("epics_pva.interface")  # a refused set, logged with the other sets
@@ -61,16 +61,10 @@ def classify(outcome: Any, timeout: float, closed: bool) -> tuple[str, str | Non
     return "failed", f"{type(outcome).__name__}: {outcome}"
 
 
-def wire_settings(settings: Settings) -> dict[str, Any]:
-    """What the journal records of an Interface's settings on each call: prefix and rehearsal."""
-    return {"prefix": settings.prefix, "rehearsal": settings.rehearsal,
-            "rehearsal_id": settings.rehearsal_id}
-
-
 class CallJournal:
     """The journal lines of one set_values call; every method is a no-op without a journal.
 
-    `wire` (see wire_settings) goes on the call's before and read_only lines. It keeps, in
+    `wire` (the call's prefix and rehearsal settings, a dict) goes on the call's before and read_only lines. It keeps, in
     this process, which PVs had a put line written and not refused (`sent`), for the
     `interrupted` line.
     """
@@ -187,12 +181,6 @@ class JournalFile:
         self.lock_timeout = lock_timeout
         self._journal: Journal | None = None
         self._lock = threading.Lock()
-
-    @classmethod
-    def for_settings(cls, settings: Settings) -> JournalFile:
-        """The journal of an Interface with these settings: its path and fsync, its wire
-        settings on every call, and lock waits of at most its `timeout`."""
-        return cls(settings.journal, settings.journal_fsync, wire_settings(settings), settings.timeout)
 
     def open_call(self, inputs: Mapping[str, Any], wire: Mapping[str, Any] | None = None) -> CallJournal:
         """This call's journal lines (none without a journal); JournalError if it cannot be written.

@@ -22,10 +22,20 @@ p4p 4.3.0's `Context(...).conf()` reports it:
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 import socket
+from collections.abc import Mapping
 
-__all__ = ["auto_addr_list", "endpoint", "entries", "numeric_address", "parse_bool"]
+__all__ = ["auto_addr_list", "client_settings", "endpoint", "entries", "numeric_address", "parse_bool"]
+
+
+def client_settings(conf: Mapping[str, str] | None, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The settings a p4p client context would use: `conf`, or the EPICS_PVA_* environment."""
+    if conf is not None:
+        return dict(conf)
+    environ = os.environ if environ is None else environ
+    return {k: v for k, v in environ.items() if k.startswith("EPICS_PVA_")}
 
 _SEPARATORS = re.compile(r"[ \t\r\n]+")  # split_addr_into's " \t\r\n"
 

@@ -18,7 +18,6 @@ from ._p4p_compat import get_many
 from ._version import __version__
 from .connection import Connection
 from .errors import InvalidInputError, ReadError
-from .measure.at_rest import wait_configs
 from .readings import (
     CLIENT_STATUS,
     INVALID,
@@ -30,6 +29,7 @@ from .readings import (
 )
 from .search import ServerAddress, find_servers
 from .settings import Settings
+from .validation import wait_configs
 from .values import check_name, show
 
 __all__ = ["ReadPath", "check_names"]

@@ -19,7 +19,6 @@ and proved again first, so no put travels on a connection whose server it did no
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -27,17 +26,9 @@ from .errors import StrangerServerError
 from .pvxs_settings import auto_addr_list, endpoint, entries, numeric_address, parse_bool
 from .values import SERVER_ID_FIELD, PvInfo, server_id_of
 
-__all__ = ["client_settings", "identity_problem", "prove_on_the_wire", "settings_problems"]
+__all__ = ["identity_problem", "prove_on_the_wire", "settings_problems"]
 
 _SEARCH_LISTS = ("EPICS_PVA_ADDR_LIST", "EPICS_PVA_NAME_SERVERS")
-
-
-def client_settings(conf: Mapping[str, str] | None, environ: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The settings a p4p client context would use: `conf`, or the EPICS_PVA_* environment."""
-    if conf is not None:
-        return dict(conf)
-    environ = os.environ if environ is None else environ
-    return {k: v for k, v in environ.items() if k.startswith("EPICS_PVA_")}
 
 
 def _host_of(entry: str) -> tuple[str, bool | None]:

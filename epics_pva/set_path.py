@@ -17,7 +17,6 @@ from p4p.client.thread import Context, RemoteError
 
 from ._p4p_compat import put_many
 from .cancel import pause
-from .checks import ValidationFunction, check_configs
 from .closing import closed_error, is_closed
 from .connection import Connection
 from .errors import (
@@ -33,13 +32,13 @@ from .errors import (
     ValidationError,
 )
 from .guard import WriteMode, announce
-from .journal_hook import CallJournal, JournalFile, classify, start_or_refuse, wire_settings
+from .journal_hook import CallJournal, JournalFile, classify, start_or_refuse
 from .metadata import MetadataCache
 from .rehearsal import identity_problems, prove_on_the_wire, settings_problems
 from .results import SetResult, Status
 from .settings import Settings
 from .time_limit import TimeLimit
-from .validation import recording_traces
+from .validation import ValidationFunction, check_configs, recording_traces
 from .values import PvInfo, check_name, coerce, normalize, show
 
 __all__ = ["SetPath"]
@@ -60,7 +59,9 @@ class SetPath:
         self._connection = connection
         self._monitors = monitors
         self._time_limit = time_limit
-        self.journal = JournalFile.for_settings(settings)
+        # the journal's lock waits last at most the timeout; each call records its wire settings
+        self.journal = JournalFile(settings.journal, settings.journal_fsync, wire_settings(settings),
+                                   settings.timeout)
 
     def set(
         self, inputs: Mapping[str, Any], configs: Mapping[str, ValidationFunction | None] | None
@@ -330,6 +331,12 @@ class SetPath:
         if limit is None:
             return validate(**kwargs)
         return self._time_limit.run(pv, validate, kwargs, limit)
+
+
+def wire_settings(settings: Settings) -> dict[str, Any]:
+    """What the journal records of a call's settings: its prefix and rehearsal (as the guard decided)."""
+    return {"prefix": settings.prefix, "rehearsal": settings.rehearsal,
+            "rehearsal_id": settings.rehearsal_id}
 
 
 def _not_journaled(pv: str, value: Any, exc: JournalError, attempts: int, start: float) -> SetResult:

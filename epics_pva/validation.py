@@ -1,5 +1,8 @@
 """Validation functions: called after a successful put to check that the machine followed it.
 
+Also what a set checks of its configs before anything is sent (`check_configs`), and how
+the settings of a wait_for_readback config are read back from it (`wait_configs`).
+
 A validation function is called as ``fn(set_pv=..., set_value=..., context=..., timeout=...)``
 with the interface's ``p4p.client.thread.Context``; it returns what it measured or raises.
 
@@ -11,11 +14,14 @@ a journal to record and a calibration to fit (`epics_pva.measure.fit_from_journa
 from __future__ import annotations
 
 import contextvars
+import inspect
 import logging
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -24,9 +30,13 @@ from p4p.client.thread import Context
 from . import cancel as _cancel
 from ._p4p_compat import CallerQueue, pop_lost_first_update
 from .closing import check_open, watch
+from .errors import InvalidInputError
 from .readings import Alarm, alarm_of
 
-__all__ = ["ReadbackTrace", "recording_traces", "wait_for_readback"]
+__all__ = [
+    "ReadbackTrace", "ValidationFunction", "WaitConfig", "check_configs", "recording_traces",
+    "wait_configs", "wait_for_readback",
+]
 
 _log = logging.getLogger(__name__)
 
@@ -223,3 +233,91 @@ def _fmt(value: float | np.ndarray) -> str:
     if isinstance(value, np.ndarray):
         return np.array2string(value, threshold=6, precision=6)
     return f"{value:.6g}"
+
+
+# ---- what a set checks of its configs before anything is sent ----------------------------------
+
+ValidationFunction = Callable[..., Any]
+"""Called as fn(set_pv=..., set_value=..., context=..., timeout=...) after a successful put."""
+
+# what every validation function is called with; the values only matter to bind()
+_CALL = {"set_pv": "PV", "set_value": 0.0, "context": None, "timeout": 1.0}
+
+
+def _cannot_call(fn: Any) -> str | None:
+    """Why `fn` cannot be called as a validation function, or None if it can (or cannot be told)."""
+    if not callable(fn):
+        return f"validation function {fn!r} is not callable"
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return None  # some builtins publish no signature: nothing to check before the call
+    try:
+        signature.bind(**_CALL)
+    except TypeError as exc:
+        return (f"validation function {fn!r} cannot be called with "
+                f"(set_pv=, set_value=, context=, timeout=): {exc}")
+    return None
+
+
+def check_configs(
+    inputs: Mapping[str, Any], configs: Mapping[str, Any] | None
+) -> dict[str, ValidationFunction | None]:
+    """The validation function of each input PV; InvalidInputError if configs is malformed.
+
+    Each function's signature is bound to the call's keywords first, so a function missing
+    an argument (say a partial of wait_for_readback without `tolerance`) is refused before
+    any put is sent, not found after the machine has moved.
+    """
+    if configs is None:
+        return {}
+    if not isinstance(configs, Mapping):
+        raise InvalidInputError(
+            {"configs": f"expected a dict of PV name -> function, not {type(configs).__name__}"})
+    problems = {
+        pv: why for pv, fn in configs.items()
+        if pv in inputs and fn is not None and (why := _cannot_call(fn)) is not None
+    }
+    if problems:
+        raise InvalidInputError(problems)
+    unused = [pv for pv in configs if pv not in inputs]
+    if unused:  # normal for Badger: a routine often sets a subset of the variables
+        _log.debug("no input for configs key(s) %s: their validation is not run", unused)
+    return {pv: fn for pv, fn in configs.items() if pv in inputs}
+
+
+# ---- the settings of a wait_for_readback config ---------------------------------------------------
+
+@dataclass(frozen=True)
+class WaitConfig:
+    """What a wait_for_readback validation of one setpoint was configured with (s, value units)."""
+
+    readback_pv: str
+    tolerance: float | None = None
+    count_down: float | None = None
+    offset: float | None = None
+
+
+def wait_configs(configs: Mapping[str, Any]) -> dict[str, WaitConfig]:
+    """The wait_for_readback settings of each setpoint in a Badger-style configs dict.
+
+    Accepts ``functools.partial(wait_for_readback, readback_pv=..., tolerance=..., ...)``
+    (nested partials too), plain dicts with those keys or WaitConfigs; others are skipped.
+    """
+    found: dict[str, WaitConfig] = {}
+    for set_pv, config in configs.items():
+        keywords: dict[str, Any] = {}
+        if isinstance(config, WaitConfig):
+            found[set_pv] = config
+            continue
+        if isinstance(config, Mapping):
+            keywords = dict(config)
+        else:
+            while isinstance(config, partial):
+                keywords = {**config.keywords, **keywords}
+                config = config.func
+        readback = keywords.get("readback_pv")
+        if isinstance(readback, str):
+            found[set_pv] = WaitConfig(readback, keywords.get("tolerance"), keywords.get("count_down"),
+                                       keywords.get("offset"))
+    return found

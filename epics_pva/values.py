@@ -15,6 +15,8 @@ from typing import Any, cast
 import numpy as np
 from p4p import Value
 
+from .results import show
+
 __all__ = ["SERVER_ID_FIELD", "PvInfo", "check_name", "coerce", "describe", "normalize", "server_id_of", "show",
            "to_python"]
 
@@ -27,16 +29,6 @@ _FLOAT_TYPES = {"f": np.float32, "d": np.float64}
 SERVER_ID_FIELD = "softiocId"  # the top-level field in which a soft IOC publishes its id
 
 
-def show(value: Any) -> str:
-    """Short repr of a value for messages: long arrays are cut, not dumped."""
-    if isinstance(value, np.ndarray):
-        text = np.array2string(value, threshold=6, precision=6)
-    else:
-        try:
-            text = repr(value)
-        except (RecursionError, ValueError):  # lists nested thousands deep; ints over 4300 digits
-            text = f"<{type(value).__name__} too deep or too large to show>"
-    return text if len(text) <= 60 else text[:57] + "..."
 
 
 @dataclass(frozen=True)

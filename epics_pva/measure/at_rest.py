@@ -12,28 +12,18 @@ import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import partial
 from typing import Any
 
 from p4p.client.thread import Context
 
 from ..calibration import TraceStats, alarm_summary, check_wait_config, trace_stats
 from ..errors import InvalidInputError
+from ..validation import WaitConfig, wait_configs
 from .recording import Sample, _make_context, _number, _read, _Recorder, _trace
 
 __all__ = ["Calibration", "MeasureTargets", "WaitConfig", "measure", "wait_configs"]
 
 _log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class WaitConfig:
-    """What a wait_for_readback validation of one setpoint was configured with (s, value units)."""
-
-    readback_pv: str
-    tolerance: float | None = None
-    count_down: float | None = None
-    offset: float | None = None
 
 
 @dataclass
@@ -57,31 +47,6 @@ class Calibration:
     def as_json(self) -> dict[str, Any]:
         return {"readbacks": self.readbacks, "pairs": self.pairs, "warnings": self.warnings,
                 "measure_s": self.seconds}
-
-
-def wait_configs(configs: Mapping[str, Any]) -> dict[str, WaitConfig]:
-    """The wait_for_readback settings of each setpoint in a Badger-style configs dict.
-
-    Accepts ``functools.partial(wait_for_readback, readback_pv=..., tolerance=..., ...)``
-    (nested partials too), plain dicts with those keys or WaitConfigs; others are skipped.
-    """
-    found: dict[str, WaitConfig] = {}
-    for set_pv, config in configs.items():
-        keywords: dict[str, Any] = {}
-        if isinstance(config, WaitConfig):
-            found[set_pv] = config
-            continue
-        if isinstance(config, Mapping):
-            keywords = dict(config)
-        else:
-            while isinstance(config, partial):
-                keywords = {**config.keywords, **keywords}
-                config = config.func
-        readback = keywords.get("readback_pv")
-        if isinstance(readback, str):
-            found[set_pv] = WaitConfig(readback, keywords.get("tolerance"), keywords.get("count_down"),
-                                       keywords.get("offset"))
-    return found
 
 
 def _readback_entry(samples: list[Sample], errors: list[str]) -> tuple[dict[str, Any], TraceStats]:
