@@ -7,6 +7,7 @@
 """
 
 from ._version import __version__
+from .core import Interface, Reading, Settings, wait_for_readback
 from .errors import (
     BadgerEnvironmentError,
     ContextClosedError,
@@ -22,11 +23,7 @@ from .errors import (
     StrangerServerError,
     ValidationError,
 )
-from .interface import Interface
-from .readings import Reading
 from .results import SetResult, Status
-from .settings import Settings
-from .validation import wait_for_readback
 
 __all__ = [
     "__version__",

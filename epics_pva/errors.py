@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .results import SetResult, Status
-from .values import show as _show
+from .results import show as _show
 
 __all__ = [
     "EpicsPvaError",

@@ -1,4 +1,4 @@
-"""The outcome of one PV in a set_values call: its status and what happened, below the errors."""
+"""The outcome of one PV in a set_values call, below the errors, and how a value is shown in messages."""
 
 from __future__ import annotations
 
@@ -6,7 +6,9 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-__all__ = ["SetResult", "Status"]
+import numpy as np
+
+__all__ = ["SetResult", "Status", "show"]
 
 
 class Status(str, Enum):
@@ -44,3 +46,14 @@ class SetResult:
     def ok(self) -> bool:
         """True unless this PV failed or was not attempted."""
         return self.status in (Status.SET, Status.READ_ONLY)
+
+def show(value: Any) -> str:
+    """Short repr of a value for messages: long arrays are cut, not dumped."""
+    if isinstance(value, np.ndarray):
+        text = np.array2string(value, threshold=6, precision=6)
+    else:
+        try:
+            text = repr(value)
+        except (RecursionError, ValueError):  # lists nested thousands deep; ints over 4300 digits
+            text = f"<{type(value).__name__} too deep or too large to show>"
+    return text if len(text) <= 60 else text[:57] + "..."

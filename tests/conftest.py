@@ -15,7 +15,7 @@ import pytest
 from _network import pytest_pyfunc_call  # noqa: F401 - runs private_network tests in their namespace
 from p4p.client.thread import Context, Disconnected
 
-from epics_pva._p4p_compat import pop_lost_first_update
+from epics_pva.transport import pop_lost_first_update
 
 
 def pytest_configure(config: pytest.Config) -> None:

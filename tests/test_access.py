@@ -18,7 +18,7 @@ from _network import other_address
 from p4p.client.thread import Context, RemoteError
 
 from epics_pva import Interface, PutError, wait_for_readback
-from epics_pva.preflight import run_preflight
+from epics_pva.tools.preflight import run_preflight
 from softioc import NetworkRefused, SoftIOC
 from softioc.access import owner
 from softioc.pytest_plugin import demo_config_path

@@ -27,7 +27,7 @@ from epics_pva import (
     ValidationError,
     wait_for_readback,
 )
-from epics_pva.readings import Alarm, AlarmMemory
+from epics_pva.core import Alarm, AlarmMemory
 
 INVALID, MAJOR, MINOR = 3, 2, 1
 STAMP = 1_700_000_000.25  # a server time stamp no client clock would give
@@ -201,7 +201,7 @@ def test_the_memory_of_alarms_is_bounded():
 
 FORK_WHILE_LOCKED = """
 import os, sys, threading, time
-from epics_pva.readings import Alarm, AlarmMemory
+from epics_pva.core import Alarm, AlarmMemory
 memory = AlarmMemory()
 held, release = threading.Event(), threading.Event()
 def hold():

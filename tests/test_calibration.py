@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from epics_pva.calibration import (
+from epics_pva.tools.calibration import (
     LAG_MODELS,
     TraceStats,
     alarm_summary,
@@ -19,7 +19,7 @@ from epics_pva.calibration import (
     trace_stats,
     update_rate,
 )
-from epics_pva.measure import step_test
+from epics_pva.tools.measure import step_test
 
 SEEDS = [1, 2, 3, 4, 5]
 

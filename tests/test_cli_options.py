@@ -15,9 +15,9 @@ from _hypothesis import within
 from hypothesis import given
 from hypothesis import strategies as st
 
-from epics_pva import journal_cli, preflight
 from epics_pva.badger import __main__ as badger_cli
 from epics_pva.badger import dryrun
+from epics_pva.tools import journal_cli, preflight
 from softioc import cli as softioc_cli
 
 ENV = "no-such-environment"

@@ -160,7 +160,7 @@ def test_dryrun_imports_neither_the_simulator_nor_badger():
 
 
 def test_the_environment_reader_imports_no_client_simulator_or_badger():
-    source = (REPO / "epics_pva" / "badger" / "environment.py").read_text()
+    source = (REPO / "epics_pva" / "tools" / "environment.py").read_text()
     imported = set()
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Import):

@@ -19,8 +19,8 @@ from devtools.soak import SoakSettings, run_soak
 from devtools.soak.crosscheck import cross_check
 from epics_pva import Interface, JournalError, SetValuesError, ValidationError, wait_for_readback
 from epics_pva.badger.settings import settings_from_environment
+from epics_pva.core import Settings
 from epics_pva.journal import group_calls, read_journal
-from epics_pva.settings import Settings
 from softioc import (
     AuditFileError,
     ConfigError,

@@ -60,12 +60,12 @@ def test_the_cycle_finder_finds_a_cycle():
 # edges each package is known to have: proves the graph was read, not found empty, and that
 # the modules the Interface and the journal are split into are in it
 KNOWN_EDGES = {"softioc": [("softioc.server", "softioc.control")],
-               "epics_pva": [("epics_pva.interface", "epics_pva.errors"),
-                             ("epics_pva.interface", "epics_pva.read_path"),
-                             ("epics_pva.interface", "epics_pva.set_path"),
-                             ("epics_pva.set_path", "epics_pva.journal_hook"),
-                             ("epics_pva.journal", "epics_pva.journal_read"),
-                             ("epics_pva.journal_restore", "epics_pva.journal_format")]}
+               "epics_pva": [("epics_pva.core._interface", "epics_pva.errors"),
+                             ("epics_pva.core._interface", "epics_pva.core._read_path"),
+                             ("epics_pva.core._interface", "epics_pva.core._set_path"),
+                             ("epics_pva.core._set_path", "epics_pva.journal"),
+                             ("epics_pva.journal", "epics_pva.journal._reader"),
+                             ("epics_pva.journal._restore", "epics_pva.journal._format")]}
 
 
 @pytest.mark.parametrize("package", sorted(KNOWN_EDGES))

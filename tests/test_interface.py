@@ -12,13 +12,7 @@ import numpy as np
 import pytest
 from p4p.client.thread import Context
 
-from epics_pva import (
-    Interface,
-    InvalidInputError,
-    ReadError,
-    SetResult,
-    wait_for_readback,
-)
+from epics_pva import Interface, InvalidInputError, ReadError, SetResult, wait_for_readback
 from softioc import Outage
 
 CONFIG = {

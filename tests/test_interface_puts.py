@@ -8,15 +8,9 @@ import warnings
 import pytest
 from p4p.client.thread import Context
 
-from epics_pva import (
-    Interface,
-    InvalidInputError,
-    NotConnectedError,
-    Settings,
-    SetValuesError,
-)
-from epics_pva import settings as settings_module
-from epics_pva._p4p_compat import put_many
+from epics_pva import Interface, InvalidInputError, NotConnectedError, Settings, SetValuesError
+from epics_pva.core import _settings as settings_module
+from epics_pva.transport import put_many
 from softioc import Outage, PutReject, PutTimeout
 
 CONFIG = {

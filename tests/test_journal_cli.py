@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-import epics_pva.interface
+import epics_pva.core
 from epics_pva import Interface, SetValuesError, wait_for_readback
 from epics_pva.journal import Journal, Wire, group_calls, read_journal
-from epics_pva.journal_cli import main, parse_time
+from epics_pva.tools.journal_cli import main, parse_time
 from softioc import PutReject, PutTimeout, StuckReadback
 
 CONFIG = {
@@ -375,7 +375,7 @@ class ForcedReadOnly(Interface):
 def test_read_only_results_are_reported_as_not_sent_and_fail_the_restore(history, ioc, capsys,
                                                                           monkeypatch) -> None:
     path, _ = history
-    monkeypatch.setattr(epics_pva.interface, "Interface", ForcedReadOnly)
+    monkeypatch.setattr(epics_pva.core, "Interface", ForcedReadOnly)
     mark = len(ioc.audit.puts())
     code, out = restore_output(capsys, str(path), "--write")
     assert code == 1

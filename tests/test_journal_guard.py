@@ -33,20 +33,20 @@ from epics_pva import (
     StrangerServerError,
     wait_for_readback,
 )
-from epics_pva._p4p_compat import put_many
+from epics_pva.core import prove_on_the_wire
 from epics_pva.journal import (
+    CallJournal,
     Journal,
     LineWriteError,
     ReadbackCheck,
     Wire,
+    classify,
     group_calls,
     read_journal,
     readback_checks,
     restore_plan,
 )
-from epics_pva.journal_hook import CallJournal, classify
-from epics_pva.rehearsal import prove_on_the_wire
-from epics_pva.values import PvInfo
+from epics_pva.transport import PvInfo, put_many
 from softioc import PutTimeout
 
 ROOT = Path(__file__).resolve().parents[1]

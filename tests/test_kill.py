@@ -175,7 +175,7 @@ def test_restore_after_a_killed_run_puts_every_pv_back_to_its_before_value(softi
     assert moved != INITIAL  # the accepted puts moved the machine
     env = {k: v for k, v in os.environ.items() if not k.startswith("EPICS_PVA")}
     env.update(ioc.client_conf())
-    command = [sys.executable, "-m", "epics_pva.journal_cli", "restore", str(journal)]
+    command = [sys.executable, "-m", "epics_pva.tools.journal_cli", "restore", str(journal)]
     dry = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=WAIT)
     assert dry.returncode == 0, dry.stdout + dry.stderr
     with Interface(conf=ioc.client_conf(), timeout=5.0) as itf:

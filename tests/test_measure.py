@@ -16,8 +16,15 @@ from p4p.server.thread import SharedPV
 
 from epics_pva import Interface, wait_for_readback
 from epics_pva.errors import InvalidInputError, PutError, ReadError
-from epics_pva.journal_read import read_journal
-from epics_pva.measure import MeasureTargets, main_measure, measure, step_test, steps, wait_configs
+from epics_pva.journal import read_journal
+from epics_pva.tools.measure import (
+    MeasureTargets,
+    main_measure,
+    measure,
+    step_test,
+    steps,
+    wait_configs,
+)
 
 RATE_HZ = 100.0
 SECONDS = 4.0

@@ -22,14 +22,8 @@ from p4p.nt import NTScalar
 from p4p.server import Server
 from p4p.server.thread import SharedPV
 
-from epics_pva import (
-    Interface,
-    InvalidInputError,
-    NotConnectedError,
-    PutError,
-    SetValuesError,
-    set_path,
-)
+from epics_pva import Interface, InvalidInputError, NotConnectedError, PutError, SetValuesError
+from epics_pva.core import _set_path as set_path
 
 WAIT = 5.0  # s: the longest any event below is waited for
 

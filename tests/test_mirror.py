@@ -15,10 +15,10 @@ from p4p.client.thread import Context
 
 from epics_pva import Interface
 from epics_pva.badger import dryrun
+from epics_pva.core import recording_traces, wait_for_readback
 from epics_pva.journal import Journal, read_journal
-from epics_pva.measure import fit_from_journal, measure, step_test
-from epics_pva.preflight import main as preflight
-from epics_pva.validation import recording_traces, wait_for_readback
+from epics_pva.tools.measure import fit_from_journal, measure, step_test
+from epics_pva.tools.preflight import main as preflight
 from softioc.config import ConfigError, config_from_dict
 
 if sys.version_info >= (3, 11):

@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from epics_pva import Interface, preflight
-from epics_pva.journal_read import read_journal
-from epics_pva.preflight import FAIL, OK, WARN, environment_pvs, main, run_preflight
+from epics_pva import Interface
+from epics_pva.journal import read_journal
+from epics_pva.tools import preflight
+from epics_pva.tools.preflight import FAIL, OK, WARN, environment_pvs, main, run_preflight
 
 REPO = Path(__file__).resolve().parent.parent
 DEMO_ENV = REPO / "examples" / "badger" / "environments" / "demo"

@@ -21,7 +21,7 @@ from p4p.server import Server
 from p4p.server.thread import SharedPV
 
 from epics_pva import Interface, InvalidInputError
-from epics_pva import _p4p_compat as compat
+from epics_pva.transport import _p4p as compat
 from softioc.audit import ACCEPTED
 
 TIMEOUT = 5.0
@@ -181,7 +181,7 @@ def test_an_enum_label_is_sent_as_the_index_of_the_choices_its_monitor_last_push
 
 
 def test_the_put_builder_skips_the_get_only_for_kinds_it_can_fill_in():
-    from epics_pva.values import PvInfo
+    from epics_pva.transport import PvInfo
 
     for kind in ("float", "int", "bool", "string", "array", "string_array"):
         assert compat._put_builder(1, PvInfo(kind), None)[1] is False, kind

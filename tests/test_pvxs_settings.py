@@ -14,8 +14,8 @@ import ipaddress
 import pytest
 from p4p.client.thread import Context
 
-from epics_pva.pvxs_settings import auto_addr_list, endpoint, entries, numeric_address
-from epics_pva.rehearsal import settings_problems
+from epics_pva.core import settings_problems
+from epics_pva.transport import auto_addr_list, endpoint, entries, numeric_address
 
 
 def effective(conf):

@@ -16,9 +16,8 @@ from p4p.server import Server
 from p4p.server.thread import SharedPV
 
 from epics_pva import Interface, RehearsalError, SetValuesError, Status, StrangerServerError
-from epics_pva._p4p_compat import put_many
-from epics_pva.rehearsal import prove_on_the_wire, settings_problems
-from epics_pva.values import PvInfo
+from epics_pva.core import prove_on_the_wire, settings_problems
+from epics_pva.transport import PvInfo, put_many
 from softioc.epics_base import EpicsBaseIOC, shipped_db_path
 
 CONFIG = {

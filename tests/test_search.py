@@ -1,4 +1,4 @@
-"""The PVAccess UDP name search (epics_pva.search) against real servers on loopback.
+"""The PVAccess UDP name search (epics_pva.transport.find_servers) against real servers on loopback.
 
 The servers are the soft IOC (p4p's pvxs server), EPICS base's softIoc with QSRV2, and, for
 datagrams no real server sends, a fake UDP peer on loopback. Nothing leaves loopback.
@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from epics_pva.search import ServerAddress, find_servers, parse_response
+from epics_pva.transport import ServerAddress, find_servers, parse_response
 
 ONE = {"setpoint": [{"name": "ONE:Q1:SET", "readback": "ONE:Q1:RBV"}]}
 TWO = {"setpoint": [{"name": "TWO:Q1:SET", "readback": "TWO:Q1:RBV"}]}

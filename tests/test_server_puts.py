@@ -10,8 +10,8 @@ import pytest
 from p4p.client.thread import Context, RemoteError
 
 from epics_pva import ContextClosedError
-from epics_pva._p4p_compat import get_many, put_many
-from epics_pva.readings import reading_of
+from epics_pva.core import reading_of
+from epics_pva.transport import get_many, put_many
 from softioc.audit import ACCEPTED, REJECTED
 
 TIMEOUT = 5.0
@@ -80,7 +80,7 @@ def test_get_many_gives_each_pv_its_reading_or_its_own_error(softioc_factory):
 def test_get_many_on_a_context_closed_meanwhile_fails_at_once_as_closed(softioc_factory):
     ioc = softioc_factory(CONFIG)
     ctx = Context("pva", conf=ioc.client_conf(), useenv=False)
-    from epics_pva.closing import mark_closed
+    from epics_pva.transport import mark_closed
 
     closer = threading.Timer(0.2, lambda: (mark_closed(ctx), ctx.close()))
     closer.start()

@@ -14,7 +14,7 @@ from epics_pva.badger.settings import (
     read_only_forced,
     settings_from_environment,
 )
-from epics_pva.settings import defaults, parse_setting, specs
+from epics_pva.core import defaults, parse_setting, specs
 
 
 def test_every_setting_has_a_doc_and_a_check_and_defaults_pass_it():

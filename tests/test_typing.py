@@ -5,15 +5,15 @@ from __future__ import annotations
 import ast
 import inspect
 
-import epics_pva.interface
-import epics_pva.settings
+import epics_pva.core._interface
+import epics_pva.core._settings
 from epics_pva import Interface
-from epics_pva.settings import specs
+from epics_pva.core import specs
 
 
 def declared_for_type_checkers(cls: type) -> dict[str, str]:
     """{name: return annotation} of the properties a class declares under `if TYPE_CHECKING:`."""
-    tree = ast.parse(inspect.getsource(epics_pva.interface))
+    tree = ast.parse(inspect.getsource(epics_pva.core._interface))
     (node,) = [n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == cls.__name__]
     found: dict[str, str] = {}
     for block in node.body:
@@ -29,7 +29,7 @@ def test_every_setting_attribute_is_declared_with_its_type():
     declared = declared_for_type_checkers(Interface)
     fields = list(specs())
     assert set(declared) == set(fields)
-    annotations = inspect.get_annotations(epics_pva.settings.Settings)
+    annotations = inspect.get_annotations(epics_pva.core.Settings)
     assert declared == {name: annotations[name] for name in fields}
     interface = Interface(timeout=2.5)
     assert all(isinstance(getattr(type(interface), name), property) for name in fields)

@@ -10,7 +10,7 @@ import pytest
 
 from epics_pva.badger.__main__ import main as badger_main
 from epics_pva.badger.dryrun import main as dryrun_main
-from epics_pva.preflight import main as preflight_main
+from epics_pva.tools.preflight import main as preflight_main
 
 COMMANDS = {"pva-dryrun": dryrun_main, "pva-preflight": preflight_main, "pva-badger": badger_main}
 

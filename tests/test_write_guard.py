@@ -12,8 +12,7 @@ import logging
 import pytest
 
 from epics_pva import Interface, RehearsalError, Status
-from epics_pva.guard import decide, read_switches
-from epics_pva.settings import Settings
+from epics_pva.core import Settings, decide, read_switches
 
 CONFIG = {
     "ioc": {"update_rate": 50.0},
@@ -84,7 +83,7 @@ def test_a_switch_that_cannot_be_understood_takes_the_safe_side_and_says_so(ioc,
 
 
 def test_a_forced_switch_is_said_at_warning_once_per_process(ioc, monkeypatch, caplog):
-    import epics_pva.guard as guard
+    import epics_pva.core._guard as guard
 
     monkeypatch.setattr(guard, "_announced", set())
     monkeypatch.setenv("EPICS_PVA_INTERFACE_READ_ONLY", "1")
@@ -201,4 +200,4 @@ def test_no_module_but_the_set_path_sends_a_put():
             if name and ("ctx" in name.lower() or "context" in name.lower() or name == "put_many"):
                 senders.setdefault(str(path.relative_to(root)), []).append(node.lineno)
     # the transport defines the batch put; the set path is its one caller
-    assert set(senders) <= {"_p4p_compat.py", "set_path.py"}, senders
+    assert {p for p in senders if not p.startswith("transport/")} == {"core/_set_path.py"}, senders

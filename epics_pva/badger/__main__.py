@@ -15,7 +15,7 @@ import tempfile
 from collections.abc import Sequence
 from typing import Any
 
-from .._cli import count, json_object, program_name
+from ..tools.arguments import count, json_object, program_name
 from .plugin import install_plugin
 from .settings import (
     ENVIRONMENT_VARIABLES,
@@ -90,8 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _mode() -> str:
     """What the plugin's sets would do now, as the write guard decides it for the environment."""
-    from ..guard import decide
-    from ..settings import Settings, environment_settings
+    from ..core import Settings, decide, environment_settings
 
     try:
         return decide(Settings(**environment_settings())).label

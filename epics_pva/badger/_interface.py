@@ -11,15 +11,18 @@ from typing import Any, ClassVar, cast
 from badger import interface as badger_interface
 from pydantic import Field, PrivateAttr, create_model, model_validator
 
-from ..errors import SetValuesError
-from ..guard import read_switches
-from ..interface import Interface as PvaInterface
-from ..interface import SetResult, ValidationFunction
-from ..settings import Settings, defaults, environment_settings, specs
-from .settings import (
-    ENVIRONMENT_VARIABLES,
-    read_only_forced,
+from ..core import Interface as PvaInterface
+from ..core import (
+    Settings,
+    ValidationFunction,
+    defaults,
+    environment_settings,
+    read_switches,
+    specs,
 )
+from ..errors import SetValuesError
+from ..results import SetResult
+from .settings import ENVIRONMENT_VARIABLES, read_only_forced
 
 _log = logging.getLogger(__name__)
 
@@ -57,7 +60,7 @@ class _Interface(badger_interface.Interface):
 
     Settings come from arguments, then ``EPICS_PVA_INTERFACE_*`` environment variables, then
     defaults; ``EPICS_PVA_INTERFACE_READ_ONLY`` set true forces read-only over everything, and
-    ``EPICS_PVA_INTERFACE_REHEARSAL`` set true forces rehearsal mode (see epics_pva.rehearsal).
+    ``EPICS_PVA_INTERFACE_REHEARSAL`` set true forces rehearsal mode (see epics_pva.core._rehearsal).
     """
 
     name: ClassVar[str] = "epics_pva"

@@ -18,8 +18,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ..guard import read_switches
-from ..settings import environment_settings, specs
+from ..core import environment_settings, read_switches, specs
 
 #: setting name -> environment variable, for every setting an operator may set without code
 ENVIRONMENT_VARIABLES: dict[str, str] = {

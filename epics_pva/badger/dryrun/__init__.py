@@ -8,7 +8,7 @@ rehearse a routine with the real names before the real machine:
     pva-dryrun path/to/environments/demo            # print the TOML
     pva-dryrun path/to/environments/demo --serve    # and serve it
 
-The environment is read by ``epics_pva.badger.environment`` (duck typing, no Badger). The
+The environment is read by ``epics_pva.tools.environment`` (duck typing, no Badger). The
 simulator is never imported: ``--serve`` runs the soft IOC as a child process
 (``python -m softioc FILE ...``), so the client and the simulator stay apart.
 
@@ -17,14 +17,14 @@ replaces the guesses by what was measured: each readback's lag model and paramet
 dead time, noise and update rate, each observable's noise and update rate (the soft IOC
 simulates a dead time in whole update steps). The header then compares, per pair, the
 measured response with the mirror's and the uncalibrated guess's, each with its dead time,
-computed from the lag models of ``epics_pva.calibration`` (no network, no simulator).
+computed from the lag models of ``epics_pva.tools.calibration`` (no network, no simulator).
 
 One module per job, every name above importable from this package: `.mirror` (the config from
 an environment), `.calibrate` (``--calibration``), `.toml_writer` and `.cli` (``pva-dryrun``,
 ``python -m epics_pva.badger.dryrun``).
 """
 
-from ..environment import load_environment, validation_keywords
+from ...tools.environment import load_environment, validation_keywords
 from .calibrate import MAX_MIRROR_RATE as MAX_MIRROR_RATE
 from .calibrate import STEPS_PER_POST as STEPS_PER_POST
 from .calibrate import apply_calibration, load_calibration

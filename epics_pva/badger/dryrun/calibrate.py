@@ -1,7 +1,7 @@
 """A mirror calibrated from what was measured, and the comparison of its response with the real one.
 
 The calibration is the JSON of ``pva-preflight --measure``/``--step``/``--from-journal``; the
-responses are computed from the lag models of `epics_pva.calibration` (no network, no simulator).
+responses are computed from the lag models of `epics_pva.tools.calibration` (no network, no simulator).
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from ...calibration import LAG_MODELS
-from ..environment import TOLERANCE_KEY, environment_configs, validation_keywords
+from ...tools.calibration import LAG_MODELS
+from ...tools.environment import TOLERANCE_KEY, environment_configs, validation_keywords
 from .mirror import DryRunError, _round
 
 __all__ = ["MAX_MIRROR_RATE", "STEPS_PER_POST", "apply_calibration", "compare_responses", "load_calibration",

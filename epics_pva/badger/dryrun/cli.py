@@ -15,9 +15,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..._cli import bounded, count, program_name
 from ...errors import BadgerEnvironmentError
-from ..environment import environment_name, load_environment
+from ...tools.arguments import bounded, count, program_name
+from ...tools.environment import environment_name, load_environment
 from .calibrate import apply_calibration, load_calibration
 from .mirror import DryRunError, config_from_environment
 from .toml_writer import to_toml

@@ -1,6 +1,6 @@
 """A soft IOC config mirroring a Badger environment: its variables, readbacks and observables.
 
-The environment is read by `epics_pva.badger.environment` (duck typing, no Badger).
+The environment is read by `epics_pva.tools.environment` (duck typing, no Badger).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ...errors import BadgerEnvironmentError
-from ..environment import (
+from ...tools.environment import (
     OFFSET_KEY,
     READBACK_KEY,
     TOLERANCE_KEY,

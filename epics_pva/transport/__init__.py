@@ -1,0 +1,40 @@
+"""The transport: everything of epics_pva that talks to p4p, and what it learns from the wire.
+
+The rest of the package sees batches of reads and puts with per-PV outcomes (`get_many`,
+`put_many`), one client context per Interface (`Connection`), the monitors that keep each
+set PV's type and limits (`MetadataCache`), what a PV accepts and how a value is checked
+against it (`PvInfo`, `normalize`, `coerce`), closing under a waiter (`mark_closed`), the
+client settings as pvxs reads them, and the UDP name search that finds a PV's server.
+"""
+
+from ._closing import check_open, closed_error, is_closed, mark_closed, watch
+from ._connection import Connection
+from ._monitors import MetadataCache
+from ._p4p import CallerQueue, PrefixedContext, get_many, pop_lost_first_update, put_many
+from ._pvxs_settings import (
+    auto_addr_list,
+    client_settings,
+    endpoint,
+    entries,
+    numeric_address,
+    parse_bool,
+)
+from ._search import ServerAddress, find_servers, parse_response
+from ._values import (
+    SERVER_ID_FIELD,
+    PvInfo,
+    check_name,
+    coerce,
+    describe,
+    normalize,
+    server_id_of,
+    to_python,
+)
+
+__all__ = [
+    "SERVER_ID_FIELD", "CallerQueue", "Connection", "MetadataCache", "PrefixedContext", "PvInfo",
+    "ServerAddress", "auto_addr_list", "check_name", "check_open", "client_settings", "closed_error",
+    "coerce", "describe", "endpoint", "entries", "find_servers", "get_many", "is_closed", "mark_closed",
+    "normalize", "numeric_address", "parse_bool", "parse_response", "pop_lost_first_update", "put_many",
+    "server_id_of", "to_python", "watch",
+]

@@ -1,0 +1,65 @@
+"""Who is told when a client context is closed under them (close() or a fork in another thread).
+
+Closing a p4p context does not end the monitors opened on it: they go silent, and a wait on
+one would run its full time limit and then blame the machine. So whoever closes a context
+marks it closed here first, which wakes every waiter watching it; a waiter checks
+`is_closed` on each wake and fails at once with ContextClosedError.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+from ..errors import ContextClosedError
+
+__all__ = ["ContextClosedError", "check_open", "closed_error", "is_closed", "mark_closed", "watch"]
+
+_lock = threading.Lock()
+_closed: weakref.WeakSet[Any] = weakref.WeakSet()
+_watchers: weakref.WeakKeyDictionary[Any, set[Callable[[], None]]] = weakref.WeakKeyDictionary()
+
+
+def mark_closed(context: Any) -> None:
+    """Record that `context` is being closed and wake everyone watching it (call before close())."""
+    with _lock:
+        _closed.add(context)
+        wakers = list(_watchers.pop(context, ()))
+    for wake in wakers:
+        wake()
+
+
+def is_closed(context: Any) -> bool:
+    """True once `context` was closed: marked here, or closed by its owner directly."""
+    with _lock:
+        if context in _closed:
+            return True
+    # p4p 4.3.0 has no public "closed" flag: its raw Context sets _ctxt to None in close()
+    return getattr(context, "_ctxt", True) is None
+
+
+def closed_error(doing: str) -> ContextClosedError:
+    """The error for an operation cut off by its context closing, saying what it was doing."""
+    return ContextClosedError(
+        f"the client context was closed while {doing} (close() or os.fork() in another "
+        "thread); nothing can be concluded about the machine")
+
+
+def check_open(context: Any, doing: str) -> None:
+    """Raise ContextClosedError (saying what was being done) if `context` was closed."""
+    if is_closed(context):
+        raise closed_error(doing)
+
+
+def watch(context: Any, wake: Callable[[], None]) -> Callable[[], None]:
+    """Call `wake` when `context` is marked closed; returns the function that stops watching."""
+    with _lock:
+        _watchers.setdefault(context, set()).add(wake)
+
+    def unwatch() -> None:
+        with _lock:
+            _watchers.get(context, set()).discard(wake)
+
+    return unwatch

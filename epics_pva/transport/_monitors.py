@@ -1,0 +1,337 @@
+"""What the interface knows of each PV it sets: a monitor per PV, kept fresh by the server.
+
+A set checks its inputs against the type and control limits of each PV. Instead of a `get`
+round trip before every set, each setpoint PV gets a monitor on first use; the server pushes
+every change (value, limits, alarm) and every disconnect to it. One thread per cache runs the
+monitor callbacks (p4p's shared workers are dead in a forked child); it and every
+subscription end on close() and before a fork. Subscriptions unused for `idle` seconds, or
+beyond `size` PVs (least recently used first), are closed.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import threading
+import time
+import weakref
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from p4p.client.thread import Context, Disconnected, RemoteError
+
+from ._closing import closed_error, is_closed, watch
+from ._p4p import CallerQueue, pop_lost_first_update
+from ._values import PvInfo, describe, to_python
+
+__all__ = ["Lookup", "MetadataCache"]
+
+_log = logging.getLogger(__name__)
+
+_caches: weakref.WeakSet[MetadataCache] = weakref.WeakSet()
+
+
+class _Entry:
+    """One PV's subscription and the latest it pushed (value, connection state, last problem)."""
+
+    __slots__ = ("connected", "info", "problem", "subscription", "used", "value")
+
+    def __init__(self, used: float) -> None:
+        self.subscription: Any = None
+        self.value: Any = None  # latest unwrapped p4p value, or None before the first
+        self.info: PvInfo | None = None  # describe(value), computed when first asked
+        self.connected = False
+        self.problem: str | None = None  # the last disconnect or remote error, in words
+        self.used = used
+
+
+class Lookup:
+    """The outcome of one MetadataCache.lookup: `infos` of the PVs ready, `problems` of the others."""
+
+    def __init__(self, infos: dict[str, PvInfo], problems: dict[str, str]) -> None:
+        self.infos, self.problems = infos, problems
+
+
+class MetadataCache:
+    """A monitor per PV, opened on first lookup; type, limits, value and connection pushed to it.
+
+    `size` is the most PVs monitored at once and `idle` the seconds after which an unused
+    PV's monitor is closed; `clock` (seconds) is the time those are measured by.
+    """
+
+    def __init__(self, size: int, idle: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.size, self.idle, self._clock = size, idle, clock
+        self._reset()
+        _caches.add(self)
+
+    def _reset(self) -> None:
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        self._entries: OrderedDict[str, _Entry] = OrderedDict()  # least recently used first
+        self._context: Context | None = None
+        self._queue: CallerQueue | None = None
+        self._thread: threading.Thread | None = None
+        self._pid = os.getpid()
+
+    # ---- life cycle -------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close every subscription and end the callback thread (waits for it, at most 5 s)."""
+        with self._lock:
+            entries, self._entries = list(self._entries.values()), OrderedDict()
+            thread, queue = self._thread, self._queue
+            self._thread = self._queue = self._context = None
+            self._changed.notify_all()
+        for entry in entries:
+            _close(entry)
+        if queue is not None:
+            queue.wake()
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(5.0)
+            if thread.is_alive():
+                _log.warning("the monitor callback thread did not end within 5 s")
+        if queue is not None:
+            queue.drop_pending()
+        if entries:
+            _log.debug("closed %d PV monitor(s)", len(entries))
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def _run(self, queue: CallerQueue) -> None:
+        """The callback thread: runs monitor updates as they arrive until close()."""
+        while self._queue is queue:  # close(), or a new context's queue, ends it
+            try:
+                queue.run_next(60.0)
+            except Exception:  # noqa: BLE001 - one bad update must not stop every PV's monitor
+                _log.exception("a PV monitor update failed")
+
+    def _start(self, context: Context) -> CallerQueue:
+        """The queue of `context`'s subscriptions, with its thread running (under the lock)."""
+        if self._context is not context:  # a new context: the old one's monitors are dead
+            stale = list(self._entries.values())
+            self._entries.clear()
+            for entry in stale:
+                _close(entry)
+            self._context = context
+        if self._queue is None:
+            queue = self._queue = CallerQueue()
+            self._thread = threading.Thread(target=self._run, args=(queue,), daemon=True,
+                                            name="pva-monitors")
+            self._thread.start()
+        return self._queue
+
+    # ---- monitors ---------------------------------------------------------------------------
+
+    def _subscribe(self, context: Context, queue: CallerQueue, pv: str, entry: _Entry) -> None:
+        def on_update(update: Any) -> None:
+            with self._lock:
+                if self._entries.get(pv) is not entry:
+                    return  # dropped or replaced meanwhile
+                if isinstance(update, Exception):
+                    entry.connected = False
+                    entry.info = None  # whoever serves it next is described afresh (see _reshapes)
+                    if isinstance(update, Disconnected):
+                        entry.problem = "disconnected from its server"
+                    elif isinstance(update, RemoteError):
+                        entry.problem = f"remote error: {update}"
+                    else:
+                        entry.problem = f"{type(update).__name__}: {update}"
+                else:
+                    if entry.info is not None and _reshapes(update, entry.info):
+                        entry.info = None  # described again when next asked
+                    entry.value = update
+                    entry.connected, entry.problem = True, None
+                self._changed.notify_all()
+
+        entry.subscription = context.monitor(pv, on_update, notify_disconnect=True, queue=queue)
+        pop_lost_first_update(entry.subscription, queue)
+
+    def _evict(self, now: float, keep: set[str]) -> None:
+        """Close the monitors idle for `idle` s, then the least recently used beyond `size`."""
+        dropped = [pv for pv, e in self._entries.items()
+                   if now - e.used >= self.idle and pv not in keep]
+        excess = len(self._entries) - len(dropped) - self.size
+        if excess > 0:
+            for pv in self._entries:
+                if excess <= 0:
+                    break
+                if pv not in keep and pv not in dropped:
+                    dropped.append(pv)
+                    excess -= 1
+        for pv in dropped:
+            _close(self._entries.pop(pv))
+        if dropped:
+            _log.debug("closed the monitors of %d unused PV(s)", len(dropped))
+
+    def lookup(self, context: Context, names: Iterable[str], timeout: float) -> Lookup:
+        """What each PV accepts, from its monitor; PVs not seen before are subscribed at once.
+
+        Waits, at most `timeout` seconds in all, for the first value of new PVs and for
+        disconnected ones to come back; a PV with neither is in `problems`, saying why.
+        If `context` is closed meanwhile, every PV not yet ready says so at once.
+        """
+        names = list(names)
+        deadline = time.monotonic() + timeout
+        self._check_process()
+        wake = watch(context, self._wake)
+        try:
+            with self._lock:
+                if is_closed(context):  # closed before this check began: start nothing on it
+                    return self._outcome(context, names, timeout)
+                queue = self._start(context)
+                now = self._clock()
+                for pv in names:
+                    entry = self._entries.get(pv)
+                    if entry is None:
+                        entry = self._entries[pv] = _Entry(now)
+                        try:
+                            self._subscribe(context, queue, pv, entry)
+                        except Exception as exc:  # noqa: BLE001 - e.g. closed: that PV's problem
+                            del self._entries[pv]
+                            entry.problem = f"cannot subscribe: {type(exc).__name__}: {exc}"
+                            continue
+                    entry.used = now
+                    self._entries.move_to_end(pv)
+                self._evict(now, set(names))  # a call's own PVs stay, even beyond `size`
+                while True:
+                    waiting = [pv for pv in names if pv in self._entries
+                               and not self._entries[pv].connected]
+                    remaining = deadline - time.monotonic()
+                    if not waiting or remaining <= 0 or is_closed(context):
+                        break
+                    self._changed.wait(remaining)
+                return self._outcome(context, names, timeout)
+        finally:
+            wake()
+
+    def _outcome(self, context: Context, names: list[str], timeout: float) -> Lookup:
+        infos: dict[str, PvInfo] = {}
+        problems: dict[str, str] = {}
+        closed = is_closed(context) or self._context is not context  # or close() under the wait
+        for pv in names:
+            entry = self._entries.get(pv)
+            if entry is not None and entry.connected:
+                if entry.info is None:
+                    entry.info = describe(entry.value)
+                infos[pv] = entry.info
+            elif closed:
+                problems[pv] = str(closed_error(f"checking {pv}"))
+            elif entry is None:
+                problems[pv] = "cannot subscribe to the PV"
+            elif entry.value is None:
+                problems[pv] = (f"cannot read the PV: no reply within {timeout:g} s "
+                                "(unknown PV, or its server is down)")
+            else:
+                problems[pv] = (f"cannot read the PV: {entry.problem or 'disconnected'}, "
+                                f"not back within {timeout:g} s")
+        return Lookup(infos, problems)
+
+    def infos(self, names: Iterable[str]) -> list[PvInfo | None]:
+        """What each PV accepts, as its monitor last pushed it (None: not monitored or not connected).
+
+        No wait and no round trip: for a put right after lookup(), which subscribed them.
+        """
+        found: list[PvInfo | None] = []
+        with self._lock:
+            for pv in names:
+                entry = self._entries.get(pv)
+                if entry is None or not entry.connected:
+                    found.append(None)
+                    continue
+                if entry.info is None:
+                    entry.info = describe(entry.value)
+                found.append(entry.info)
+        return found
+
+    def latest(self, names: Iterable[str]) -> dict[str, Any]:
+        """{pv: its latest value as plain Python} for the given PVs that are monitored and connected."""
+        with self._lock:
+            found = {pv: e.value for pv in names
+                     if (e := self._entries.get(pv)) is not None and e.connected}
+        return {pv: to_python(value) for pv, value in found.items()}
+
+    def state(self, pv: str) -> str:
+        """'connected', 'disconnected', 'connecting' (no value yet) or 'unmonitored'."""
+        with self._lock:
+            return _state(self._entries.get(pv))
+
+    def wait_for(self, pv: str, until: Callable[[str, Any], bool], timeout: float) -> bool:
+        """Wait at most `timeout` s until until(state(pv), latest value or None); True if it did.
+
+        Lets a caller (a test, a tool) act once the server's push has arrived, not sooner.
+        """
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while True:
+                entry = self._entries.get(pv)
+                if until(_state(entry), None if entry is None else entry.value):
+                    return True
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._changed.wait(remaining)
+
+    def _wake(self) -> None:
+        with self._lock:
+            self._changed.notify_all()
+
+    def _check_process(self) -> None:
+        if self._pid != os.getpid():  # forked without the at-fork hooks running
+            self._reset()
+
+
+def _reshapes(update: Any, info: PvInfo) -> bool:
+    """Whether a monitor update may change what its PV accepts (type, limits, choices, server id).
+
+    A server's post of a new value, alarm or time stamp marks only those fields changed;
+    describing every such update again would cost each set of many PVs a describe() per PV.
+    The description is dropped on every disconnect, so the first update from whichever server
+    answers next (which need not mark every field) is described afresh.
+    """
+    raw = getattr(update, "raw", update)
+    try:
+        changed = raw.changedSet()
+    except AttributeError:  # not a p4p Value: nothing to tell by
+        return True
+    for name in changed:
+        if name.partition(".")[0] in ("alarm", "timeStamp"):
+            continue
+        if name == "value.index" or (name == "value" and info.kind != "enum"):
+            continue  # a new value: an enum's choices are value.choices, which is not this
+        return True
+    return False
+
+
+def _state(entry: _Entry | None) -> str:
+    if entry is None:
+        return "unmonitored"
+    if entry.connected:
+        return "connected"
+    return "connecting" if entry.value is None else "disconnected"
+
+
+def _close(entry: _Entry) -> None:
+    subscription, entry.subscription = entry.subscription, None
+    if subscription is not None:
+        try:
+            subscription.close()
+        except Exception:  # noqa: BLE001 - closing a monitor of a closed context: nothing left
+            _log.debug("closing a monitor failed", exc_info=True)
+
+
+def _close_all() -> None:
+    # at exit: subscriptions left open while the interpreter finalizes can abort the process
+    for cache in list(_caches):
+        cache.close()
+
+
+def _after_fork_in_child() -> None:
+    for cache in list(_caches):
+        cache._reset()  # the parent's thread and subscriptions do not exist here
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+atexit.register(_close_all)
