@@ -201,3 +201,14 @@ def test_no_module_but_the_set_path_sends_a_put():
                 senders.setdefault(str(path.relative_to(root)), []).append(node.lineno)
     # the transport defines the batch put; the set path is its one caller
     assert {p for p in senders if not p.startswith("transport/")} == {"core/_set_path.py"}, senders
+
+
+def test_one_at_fork_registry():
+    """Every hook epics_pva runs at a fork is in epics_pva._fork, so their order is one list."""
+    from pathlib import Path
+
+    import epics_pva
+
+    root = Path(epics_pva.__file__).parent
+    registering = sorted(str(p.relative_to(root)) for p in root.rglob("*.py") if "os.register_at_fork" in p.read_text())
+    assert registering == ["_fork.py"]

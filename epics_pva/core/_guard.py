@@ -25,6 +25,7 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from .._fork import at_fork
 from ._settings import Settings, parse_setting, specs
 
 __all__ = [
@@ -171,4 +172,4 @@ def _forget_announcements_in_child() -> None:
     _announced.clear()
 
 
-os.register_at_fork(after_in_child=_forget_announcements_in_child)
+at_fork(after_in_child=_forget_announcements_in_child)

@@ -9,7 +9,6 @@ No network here: callers read the PV and hand the value to these functions.
 from __future__ import annotations
 
 import math
-import os
 import threading
 import weakref
 from collections import OrderedDict
@@ -19,6 +18,7 @@ from typing import Any
 from p4p import Value
 from p4p.client.thread import Disconnected, RemoteError
 
+from .._fork import at_fork
 from ..transport import to_python
 
 __all__ = [
@@ -162,7 +162,7 @@ def _after_fork_in_child() -> None:
         memory._lock = threading.Lock()  # a thread of the parent may have held it: start clean
 
 
-os.register_at_fork(after_in_child=_after_fork_in_child)
+at_fork(after_in_child=_after_fork_in_child)
 
 
 class AlarmMemory:

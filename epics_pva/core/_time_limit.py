@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import contextvars
 import logging
-import os
 import threading
 import time
 import weakref
 from collections.abc import Callable
 from typing import Any
+
+from .._fork import at_fork
 
 __all__ = ["TimeLimit", "ValidationTimeout"]
 
@@ -35,7 +36,7 @@ def _renew_in_child() -> None:
         limiter._reset()
 
 
-os.register_at_fork(after_in_child=_renew_in_child)
+at_fork(after_in_child=_renew_in_child)
 
 
 class TimeLimit:

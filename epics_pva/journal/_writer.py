@@ -73,6 +73,7 @@ from fcntl import LOCK_UN, flock
 from pathlib import Path
 from typing import Any
 
+from .._fork import at_fork
 from ..errors import JournalError
 from ._format import (
     BEFORE,
@@ -101,7 +102,7 @@ def _renew_locks_in_child() -> None:
         journal._lock = threading.Lock()
 
 
-os.register_at_fork(after_in_child=_renew_locks_in_child)
+at_fork(after_in_child=_renew_locks_in_child)
 
 
 class LineWriteError(JournalError):

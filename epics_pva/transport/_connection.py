@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from p4p.client.thread import Context
 
+from .._fork import at_fork
 from ._closing import mark_closed
 from ._p4p import PrefixedContext
 from ._pvxs_settings import client_settings
@@ -54,7 +55,7 @@ def _after_fork_in_child() -> None:
     _live_lock.release()
 
 
-os.register_at_fork(
+at_fork(
     before=_before_fork, after_in_parent=_after_fork_in_parent, after_in_child=_after_fork_in_child
 )
 

@@ -22,6 +22,7 @@ from typing import Any
 
 from p4p.client.thread import Context, Disconnected, RemoteError
 
+from .._fork import at_fork
 from ._closing import closed_error, is_closed, watch
 from ._p4p import CallerQueue, pop_lost_first_update
 from ._values import PvInfo, describe, to_python
@@ -333,5 +334,5 @@ def _after_fork_in_child() -> None:
         cache._reset()  # the parent's thread and subscriptions do not exist here
 
 
-os.register_at_fork(after_in_child=_after_fork_in_child)
+at_fork(after_in_child=_after_fork_in_child)
 atexit.register(_close_all)

@@ -7,7 +7,6 @@ at its one caller.
 from __future__ import annotations
 
 import logging
-import os
 import queue
 import threading
 import time
@@ -20,6 +19,7 @@ from p4p.client.raw import RemoteError, _ClientOperation
 from p4p.client.raw import defaultBuilder as _default_builder
 from p4p.client.thread import Context
 
+from .._fork import at_fork
 from ._closing import closed_error, is_closed, watch
 from ._values import PvInfo
 
@@ -196,7 +196,7 @@ class _Closers:
 
     def __init__(self) -> None:
         self._reset()
-        os.register_at_fork(after_in_child=self._reset)
+        at_fork(after_in_child=self._reset)
 
     def _reset(self) -> None:
         self._lock = threading.Lock()
