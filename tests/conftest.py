@@ -15,7 +15,7 @@ import pytest
 from _network import pytest_pyfunc_call  # noqa: F401 - runs private_network tests in their namespace
 from p4p.client.thread import Context, Disconnected
 
-from epics_pva.transport import pop_lost_first_update
+from epics_pva.transport import Monitor
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -108,9 +108,8 @@ def monitor() -> Iterator[Callable[[Context, str], Recorder]]:
 
     def make(ctx: Context, pv: str) -> Recorder:
         recorder = Recorder()
-        sub = ctx.monitor(pv, recorder, request=NO_SQUASH, notify_disconnect=True)
-        pop_lost_first_update(sub)  # p4p 4.3 can drop a first update and stall
-        subscriptions.append(sub)
+        # epics_pva's own monitor: p4p 4.3's thread-level one can drop a first update and stall
+        subscriptions.append(Monitor(ctx, pv, recorder, request=NO_SQUASH, unwrap=True))
         return recorder
 
     yield make

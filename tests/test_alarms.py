@@ -295,23 +295,28 @@ def test_get_readings_of_nothing_is_empty(interface):
 
 
 class AlarmSpyContext(Context):
-    """A real p4p context that signals once a monitor callback has received an INVALID update."""
+    """A real p4p context that signals once a wait's monitor callback has received an INVALID update."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.saw_invalid = threading.Event()
 
-    def monitor(self, name, cb, *args, **kwargs):
+
+@pytest.fixture
+def context(server, monkeypatch):
+    from epics_pva.core import _validation
+    from epics_pva.transport import Monitor
+
+    ctx = AlarmSpyContext("pva", conf=server.conf(), useenv=False)
+
+    def spied(context, name, cb, *args, **kwargs):
         def spy(update):
             cb(update)
             if getattr(update, "severity", 0) >= INVALID:
-                self.saw_invalid.set()
-        return super().monitor(name, spy, *args, **kwargs)
+                ctx.saw_invalid.set()
+        return Monitor(context, name, spy, *args, **kwargs)
 
-
-@pytest.fixture
-def context(server):
-    ctx = AlarmSpyContext("pva", conf=server.conf(), useenv=False)
+    monkeypatch.setattr(_validation, "Monitor", spied)
     yield ctx
     ctx.close()
 

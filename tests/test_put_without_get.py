@@ -2,7 +2,7 @@
 
 Against the soft IOC, EPICS base's softIoc (QSRV) and a plain p4p server (kinds and enum choices
 the others do not change). Which puts were made with a Get first is recorded by a subclass of
-p4p's own client operation that notes its arguments and then does the real operation.
+the transport's one function that starts a put, which notes its arguments and then starts it.
 """
 
 from __future__ import annotations
@@ -14,14 +14,13 @@ from typing import Any
 import numpy as np
 import pytest
 from p4p import Type, Value
-from p4p.client.raw import _ClientOperation
 from p4p.client.thread import Context
 from p4p.nt import NTEnum, NTScalar
 from p4p.server import Server
 from p4p.server.thread import SharedPV
 
 from epics_pva import Interface, InvalidInputError
-from epics_pva.transport import _p4p as compat
+from epics_pva.transport import _batch as compat
 from softioc.audit import ACCEPTED
 
 TIMEOUT = 5.0
@@ -31,14 +30,13 @@ TIMEOUT = 5.0
 def puts_made(monkeypatch) -> list[tuple[str, bool]]:
     """(PV name on the wire, whether a Get came first) of every put the interface issues."""
     made: list[tuple[str, bool]] = []
+    start_put = compat.start_put
 
-    class Recording(_ClientOperation):
-        def __init__(self, provider: Any, name: str, **kws: Any) -> None:
-            if kws.get("put"):
-                made.append((name, bool(kws.get("get"))))
-            super().__init__(provider, name, **kws)
+    def recording(context: Any, wire: str, handler: Any, builder: Any, get: bool) -> Any:
+        made.append((wire, bool(get)))
+        return start_put(context, wire, handler, builder, get)
 
-    monkeypatch.setattr(compat, "_ClientOperation", Recording)
+    monkeypatch.setattr(compat, "start_put", recording)
     return made
 
 
@@ -184,9 +182,9 @@ def test_the_put_builder_skips_the_get_only_for_kinds_it_can_fill_in():
     from epics_pva.transport import PvInfo
 
     for kind in ("float", "int", "bool", "string", "array", "string_array"):
-        assert compat._put_builder(1, PvInfo(kind), None)[1] is False, kind
-    assert compat._put_builder("B", PvInfo("enum", choices=("A", "B")), None)[1] is False
-    assert compat._put_builder(1, PvInfo("enum", choices=("A", "B")), None)[1] is False
-    assert compat._put_builder("Z", PvInfo("enum", choices=("A", "B")), None)[1] is True  # the server judges
-    assert compat._put_builder(1.0, PvInfo("other"), None)[1] is True
-    assert compat._put_builder(1.0, None, None)[1] is True
+        assert compat._put_builder(1, PvInfo(kind))[1] is False, kind
+    assert compat._put_builder("B", PvInfo("enum", choices=("A", "B")))[1] is False
+    assert compat._put_builder(1, PvInfo("enum", choices=("A", "B")))[1] is False
+    assert compat._put_builder("Z", PvInfo("enum", choices=("A", "B")))[1] is True  # the server judges
+    assert compat._put_builder(1.0, PvInfo("other"))[1] is True
+    assert compat._put_builder(1.0, None)[1] is True

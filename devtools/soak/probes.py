@@ -23,18 +23,15 @@ def _open_fds() -> int:
 
 
 def _p4p_objects() -> dict[str, int]:
-    """Live p4p client subscriptions and operations (after a full garbage collection)."""
+    """Live p4p client subscriptions (after a full garbage collection) and operations started
+    by epics_pva and not yet ended."""
     from p4p.client import raw
 
-    operation = getattr(raw, "_ClientOperation", None)
+    from epics_pva.transport import live_operations
+
     gc.collect()
-    subscriptions = operations = 0
-    for obj in gc.get_objects():
-        if isinstance(obj, raw.Subscription):
-            subscriptions += 1
-        elif operation is not None and isinstance(obj, operation):
-            operations += 1
-    return {"subscriptions": subscriptions, "operations": operations}
+    subscriptions = sum(isinstance(obj, raw.Subscription) for obj in gc.get_objects())
+    return {"subscriptions": subscriptions, "operations": live_operations()}
 
 
 POOL_PREFIX = "epics_pva"  # the Interface's worker threads: bounded by its max_workers

@@ -29,7 +29,7 @@ from p4p.client.thread import Context
 
 from .. import _cancel as _cancel
 from ..errors import InvalidInputError
-from ..transport import CallerQueue, check_open, pop_lost_first_update, watch
+from ..transport import CallerQueue, Monitor, check_open, watch
 from ._readings import Alarm, alarm_of
 
 __all__ = [
@@ -156,12 +156,10 @@ def wait_for_readback(
     alarm = Alarm()  # of the last update judged
     try:
         try:
-            subscription = context.monitor(readback_pv, on_update, notify_disconnect=True,
-                                           queue=updates)
+            subscription = Monitor(context, readback_pv, on_update, updates, unwrap=True)
         except Exception:
             check_open(context, doing)
             raise
-        pop_lost_first_update(subscription, updates)
         while True:
             check_open(context, doing)
             if cancel is not None:

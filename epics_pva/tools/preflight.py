@@ -37,7 +37,7 @@ from p4p.client.thread import Context
 
 from ..core import Interface
 from ..results import Status
-from ..transport import PrefixedContext, PvInfo, describe, pop_lost_first_update, to_python
+from ..transport import ClientContext, Monitor, PvInfo, describe, to_python
 from ._writes import open_interface, put_failure, write
 from .arguments import program_name, pv_name, seconds
 from .environment import (
@@ -177,8 +177,8 @@ def run_preflight(
     if not checks:
         raise ValueError("no PVs to check")
 
-    kind, extra = (PrefixedContext, {"prefix": prefix}) if prefix else (Context, {})
-    ctx = kind("pva", conf=dict(conf) if conf is not None else None, useenv=conf is None, nt=False, **extra)
+    ctx = ClientContext("pva", conf=dict(conf) if conf is not None else None, useenv=conf is None, nt=False,
+                        prefix=prefix)
     try:
         names = list(checks)
         values = ctx.get(names, throw=False, timeout=timeout)
@@ -287,9 +287,7 @@ def _watch_updates(watched: list[PVCheck], ctx: Context, update_time: float) -> 
 
     subscriptions = []
     for check in watched:
-        subscription = ctx.monitor(check.pv, partial(callback, check.pv), notify_disconnect=True)
-        pop_lost_first_update(subscription)
-        subscriptions.append(subscription)
+        subscriptions.append(Monitor(ctx, check.pv, partial(callback, check.pv)))
     try:
         done.wait(update_time)
     finally:

@@ -1,16 +1,20 @@
 """The transport: everything of epics_pva that talks to p4p, and what it learns from the wire.
 
 The rest of the package sees batches of reads and puts with per-PV outcomes (`get_many`,
-`put_many`), one client context per Interface (`Connection`), the monitors that keep each
+`put_many`), one client context per Interface that is safe to close at any moment
+(`ClientContext`, made by `Connection`), monitors that lose no update (`Monitor`), those that keep each
 set PV's type and limits (`MetadataCache`), what a PV accepts and how a value is checked
 against it (`PvInfo`, `normalize`, `coerce`), closing under a waiter (`mark_closed`), the
 client settings as pvxs reads them, and the UDP name search that finds a PV's server.
 """
 
+from ._batch import get_many, put_many
 from ._closing import check_open, closed_error, is_closed, mark_closed, watch
 from ._connection import Connection
+from ._gate import live_operations, wait_released
+from ._monitor import CallerQueue, Monitor, live_monitors
 from ._monitors import MetadataCache
-from ._p4p import CallerQueue, PrefixedContext, get_many, pop_lost_first_update, put_many
+from ._p4p import ClientContext
 from ._pvxs_settings import (
     auto_addr_list,
     client_settings,
@@ -32,9 +36,9 @@ from ._values import (
 )
 
 __all__ = [
-    "SERVER_ID_FIELD", "CallerQueue", "Connection", "MetadataCache", "PrefixedContext", "PvInfo",
+    "SERVER_ID_FIELD", "CallerQueue", "ClientContext", "Connection", "MetadataCache", "Monitor", "PvInfo",
     "ServerAddress", "auto_addr_list", "check_name", "check_open", "client_settings", "closed_error",
-    "coerce", "describe", "endpoint", "entries", "find_servers", "get_many", "is_closed", "mark_closed",
-    "normalize", "numeric_address", "parse_bool", "parse_response", "pop_lost_first_update", "put_many",
-    "server_id_of", "to_python", "watch",
+    "coerce", "describe", "endpoint", "entries", "find_servers", "get_many", "is_closed", "live_monitors", "live_operations",
+    "mark_closed", "normalize", "numeric_address", "parse_bool", "parse_response", "put_many",
+    "server_id_of", "to_python", "wait_released", "watch",
 ]

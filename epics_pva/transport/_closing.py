@@ -13,6 +13,9 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
+from p4p.client.raw import Context as RawContext
+
+from .._fork import at_fork
 from ..errors import ContextClosedError
 
 __all__ = ["ContextClosedError", "check_open", "closed_error", "is_closed", "mark_closed", "watch"]
@@ -20,6 +23,14 @@ __all__ = ["ContextClosedError", "check_open", "closed_error", "is_closed", "mar
 _lock = threading.Lock()
 _closed: weakref.WeakSet[Any] = weakref.WeakSet()
 _watchers: weakref.WeakKeyDictionary[Any, set[Callable[[], None]]] = weakref.WeakKeyDictionary()
+
+
+def _after_fork_in_child() -> None:
+    global _lock
+    _lock = threading.Lock()  # a thread of the parent may have held it: start clean
+
+
+at_fork(after_in_child=_after_fork_in_child)
 
 
 def mark_closed(context: Any) -> None:
@@ -32,12 +43,20 @@ def mark_closed(context: Any) -> None:
 
 
 def is_closed(context: Any) -> bool:
-    """True once `context` was closed: marked here, or closed by its owner directly."""
+    """True once `context` was closed: marked here, or closed by its owner directly.
+
+    A ClientContext says so itself (`closed`); any other p4p Context is closed when its
+    conf() is empty, as p4p 4.3.0's is once closed (tests/test_p4p_api.py checks it).
+    """
     with _lock:
         if context in _closed:
             return True
-    # p4p 4.3.0 has no public "closed" flag: its raw Context sets _ctxt to None in close()
-    return getattr(context, "_ctxt", True) is None
+    closed = getattr(context, "closed", None)
+    if isinstance(closed, bool):
+        return closed
+    if isinstance(context, RawContext):
+        return not context.conf()
+    return False
 
 
 def closed_error(doing: str) -> ContextClosedError:

@@ -15,11 +15,9 @@ import weakref
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 
-from p4p.client.thread import Context
-
 from .._fork import at_fork
 from ._closing import mark_closed
-from ._p4p import PrefixedContext
+from ._p4p import ClientContext
 from ._pvxs_settings import client_settings
 
 __all__ = ["Connection"]
@@ -74,7 +72,7 @@ class Connection:
         self.max_workers = max_workers
         self._forget = on_close
         self.lock = threading.RLock()
-        self._context: Context | None = None
+        self._context: ClientContext | None = None
         self._built_from: dict[str, str] = {}  # the client settings the open context was built from
         self._pool: ThreadPoolExecutor | None = None
         self._pid = os.getpid()
@@ -118,17 +116,16 @@ class Connection:
             context.close()
             _log.debug("closed p4p client context")
 
-    def context(self) -> Context:
+    def context(self) -> ClientContext:
         """The client context, created on first use (and again after close() or a fork)."""
         with self.lock:
             if self._pid != os.getpid():  # forked without the at-fork hooks running
                 self._drop()
                 self._pid = os.getpid()
             if self._context is None:
-                kind, extra = (PrefixedContext, {"prefix": self.prefix}) if self.prefix else (Context, {})
                 # the environment is read once, here, and the context built from that copy
                 built_from = client_settings(self.conf)
-                self._context = kind("pva", conf=built_from, useenv=False, **extra)
+                self._context = ClientContext("pva", conf=built_from, useenv=False, prefix=self.prefix)
                 self._built_from = built_from
                 _log.debug("opened p4p client context")
             return self._context

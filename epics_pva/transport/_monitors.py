@@ -24,7 +24,7 @@ from p4p.client.thread import Context, Disconnected, RemoteError
 
 from .._fork import at_fork
 from ._closing import closed_error, is_closed, watch
-from ._p4p import CallerQueue, pop_lost_first_update
+from ._monitor import CallerQueue, Monitor
 from ._values import PvInfo, describe, to_python
 
 __all__ = ["Lookup", "MetadataCache"]
@@ -40,7 +40,7 @@ class _Entry:
     __slots__ = ("connected", "info", "problem", "subscription", "used", "value")
 
     def __init__(self, used: float) -> None:
-        self.subscription: Any = None
+        self.subscription: Monitor | None = None
         self.value: Any = None  # latest unwrapped p4p value, or None before the first
         self.info: PvInfo | None = None  # describe(value), computed when first asked
         self.connected = False
@@ -147,8 +147,7 @@ class MetadataCache:
                     entry.connected, entry.problem = True, None
                 self._changed.notify_all()
 
-        entry.subscription = context.monitor(pv, on_update, notify_disconnect=True, queue=queue)
-        pop_lost_first_update(entry.subscription, queue)
+        entry.subscription = Monitor(context, pv, on_update, queue, unwrap=True)
 
     def _evict(self, now: float, keep: set[str]) -> None:
         """Close the monitors idle for `idle` s, then the least recently used beyond `size`."""

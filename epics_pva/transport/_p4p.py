@@ -1,398 +1,312 @@
-"""Every workaround for p4p behaviour, in one place; each says where it was found and why.
+"""The client context of an Interface and the start of every operation epics_pva makes on it.
 
-All were found on p4p 4.3.0 (Python 3.11, loopback). When p4p fixes one, delete it here and
-at its one caller.
+All through p4p's public API (found on p4p 4.3.0 with pvxs 1.5.3, Python 3.11, loopback):
+``p4p.client.raw.Context.get/put/monitor`` with a handler each, ``p4p.client.thread.Context``,
+the default NT types of ``p4p.nt.defaultNT()`` and ``Context.conf()``. The p4p behaviours
+this package works around, each with where it was found, are told where they are handled:
+
+- closing a context while another thread calls into it can hang that thread, or read a
+  handle being freed: `ClientContext` counts every call into pvxs on its behalf and closes
+  only when none is inside (_gate.py);
+- releasing an operation costs two synchronous round trips to pvxs's event loop: a batch's
+  completed operations are released by other threads after the call (_gate.py);
+- p4p's thread-level monitor loses a first update that arrives before it returns, and
+  closing one while it is popped deadlocks: epics_pva's `Monitor` (_monitor.py);
+- p4p's thread get/put of a list wake the caller once per reply, mark every PV of a put
+  timed out when one is, and read '{...}' strings as JSON: _batch.py;
+- p4p unwraps values with per-context state that two threads can mix up; `ClientContext`
+  asks p4p for raw Values and unwraps (for its callers) with `NT`, one helper per type.
+
+Two facts relied on are not in p4p's documentation, so tests/test_p4p_api.py checks them,
+and fails loudly if a p4p release changes them: ``conf()`` of a closed context is empty
+(how `is_closed` tells a plain p4p Context is closed), and a put builder's exception reaches
+the handler rebuilt as ``type(exc)(exc)`` (why _batch.py raises its own).
 """
 
 from __future__ import annotations
 
-import logging
-import queue
 import threading
-import time
 from collections.abc import Callable, Sequence
-from functools import partial
 from typing import Any
 
-from p4p.client.raw import Context as _RawContext
-from p4p.client.raw import RemoteError, _ClientOperation
-from p4p.client.raw import defaultBuilder as _default_builder
+from p4p import Value
+from p4p.client.raw import Context as RawContext
 from p4p.client.thread import Context
+from p4p.nt import defaultNT
 
-from .._fork import at_fork
-from ._closing import closed_error, is_closed, watch
-from ._values import PvInfo
+from ._closing import is_closed, mark_closed
+from ._gate import _Gate, gate_of
 
-_log = logging.getLogger(__name__)
+__all__ = [
+    "NT", "READ_REQUEST", "ClientContext", "default_nt", "raw_value", "start_operations", "start_put",
+]
 
-__all__ = ["READ_REQUEST", "CallerQueue", "get_many", "pop_lost_first_update", "put_many"]
+READ_REQUEST = RawContext.makeRequest("field(value,alarm,timeStamp)")
+"""What a read asks the server for: the value, its alarm and time stamp (no display, limits...)."""
 
+# ---- operations: started and ended through the gate ----------------------------------------------
 
-def pop_lost_first_update(subscription: Any, work_queue: Any = None) -> None:
-    """Queue one extra pop of a fresh subscription, in case p4p dropped its first update.
-
-    p4p 4.3.0: a first update that arrives before ``Context.monitor()`` returns is dropped
-    ("Lost Subscription update") and nothing pops it again, so the subscription stalls
-    (about 1 in 3,000 under load). A spare pop is harmless when nothing is pending.
-    `work_queue` is the queue the subscription was created with (default: its own).
-    """
-    handle = getattr(subscription, "_handle", None)
-    work_queue = getattr(subscription, "_Q", None) if work_queue is None else work_queue
-    if handle is not None and work_queue is not None:
-        work_queue.push(handle)
-
-
-class CallerQueue:
-    """A p4p work queue drained by the thread that waits, so updates are handled where awaited.
-
-    p4p 4.3.0's default queue hands callbacks to 4 process-wide worker threads, started on
-    first use; in a child forked after the parent started them they are dead, and the
-    child's monitor callbacks never run. Draining in the waiting thread works in any
-    process and needs no thread.
-    """
-
-    def __init__(self) -> None:
-        self._queue: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
-
-    def push(self, work: Callable[[], None]) -> None:
-        """Queue one piece of work (p4p calls this from its own threads)."""
-        self._queue.put(work)
-
-    push_wait = push
-
-    def run_next(self, timeout: float) -> None:
-        """Run the next queued update, waiting at most `timeout` seconds for one."""
-        try:
-            work = self._queue.get(timeout=max(timeout, 0.0))
-        except queue.Empty:
-            return
-        work()
-
-    def wake(self) -> None:
-        """Make a waiting run_next return at once (it runs a no-op)."""
-        self._queue.put(lambda: None)
-
-    def drop_pending(self) -> None:
-        """Forget every queued update (the subscription is closed)."""
-        while True:
-            try:
-                self._queue.get_nowait()
-            except queue.Empty:
-                return
-
-
-class _Batch:
-    """The outcomes of concurrent operations issued together, and one wake-up when all are in.
-
-    p4p 4.3.0's ``Context.get(list)``/``put(list)`` queue each reply on a ``queue.Queue``
-    and wake the waiting thread once per reply, and unwrap every Value into an NT wrapper:
-    per PV, GIL hand-offs and Python work that the interface does not need. Here each reply
-    is stored under one lock and the waiter is woken once, when the last one is in (or the
-    context is closed). Replies arriving after `finish()` (late, or the cancel of a pending
-    operation) are ignored.
-    """
-
-    __slots__ = ("_convert", "_left", "_lock", "_open", "done", "results")
-
-    def __init__(self, count: int, convert: Callable[[Any], Any] | None = None) -> None:
-        self._convert = convert
-        self.results: list[Any] = [_PENDING] * count
-        self._left = count
-        self._lock = threading.Lock()
-        self._open = True
-        self.done = threading.Event()
-        if not count:
-            self.done.set()
-
-    def reply(self, i: int, code: int, message: str, value: Any) -> None:
-        """p4p's raw completion callback (code 0 remote error, 1 cancelled, 2 builder error, 3 done)."""
-        if code == 3:
-            outcome = value
-            if self._convert is not None and value is not None:
-                try:  # here, on p4p's thread, while the caller waits for the other replies
-                    outcome = self._convert(value)
-                except Exception as exc:  # noqa: BLE001 - that PV's outcome
-                    outcome = exc
-        elif code == 0:
-            outcome = RemoteError(message)
-        elif code == 2:  # an exception in the put builder: (type, value, traceback)
-            kind, error, trace = value
-            outcome = (error if isinstance(error, BaseException) else kind(error)).with_traceback(trace)
-        else:
-            return  # cancelled: only by finish()'s close of a pending operation
-        with self._lock:
-            if not self._open or self.results[i] is not _PENDING:
-                return
-            self.results[i] = outcome
-            self._left -= 1
-            if not self._left:
-                self.done.set()
-
-    def failed(self, i: int, error: BaseException) -> None:
-        """Record that operation `i` could not even be issued."""
-        with self._lock:
-            if self.results[i] is _PENDING:
-                self.results[i] = error
-                self._left -= 1
-                if not self._left:
-                    self.done.set()
-
-    def finish(self, pending: Callable[[int], BaseException]) -> list[Any]:
-        """Stop taking replies; those still missing get pending(i); the outcomes, in order."""
-        with self._lock:
-            self._open = False
-            results = self.results
-            for i, outcome in enumerate(results):
-                if outcome is _PENDING:
-                    results[i] = pending(i)
-        return results
-
-
-_PENDING = object()  # a _Batch slot whose reply has not arrived
-
-
-def _wire_name(context: Context, name: str) -> str:
-    """The name on the wire: a PrefixedContext's prefix first."""
+def _wire_name(context: Any, name: str) -> str:
+    """The name on the wire: a ClientContext's prefix first."""
     return getattr(context, "name_prefix", "") + name
 
 
-def _run(context: Context, names: Sequence[str], issue: Callable[[Any, str, Callable[..., None], int], Any],
-         timeout: float, doing: str, convert: Callable[[Any], Any] | None = None) -> list[Any]:
-    """Issue one raw operation per name, wait at most `timeout` s for all, close them all.
+Start = Callable[[Any, str, int], Any]
+"""start(context, name on the wire, index) -> one raw p4p operation (RawContext.get or .put)."""
 
-    Per name: its outcome (passed through `convert` if given), TimeoutError(name) if none came
-    in time, or ContextClosedError if the context was closed meanwhile (close() or a fork in
-    another thread).
+
+def start_operations(context: Any, names: Sequence[str], start: Start,
+                     failed: Callable[[int, BaseException], None],
+                     closed: Callable[[str], BaseException]) -> list[Any | None]:
+    """Start one raw operation per name, all inside the context's gate; ops[i] is names[i]'s.
+
+    A name whose operation cannot be started (ops[i] None) gets failed(i, error): `closed(name)`
+    when the context is closing or closed (nothing is started on it then), or what p4p raised.
+    The list is in the context's ledger until the caller ends the operations and drops it
+    (_gate.dropped).
     """
-    batch = _Batch(len(names), convert)
-    unwatch = watch(context, batch.done.set)
-    ops: list[Any] = []
+    gate = gate_of(context)
+    ops: list[Any | None] = [None] * len(names)
+    gate.keep(ops)  # until its owner drops it: close() ends whatever it still holds
+    entered = gate.enter()
     try:
-        provider = context._ctxt  # p4p 4.3.0: the raw client provider; None once closed
+        prefix = getattr(context, "name_prefix", "")
         for i, name in enumerate(names):
+            if not entered or gate.closed:  # a close began: start nothing more on it
+                failed(i, closed(name))
+                continue
             try:
-                if provider is None:
-                    raise closed_error(f"{doing} {name}")
-                ops.append(issue(provider, _wire_name(context, name), partial(batch.reply, i), i))
-            except Exception as exc:  # noqa: BLE001 - e.g. the context is closed: that PV's outcome
-                batch.failed(i, exc)
-        batch.done.wait(max(timeout, 0.0))
-        closed = is_closed(context)
-        return batch.finish(lambda i: closed_error(f"{doing} {names[i]}") if closed else TimeoutError(names[i]))
+                ops[i] = start(context, prefix + name, i)
+            except Exception as exc:  # noqa: BLE001 - e.g. closed under us: that PV's outcome
+                failed(i, closed(name) if is_closed(context) else exc)
     finally:
-        unwatch()
-        _close_all(ops)
+        if entered:
+            gate.leave()
+    return ops
 
 
-CLOSE_HELPERS = 2
-"""Threads besides the caller's that close a large batch's operations (see _close_all)."""
-CLOSE_SHARE = 32
-"""Operations a batch needs per closing thread before another thread helps close them."""
+def start_put(context: Any, wire: str, handler: Callable[[Any], None], builder: Callable[[Any], None],
+              get: bool) -> Any:
+    """Start one put (p4p's raw client): builder(Value) fills it in, after a Get if `get`."""
+    return RawContext.put(context, wire, handler, builder, None, get)
 
 
-class _Closers:
-    """CLOSE_HELPERS daemon threads closing operations handed to them; started on first use,
-    and again in a forked child (where the parent's threads do not exist)."""
+class NT:
+    """p4p's default NT helpers (p4p.nt.defaultNT), one instance per type ID, for any thread.
+
+    What p4p's Context does with its `nt=` argument, without its per-context state (which
+    two threads unwrapping values of different types at once can mix up).
+    """
 
     def __init__(self) -> None:
-        self._reset()
-        at_fork(after_in_child=self._reset)
+        self._kinds = defaultNT()
+        self._helpers: dict[str, Any] = {}
 
-    def _reset(self) -> None:
-        self._lock = threading.Lock()
-        self._work: queue.SimpleQueue[tuple[list[Any], threading.Event]] | None = None
+    def _helper(self, value: Value) -> Any:
+        type_id = value.getID()
+        helper = self._helpers.get(type_id)
+        if helper is None and type_id in self._kinds:
+            helper = self._helpers[type_id] = self._kinds[type_id]()
+        return helper
 
-    def close(self, ops: list[Any]) -> threading.Event:
-        """Hand `ops` to a helper; the event is set once every one of them is closed."""
+    def unwrap(self, value: Any) -> Any:
+        """A Value as p4p's thread Context gives it by default (ntfloat, ntenum...); others as they are."""
+        if not isinstance(value, Value):
+            return value
+        helper = self._helper(value)
+        return value if helper is None else helper.unwrap(value)
+
+    def builder(self, value: Any) -> Callable[[Any], None]:
+        """A put builder storing `value` as p4p's own put does (p4p.client.raw.defaultBuilder)."""
+        if callable(value):
+            return value  # type: ignore[no-any-return]
+
+        def build(put: Value) -> None:
+            if isinstance(value, Value):
+                put[None] = value
+            elif isinstance(value, dict):
+                for key, item in value.items():
+                    put[key] = item
+            else:
+                helper = self._helper(put)
+                if helper is None:
+                    put.value = value  # as p4p does for a structure of no known NT type
+                else:
+                    helper.assign(put, value)
+        return build
+
+
+default_nt = NT()
+"""p4p's default NT types, shared: NT keeps no per-call state."""
+
+
+def raw_value(value: Any) -> Any:
+    """The p4p Value of a read value: itself, or what p4p's NT wrapper (ntfloat...) carries."""
+    return value if isinstance(value, Value) else getattr(value, "raw", value)
+
+
+# ---- the context ---------------------------------------------------------------------------------
+
+class _Tracked:
+    """An operation or subscription started through a ClientContext's own raw methods (by
+    p4p's thread-level get, put, monitor...): ended through the gate, popped under a lock."""
+
+    __slots__ = ("_gate", "_lock", "_raw", "__weakref__")
+
+    def __init__(self, gate: _Gate, raw: Any) -> None:
+        self._gate, self._raw, self._lock = gate, raw, threading.Lock()
+        gate.keep(raw)
+
+    def pop(self) -> Any:
         with self._lock:
-            work = self._work
-            if work is None:
-                work = self._work = queue.SimpleQueue()
-                for k in range(CLOSE_HELPERS):
-                    threading.Thread(target=self._run, args=(work,), daemon=True, name=f"pva-close-{k}").start()
-        done = threading.Event()
-        work.put((ops, done))
-        return done
+            raw = self._raw
+            return None if raw is None else raw.pop()
 
-    @staticmethod
-    def _run(work: queue.SimpleQueue[tuple[list[Any], threading.Event]]) -> None:
-        while True:
-            ops, done = work.get()
+    def close(self) -> None:
+        with self._lock:
+            raw, self._raw = self._raw, None
+            if raw is None:
+                return
+            entered = self._gate.enter_to_end()
             try:
-                _close_each(ops)
-            except Exception:  # noqa: BLE001 - a helper must outlive a bad close
-                _log.exception("closing p4p operations failed")
+                raw.close()
             finally:
-                del ops
-                done.set()
+                if entered:
+                    self._gate.leave()
+            self._gate.drop(raw)
+
+    cancel = close
+
+    def complete(self) -> bool:
+        raw = self._raw
+        return bool(raw is None or raw.complete())
+
+    @property
+    def done(self) -> bool:
+        return self.complete()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 - a finaliser must not raise
+            pass
 
 
-_closers = _Closers()
-
-
-def _close_all(ops: list[Any]) -> None:
-    """Close every operation; a large batch's in a few threads at once.
-
-    p4p 4.3.0 closes an operation by synchronous round trips to its client's event loop
-    thread: a third of the time of a batch of 100 puts, one close after the other. Closed
-    from several threads, the loop handles the closes of several at each wake-up.
-    """
-    helpers = min(CLOSE_HELPERS, len(ops) // CLOSE_SHARE)
-    shares = [_closers.close(ops[k + 1::helpers + 1]) for k in range(helpers)]
-    _close_each(ops[::helpers + 1])
-    for done in shares:
-        done.wait()
-
-
-def _close_each(ops: list[Any]) -> None:
-    for op in ops:
-        op.close()
-
-
-READ_REQUEST = _RawContext.makeRequest("field(value,alarm,timeStamp)")
-"""What a read asks the server for: the value, its alarm and time stamp (no display, limits...)."""
-
-
-def get_many(context: Context, names: Sequence[str], timeout: float, request: Any = READ_REQUEST,
-             convert: Callable[[Any], Any] | None = None) -> list[Any]:
-    """Get names concurrently; per PV its raw p4p Value (not unwrapped), or convert(Value), or the exception.
-
-    What ``Context.get(list, throw=False)`` does, with less work per PV (see _Batch), and by
-    default asking only for value, alarm and time stamp (the Value keeps the PV's full type;
-    the other fields are left unset). A PV whose server refuses that request (a structure
-    with none of those fields) is read again whole, within the same `timeout` s. Exceptions:
-    TimeoutError (no reply within `timeout` s in all), RemoteError, ContextClosedError if the
-    context is closed meanwhile; whatever `convert` raised. `convert` runs on p4p's thread as
-    each reply arrives, so converting overlaps the wait for the others.
-    """
-    deadline = time.monotonic() + timeout
-
-    def issue(provider: Any, name: str, reply: Callable[..., None], i: int) -> Any:
-        return _ClientOperation(provider, name, handler=reply, pvRequest=request, get=True, put=False)
-
-    results = _run(context, names, issue, timeout, "reading", convert)
-    again = [i for i, outcome in enumerate(results) if isinstance(outcome, RemoteError)]
-    if again and request is not None:
-        whole = get_many(context, [names[i] for i in again], deadline - time.monotonic(), None, convert)
-        for i, outcome in zip(again, whole, strict=True):
-            results[i] = outcome
-    return results
-
-
-# the kinds (values.PvInfo.kind) whose put needs nothing of the PV's current value
-_PLAIN_KINDS = frozenset({"float", "int", "bool", "string", "array", "string_array"})
-
-
-def _put_builder(value: Any, info: PvInfo | None, nt: Any) -> tuple[Callable[[Any], None], bool]:
-    """(builder, get first?) for putting `value`: a PV of known kind is filled in directly,
-    with no Get first; any other goes through p4p's own builder after a Get, as p4p puts do."""
-    if info is not None and info.kind in _PLAIN_KINDS:
-        def plain(put: Any) -> None:
-            put["value"] = value
-        return plain, False
-    if info is not None and info.kind == "enum" and (isinstance(value, int) or value in info.choices):
-        index = value if isinstance(value, int) else info.choices.index(value)  # the monitor's choices
-
-        def enum(put: Any) -> None:
-            put["value.index"] = index
-        return enum, False
-    return _default_builder(value, nt), True
-
-
-Vet = Callable[[str, Any, Any, bool], None]
-"""put_many's `vet(name, value, fetched Value, again)`: raises to stop the put (see _Vetted)."""
-
-
-class _Vetted:
-    """A put builder that lets `vet` see the fetched Value first (raising stops the put).
-
-    pvxs 1.5 (src/clientget.cpp, GPROp::disconnected) puts an operation whose connection drops
-    after the put was sent, before its reply, back among its channel's pending ones: on the
-    next connection, to whichever server answers the name, the put is fetched, built and sent
-    again, and the caller is not told. The builder then runs a second time; `vet` hears it
-    (again=True): this put already went out once, on the old connection.
-    """
-
-    __slots__ = ("_builder", "_built", "_name", "_value", "_vet")
-
-    def __init__(self, vet: Vet, name: str, value: Any, builder: Callable[[Any], None]) -> None:
-        self._vet, self._name, self._value, self._builder = vet, name, value, builder
-        self._built = False  # on p4p's thread only: one operation's builds come one at a time
-
-    def __call__(self, current: Any) -> None:
-        self._vet(self._name, self._value, current, self._built)
-        self._builder(current)
-        self._built = True
-
-
-def put_many(context: Context, names: Sequence[str], values: Sequence[Any], timeout: float,
-             infos: Sequence[PvInfo | None] | None = None,
-             vet: Vet | None = None) -> list[BaseException | None]:
-    """Put values[i] to names[i] concurrently; per PV: None (done) or the exception (TimeoutError...).
-
-    p4p 4.3.0's ``Context.put(list, values, throw=False)`` marks *every* PV as timed out
-    when any one does (a completed put's result is None, like a pending one's), and reads
-    strings beginning with '{' as JSON. This issues the same concurrent puts through p4p's
-    raw client and records which completed, so a timeout on one PV never hides the success
-    of another. Waits at most `timeout` seconds in all; puts still pending then are cancelled.
-    If the context is closed meanwhile (see closing.py), the wait ends at once and the
-    pending puts get ContextClosedError: their fate is unknown, not timed out.
-
-    `infos[i]` (from the PV's monitor, values.describe) lets a put of a known kind skip the
-    Get that p4p makes before every put to learn the PV's structure: the value is stored in
-    `value` (an enum's choice as its index, from the monitor's choices). A PV of unknown
-    structure, or with no info, is put as p4p does it, Get first.
-
-    With `vet`, every put fetches the PV first and calls vet(name, value, fetched Value, again)
-    on p4p's thread before anything is sent; an exception it raises is that PV's outcome and
-    the put is not sent (rehearsal's proof of the server, on the put's own connection). pvxs
-    sends a put again by itself on a new connection when the old one dropped before the reply;
-    it is fetched and vetted again first, with again=True.
-    """
-    kinds = list(infos) if infos is not None else [None] * len(names)
-    if len(kinds) != len(names):
-        raise ValueError(f"{len(names)} names but {len(kinds)} infos")
-    pairs = list(zip(names, values, strict=True))
-
-    def issue(provider: Any, name: str, reply: Callable[..., None], i: int) -> Any:
-        builder, get = _put_builder(pairs[i][1], kinds[i], context._nt)
-        if vet is not None:
-            builder, get = _Vetted(vet, *pairs[i], builder), True
-        return _ClientOperation(provider, name, handler=reply, builder=builder, get=get, put=True)
-
-    return _run(context, names, issue, timeout, "putting")
-
-
-def _prefixed(prefix: str, name: str | Sequence[str]) -> str | list[str]:
-    """One PV name, or a list of them, with `prefix` put before each."""
-    return prefix + name if isinstance(name, str) else [prefix + n for n in name]
-
-
-class _Prefixing(_RawContext):
-    """The raw client with every PV name prefixed on the wire (below thread.Context in the MRO)."""
+class _Guarded(RawContext):
+    """p4p's raw client, every call into pvxs counted by the context's gate and every name
+    prefixed on the wire (below thread.Context in the MRO, so its get/put/monitor use it)."""
 
     name_prefix = ""
+    gate: _Gate
 
-    def get(self, name: str | Sequence[str], *args: Any, **kws: Any) -> Any:
-        return super().get(_prefixed(self.name_prefix, name), *args, **kws)
+    def _started(self, start: Callable[[], Any]) -> _Tracked:
+        if not self.gate.enter():
+            raise RuntimeError("Context closed")
+        try:
+            return _Tracked(self.gate, start())
+        finally:
+            self.gate.leave()
 
-    def put(self, name: str | Sequence[str], *args: Any, **kws: Any) -> Any:
-        return super().put(_prefixed(self.name_prefix, name), *args, **kws)
+    def get(self, name: str, handler: Callable[[Any], None], request: Any = None) -> Any:
+        return self._started(lambda: super(_Guarded, self).get(self.name_prefix + name, handler, request))
 
-    def rpc(self, name: str | Sequence[str], *args: Any, **kws: Any) -> Any:
-        return super().rpc(_prefixed(self.name_prefix, name), *args, **kws)
+    def put(self, name: str, handler: Callable[[Any], None], builder: Any = None, request: Any = None,
+            get: bool = True) -> Any:
+        return self._started(lambda: super(_Guarded, self).put(self.name_prefix + name, handler, builder,
+                                                               request, get))
 
-    def monitor(self, name: str | Sequence[str], *args: Any, **kws: Any) -> Any:
-        return super().monitor(_prefixed(self.name_prefix, name), *args, **kws)
+    def rpc(self, name: str, handler: Callable[[Any], None], value: Any, request: Any = None) -> Any:
+        return self._started(lambda: super(_Guarded, self).rpc(self.name_prefix + name, handler, value, request))
+
+    def monitor(self, name: str, handler: Callable[[], None], request: Any = None, **kws: Any) -> Any:
+        return self._started(lambda: super(_Guarded, self).monitor(self.name_prefix + name, handler, request,
+                                                                   **kws))
+
+    def disconnect(self, name: str | None = None) -> None:
+        if not self.gate.enter():
+            return
+        try:
+            super().disconnect(None if name is None else self.name_prefix + name)
+        finally:
+            self.gate.leave()
+
+    def close(self) -> None:
+        self.gate.close(super().close)
 
 
-class PrefixedContext(Context, _Prefixing):
-    """A p4p thread Context whose callers use names without `prefix`; the wire carries prefix + name.
+class ClientContext(Context, _Guarded):
+    """The p4p thread Context of an Interface: safe to close at any moment (see the module).
 
-    Everything built on the context (gets, puts, monitors, validation functions) sees the
-    names as given, so results and errors keep them, while the server sees prefixed ones.
+    A `prefix` is put before every PV name on the wire, so everything built on the context
+    (gets, puts, monitors, validation functions) sees the names as given, while the server
+    sees prefixed ones. `closed` is true from the moment close() begins; close() never waits
+    longer than about CLOSE_WAIT s.
+
+    Underneath, p4p hands this context raw Values (``nt=False``): the batches of this package
+    need nothing more. Its thread-level get, put, rpc and monitor give their callers what
+    p4p's Context gives by default (ntfloat, ntenum..., and p4p's assignment of a put's
+    value), or raw Values with ``nt=False``, as p4p's does.
     """
 
-    def __init__(self, *args: Any, prefix: str, **kws: Any) -> None:
+    def __init__(self, provider: str = "pva", conf: Any = None, useenv: bool = True, nt: Any = None,
+                 *, prefix: str = "", **kws: Any) -> None:
+        if nt not in (None, False):
+            raise ValueError("ClientContext takes nt=None (p4p's default NT types) or nt=False")
+        self.gate = _Gate()
         self.name_prefix = prefix
-        super().__init__(*args, **kws)
+        self._nt_of_callers: NT | None = None if nt is False else default_nt
+        super().__init__(provider, conf=conf, useenv=useenv, nt=False, **kws)
+
+    @property
+    def closed(self) -> bool:
+        return self.gate.closed
+
+    def close(self) -> None:
+        """Wake every wait on this context (they fail as closed), then close it safely."""
+        mark_closed(self)
+        super().close()
+
+    # ---- p4p's thread-level calls, unwrapped for their callers as p4p would -------------------
+
+    def _unwrap(self, value: Any) -> Any:
+        helper = self._nt_of_callers
+        return value if helper is None else helper.unwrap(value)
+
+    # p4p's thread Context layers methods of these names over its raw ones, with other signatures
+
+    def get(self, name: Any, request: Any = None, timeout: float = 5.0,  # type: ignore[override]
+            throw: bool = True) -> Any:
+        got = Context.get(self, name, request=request, timeout=timeout, throw=throw)
+        if isinstance(name, (bytes, str)):
+            return self._unwrap(got)
+        return [self._unwrap(value) for value in got]
+
+    def put(self, name: Any, values: Any, request: Any = None, timeout: float = 5.0,  # type: ignore[override]
+            throw: bool = True, process: Any = None, wait: Any = None, get: bool = True) -> Any:
+        helper = self._nt_of_callers
+        if helper is not None:
+            if isinstance(name, (bytes, str)):
+                values = _built(helper, values)
+            else:
+                values = [_built(helper, value) for value in values]
+        return Context.put(self, name, values, request=request, timeout=timeout, throw=throw,
+                           process=process, wait=wait, get=get)
+
+    def rpc(self, name: Any, value: Any, request: Any = None, timeout: float = 5.0,  # type: ignore[override]
+            throw: bool = True) -> Any:
+        return self._unwrap(Context.rpc(self, name, value, request=request, timeout=timeout, throw=throw))
+
+    def monitor(self, name: str, cb: Callable[[Any], None], request: Any = None,  # type: ignore[override]
+                notify_disconnect: bool = False, queue: Any = None) -> Any:
+        helper = self._nt_of_callers
+        callback = cb if helper is None else (lambda value: cb(helper.unwrap(value)))
+        return Context.monitor(self, name, callback, request=request, notify_disconnect=notify_disconnect,
+                               queue=queue)
+
+
+def _built(helper: NT, value: Any) -> Any:
+    """A put's value as p4p's thread put takes it: JSON text left for p4p to read, the rest as
+    a builder assigning it as p4p's default NT types do."""
+    if isinstance(value, (bytes, str)) and value[:1] in ("{", b"{"):
+        return value
+    return helper.builder(value)

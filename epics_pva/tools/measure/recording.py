@@ -16,7 +16,7 @@ from typing import Any
 from p4p.client.thread import Context
 
 from ...errors import ReadError
-from ...transport import CallerQueue, pop_lost_first_update
+from ...transport import CallerQueue, ClientContext, Monitor
 
 __all__ = ["QUEUE_SIZE", "Sample", "record"]
 
@@ -63,11 +63,9 @@ class _Recorder:
         try:
             for name in dict.fromkeys(names):
                 self.samples[name], self.errors[name] = [], []
-                subscription = context.monitor(
-                    name, partial(self._on_update, name), request=f"record[queueSize={QUEUE_SIZE}]",
-                    notify_disconnect=True, queue=self._queue)
-                self._subscriptions.append(subscription)
-                pop_lost_first_update(subscription, self._queue)
+                self._subscriptions.append(Monitor(
+                    context, name, partial(self._on_update, name), self._queue,
+                    request=f"record[queueSize={QUEUE_SIZE}]", unwrap=True))
         except BaseException:
             self.close()
             raise
@@ -112,8 +110,8 @@ def _make_context(context: Context | None, conf: Mapping[str, str] | None) -> tu
     if context is not None:
         return context, False
     if conf is not None:
-        return Context("pva", conf=dict(conf), useenv=False), True
-    return Context("pva"), True
+        return ClientContext("pva", conf=dict(conf), useenv=False), True
+    return ClientContext("pva"), True
 
 
 def _read(context: Context, names: Sequence[str], timeout: float) -> dict[str, Any]:

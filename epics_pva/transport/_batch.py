@@ -1,0 +1,265 @@
+"""Batches of concurrent reads and puts with an outcome per PV, on p4p's raw client handlers.
+
+p4p 4.3.0's ``thread.Context.get(list)``/``put(list, values)`` queue each reply on a
+``queue.Queue`` and wake the waiting thread once per reply, unwrap every Value, mark every PV
+of a put as timed out when one is (a completed put's result is None, like a pending one's),
+and read strings beginning with '{' as JSON. Here each operation is started with its own
+handler (``p4p.client.raw.Context.get``/``put``), each reply is stored under one lock, the
+waiter is woken once, when the last one is in (or the context is closed), and the
+operations that completed are released by the releaser threads after the call (_p4p.py).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from p4p.client.raw import Cancelled, RemoteError
+from p4p.client.raw import Context as RawContext
+
+from ._closing import closed_error, is_closed, watch
+from ._gate import dropped, end_operations
+from ._p4p import READ_REQUEST, default_nt, raw_value, start_operations, start_put
+from ._values import PvInfo
+
+__all__ = ["READ_REQUEST", "Vet", "get_many", "put_many"]
+
+_PENDING = object()  # a _Batch slot whose reply has not arrived
+
+
+class _Refused(RuntimeError):
+    """Raised by a put builder to stop the put; the real reason is kept in the batch.
+
+    p4p rebuilds a builder's exception as ``type(exc)(exc)`` before handing it over, which
+    fails for exceptions with other constructors; this one survives it."""
+
+
+class _Batch:
+    """The outcomes of concurrent operations issued together, and one wake-up when all are in.
+
+    Replies arriving after `finish()` (late, or the cancel of a pending operation) are ignored.
+    """
+
+    __slots__ = ("_convert", "_left", "_lock", "_open", "done", "refusals", "results")
+
+    def __init__(self, count: int, convert: Callable[[Any], Any] | None = None) -> None:
+        self._convert = convert
+        self.results: list[Any] = [_PENDING] * count
+        self.refusals: dict[int, BaseException] = {}  # put builders' real exceptions
+        self._left = count
+        self._lock = threading.Lock()
+        self._open = True
+        self.done = threading.Event()
+        if not count:
+            self.done.set()
+
+    def reply(self, i: int, value: Any) -> None:
+        """p4p's completion handler: a Value (get), None (put done), or an exception."""
+        if isinstance(value, Cancelled):
+            return  # only by the end of a pending operation, after finish()
+        if isinstance(value, _Refused):
+            value = self.refusals.pop(i, value)
+        elif self._convert is not None and value is not None and not isinstance(value, Exception):
+            try:  # here, on p4p's thread, while the caller waits for the other replies
+                value = self._convert(raw_value(value))
+            except Exception as exc:  # noqa: BLE001 - that PV's outcome
+                value = exc
+        elif value is not None and not isinstance(value, Exception):
+            value = raw_value(value)
+        with self._lock:
+            if not self._open or self.results[i] is not _PENDING:
+                return
+            self.results[i] = value
+            self._left -= 1
+            if not self._left:
+                self.done.set()
+
+    def failed(self, i: int, error: BaseException) -> None:
+        """Record that operation `i` could not even be issued."""
+        with self._lock:
+            if self.results[i] is _PENDING:
+                self.results[i] = error
+                self._left -= 1
+                if not self._left:
+                    self.done.set()
+
+    def finish(self, pending: Callable[[int], BaseException]) -> list[Any]:
+        """Stop taking replies; those still missing get pending(i); the outcomes, in order."""
+        with self._lock:
+            self._open = False
+            results = self.results
+            if self._left:
+                for i, outcome in enumerate(results):
+                    if outcome is _PENDING:
+                        results[i] = pending(i)
+        return results
+
+
+def _run(context: Any, names: Sequence[str], start: Callable[[Any, str, Callable[[Any], None], int], Any],
+         timeout: float, doing: str, batch: _Batch) -> list[Any]:
+    """Start one operation per name, wait at most `timeout` s for all, then end them.
+
+    Per name: its outcome, TimeoutError(name) if none came in time, or ContextClosedError if
+    the context was closed meanwhile (close() or a fork in another thread).
+    """
+    unwatch = watch(context, batch.done.set)
+    ops: list[Any | None] = []
+    pending: list[int] = list(range(len(names)))
+    try:
+        ops = start_operations(context, names, lambda ctx, wire, i: start(ctx, wire, _Reply(batch, i), i),
+                               batch.failed, lambda name: closed_error(f"{doing} {name}"))
+        batch.done.wait(max(timeout, 0.0))
+        closed = is_closed(context)
+        pending = []
+
+        def missing(i: int) -> BaseException:
+            pending.append(i)
+            return closed_error(f"{doing} {names[i]}") if closed else TimeoutError(names[i])
+
+        return batch.finish(missing)
+    finally:
+        unwatch()
+        if ops:
+            # those still pending are cancelled before the call returns; the others' release
+            # (nothing left to cancel) is not waited for
+            end_operations(context, [ops[i] for i in pending if i < len(ops)])
+            done = set(pending)
+            end_operations(context, [op for i, op in enumerate(ops) if i not in done], wait=False)
+            dropped(context, ops)
+
+
+class _Reply:
+    """One operation's handler: its index in the batch (cheaper than a partial to call)."""
+
+    __slots__ = ("_batch", "_i")
+
+    def __init__(self, batch: _Batch, i: int) -> None:
+        self._batch, self._i = batch, i
+
+    def __call__(self, value: Any) -> None:
+        self._batch.reply(self._i, value)
+
+
+def get_many(context: Any, names: Sequence[str], timeout: float, request: Any = READ_REQUEST,
+             convert: Callable[[Any], Any] | None = None) -> list[Any]:
+    """Get names concurrently; per PV its raw p4p Value (not unwrapped), or convert(Value), or the exception.
+
+    By default asks only for value, alarm and time stamp (the Value keeps the PV's full type;
+    the other fields are left unset). A PV whose server refuses that request (a structure
+    with none of those fields) is read again whole, within the same `timeout` s. Exceptions:
+    TimeoutError (no reply within `timeout` s in all), RemoteError, ContextClosedError if the
+    context is closed meanwhile; whatever `convert` raised. `convert` runs on p4p's thread as
+    each reply arrives, so converting overlaps the wait for the others.
+    """
+    deadline = time.monotonic() + timeout
+
+    def start(ctx: Any, wire: str, reply: Callable[[Any], None], i: int) -> Any:
+        return RawContext.get(ctx, wire, reply, request)
+
+    results = _run(context, names, start, timeout, "reading", _Batch(len(names), convert))
+    again = [i for i, outcome in enumerate(results) if isinstance(outcome, RemoteError)]
+    if again and request is not None:
+        whole = get_many(context, [names[i] for i in again], deadline - time.monotonic(), None, convert)
+        for i, outcome in zip(again, whole, strict=True):
+            results[i] = outcome
+    return results
+
+
+# the kinds (values.PvInfo.kind) whose put needs nothing of the PV's current value
+_PLAIN_KINDS = frozenset({"float", "int", "bool", "string", "array", "string_array"})
+
+
+def _put_builder(value: Any, info: PvInfo | None) -> tuple[Callable[[Any], None], bool]:
+    """(builder, get first?) for putting `value`: a PV of known kind is filled in directly,
+    with no Get first; any other goes through p4p's own builder after a Get, as p4p puts do."""
+    if info is not None and info.kind in _PLAIN_KINDS:
+        def plain(put: Any) -> None:
+            put["value"] = value
+        return plain, False
+    if info is not None and info.kind == "enum" and (isinstance(value, int) or value in info.choices):
+        index = value if isinstance(value, int) else info.choices.index(value)  # the monitor's choices
+
+        def enum(put: Any) -> None:
+            put["value.index"] = index
+        return enum, False
+    return default_nt.builder(value), True
+
+
+Vet = Callable[[str, Any, Any, bool], None]
+"""put_many's `vet(name, value, fetched Value, again)`: raises to stop the put (see _Vetted)."""
+
+
+class _Vetted:
+    """A put builder that lets `vet` see the fetched Value first (raising stops the put).
+
+    pvxs 1.5 (src/clientget.cpp, GPROp::disconnected) puts an operation whose connection drops
+    after the put was sent, before its reply, back among its channel's pending ones: on the
+    next connection, to whichever server answers the name, the put is fetched, built and sent
+    again, and the caller is not told. The builder then runs a second time; `vet` hears it
+    (again=True): this put already went out once, on the old connection.
+    """
+
+    __slots__ = ("_builder", "_built", "_name", "_value", "_vet")
+
+    def __init__(self, vet: Vet, name: str, value: Any, builder: Callable[[Any], None]) -> None:
+        self._vet, self._name, self._value, self._builder = vet, name, value, builder
+        self._built = False  # on p4p's thread only: one operation's builds come one at a time
+
+    def __call__(self, current: Any) -> None:
+        self._vet(self._name, self._value, current, self._built)
+        self._builder(current)
+        self._built = True
+
+
+class _Guarded:
+    """A put builder whose exception is kept for the batch (p4p cannot carry every kind)."""
+
+    __slots__ = ("_batch", "_builder", "_i")
+
+    def __init__(self, batch: _Batch, i: int, builder: Callable[[Any], None]) -> None:
+        self._batch, self._i, self._builder = batch, i, builder
+
+    def __call__(self, current: Any) -> None:
+        try:
+            self._builder(current)
+        except Exception as exc:
+            self._batch.refusals[self._i] = exc
+            raise _Refused(str(exc)) from None
+
+
+def put_many(context: Any, names: Sequence[str], values: Sequence[Any], timeout: float,
+             infos: Sequence[PvInfo | None] | None = None,
+             vet: Vet | None = None) -> list[BaseException | None]:
+    """Put values[i] to names[i] concurrently; per PV: None (done) or the exception (TimeoutError...).
+
+    Records which puts completed, so a timeout on one PV never hides the success of another.
+    Waits at most `timeout` seconds in all; puts still pending then are cancelled. If the
+    context is closed meanwhile (see closing.py), the wait ends at once and the pending puts
+    get ContextClosedError: their fate is unknown, not timed out.
+
+    `infos[i]` (from the PV's monitor, values.describe) lets a put of a known kind skip the
+    Get that p4p makes before every put to learn the PV's structure: the value is stored in
+    `value` (an enum's choice as its index, from the monitor's choices). A PV of unknown
+    structure, or with no info, is put as p4p does it, Get first.
+
+    With `vet`, every put fetches the PV first and calls vet(name, value, fetched Value, again)
+    on p4p's thread before anything is sent; an exception it raises is that PV's outcome and
+    the put is not sent (rehearsal's proof of the server, on the put's own connection). pvxs
+    sends a put again by itself on a new connection when the old one dropped before the reply;
+    it is fetched and vetted again first, with again=True.
+    """
+    kinds = list(infos) if infos is not None else [None] * len(names)
+    if len(kinds) != len(names):
+        raise ValueError(f"{len(names)} names but {len(kinds)} infos")
+    pairs = list(zip(names, values, strict=True))
+    batch = _Batch(len(names))
+
+    def start(ctx: Any, wire: str, reply: Callable[[Any], None], i: int) -> Any:
+        builder, get = _put_builder(pairs[i][1], kinds[i])
+        if vet is not None:
+            builder, get = _Vetted(vet, *pairs[i], builder), True
+        return start_put(ctx, wire, reply, _Guarded(batch, i, builder), get)
+
+    return _run(context, names, start, timeout, "putting", batch)
