@@ -16,18 +16,34 @@ from p4p import Type, Value
 from p4p.nt import NTEnum, NTScalar
 from p4p.server.thread import SharedPV
 
-try:  # SharedPV.post without the NT wrap: what p4p's own post calls once it has a Value
-    from p4p._p4p import SharedPV as _CorePV
-
-    _post_value: Callable[[SharedPV, Value], None] = _CorePV.post
-except (ImportError, AttributeError):  # pragma: no cover - another p4p layout: the public post takes a Value too
-    def _post_value(pv: SharedPV, value: Value) -> None:
-        pv.post(value)
-
 from .alarms import EPICS_EPOCH, OK, AlarmLimits, AlarmState
 from .config import IOCConfig, ObservableConfig, SetpointConfig
 from .model import Simulation
 from .pvtypes import OBSERVABLE_TYPE, PV_TYPES, PVType
+
+_post_value: Callable[[SharedPV, Value], None] = SharedPV.post
+"""How a PostBatch posts a ready Value: every channel's wrap passes a Value through (_Wrap)."""
+
+
+class _Wrap:
+    """A channel's SharedPV `wrap=`: a ready Value goes out as it is (the cheapest post), any
+    other value through the PV's normative type, as `nt=` alone would do."""
+
+    __slots__ = ("_nt",)
+
+    def __init__(self, nt: Any) -> None:
+        self._nt = nt
+
+    def __call__(self, value: Any, **kws: Any) -> Value:
+        if isinstance(value, Value) and not kws:
+            return value
+        return self._nt.wrap(value, **kws)
+
+
+def _as_sent(value: Value) -> Value:
+    """A channel's SharedPV `unwrap=`: a put's Value as the client sent it (server_puts reads it)."""
+    return value
+
 
 IDENTITY_FIELD = "softiocId"
 """The one top-level field a soft IOC adds to every PV: the id of the machine serving it."""
@@ -38,11 +54,13 @@ PutCallback = Callable[[str, Any], None]
 
 
 def plain(value: Any) -> Any:
-    """Turn a p4p-unwrapped put value (ntfloat, ntenum, ntnumericarray...) into plain Python."""
+    """Turn a put's value (a p4p Value, or p4p-unwrapped: ntfloat, ntenum...) into plain Python."""
     if type(value).__name__ == "ntenum":
         return int(value)
-    raw = getattr(value, "raw", None)
+    raw = value if isinstance(value, Value) else getattr(value, "raw", None)
     if raw is not None:  # str() of an nt wrapper prints its timestamp: read the field itself
+        if "NTEnum" in raw.getID():
+            return int(raw["value.index"])
         value = raw["value"]
     if isinstance(value, np.ndarray):
         return np.asarray(value, dtype=float)
@@ -309,7 +327,8 @@ def build_channels(
         alarm = sim.alarms.get(name, OK)  # UDF, or a readback's initial value past an alarm limit
         handler = _Handler(name, on_put if control else on_read_only_put)
         nt = nt_for(kind)
-        pv = SharedPV(nt=nt, initial={**init, **_alarm_fields(alarm)}, handler=handler, queue=queue)
+        pv = SharedPV(nt=nt, initial={**init, **_alarm_fields(alarm)}, handler=handler, queue=queue,
+                      wrap=_Wrap(nt), unwrap=_as_sent)
         channels[name] = Channel(name, pv, kind, init, device=device, last=value, alarm=alarm,
                                  update_rate=None if control else cfg.update_rate, nt=nt)
 

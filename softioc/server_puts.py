@@ -130,12 +130,9 @@ class PutHandling(ServerViews):
 
 
 def _requested(op: Any) -> Any:
-    """What a put asks for, as plain Python: channels.plain(op.value()), without first wrapping
-    the Value in its NT class (p4p 4.3.0's operation wrapper keeps the raw operation as `_op`)."""
-    inner = getattr(op, "_op", None)
-    if inner is None:
-        return plain(op.value())
-    raw = inner.value()
+    """What a put asks for, as plain Python: a channel's op.value() is the Value as sent
+    (channels.build_channels gives each SharedPV an unwrap that leaves it so)."""
+    raw = op.value()
     try:
         if "NTEnum" in raw.getID():
             return int(raw["value.index"])
