@@ -1,13 +1,11 @@
 """A set's cancel signal: the waits of an interrupted set_values call give up at once.
 
 A Python thread cannot be stopped from outside. When a set is interrupted (Ctrl-C raises
-KeyboardInterrupt in the main thread, or anything else escapes it), the threads still
-working for it (a parallel set's workers, a validation run under validation_timeout) would
-go on waiting: the retry delay between put attempts, a validation's wait for its readback.
-At interpreter exit Python joins a thread pool's threads, so the process would hang that
-long. Each set therefore runs inside ``cancel_scope()``, which gives the threads that work
-for it (the caller's context variables go along) one `Cancel`; the set path cancels it when
-the call is interrupted, and every wait that looks at it wakes up and gives up:
+KeyboardInterrupt in the main thread, or anything else escapes it), the validation functions
+still running for it in threads would go on waiting (a wait_for_readback they call, say).
+Each set therefore runs inside ``cancel_scope()``, which gives the threads that work for it
+(the caller's context variables go along) one `Cancel`; the set path cancels it when the
+call is interrupted, and every wait that looks at it wakes up and gives up:
 
 - `pause(seconds)` instead of ``time.sleep``: True when the set was cancelled meanwhile;
 - `current()` in a wait loop: `Cancel.on_cancel(wake)` to be woken, `Cancel.check(doing)` to
@@ -16,10 +14,10 @@ the call is interrupted, and every wait that looks at it wakes up and gives up:
 Outside a set (no scope), `pause` is ``time.sleep`` and `current()` is None.
 
 What this cannot mend: Python raises a KeyboardInterrupt between any two bytecodes of the
-main thread. Ctrl-C normally finds a set's main thread blocked in a wait (its workers'
-results, a readback), where it is harmless; one that lands inside the bookkeeping of a lock
-(the thread pool's, say, while a worker is being handed its PV) can leave that lock held, as
-Python's documentation warns, and a thread waiting on it then waits for ever.
+main thread. Ctrl-C normally finds a set's main thread blocked in its wait for the next
+outcome, where it is harmless; one that lands inside the bookkeeping of a lock can leave
+that lock held, as Python's documentation warns, and a thread waiting on it then waits for
+ever.
 """
 
 from __future__ import annotations

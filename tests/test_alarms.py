@@ -304,7 +304,7 @@ class AlarmSpyContext(Context):
 
 @pytest.fixture
 def context(server, monkeypatch):
-    from epics_pva.core import _validation
+    from epics_pva.core import _readback
     from epics_pva.transport import Monitor
 
     ctx = AlarmSpyContext("pva", conf=server.conf(), useenv=False)
@@ -316,7 +316,7 @@ def context(server, monkeypatch):
                 ctx.saw_invalid.set()
         return Monitor(context, name, spy, *args, **kwargs)
 
-    monkeypatch.setattr(_validation, "Monitor", spied)
+    monkeypatch.setattr(_readback, "Monitor", spied)
     yield ctx
     ctx.close()
 

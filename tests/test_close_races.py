@@ -40,7 +40,7 @@ ROUNDS = 40  # per child: 160 rounds, each cutting off three calls in flight
 CHILD_LIMIT = 120.0  # s: a child still running then is a hang
 CLOSE_BOUND = 5.0  # s: the longest close() may take, whatever is in flight
 END_BOUND = 15.0  # s: the longest a cut-off call may take to return after close()
-CLOSED = ("context was closed", "interface was closed")
+CLOSED = ("context was closed",)
 
 
 # ---- the child (runs as a script) ---------------------------------------------------------------

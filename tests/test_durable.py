@@ -193,7 +193,9 @@ def test_a_hung_validation_fails_its_pv_and_the_call_returns(soft_ioc, tmp_path)
         assert itf.set_value("D:0:SET", 3.0, lambda **kw: "ok").validation_result == "ok"
 
 
-def test_strays_hold_their_slots_so_validation_threads_stay_bounded(soft_ioc):
+def test_strays_are_bounded_so_validation_threads_stay_bounded(soft_ioc):
+    """A stray gives its slot back (tests/test_set_run.py), but at most max_workers strays run:
+    past that, a validation that needs a thread is refused at once."""
     release = threading.Event()
 
     def hangs(**kwargs):
@@ -204,7 +206,7 @@ def test_strays_hold_their_slots_so_validation_threads_stay_bounded(soft_ioc):
             with pytest.raises(SetValuesError):
                 itf.set_values({pv: 1.0 for pv in PVS[:2]}, {pv: hangs for pv in PVS[:2]})
             assert itf.running_stray_validations == 2 and len(validate_threads()) == 2
-            # both slots are held: a third validation cannot start, and says why within its limit
+            # as many strays as max_workers: a third validation cannot start, and says why at once
             with pytest.raises(ValidationError, match="no validation thread free within 0.3 s"):
                 itf.set_value("D:2:SET", 1.0, lambda **kw: None)
             assert len(validate_threads()) == 2

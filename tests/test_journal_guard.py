@@ -239,28 +239,27 @@ def test_an_interrupted_set_cancels_a_worker_waiting_to_retry(soft_ioc, tmp_path
 
 
 # A child process: a validated set outside any with block, to be interrupted by SIGINT while
-# its main thread waits: a parallel set's for its workers' results, an in-order set's for its
-# readback. A helper thread prints "waiting" once the main thread is blocked there (a
-# KeyboardInterrupt elsewhere, between two bytecodes of the thread pool's own locking, can
-# leave the pool's lock held, as Python warns it may).
+# its main thread waits for the readbacks (its set's own loop, parallel or in order, waiting on
+# its queue of monitor updates). A helper thread prints "waiting" once the main thread is
+# blocked there (a KeyboardInterrupt elsewhere, between two bytecodes of a lock's own
+# bookkeeping, can leave that lock held, as Python warns it may).
 CHILD = r"""
-import faulthandler, inspect, json, signal, sys, threading, time
+import faulthandler, json, signal, sys, threading, time
 faulthandler.register(signal.SIGUSR1, all_threads=True)
 from functools import partial
 from epics_pva import Interface, wait_for_readback
 
 signal.signal(signal.SIGINT, signal.default_int_handler)  # a test runner's worker may ignore SIGINT
 journal, conf, parallel, pvs = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3] == "1", sys.argv[4:]
-lines, first = inspect.getsourcelines(threading.Condition.wait)
-BLOCKED = first + next(i for i, text in enumerate(lines) if "if timeout is None:" in text) + 1
 
 def waiting(frame):
     if frame is None or frame.f_back is None:
         return False
     code, caller = frame.f_code, frame.f_back.f_code.co_name
-    if parallel:  # Future.result() -> Condition.wait(None), blocked on its lock
-        return code.co_name == "wait" and frame.f_lineno == BLOCKED and caller == "result"
-    return code.co_name == "run_next" and caller == "wait_for_readback"
+    if code.co_name != "run_next" or caller != "_drive":
+        return False
+    run = frame.f_back.f_locals.get("self")  # every validation's readback wait has begun
+    return run is not None and len(run._waits) == (len(pvs) if parallel else 1)
 
 def report():
     main = threading.main_thread().ident

@@ -23,7 +23,7 @@ from p4p.server import Server
 from p4p.server.thread import SharedPV
 
 from epics_pva import Interface, InvalidInputError, NotConnectedError, PutError, SetValuesError
-from epics_pva.core import _set_path as set_path
+from epics_pva.core import _set_run as set_run
 
 WAIT = 5.0  # s: the longest any event below is waited for
 
@@ -232,12 +232,12 @@ def test_read_only_mode_still_sends_nothing(machine, parallel):
 def test_an_unexpected_exception_from_a_put_makes_that_pv_failed(machine, monkeypatch, parallel):
     m = machine({"X:A": 0.0, "X:B": 0.0})
 
-    def broken_put_many(*args, **kwargs):
+    def broken_put_wave(*args, **kwargs):
         raise RuntimeError("boom")
 
     with m.interface(parallel=parallel) as itf:
         itf.set_values({"X:A": 1.0, "X:B": 1.0})  # monitors open; now the put path breaks
-        monkeypatch.setattr(set_path, "put_many", broken_put_many)
+        monkeypatch.setattr(set_run, "put_wave", broken_put_wave)
         with pytest.raises(SetValuesError) as caught:
             itf.set_values({"X:A": 2.0, "X:B": 2.0})
     results = caught.value.results

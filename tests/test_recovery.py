@@ -223,7 +223,8 @@ def test_repeated_restarts_leave_no_threads_behind(soft_ioc):
     finally:
         itf.close()
     assert seen[1:] == seen[:1] * 2  # nothing new per restart (p4p's workers start once)
-    assert 0 < len(pool) <= itf.max_workers  # the pool may grow under load, within its bound
+    # readback waits need no thread; a validation function would get one, at most max_workers
+    assert len(pool) <= itf.max_workers
     for worker in pool:  # and its threads end once the interface is closed
         worker.join(10)
         assert not worker.is_alive()

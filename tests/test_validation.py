@@ -13,7 +13,7 @@ from p4p.client.raw import Context as RawContext
 from p4p.client.thread import Context
 
 from epics_pva import Interface, SetValuesError, ValidationError, wait_for_readback
-from epics_pva.core import _validation
+from epics_pva.core import _readback
 from epics_pva.transport import _monitor
 from softioc import Outage, SlowReadback, StuckReadback
 
@@ -51,7 +51,7 @@ def context(soft_ioc, monkeypatch):
             ctx.subscriptions.append(weakref.ref(monitor))
         return monitor
 
-    monkeypatch.setattr(_validation, "Monitor", spied)
+    monkeypatch.setattr(_readback, "Monitor", spied)
     yield ctx
     ctx.close()
 

@@ -196,11 +196,11 @@ def test_no_module_but_the_set_path_sends_a_put():
                 receiver = node.func.value
                 name = receiver.attr if isinstance(receiver, ast.Attribute) else getattr(receiver, "id", "")
             elif isinstance(node, (ast.Import, ast.ImportFrom)):
-                name = "put_many" if any(a.name == "put_many" for a in node.names) else ""
-            if name and ("ctx" in name.lower() or "context" in name.lower() or name == "put_many"):
+                name = next((a.name for a in node.names if a.name in ("put_many", "put_wave")), "")
+            if name and ("ctx" in name.lower() or "context" in name.lower() or name in ("put_many", "put_wave")):
                 senders.setdefault(str(path.relative_to(root)), []).append(node.lineno)
-    # the transport defines the batch put; the set path is its one caller
-    assert {p for p in senders if not p.startswith("transport/")} == {"core/_set_path.py"}, senders
+    # the transport defines the batch puts; the set path's run of a call is their one caller
+    assert {p for p in senders if not p.startswith("transport/")} == {"core/_set_run.py"}, senders
 
 
 def test_one_at_fork_registry():

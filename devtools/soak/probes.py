@@ -27,8 +27,9 @@ def _p4p_objects() -> dict[str, int]:
     by epics_pva and not yet ended."""
     from p4p.client import raw
 
-    from epics_pva.transport import live_operations
+    from epics_pva.transport import live_operations, wait_released
 
+    wait_released(5.0)  # the releaser threads end a call's completed operations just after it
     gc.collect()
     subscriptions = sum(isinstance(obj, raw.Subscription) for obj in gc.get_objects())
     return {"subscriptions": subscriptions, "operations": live_operations()}

@@ -99,8 +99,8 @@ class Interface:
         self.honour_switches = bool(honour_switches)
         # a monitor per PV set: its type, limits and connection, pushed by the server
         self._monitors = MetadataCache(self.settings.monitor_limit, self.settings.monitor_idle)
-        self._connection = Connection(self.settings.conf, self.settings.max_workers,
-                                      on_close=self._monitors.close, prefix=self.settings.prefix)
+        self._connection = Connection(self.settings.conf, on_close=self._monitors.close,
+                                      prefix=self.settings.prefix)
         self._time_limit = TimeLimit(self.settings.max_workers)
         self._reads = ReadPath(self.settings, self._connection)
         # the journal is opened on the first set: a bad path fails that set
@@ -124,7 +124,8 @@ class Interface:
 
     @property
     def running_stray_validations(self) -> int:
-        """Of the stray validations, those still running (each holds a validation thread slot)."""
+        """Of the stray validations, those still running (each in its thread, not in a slot:
+        while max_workers of them run, a validation that needs a thread is refused)."""
         return self._time_limit.running_strays
 
     def __repr__(self) -> str:
@@ -150,13 +151,14 @@ class Interface:
         self.close()
 
     def close(self) -> None:
-        """Close the client context and the thread pool; the next use reconnects lazily.
+        """Close the client context and end idle validation threads; the next use reconnects lazily.
 
         Operations in flight in other threads fail at once with the context closed under
         them (ContextClosedError as the cause), never with a verdict on the machine. The
         journal's file is closed too; the next set opens it again.
         """
         self._connection.close()
+        self._time_limit.close()
         self._sets.journal.close()
 
     @property

@@ -178,7 +178,8 @@ class Settings:
         False, "return NaN for unreadable PVs instead of raising", _flag,
         _env("nan_on_read_error"), bool)
     max_workers: int = _setting(
-        64, "threads of parallel mode at most (each PV of a call gets its own up to this)",
+        64, "validation functions running at once at most, each in a thread (puts and readback "
+        "waits need none)",
         _bounded(int, ge=1), ge=1)
     monitor_limit: int = _setting(
         10_000, "PVs whose type, limits and connection are monitored at once (least recently set "

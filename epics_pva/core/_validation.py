@@ -1,235 +1,32 @@
 """Validation functions: called after a successful put to check that the machine followed it.
 
-Also what a set checks of its configs before anything is sent (`check_configs`), and how
-the settings of a wait_for_readback config are read back from it (`wait_configs`).
+What a set checks of its configs before anything is sent (`check_configs`), how the settings
+of a wait_for_readback config are read back from it (`wait_configs`), and which configs the
+set path runs as a readback wait of its own instead of a call in a thread (`readback_wait_of`).
+wait_for_readback itself, and the traces it records, are in _readback.py.
 
 A validation function is called as ``fn(set_pv=..., set_value=..., context=..., timeout=...)``
 with the interface's ``p4p.client.thread.Context``; it returns what it measured or raises.
-
-Inside ``with recording_traces() as traces:`` every wait_for_readback run in that context
-(thread, or a thread started with a copy of it) also keeps each readback update it saw, for
-a journal to record and a calibration to fit (`epics_pva.tools.measure.fit_from_journal`).
 """
 
 from __future__ import annotations
 
-import contextvars
 import inspect
 import logging
-import math
-import time
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-import numpy as np
-from p4p.client.thread import Context
-
-from .. import _cancel as _cancel
 from ..errors import InvalidInputError
-from ..transport import CallerQueue, Monitor, check_open, watch
-from ._readings import Alarm, alarm_of
+from ._readback import ReadbackTrace, recording_traces, wait_for_readback
 
 __all__ = [
-    "ReadbackTrace", "ValidationFunction", "WaitConfig", "check_configs", "recording_traces",
-    "wait_configs", "wait_for_readback",
+    "ReadbackTrace", "ValidationFunction", "WaitConfig", "check_configs", "readback_wait_of",
+    "recording_traces", "wait_configs", "wait_for_readback",
 ]
 
 _log = logging.getLogger(__name__)
-
-
-class ReadbackTrace(dict[str, Any]):
-    """The readback updates one wait_for_readback saw, JSON-ready: ``{"readback": PV, "set_pv":
-    PV, "set_value": number, "tolerance": number, "offset": number, "count_down": s, "start":
-    epoch s, "samples": [[server time s, value, client time s], ...]}``.
-
-    `readback`, `tolerance`, `offset` and `count_down` are the wait's own keywords: enough to
-    wait for the same readback again (pva-journal restore --validate does).
-
-    Server time is the update's timestamp, client time this host's clock when it was handled:
-    their smallest difference bounds the clock offset a fit needs to place the put.
-    """
-
-
-class TraceList(list[Any]):
-    """The traces recorded in one `recording_traces` block, in order; `last` is the latest or None."""
-
-    @property
-    def last(self) -> ReadbackTrace | None:
-        return self[-1] if self else None
-
-
-_TRACES: contextvars.ContextVar[TraceList | None] = contextvars.ContextVar("epics_pva_traces", default=None)
-
-
-@contextmanager
-def recording_traces() -> Iterator[TraceList]:
-    """Collect a ReadbackTrace of every wait_for_readback run in this context until the block ends."""
-    traces = TraceList()
-    token = _TRACES.set(traces)
-    try:
-        yield traces
-    finally:
-        _TRACES.reset(token)
-
-
-def _sample(update: Any) -> list[float] | None:
-    """[server time s, value, client time s] of a scalar update; None for arrays or non-numbers."""
-    try:
-        value = float(update)
-    except (TypeError, ValueError):
-        return None
-    stamp = float(getattr(update, "timestamp", math.nan) or math.nan)
-    if not (math.isfinite(value) and math.isfinite(stamp)):
-        return None
-    return [stamp, value, time.time()]
-
-
-def _as_number(value: Any) -> float | np.ndarray:
-    """A readback as a float (or float array) to compare with the target."""
-    if isinstance(value, np.ndarray):
-        return np.array(value, dtype=float)
-    return float(value)
-
-
-def wait_for_readback(
-    set_pv: str,
-    set_value: float,
-    readback_pv: str,
-    tolerance: float,
-    count_down: float,
-    offset: float,
-    context: Context,
-    timeout: float | None,
-) -> float | np.ndarray:
-    """Wait until ``|readback - (set_value + offset)| <= tolerance`` and return the readback.
-
-    Waits on a monitor of `readback_pv`, checking each update as it arrives, for at most
-    `count_down` seconds; raises ValueError naming the setpoint PV, the readback PV, its last
-    value, the expected value and the time limit if it does not get there. An update in
-    INVALID alarm is never taken as settled, however close its value: the wait goes on for
-    a valid one, and if none comes, the error says the last readback was INVALID and why
-    ("last readback 3.0 was in alarm INVALID (LINK)"). If the readback PV
-    sends no value at all within `timeout` seconds (the network timeout), it stops early. If
-    `context` is closed meanwhile (close() or os.fork() in another thread), raises
-    ContextClosedError at once: the readback was not judged. If the set_values call it
-    validates for is interrupted meanwhile (see epics_pva.cancel), raises SetCancelled at once.
-    """
-    expected = set_value + offset
-    start = time.monotonic()
-    deadline = start + count_down
-    first_deadline = deadline if timeout is None else min(deadline, start + timeout)
-    latest: list[Any] = []  # last value received, if any
-    problems: list[BaseException] = []  # disconnects and remote errors seen on the monitor
-    traces = _TRACES.get()
-    trace = None
-    if traces is not None:
-        trace = ReadbackTrace(readback=readback_pv, set_pv=set_pv, set_value=_plain(set_value),
-                              tolerance=_plain(tolerance), offset=_plain(offset),
-                              count_down=_plain(count_down), start=time.time(), samples=[])
-        traces.append(trace)
-
-    def on_update(update: Any) -> None:
-        if isinstance(update, Exception):
-            problems.append(update)
-        else:
-            latest[:] = [update]
-            if trace is not None:
-                sample = _sample(update)
-                if sample is not None:
-                    trace["samples"].append(sample)
-
-    # A context closed under this wait (close() or os.fork() in another thread) silences the
-    # monitor; watch wakes the wait so that it fails at once, blaming no readback.
-    doing = f"waiting for readback {readback_pv} of {set_pv}"
-    check_open(context, doing)
-    cancel = _cancel.current()  # the interrupted set's signal: give up the wait at once
-    if cancel is not None:
-        cancel.check(doing)
-    updates = CallerQueue()
-    unwatch = watch(context, updates.wake)
-    uncancel = cancel.on_cancel(updates.wake) if cancel is not None else None
-    subscription = None
-    readback: float | np.ndarray | None = None
-    alarm = Alarm()  # of the last update judged
-    try:
-        try:
-            subscription = Monitor(context, readback_pv, on_update, updates, unwrap=True)
-        except Exception:
-            check_open(context, doing)
-            raise
-        while True:
-            check_open(context, doing)
-            if cancel is not None:
-                cancel.check(doing)
-            if latest:
-                try:
-                    readback = _as_number(latest[0])
-                except (TypeError, ValueError):
-                    raise ValueError(
-                        f"PV {set_pv}: readback {readback_pv} = {latest[0]!r} is not a number"
-                    ) from None
-                alarm = alarm_of(latest[0])
-                if alarm.invalid:
-                    _log.debug("%s: readback %s = %s ignored: %s", set_pv, readback_pv, readback, alarm)
-                elif np.all(np.abs(readback - expected) <= tolerance):
-                    _log.debug("%s: readback %s = %s reached %s after %.3f s",
-                               set_pv, readback_pv, readback, expected, time.monotonic() - start)
-                    return readback
-            limit = deadline if latest else first_deadline
-            now = time.monotonic()
-            if now >= limit:
-                break
-            updates.run_next(limit - now)
-        check_open(context, doing)  # closed during the last wait: say so, not "too slow"
-        if cancel is not None:
-            cancel.check(doing)
-    finally:
-        unwatch()
-        if uncancel is not None:
-            uncancel()
-        if subscription is not None:
-            subscription.close()
-        updates.drop_pending()
-        del subscription  # an error's traceback keeps this frame: keep no subscription in it
-
-    if readback is None:
-        why = f"; last monitor error: {problems[-1]}" if problems else ""
-        waited = count_down if timeout is None else min(count_down, timeout)
-        raise ValueError(
-            f"PV {set_pv}: readback {readback_pv} sent no value within {waited:g} s "
-            f"(expected {_fmt(expected)}; time limit {count_down:g} s){why}"
-        )
-    if alarm.invalid:
-        raise ValueError(
-            f"PV {set_pv}: readback {readback_pv}: last readback {_fmt(readback)} was in "
-            f"{alarm}, so not taken as settled (expected {_fmt(expected)}, tolerance "
-            f"{tolerance:g}; time limit {count_down:g} s)"
-        )
-    raise ValueError(
-        f"PV {set_pv}: readback {readback_pv} = {_fmt(readback)} did not reach the expected "
-        f"value {_fmt(expected)} (tolerance {tolerance:g}) within the time limit of "
-        f"{count_down:g} s"
-    )
-
-
-def _plain(value: Any) -> Any:
-    """A set value as JSON-ready Python (a number, or a list for an array)."""
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return str(value)
-
-
-def _fmt(value: float | np.ndarray) -> str:
-    """A number for a message: six significant digits, arrays summarised."""
-    if isinstance(value, np.ndarray):
-        return np.array2string(value, threshold=6, precision=6)
-    return f"{value:.6g}"
 
 
 # ---- what a set checks of its configs before anything is sent ----------------------------------
@@ -318,3 +115,27 @@ def wait_configs(configs: Mapping[str, Any]) -> dict[str, WaitConfig]:
             found[set_pv] = WaitConfig(readback, keywords.get("tolerance"), keywords.get("count_down"),
                                        keywords.get("offset"))
     return found
+
+
+_WAIT_KEYWORDS = frozenset({"readback_pv", "tolerance", "count_down", "offset"})
+_CALL_KEYWORDS = frozenset(_CALL)
+
+
+def readback_wait_of(fn: Any) -> dict[str, Any] | None:
+    """The keywords of a validation that is exactly a wait_for_readback partial (readback_pv,
+    tolerance, count_down, offset; nested partials too), or None for any other function.
+
+    Such a validation is run by the set path as a readback wait of its own, on the call's
+    thread, instead of a call in a thread: it behaves the same (the same keywords, errors and
+    trace). Anything else bound in (positional arguments, other keywords) leaves it a function.
+    """
+    keywords: dict[str, Any] = {}
+    while isinstance(fn, partial):
+        if fn.args:
+            return None
+        keywords = {**fn.keywords, **keywords}
+        fn = fn.func
+    if fn is not wait_for_readback:
+        return None
+    wait = {k: v for k, v in keywords.items() if k not in _CALL_KEYWORDS}  # the call's own win
+    return wait if set(wait) == _WAIT_KEYWORDS else None

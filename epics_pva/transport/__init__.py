@@ -8,7 +8,7 @@ against it (`PvInfo`, `normalize`, `coerce`), closing under a waiter (`mark_clos
 client settings as pvxs reads them, and the UDP name search that finds a PV's server.
 """
 
-from ._batch import get_many, put_many
+from ._batch import Wave, get_many, put_many, put_wave
 from ._closing import check_open, closed_error, is_closed, mark_closed, watch
 from ._connection import Connection
 from ._gate import live_operations, wait_released
@@ -37,8 +37,8 @@ from ._values import (
 
 __all__ = [
     "SERVER_ID_FIELD", "CallerQueue", "ClientContext", "Connection", "MetadataCache", "Monitor", "PvInfo",
-    "ServerAddress", "auto_addr_list", "check_name", "check_open", "client_settings", "closed_error",
+    "ServerAddress", "Wave", "auto_addr_list", "check_name", "check_open", "client_settings", "closed_error",
     "coerce", "describe", "endpoint", "entries", "find_servers", "get_many", "is_closed", "live_monitors", "live_operations",
-    "mark_closed", "normalize", "numeric_address", "parse_bool", "parse_response", "put_many",
+    "mark_closed", "normalize", "numeric_address", "parse_bool", "parse_response", "put_many", "put_wave",
     "server_id_of", "to_python", "wait_released", "watch",
 ]

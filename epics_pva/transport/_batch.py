@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 from p4p.client.raw import Cancelled, RemoteError
@@ -24,9 +24,7 @@ from ._gate import dropped, end_operations
 from ._p4p import READ_REQUEST, default_nt, raw_value, start_operations, start_put
 from ._values import PvInfo
 
-__all__ = ["READ_REQUEST", "Vet", "get_many", "put_many"]
-
-_PENDING = object()  # a _Batch slot whose reply has not arrived
+__all__ = ["READ_REQUEST", "Vet", "Wave", "get_many", "put_many", "put_wave"]
 
 
 class _Refused(RuntimeError):
@@ -36,24 +34,45 @@ class _Refused(RuntimeError):
     fails for exceptions with other constructors; this one survives it."""
 
 
-class _Batch:
-    """The outcomes of concurrent operations issued together, and one wake-up when all are in.
+class Wave:
+    """Operations started together on one context, each with its outcome as it arrives, all
+    ended at one deadline: the unit of every batch read and put.
 
-    Replies arriving after `finish()` (late, or the cancel of a pending operation) are ignored.
+    `start(context, wire name, handler, i)` starts operation i. `wake()` (if given) is called
+    on p4p's thread when the last outcome is in, when an index in `wake_on` gets its outcome,
+    and when the context is closed. `take()` hands over the outcomes that arrived since the
+    last take; `finish()` gives the ones still missing (TimeoutError, or ContextClosedError if
+    the context was closed) and ends the operations: those still pending are cancelled before
+    it returns, the completed ones are released by the releaser threads.
     """
 
-    __slots__ = ("_convert", "_left", "_lock", "_open", "done", "refusals", "results")
-
-    def __init__(self, count: int, convert: Callable[[Any], Any] | None = None) -> None:
+    def __init__(self, context: Any, names: Sequence[str], doing: str,
+                 start: Callable[[Any, str, _Reply, int], Any], timeout: float,
+                 convert: Callable[[Any], Any] | None = None, wake: Callable[[], None] | None = None,
+                 wake_on: Collection[int] = ()) -> None:
+        self.context, self.names, self.doing = context, list(names), doing
         self._convert = convert
-        self.results: list[Any] = [_PENDING] * count
+        self._wake = wake
+        self._wake_on = frozenset(wake_on)
         self.refusals: dict[int, BaseException] = {}  # put builders' real exceptions
-        self._left = count
+        self._outcomes: dict[int, Any] = {}  # arrived, not yet taken
+        self._left = len(self.names)
         self._lock = threading.Lock()
         self._open = True
         self.done = threading.Event()
-        if not count:
+        self._taken: set[int] = set()
+        self.deadline = time.monotonic() + timeout
+        if not self._left:
             self.done.set()
+        self._unwatch = watch(context, self._closed)
+        self._ops: list[Any | None] = []
+        self._ops = start_operations(context, self.names, lambda ctx, wire, i: start(ctx, wire, _Reply(self, i), i),
+                                     self.failed, lambda name: closed_error(f"{doing} {name}"))
+
+    def _closed(self) -> None:
+        self.done.set()
+        if self._wake is not None:
+            self._wake()
 
     def reply(self, i: int, value: Any) -> None:
         """p4p's completion handler: a Value (get), None (put done), or an exception."""
@@ -61,85 +80,88 @@ class _Batch:
             return  # only by the end of a pending operation, after finish()
         if isinstance(value, _Refused):
             value = self.refusals.pop(i, value)
-        elif self._convert is not None and value is not None and not isinstance(value, Exception):
-            try:  # here, on p4p's thread, while the caller waits for the other replies
-                value = self._convert(raw_value(value))
-            except Exception as exc:  # noqa: BLE001 - that PV's outcome
-                value = exc
         elif value is not None and not isinstance(value, Exception):
             value = raw_value(value)
-        with self._lock:
-            if not self._open or self.results[i] is not _PENDING:
-                return
-            self.results[i] = value
-            self._left -= 1
-            if not self._left:
-                self.done.set()
+            if self._convert is not None:
+                try:  # here, on p4p's thread, while the caller waits for the other replies
+                    value = self._convert(value)
+                except Exception as exc:  # noqa: BLE001 - that PV's outcome
+                    value = exc
+        self._store(i, value)
 
     def failed(self, i: int, error: BaseException) -> None:
-        """Record that operation `i` could not even be issued."""
-        with self._lock:
-            if self.results[i] is _PENDING:
-                self.results[i] = error
-                self._left -= 1
-                if not self._left:
-                    self.done.set()
+        """Record that operation `i` could not even be started."""
+        self._store(i, error)
 
-    def finish(self, pending: Callable[[int], BaseException]) -> list[Any]:
-        """Stop taking replies; those still missing get pending(i); the outcomes, in order."""
+    def _store(self, i: int, value: Any) -> None:
+        with self._lock:
+            if not self._open or i in self._outcomes or i in self._taken:
+                return
+            self._outcomes[i] = value
+            self._left -= 1
+            last = not self._left
+            if last:
+                self.done.set()
+        if self._wake is not None and (last or i in self._wake_on):
+            self._wake()
+
+    def take(self) -> dict[int, Any]:
+        """The outcomes that arrived since the last take, by index."""
+        with self._lock:
+            arrived, self._outcomes = self._outcomes, {}
+            self._taken.update(arrived)
+        return arrived
+
+    def wait(self) -> None:
+        """Wait until every outcome is in, the deadline passes or the context is closed."""
+        self.done.wait(max(self.deadline - time.monotonic(), 0.0))
+
+    def finish(self) -> dict[int, Any]:
+        """Stop taking replies and end the operations; the outcomes not yet taken, by index."""
+        pending: list[int] = []
         with self._lock:
             self._open = False
-            results = self.results
+            outcomes, self._outcomes = self._outcomes, {}
             if self._left:
-                for i, outcome in enumerate(results):
-                    if outcome is _PENDING:
-                        results[i] = pending(i)
-        return results
-
-
-def _run(context: Any, names: Sequence[str], start: Callable[[Any, str, Callable[[Any], None], int], Any],
-         timeout: float, doing: str, batch: _Batch) -> list[Any]:
-    """Start one operation per name, wait at most `timeout` s for all, then end them.
-
-    Per name: its outcome, TimeoutError(name) if none came in time, or ContextClosedError if
-    the context was closed meanwhile (close() or a fork in another thread).
-    """
-    unwatch = watch(context, batch.done.set)
-    ops: list[Any | None] = []
-    pending: list[int] = list(range(len(names)))
-    try:
-        ops = start_operations(context, names, lambda ctx, wire, i: start(ctx, wire, _Reply(batch, i), i),
-                               batch.failed, lambda name: closed_error(f"{doing} {name}"))
-        batch.done.wait(max(timeout, 0.0))
-        closed = is_closed(context)
-        pending = []
-
-        def missing(i: int) -> BaseException:
-            pending.append(i)
-            return closed_error(f"{doing} {names[i]}") if closed else TimeoutError(names[i])
-
-        return batch.finish(missing)
-    finally:
-        unwatch()
+                closed = is_closed(self.context)
+                for i, name in enumerate(self.names):
+                    if i not in outcomes and i not in self._taken:
+                        pending.append(i)
+                        outcomes[i] = closed_error(f"{self.doing} {name}") if closed else TimeoutError(name)
+        self._unwatch()
+        ops, self._ops = self._ops, []
         if ops:
-            # those still pending are cancelled before the call returns; the others' release
+            # those still pending are cancelled before this returns; the others' release
             # (nothing left to cancel) is not waited for
-            end_operations(context, [ops[i] for i in pending if i < len(ops)])
-            done = set(pending)
-            end_operations(context, [op for i, op in enumerate(ops) if i not in done], wait=False)
-            dropped(context, ops)
+            end_operations(self.context, [ops[i] for i in pending])
+            if len(pending) < len(ops):
+                cancelled = set(pending)
+                end_operations(self.context, [op for i, op in enumerate(ops) if i not in cancelled], wait=False)
+            dropped(self.context, ops)
+        return outcomes
+
+
+def _all(wave: Wave) -> list[Any]:
+    """Every outcome of a wave run to its end, in order."""
+    outcomes: dict[int, Any] = {}
+    try:
+        wave.wait()
+        outcomes = wave.take()
+    finally:
+        outcomes.update(wave.finish())
+    return [outcomes[i] for i in range(len(wave.names))]
 
 
 class _Reply:
-    """One operation's handler: its index in the batch (cheaper than a partial to call)."""
+    """One operation's handler: its index in the wave (cheaper than a partial to call)."""
 
-    __slots__ = ("_batch", "_i")
+    __slots__ = ("_i", "wave")
 
-    def __init__(self, batch: _Batch, i: int) -> None:
-        self._batch, self._i = batch, i
+    def __init__(self, wave: Wave, i: int) -> None:
+        self.wave, self._i = wave, i
 
     def __call__(self, value: Any) -> None:
-        self._batch.reply(self._i, value)
+        self.wave.reply(self._i, value)
 
 
 def get_many(context: Any, names: Sequence[str], timeout: float, request: Any = READ_REQUEST,
@@ -155,10 +177,10 @@ def get_many(context: Any, names: Sequence[str], timeout: float, request: Any = 
     """
     deadline = time.monotonic() + timeout
 
-    def start(ctx: Any, wire: str, reply: Callable[[Any], None], i: int) -> Any:
+    def start(ctx: Any, wire: str, reply: _Reply, i: int) -> Any:
         return RawContext.get(ctx, wire, reply, request)
 
-    results = _run(context, names, start, timeout, "reading", _Batch(len(names), convert))
+    results = _all(Wave(context, names, "reading", start, timeout, convert))
     again = [i for i, outcome in enumerate(results) if isinstance(outcome, RemoteError)]
     if again and request is not None:
         whole = get_many(context, [names[i] for i in again], deadline - time.monotonic(), None, convert)
@@ -214,18 +236,18 @@ class _Vetted:
 
 
 class _Guarded:
-    """A put builder whose exception is kept for the batch (p4p cannot carry every kind)."""
+    """A put builder whose exception is kept for the wave (p4p cannot carry every kind)."""
 
-    __slots__ = ("_batch", "_builder", "_i")
+    __slots__ = ("_builder", "_i", "_wave")
 
-    def __init__(self, batch: _Batch, i: int, builder: Callable[[Any], None]) -> None:
-        self._batch, self._i, self._builder = batch, i, builder
+    def __init__(self, wave: Wave, i: int, builder: Callable[[Any], None]) -> None:
+        self._wave, self._i, self._builder = wave, i, builder
 
     def __call__(self, current: Any) -> None:
         try:
             self._builder(current)
         except Exception as exc:
-            self._batch.refusals[self._i] = exc
+            self._wave.refusals[self._i] = exc
             raise _Refused(str(exc)) from None
 
 
@@ -250,16 +272,22 @@ def put_many(context: Any, names: Sequence[str], values: Sequence[Any], timeout:
     sends a put again by itself on a new connection when the old one dropped before the reply;
     it is fetched and vetted again first, with again=True.
     """
+    return _all(put_wave(context, names, values, timeout, infos, vet))
+
+
+def put_wave(context: Any, names: Sequence[str], values: Sequence[Any], timeout: float,
+             infos: Sequence[PvInfo | None] | None = None, vet: Vet | None = None,
+             wake: Callable[[], None] | None = None, wake_on: Collection[int] = ()) -> Wave:
+    """Start put_many's puts as a Wave, without waiting: see put_many and Wave."""
     kinds = list(infos) if infos is not None else [None] * len(names)
     if len(kinds) != len(names):
         raise ValueError(f"{len(names)} names but {len(kinds)} infos")
     pairs = list(zip(names, values, strict=True))
-    batch = _Batch(len(names))
 
-    def start(ctx: Any, wire: str, reply: Callable[[Any], None], i: int) -> Any:
+    def start(ctx: Any, wire: str, reply: _Reply, i: int) -> Any:
         builder, get = _put_builder(pairs[i][1], kinds[i])
         if vet is not None:
             builder, get = _Vetted(vet, *pairs[i], builder), True
-        return start_put(ctx, wire, reply, _Guarded(batch, i, builder), get)
+        return start_put(ctx, wire, reply, _Guarded(reply.wave, i, builder), get)
 
-    return _run(context, names, start, timeout, "putting", batch)
+    return Wave(context, names, "putting", start, timeout, wake=wake, wake_on=wake_on)

@@ -1,4 +1,4 @@
-"""The p4p client context and thread pool of one Interface: opened lazily, closed safely.
+"""The p4p client context of one Interface: opened lazily, closed safely.
 
 Fork safety: a child forked while this process holds an open p4p context hangs on its first
 p4p call, so every live context is closed just before a fork and reopened lazily after it.
@@ -13,7 +13,6 @@ import os
 import threading
 import weakref
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 
 from .._fork import at_fork
 from ._closing import mark_closed
@@ -48,7 +47,6 @@ def _after_fork_in_parent() -> None:
 def _after_fork_in_child() -> None:
     for connection in list(_live):
         connection.lock = threading.RLock()  # the parent's threads are gone; start clean
-        connection._pool = None  # its threads stayed in the parent
         connection._pid = os.getpid()
     _live_lock.release()
 
@@ -59,22 +57,20 @@ at_fork(
 
 
 class Connection:
-    """One lazily created client context (`conf`, or the environment if None) and worker pool.
+    """One lazily created client context (`conf`, or the environment if None).
 
     `on_close` is called (under the lock) whenever the context is dropped, so the owner can
     forget what it learnt through it. A `prefix` is put before every PV name on the wire.
     """
 
-    def __init__(self, conf: Mapping[str, str] | None, max_workers: int,
+    def __init__(self, conf: Mapping[str, str] | None,
                  on_close: Callable[[], None] = lambda: None, prefix: str = "") -> None:
         self.conf = dict(conf) if conf is not None else None
         self.prefix = prefix
-        self.max_workers = max_workers
         self._forget = on_close
         self.lock = threading.RLock()
         self._context: ClientContext | None = None
         self._built_from: dict[str, str] = {}  # the client settings the open context was built from
-        self._pool: ThreadPoolExecutor | None = None
         self._pid = os.getpid()
         with _live_lock:
             _live.add(self)
@@ -96,22 +92,18 @@ class Connection:
             return client_settings(self.conf)
 
     def close(self) -> None:
-        """Close the context and the pool; the next use reopens them."""
+        """Close the context (at once: see ClientContext); the next use reopens it."""
         with self.lock:
             self._drop()
 
     def _drop(self) -> None:
-        context, pool = self._context, self._pool
-        self._context = self._pool = None
+        context, self._context = self._context, None
         if self._pid != os.getpid():
             self._forget()
             return  # inherited from the parent process: its threads do not exist here
         if context is not None:
             mark_closed(context)  # wake waiters on it first: they fail, saying why
         self._forget()  # after marking: no check can start on this context again
-        if pool is not None:
-            # running tasks end on their own: their puts fail once the context is closed
-            pool.shutdown(wait=False, cancel_futures=True)
         if context is not None:
             context.close()
             _log.debug("closed p4p client context")
@@ -129,10 +121,3 @@ class Connection:
                 self._built_from = built_from
                 _log.debug("opened p4p client context")
             return self._context
-
-    def pool(self) -> ThreadPoolExecutor:
-        """The worker pool of parallel sets, created on first use."""
-        with self.lock:
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(self.max_workers, thread_name_prefix="epics_pva")
-            return self._pool
