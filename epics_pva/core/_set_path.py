@@ -20,7 +20,7 @@ from ..errors import (
     RehearsalError,
     StrangerServerError,
 )
-from ..journal import JournalFile, start_or_refuse
+from ..journal import CallJournal, JournalFile, start_or_refuse
 from ..results import SetResult, Status, show
 from ..transport import (
     Connection,
@@ -86,20 +86,10 @@ class SetPath:
             if problems:
                 raise RehearsalError(problems, inputs)
         journal = self.journal.open_call(inputs, wire_settings(settings))  # as the guard decided
-        context = self._connection.context()
-        planned = self._prepare(context, inputs, rehearsal)
-        if settings.read_only:
-            _log.info("read-only: would set %s",
-                      ", ".join(f"{pv} = {show(v)}" for pv, v in planned.items()))
-            start_or_refuse(lambda: journal.read_only(planned), planned)
-            return {pv: SetResult(pv, v, READ_ONLY) for pv, v in planned.items()}
-        if journal:
-            values, errors = self._values_before(planned)
-            start_or_refuse(lambda: journal.before(values, errors), planned)
-        with journal.guard():  # interrupted: waits cancelled, an "interrupted" line, re-raised
-            run = SetRun(self.settings, context, self._monitors, self._time_limit, journal,
-                         self._wire_proof(rehearsal))
-            results = run.run(planned, functions)
+        with self._monitors.busy():  # the updates its puts cause wait until the set is over
+            results, read_only = self._checked_set(inputs, functions, settings, journal, rehearsal)
+        if read_only:
+            return results
         _refuse_if_nothing_reached_the_soft_ioc(results, inputs)
         counts = {s: sum(r.status == s for r in results.values()) for s in (SET, FAILED, NOT_ATTEMPTED)}
         _log.info(
@@ -109,6 +99,26 @@ class SetPath:
             counts[SET], counts[FAILED], counts[NOT_ATTEMPTED],
         )
         return results
+
+    def _checked_set(
+        self, inputs: Mapping[str, Any], functions: Mapping[str, ValidationFunction | None], settings: Settings,
+        journal: CallJournal, rehearsal: str | None,
+    ) -> tuple[dict[str, SetResult], bool]:
+        """Check the inputs, then set them (or in read-only mode, log them): (results, read-only?)."""
+        context = self._connection.context()
+        planned = self._prepare(context, inputs, rehearsal)
+        if settings.read_only:
+            _log.info("read-only: would set %s",
+                      ", ".join(f"{pv} = {show(v)}" for pv, v in planned.items()))
+            start_or_refuse(lambda: journal.read_only(planned), planned)
+            return {pv: SetResult(pv, v, READ_ONLY) for pv, v in planned.items()}, True
+        if journal:
+            values, errors = self._values_before(planned)
+            start_or_refuse(lambda: journal.before(values, errors), planned)
+        with journal.guard():  # interrupted: waits cancelled, an "interrupted" line, re-raised
+            run = SetRun(self.settings, context, self._monitors, self._time_limit, journal,
+                         self._wire_proof(rehearsal))
+            return run.run(planned, functions), False
 
     @staticmethod
     def _wire_proof(rehearsal: str | None) -> Any:

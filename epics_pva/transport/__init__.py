@@ -13,7 +13,7 @@ from ._closing import check_open, closed_error, is_closed, mark_closed, watch
 from ._connection import Connection
 from ._gate import live_operations, wait_released
 from ._monitor import CallerQueue, Monitor, live_monitors
-from ._monitors import MetadataCache
+from ._monitors import MetadataCache, settle
 from ._p4p import ClientContext
 from ._pvxs_settings import (
     auto_addr_list,
@@ -40,5 +40,5 @@ __all__ = [
     "ServerAddress", "Wave", "auto_addr_list", "check_name", "check_open", "client_settings", "closed_error",
     "coerce", "describe", "endpoint", "entries", "find_servers", "get_many", "is_closed", "live_monitors", "live_operations",
     "mark_closed", "normalize", "numeric_address", "parse_bool", "parse_response", "put_many", "put_wave",
-    "server_id_of", "to_python", "wait_released", "watch",
+    "server_id_of", "settle", "to_python", "wait_released", "watch",
 ]

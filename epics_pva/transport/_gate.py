@@ -227,9 +227,10 @@ def _close_each(ops: list[Any]) -> None:
 
 
 class _Releaser:
-    """RELEASERS daemon threads ending completed operations handed to them; started on first
-    use, and again in a forked child (where the parent's threads do not exist). At most
-    BACKLOG operations wait for them: beyond that a caller ends its own.
+    """Up to RELEASERS daemon threads ending completed operations handed to them: started when
+    work comes, ended once idle for LINGER s (so a forked child, where the parent's threads do
+    not exist, starts its own). At most BACKLOG operations wait for them: beyond that a caller
+    ends its own.
 
     Just before a fork every operation handed over is ended (the contexts are closed by then,
     so each ends at once): pvxs keeps one UDP manager per process while any of its contexts
@@ -239,6 +240,7 @@ class _Releaser:
 
     RELEASERS = 2
     BACKLOG = 20_000
+    LINGER = 0.1
     FORK_WAIT = 10.0
 
     def __init__(self) -> None:
@@ -248,8 +250,9 @@ class _Releaser:
 
     def _reset(self) -> None:
         self._lock = threading.Lock()
-        self._work: queue.SimpleQueue[tuple[_Gate, list[Any]]] | None = None
+        self._work: queue.SimpleQueue[tuple[_Gate, list[Any]]] = queue.SimpleQueue()
         self._waiting = 0
+        self._threads = 0
         self._idle = threading.Condition(self._lock)
         self._forking = False
 
@@ -259,18 +262,31 @@ class _Releaser:
             if self._forking or self._waiting + len(ops) > self.BACKLOG:
                 return False
             self._waiting += len(ops)
-            work = self._work
-            if work is None:
-                work = self._work = queue.SimpleQueue()
-                for k in range(self.RELEASERS):
-                    threading.Thread(target=self._run, args=(work,), daemon=True,
-                                     name=f"pva-release-{k}").start()
-        work.put((gate, ops))
+            self._work.put((gate, ops))
+            if self._threads >= self.RELEASERS:
+                return True
+            self._threads += 1
+            name = f"pva-release-{self._threads}"
+        try:
+            threading.Thread(target=self._run, daemon=True, name=name).start()
+        except BaseException:
+            with self._lock:
+                self._threads -= 1
+            raise
         return True
 
-    def _run(self, work: queue.SimpleQueue[tuple[_Gate, list[Any]]]) -> None:
+    def _run(self) -> None:
         while True:
-            self._release(*work.get())
+            try:
+                item = self._work.get(timeout=self.LINGER)
+            except queue.Empty:
+                with self._lock:
+                    if self._work.empty():  # idle: this thread ends (take() starts another)
+                        self._threads -= 1
+                        self._idle.notify_all()
+                        return
+                continue
+            self._release(*item)
 
     def _release(self, gate: _Gate, ops: list[Any]) -> None:
         share = len(ops)
@@ -288,10 +304,9 @@ class _Releaser:
     def _before_fork(self) -> None:
         with self._lock:
             self._forking = True
-            work = self._work
-        while work is not None:  # what no releaser has taken yet: ended here
+        while True:  # what no releaser has taken yet: ended here
             try:
-                item = work.get_nowait()
+                item = self._work.get_nowait()
             except queue.Empty:
                 break
             self._release(*item)

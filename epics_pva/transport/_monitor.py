@@ -123,20 +123,19 @@ def live_monitors() -> list[Monitor]:
 
 
 class _Signal:
-    """What p4p's event loop calls when a subscription has updates: queue its drain.
+    """What p4p's event loop calls when a subscription has updates (see Monitor._signal).
 
     Holds the Monitor weakly, so a Monitor dropped without close() is freed (and closed)."""
 
-    __slots__ = ("_monitor", "_queue")
+    __slots__ = ("_monitor",)
 
-    def __init__(self, monitor: Monitor, work_queue: Any) -> None:
+    def __init__(self, monitor: Monitor) -> None:
         self._monitor = weakref.ref(monitor)
-        self._queue = work_queue
 
     def __call__(self) -> None:
         monitor = self._monitor()
         if monitor is not None:
-            self._queue.push(monitor._drain)
+            monitor._signal()
 
 
 class Monitor:
@@ -148,14 +147,23 @@ class Monitor:
     Disconnected first (as p4p's own monitor gives it) and each disconnect or remote error
     as an exception. Updates after close() are not delivered. Starting it on a closed
     context raises what p4p raises (RuntimeError).
+
+    With `on_signal`, updates are not handed over by themselves: pvxs keeps them (the last
+    few, older ones merged), `pending` says some are there, on_signal(monitor) is called on
+    pvxs's thread (it must be quick) when one arrives, and `drain()` hands them over in the
+    calling thread. A monitor whose owner needs its updates only now and then so costs
+    nothing while they arrive (the Interface's metadata monitors during a set).
     """
 
     DRAIN = 16  # updates handed over per turn of the queue, so one busy PV cannot hold it
 
     def __init__(self, context: Any, name: str, on_update: Callable[[Any], None], work_queue: Any = None,
-                 request: Any = None, notify_disconnect: bool = True, unwrap: bool = False) -> None:
+                 request: Any = None, notify_disconnect: bool = True, unwrap: bool = False,
+                 on_signal: Callable[[Monitor], None] | None = None) -> None:
         self.name = name
         self.context = context
+        self.pending = False
+        self._on_signal = on_signal
         self._on_update = on_update
         self._notify_disconnect = notify_disconnect
         self._unwrap = unwrap
@@ -165,14 +173,14 @@ class Monitor:
         self._raw: Any = None
         self._closed = False
         self._done = False
-        if notify_disconnect:  # every subscription starts disconnected, as p4p's says
+        if notify_disconnect and on_signal is None:  # every subscription starts disconnected, as p4p's says
             self._queue.push(lambda: self._deliver([Disconnected()]))
         with self._lock:  # a drain queued before the raw subscription is stored waits for it
             if not self._gate.enter():
                 self._closed = True
                 raise RuntimeError("Context closed")
             try:
-                self._raw = RawContext.monitor(context, getattr(context, "name_prefix", "") + name, _Signal(self, self._queue),
+                self._raw = RawContext.monitor(context, getattr(context, "name_prefix", "") + name, _Signal(self),
                                                request)
             except BaseException:
                 self._closed = True
@@ -186,14 +194,29 @@ class Monitor:
     def open(self) -> bool:
         return not self._closed
 
-    def _drain(self) -> None:
-        """Pop what is queued (on the work queue's thread) and hand it to on_update."""
+    def _signal(self) -> None:
+        """pvxs has updates for us (called on its event loop thread, with the GIL)."""
+        self.pending = True
+        if self._on_signal is not None:
+            self._on_signal(self)
+        else:
+            self._queue.push(self._drain_queued)
+
+    def drain(self) -> None:
+        """Hand every update pending now to on_update, in this thread."""
+        while self._drain(again=False):
+            pass
+
+    def _drain(self, again: bool = True) -> bool:
+        """Pop what is queued and hand it to on_update; True if more may be left. With `again`
+        (on the work queue's thread), the rest is queued for the queue's next turn."""
         updates: list[Any] = []
         more = False
         with self._lock:
             raw = self._raw
             if raw is None:
-                return
+                return False
+            self.pending = False  # before popping: an update arriving after the last pop signals again
             for _ in range(self.DRAIN):
                 item = raw.pop()
                 if item is None:
@@ -204,8 +227,12 @@ class Monitor:
             else:
                 more = True  # pvxs signals again only once a pop found the queue empty
         self._deliver(updates)
-        if more:
-            self._queue.push(self._drain)
+        if more and again:
+            self._queue.push(self._drain_queued)
+        return more
+
+    def _drain_queued(self) -> None:
+        self._drain()
 
     def _deliver(self, updates: list[Any]) -> None:
         for item in updates:

@@ -2,8 +2,12 @@
 
 A set checks its inputs against the type and control limits of each PV. Instead of a `get`
 round trip before every set, each setpoint PV gets a monitor on first use; the server pushes
-every change (value, limits, alarm) and every disconnect to it. One thread per cache runs the
-monitor callbacks (p4p's shared workers are dead in a forked child); it and every
+every change (value, limits, alarm) and every disconnect to it. The updates are taken when
+they are needed: a set's check takes those of its PVs first (each PV's latest; pvxs merges
+older ones); one thread per cache takes the others once updates have stopped for QUIET s
+and no set runs, and at once while someone waits for one (a new PV's first value, a
+disconnected one's return). So the update every put of a set causes costs nothing while the
+set runs. The thread (not p4p's shared workers, dead in a forked child) and every
 subscription end on close() and before a fork. Subscriptions unused for `idle` seconds, or
 beyond `size` PVs (least recently used first), are closed.
 """
@@ -17,42 +21,25 @@ import threading
 import time
 import weakref
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from p4p.client.thread import Context, Disconnected, RemoteError
 
 from .._fork import at_fork
 from ._closing import closed_error, is_closed, watch
+from ._entries import Entry, Lookup, close_entry, reshapes, state_of
+from ._gate import wait_released
 from ._monitor import CallerQueue, Monitor
+from ._p4p import default_nt
 from ._values import PvInfo, describe, to_python
 
-__all__ = ["Lookup", "MetadataCache"]
+__all__ = ["Lookup", "MetadataCache", "settle"]
 
 _log = logging.getLogger(__name__)
 
 _caches: weakref.WeakSet[MetadataCache] = weakref.WeakSet()
-
-
-class _Entry:
-    """One PV's subscription and the latest it pushed (value, connection state, last problem)."""
-
-    __slots__ = ("connected", "info", "problem", "subscription", "used", "value")
-
-    def __init__(self, used: float) -> None:
-        self.subscription: Monitor | None = None
-        self.value: Any = None  # latest unwrapped p4p value, or None before the first
-        self.info: PvInfo | None = None  # describe(value), computed when first asked
-        self.connected = False
-        self.problem: str | None = None  # the last disconnect or remote error, in words
-        self.used = used
-
-
-class Lookup:
-    """The outcome of one MetadataCache.lookup: `infos` of the PVs ready, `problems` of the others."""
-
-    def __init__(self, infos: dict[str, PvInfo], problems: dict[str, str]) -> None:
-        self.infos, self.problems = infos, problems
 
 
 class MetadataCache:
@@ -68,9 +55,14 @@ class MetadataCache:
         _caches.add(self)
 
     def _reset(self) -> None:
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # an update taken under it (drain) takes it again
         self._changed = threading.Condition(self._lock)
-        self._entries: OrderedDict[str, _Entry] = OrderedDict()  # least recently used first
+        self._waiting = 0  # threads waiting for an update: updates are taken as they arrive
+        self._busy = 0  # sets running: pending updates are left for their checks
+        self._dirty: set[Monitor] = set()  # monitors with updates pending
+        self._last_signal = 0.0
+        self._idle = threading.Condition(self._lock)
+        self._entries: OrderedDict[str, Entry] = OrderedDict()  # least recently used first
         self._context: Context | None = None
         self._queue: CallerQueue | None = None
         self._thread: threading.Thread | None = None
@@ -84,9 +76,11 @@ class MetadataCache:
             entries, self._entries = list(self._entries.values()), OrderedDict()
             thread, queue = self._thread, self._queue
             self._thread = self._queue = self._context = None
+            self._dirty.clear()
             self._changed.notify_all()
+            self._idle.notify_all()
         for entry in entries:
-            _close(entry)
+            close_entry(entry)
         if queue is not None:
             queue.wake()
         if thread is not None and thread is not threading.current_thread():
@@ -102,20 +96,37 @@ class MetadataCache:
         return len(self._entries)
 
     def _run(self, queue: CallerQueue) -> None:
-        """The callback thread: runs monitor updates as they arrive until close()."""
+        """The callback thread: runs monitor updates as they arrive until close(), and takes
+        the others once no update came for QUIET s and no set runs (see _signalled)."""
         while self._queue is queue:  # close(), or a new context's queue, ends it
             try:
-                queue.run_next(60.0)
+                quiet = self._last_signal + self.QUIET - time.monotonic()
+                if self._dirty and quiet <= 0 and not self._busy:
+                    self._take_dirty()
+                queue.run_next(max(quiet, 0.0) if self._dirty else 60.0)
             except Exception:  # noqa: BLE001 - one bad update must not stop every PV's monitor
                 _log.exception("a PV monitor update failed")
+
+    def _take_dirty(self) -> None:
+        """Take the updates of the monitors signalled since (stopping if a set begins)."""
+        while self._dirty and not self._busy:
+            try:
+                monitor = self._dirty.pop()
+            except KeyError:
+                return
+            monitor.drain()
+        with self._lock:
+            if not self._dirty:
+                self._idle.notify_all()
 
     def _start(self, context: Context) -> CallerQueue:
         """The queue of `context`'s subscriptions, with its thread running (under the lock)."""
         if self._context is not context:  # a new context: the old one's monitors are dead
             stale = list(self._entries.values())
             self._entries.clear()
+            self._dirty.clear()
             for entry in stale:
-                _close(entry)
+                close_entry(entry)
             self._context = context
         if self._queue is None:
             queue = self._queue = CallerQueue()
@@ -126,7 +137,7 @@ class MetadataCache:
 
     # ---- monitors ---------------------------------------------------------------------------
 
-    def _subscribe(self, context: Context, queue: CallerQueue, pv: str, entry: _Entry) -> None:
+    def _subscribe(self, context: Context, queue: CallerQueue, pv: str, entry: Entry) -> None:
         def on_update(update: Any) -> None:
             with self._lock:
                 if self._entries.get(pv) is not entry:
@@ -141,13 +152,68 @@ class MetadataCache:
                     else:
                         entry.problem = f"{type(update).__name__}: {update}"
                 else:
-                    if entry.info is not None and _reshapes(update, entry.info):
+                    if entry.info is not None and reshapes(update, entry.info):
                         entry.info = None  # described again when next asked
                     entry.value = update
                     entry.connected, entry.problem = True, None
-                self._changed.notify_all()
+                if self._waiting:
+                    self._changed.notify_all()
 
-        entry.subscription = Monitor(context, pv, on_update, queue, unwrap=True)
+        entry.subscription = Monitor(context, pv, on_update, queue, on_signal=self._signalled)
+
+    QUIET = 0.02  # s without an update before the callback thread takes the ones pending
+
+    def _signalled(self, monitor: Monitor) -> None:
+        """pvxs has an update for `monitor` (called on its thread: quick, no lock).
+
+        Taken at once if someone waits for one; otherwise left for the next set's check of
+        that PV, or for the callback thread once updates have stopped for QUIET s while no
+        set runs: the updates a set's own puts cause cost it nothing while it runs.
+        """
+        queue = self._queue
+        if queue is None:
+            return
+        if self._waiting:
+            queue.push(monitor.drain)
+            return
+        self._last_signal = time.monotonic()
+        if not self._dirty:
+            self._dirty.add(monitor)
+            queue.wake()
+        else:
+            self._dirty.add(monitor)
+
+    @contextmanager
+    def busy(self) -> Iterator[None]:
+        """Mark a set running: the callback thread takes no pending update meanwhile."""
+        self._busy += 1
+        try:
+            yield
+        finally:
+            self._busy -= 1
+            queue = self._queue
+            if not self._busy and self._dirty and queue is not None:
+                queue.wake()
+
+    def settle(self, timeout: float) -> bool:
+        """Wait until every pending update was taken (a benchmark's quiet point)."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while self._dirty and self._queue is not None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._idle.wait(min(remaining, 0.05))
+        return True
+
+    def _take(self, names: Iterable[str]) -> None:
+        """Take the updates pending for `names` (under the lock)."""
+        entries, dirty = self._entries, self._dirty
+        for pv in names:
+            entry = entries.get(pv)
+            if entry is not None and entry.subscription is not None and entry.subscription.pending:
+                dirty.discard(entry.subscription)
+                entry.subscription.drain()
 
     def _evict(self, now: float, keep: set[str]) -> None:
         """Close the monitors idle for `idle` s, then the least recently used beyond `size`."""
@@ -162,7 +228,7 @@ class MetadataCache:
                     dropped.append(pv)
                     excess -= 1
         for pv in dropped:
-            _close(self._entries.pop(pv))
+            close_entry(self._entries.pop(pv))
         if dropped:
             _log.debug("closed the monitors of %d unused PV(s)", len(dropped))
 
@@ -186,7 +252,7 @@ class MetadataCache:
                 for pv in names:
                     entry = self._entries.get(pv)
                     if entry is None:
-                        entry = self._entries[pv] = _Entry(now)
+                        entry = self._entries[pv] = Entry(now)
                         try:
                             self._subscribe(context, queue, pv, entry)
                         except Exception as exc:  # noqa: BLE001 - e.g. closed: that PV's problem
@@ -196,13 +262,21 @@ class MetadataCache:
                     entry.used = now
                     self._entries.move_to_end(pv)
                 self._evict(now, set(names))  # a call's own PVs stay, even beyond `size`
-                while True:
-                    waiting = [pv for pv in names if pv in self._entries
-                               and not self._entries[pv].connected]
-                    remaining = deadline - time.monotonic()
-                    if not waiting or remaining <= 0 or is_closed(context):
-                        break
-                    self._changed.wait(remaining)
+                self._take(names)
+                self._waiting += 1
+                try:
+                    while True:
+                        waiting = [pv for pv in names if pv in self._entries
+                                   and not self._entries[pv].connected]
+                        remaining = deadline - time.monotonic()
+                        if not waiting or remaining <= 0 or is_closed(context):
+                            break
+                        self._take(waiting)  # signalled before we counted ourselves in
+                        if not any(not self._entries[pv].connected for pv in waiting if pv in self._entries):
+                            continue
+                        self._changed.wait(remaining)
+                finally:
+                    self._waiting -= 1
                 return self._outcome(context, names, timeout)
         finally:
             wake()
@@ -235,7 +309,9 @@ class MetadataCache:
         No wait and no round trip: for a put right after lookup(), which subscribed them.
         """
         found: list[PvInfo | None] = []
+        names = list(names)
         with self._lock:
+            self._take(names)
             for pv in names:
                 entry = self._entries.get(pv)
                 if entry is None or not entry.connected:
@@ -248,7 +324,9 @@ class MetadataCache:
 
     def latest(self, names: Iterable[str]) -> dict[str, Any]:
         """{pv: its latest value as plain Python} for the given PVs that are monitored and connected."""
+        names = list(names)
         with self._lock:
+            self._take(names)
             found = {pv: e.value for pv in names
                      if (e := self._entries.get(pv)) is not None and e.connected}
         return {pv: to_python(value) for pv, value in found.items()}
@@ -256,23 +334,32 @@ class MetadataCache:
     def state(self, pv: str) -> str:
         """'connected', 'disconnected', 'connecting' (no value yet) or 'unmonitored'."""
         with self._lock:
-            return _state(self._entries.get(pv))
+            self._take([pv])
+            return state_of(self._entries.get(pv))
 
     def wait_for(self, pv: str, until: Callable[[str, Any], bool], timeout: float) -> bool:
         """Wait at most `timeout` s until until(state(pv), latest value or None); True if it did.
+
+        The value as p4p's thread Context gives it (ntfloat, ntenum...).
 
         Lets a caller (a test, a tool) act once the server's push has arrived, not sooner.
         """
         deadline = time.monotonic() + timeout
         with self._lock:
-            while True:
-                entry = self._entries.get(pv)
-                if until(_state(entry), None if entry is None else entry.value):
-                    return True
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return False
-                self._changed.wait(remaining)
+            self._waiting += 1
+            try:
+                while True:
+                    self._take([pv])
+                    entry = self._entries.get(pv)
+                    value = None if entry is None else entry.value
+                    if until(state_of(entry), None if value is None else default_nt.unwrap(value)):
+                        return True
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        return False
+                    self._changed.wait(min(remaining, 0.1))  # an update signalled before we counted in
+            finally:
+                self._waiting -= 1
 
     def _wake(self) -> None:
         with self._lock:
@@ -283,43 +370,17 @@ class MetadataCache:
             self._reset()
 
 
-def _reshapes(update: Any, info: PvInfo) -> bool:
-    """Whether a monitor update may change what its PV accepts (type, limits, choices, server id).
+def settle(timeout: float = 10.0) -> bool:
+    """Wait at most `timeout` s until the housekeeping done after calls has ended: completed
+    operations released (see _gate.py) and every cache's pending monitor updates taken.
 
-    A server's post of a new value, alarm or time stamp marks only those fields changed;
-    describing every such update again would cost each set of many PVs a describe() per PV.
-    The description is dropped on every disconnect, so the first update from whichever server
-    answers next (which need not mark every field) is described afresh.
-    """
-    raw = getattr(update, "raw", update)
-    try:
-        changed = raw.changedSet()
-    except AttributeError:  # not a p4p Value: nothing to tell by
-        return True
-    for name in changed:
-        if name.partition(".")[0] in ("alarm", "timeStamp"):
-            continue
-        if name == "value.index" or (name == "value" and info.kind != "enum"):
-            continue  # a new value: an enum's choices are value.choices, which is not this
-        return True
-    return False
-
-
-def _state(entry: _Entry | None) -> str:
-    if entry is None:
-        return "unmonitored"
-    if entry.connected:
-        return "connected"
-    return "connecting" if entry.value is None else "disconnected"
-
-
-def _close(entry: _Entry) -> None:
-    subscription, entry.subscription = entry.subscription, None
-    if subscription is not None:
-        try:
-            subscription.close()
-        except Exception:  # noqa: BLE001 - closing a monitor of a closed context: nothing left
-            _log.debug("closing a monitor failed", exc_info=True)
+    What a benchmark calls before each timed call, so that no call's timing holds the
+    housekeeping of the one before."""
+    deadline = time.monotonic() + timeout
+    settled = wait_released(timeout)
+    for cache in list(_caches):
+        settled = cache.settle(max(deadline - time.monotonic(), 0.0)) and settled
+    return settled
 
 
 def _close_all() -> None:
