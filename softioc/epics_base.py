@@ -33,18 +33,14 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from .errors import EpicsBaseError, NotLoopbackError
+
+__all__ = ["READY_LINE", "EpicsBaseError", "EpicsBaseIOC", "NotLoopbackError", "shipped_db_path", "sockets_of"]
+
 _log = logging.getLogger(__name__)
 
 READY_LINE = "iocRun: All initialization complete"  # printed by iocInit once every record is up
 _PR_SET_PDEATHSIG = 1
-
-
-class EpicsBaseError(RuntimeError):
-    """The EPICS base IOC could not be started or stopped; the message carries its output."""
-
-
-class NotLoopbackError(EpicsBaseError, ValueError):
-    """A bind address that is not loopback was asked for; nothing was started."""
 
 
 class _PortTaken(EpicsBaseError):

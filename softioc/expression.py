@@ -15,6 +15,11 @@ import math
 import operator
 from collections.abc import Callable, Mapping, Sequence
 
+from .errors import ExpressionError
+
+__all__ = ["CONSTANTS", "FUNCTIONS", "MAX_DEPTH", "MAX_LENGTH", "MAX_NODES", "Evaluator", "ExpressionError",
+           "compile_expression"]
+
 # the longest expression text (characters), the most AST nodes, the deepest nesting accepted
 MAX_LENGTH = 2000
 MAX_NODES = 500
@@ -48,10 +53,6 @@ FUNCTIONS.update({
 CONSTANTS: dict[str, float] = {"pi": math.pi, "e": math.e, "tau": math.tau, "inf": math.inf}
 
 Evaluator = Callable[[Mapping[str, float]], float]
-
-
-class ExpressionError(ValueError):
-    """An expression uses something outside the whitelist or names an unknown input."""
 
 
 def compile_expression(text: str, inputs: Sequence[str]) -> Evaluator:

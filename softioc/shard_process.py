@@ -12,15 +12,11 @@ import logging
 import socket
 
 from .child_process import READY, ChildProcess, end_process, parse_banner
-from .errors import ChildError
+from .errors import ShardError
 
 __all__ = ["READY", "ShardError", "ShardProcess", "end_process", "free_port"]
 
 _log = logging.getLogger("softioc.machine")  # the machine's messages, wherever their code lives
-
-
-class ShardError(ChildError):
-    """A shard process did not start, answer or stop as asked; says which shard and why."""
 
 
 def free_port(host: str, kind: int) -> int:
