@@ -28,9 +28,8 @@ from typing import Any
 
 from softioc import child_process
 from softioc.child_process import READY as READY  # the banner's last line, as before
-from softioc.child_process import ChildProcess
+from softioc.child_process import ChildProcess, serve_commands
 from softioc.errors import ChildError
-from softioc.shard import serve_commands
 
 __all__ = ["Commands", "IOCProcess", "IOCProcessError", "parse_banner", "status_field"]
 

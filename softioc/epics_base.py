@@ -17,22 +17,19 @@ on any system its IOC shell exits when its stdin pipe closes.
 from __future__ import annotations
 
 import collections
-import ctypes
 import ipaddress
 import logging
 import os
 import re
-import signal
 import socket
-import subprocess
 import sys
-import threading
 import time
 from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
+from .child_process import ChildProcess, free_port
 from .errors import EpicsBaseError, NotLoopbackError
 
 __all__ = ["READY_LINE", "EpicsBaseError", "EpicsBaseIOC", "NotLoopbackError", "shipped_db_path", "sockets_of"]
@@ -40,7 +37,6 @@ __all__ = ["READY_LINE", "EpicsBaseError", "EpicsBaseIOC", "NotLoopbackError", "
 _log = logging.getLogger(__name__)
 
 READY_LINE = "iocRun: All initialization complete"  # printed by iocInit once every record is up
-_PR_SET_PDEATHSIG = 1
 
 
 class _PortTaken(EpicsBaseError):
@@ -50,35 +46,6 @@ class _PortTaken(EpicsBaseError):
 def shipped_db_path() -> Path:
     """The .db of real records shipped with the package (macro P is the PV prefix)."""
     return Path(str(resources.files("softioc") / "examples" / "epics_base.db"))
-
-
-def _free_port(host: str, kinds: tuple[int, ...]) -> int:
-    """A port free on `host` for every socket kind in `kinds` (TCP, UDP) at the moment of asking."""
-    for _ in range(100):
-        first = socket.socket(socket.AF_INET, kinds[0])
-        try:
-            first.bind((host, 0))
-            port = first.getsockname()[1]
-            others = []
-            try:
-                for kind in kinds[1:]:
-                    other = socket.socket(socket.AF_INET, kind)
-                    others.append(other)
-                    other.bind((host, port))
-            except OSError:
-                continue
-            finally:
-                for other in others:
-                    other.close()
-            return int(port)
-        finally:
-            first.close()
-    raise EpicsBaseError(f"found no free port on {host} for {kinds}")
-
-
-def _die_with_parent() -> None:  # runs in the child between fork and exec
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
 def _decode_address(hex_address: str) -> str:
@@ -123,7 +90,7 @@ def sockets_of(pid: int) -> list[tuple[str, str, int, bool]]:
 _EPICS_EPOCH = 631152000  # 1990-01-01 UTC: the time stamp of a record never processed
 
 
-class EpicsBaseIOC:
+class EpicsBaseIOC(ChildProcess):
     """EPICS base's softIoc with QSRV2, serving the records of `db` on loopback with free ports.
 
     `db` is a .db file (default: the shipped one), `macros` its macro substitutions (default
@@ -134,7 +101,14 @@ class EpicsBaseIOC:
     its boot state (UDF) to a test that runs at once, `start_timeout` seconds
     allowed for start(). Ports are chosen once, so start() after stop() or kill() serves on the
     same ports again. Its output (stdout and stderr) is logged at DEBUG and kept in `output`.
+    It runs as softioc.child_process runs every child: see there for how it is read and stopped.
     """
+
+    error = EpicsBaseError
+    logger = _log
+    tail = 500
+    output_level = logging.DEBUG
+    answers: ClassVar[bool] = False  # an IOC shell: nothing to read once it is up
 
     def __init__(
         self,
@@ -145,6 +119,7 @@ class EpicsBaseIOC:
         start_timeout: float = 30.0,
         scanned_pv: str | None = None,
     ) -> None:
+        super().__init__("EPICS base IOC", reply_timeout=start_timeout)
         try:
             loopback = ipaddress.ip_address(host).is_loopback
         except ValueError:
@@ -169,19 +144,18 @@ class EpicsBaseIOC:
         self.start_timeout = float(start_timeout)
         self._choose_ports()
         self._served = False  # once it has served, a restart keeps its ports: clients know them
-        self.output: collections.deque[str] = collections.deque(maxlen=500)
         self.start_seconds: float | None = None  # how long the last start() took
-        self._process: subprocess.Popen[bytes] | None = None
-        self._reader: threading.Thread | None = None
-        self._ready = threading.Event()
 
     def _choose_ports(self) -> None:
         tcp, udp = socket.SOCK_STREAM, socket.SOCK_DGRAM
         host = self.host
-        self.pva_server_port = _free_port(host, (tcp,))
-        self.pva_broadcast_port = _free_port(host, (udp,))
-        self.ca_server_port = _free_port(host, (tcp, udp))  # CA serves TCP and UDP on one port
-        self.ca_repeater_port = _free_port(host, (udp,))
+        try:
+            self.pva_server_port = free_port(host, tcp)
+            self.pva_broadcast_port = free_port(host, udp)
+            self.ca_server_port = free_port(host, tcp, udp)  # CA serves TCP and UDP on one port
+            self.ca_repeater_port = free_port(host, udp)
+        except OSError as exc:
+            raise EpicsBaseError(f"EPICS base IOC: {exc}") from None
 
     def __repr__(self) -> str:
         state = f"pid {self.pid}" if self.running else "stopped"
@@ -189,14 +163,14 @@ class EpicsBaseIOC:
                 f"udp:{self.pva_broadcast_port}, {state})")
 
     @property
-    def pid(self) -> int | None:
-        """The IOC process id, or None before start()."""
-        return self._process.pid if self._process is not None else None
+    def output(self) -> collections.deque[str]:
+        """The last lines (at most 500) the IOC wrote since its last start, stdout and stderr."""
+        return self._output
 
     @property
     def running(self) -> bool:
         """True while the IOC process is alive."""
-        return self._process is not None and self._process.poll() is None
+        return self._proc is not None and self._proc.poll() is None
 
     def environment(self) -> dict[str, str]:
         """The child's environment: ours without any EPICS_* setting, plus loopback and our ports."""
@@ -241,16 +215,6 @@ class EpicsBaseIOC:
             "EPICS_PVA_BROADCAST_PORT": str(self.pva_broadcast_port),
         }
 
-    def _read_output(self, process: subprocess.Popen[bytes]) -> None:
-        assert process.stdout is not None
-        for raw in process.stdout:
-            line = raw.decode(errors="replace").rstrip("\n")
-            self.output.append(line)
-            _log.debug("EPICS base IOC %d: %s", process.pid, line)
-            if READY_LINE in line:
-                self._ready.set()
-        self._ready.set()  # end of output: wake start() to see the exit
-
     def _failure(self, why: str) -> EpicsBaseError:
         tail = "\n".join(list(self.output)[-40:])
         return EpicsBaseError(f"EPICS base IOC ({' '.join(self.command())}): {why}; its output:\n{tail}")
@@ -278,27 +242,21 @@ class EpicsBaseIOC:
             return self
         raise AssertionError("unreachable")  # the loop returns or raises
 
+    def _is_ready(self, line: str) -> bool:
+        return READY_LINE in line
+
     def _start(self) -> None:
         started = time.monotonic()
-        self.output.clear()
-        self._ready.clear()
         # stdin stays open: the IOC shell reads it and exits at end of input
-        self._process = subprocess.Popen(
-            self.command(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, env=self.environment(),
-            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
-        )
-        process = self._process
-        self._reader = threading.Thread(target=self._read_output, args=(process,),
-                                        name=f"epics-base-ioc-{process.pid}", daemon=True)
-        self._reader.start()
+        process = self._spawn(self.command(), env=self.environment(), merge_output=True, die_with_parent=True)
         deadline = started + self.start_timeout
         try:
-            if not self._ready.wait(self.start_timeout) or process.poll() is not None:
-                self._reader.join(1.0)
+            try:
+                self._await_ready(self.start_timeout)
+            except EpicsBaseError:
                 raise self._failure(
                     f"exited with code {process.poll()}" if process.poll() is not None
-                    else f"not initialised within {self.start_timeout:g} s")
+                    else f"not initialised within {self.start_timeout:g} s") from None
             if self.ready_pv is not None:
                 self._wait_pv(self.ready_pv, deadline)
             if self.scanned_pv is not None:
@@ -310,7 +268,7 @@ class EpicsBaseIOC:
                         f"not listening on {self.host} tcp:{self.pva_server_port} (port taken?); "
                         f"bound: {sorted(bound)}")))
         except BaseException:
-            self._halt(process)
+            self._halt()
             raise
         self.start_seconds = time.monotonic() - started
         _log.info("EPICS base IOC pid %d serving %s on %s tcp:%d udp:%d (CA %d), ready in %.2f s",
@@ -333,59 +291,44 @@ class EpicsBaseIOC:
                         return
                     time.sleep(0.02)  # scanned every 0.1 s: a few more reads at most
                 except TimeoutError:
-                    if self._process is None or self._process.poll() is not None:
+                    if self._proc is None or self._proc.poll() is not None:
                         raise self._failure("exited while starting") from None
 
-    def _halt(self, process: subprocess.Popen[bytes], timeout: float = 5.0) -> None:
-        """End `process`: `exit()` on its shell, then SIGTERM, then SIGKILL, `timeout` s each."""
-        if process.poll() is None and process.stdin is not None:
+    def _ask_to_stop(self, grace: float) -> None:
+        """`exit()` on its IOC shell (end_process then closes stdin, which ends it too)."""
+        stdin = self._proc.stdin if self._proc is not None else None
+        if stdin is not None and not stdin.closed:
             try:
-                process.stdin.write(b"exit()\n")
-                process.stdin.close()
-            except (BrokenPipeError, OSError):
+                stdin.write("exit()\n")
+                stdin.flush()
+            except OSError:
                 pass
-        for step in (None, process.terminate, process.kill):
-            if step is not None and process.poll() is None:
-                _log.warning("EPICS base IOC pid %d still running: %s", process.pid, step.__name__)
-                step()
-            try:
-                process.wait(timeout)
-                break
-            except subprocess.TimeoutExpired:
-                continue
-        else:
-            raise self._failure(f"pid {process.pid} did not exit after SIGKILL")
-        self._close_pipes(process)
 
-    def _close_pipes(self, process: subprocess.Popen[bytes]) -> None:
-        if self._reader is not None:
-            self._reader.join(5.0)
-        for pipe in (process.stdin, process.stdout):
-            if pipe is not None:
-                try:
-                    pipe.close()
-                except OSError:
-                    pass
+    def _halt(self, timeout: float = 5.0) -> None:
+        """End the IOC: `exit()` on its shell, then SIGTERM, then SIGKILL, `timeout` s each."""
+        self._end(timeout)
+        process = self._proc
+        if process is not None and process.poll() is None:
+            raise self._failure(f"pid {process.pid} did not exit after SIGKILL")
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop the IOC cleanly (`exit()` on its shell), escalating to SIGTERM and SIGKILL."""
-        process = self._process
+        process = self._proc
         if process is None:
             return
-        if process.poll() is None:
-            self._halt(process, timeout)
+        running = process.poll() is None
+        self._halt(timeout)
+        if running:
             _log.info("EPICS base IOC pid %d stopped (exit code %s)", process.pid, process.returncode)
-        else:
-            self._close_pipes(process)
 
     def kill(self, timeout: float = 5.0) -> None:
         """Kill the IOC at once (SIGKILL), as a crash would; start() serves again on the same ports."""
-        process = self._process
+        process = self._proc
         if process is None or process.poll() is not None:
             return
         process.kill()
         process.wait(timeout)
-        self._close_pipes(process)
+        self._end(timeout)  # closes its stdin and reads its output to the end
         _log.info("EPICS base IOC pid %d killed", process.pid)
 
     def __enter__(self) -> EpicsBaseIOC:

@@ -11,10 +11,10 @@ cannot be bound an OSError), so `except SoftIOCError` catches every soft IOC err
     ├── PortInUseError (OSError)        an explicit TCP port is taken
     ├── AuditFileError (OSError)        the audit file cannot be opened or read
     ├── NetworkRefused (PermissionError)
-    ├── ChildError (RuntimeError)       a child process did not start, answer or stop
-    │   └── ShardError                  ... a shard of a machine
-    └── EpicsBaseError (RuntimeError)   EPICS base's softIoc could not start or stop
-        └── NotLoopbackError (ValueError)
+    └── ChildError (RuntimeError)       a child process did not start, answer or stop
+        ├── ShardError                  ... a shard of a machine
+        └── EpicsBaseError              ... EPICS base's softIoc
+            └── NotLoopbackError (ValueError)
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ class ShardError(ChildError):
     """A shard process did not start, answer or stop as asked; says which shard and why."""
 
 
-class EpicsBaseError(SoftIOCError, RuntimeError):
+class EpicsBaseError(ChildError):
     """The EPICS base IOC could not be started or stopped; the message carries its output."""
 
 

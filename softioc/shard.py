@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import logging
 import math
 import os
@@ -34,6 +33,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from .child_process import serve_commands
 from .config import IOCConfig, load_config
 from .model import Observable, Simulation
 from .server import SoftIOC
@@ -146,35 +146,6 @@ class ShardCommands:
         if command == "snapshot":
             return ioc.snapshot()
         raise ValueError(f"unknown shard command {command!r}")
-
-
-def serve_commands(commands: Callable[[str, Any], Any], stop: threading.Event, infd: int = 0) -> None:
-    """Answer one JSON command per line of `infd` on stdout until `stop` or EOF (parent gone);
-    `commands(name, argument)` gives each reply's result. Raw reads: no buffered-stdin lock."""
-    pending = b""
-    while not stop.is_set():
-        try:
-            chunk = os.read(infd, 65536)
-        except OSError:
-            chunk = b""
-        if not chunk:
-            break
-        pending += chunk
-        while b"\n" in pending:
-            line, pending = pending.split(b"\n", 1)
-            command = None
-            try:
-                request = json.loads(line)
-                command, argument = request["command"], request.get("argument")
-                reply: dict[str, Any] = {"ok": True, "result": None if command == "stop" else commands(command, argument)}
-            except Exception as exc:  # noqa: BLE001 - sent to the parent, which raises it there
-                reply = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
-            sys.stdout.write(json.dumps(reply, default=str) + "\n")
-            sys.stdout.flush()
-            if command == "stop":
-                stop.set()
-                return
-    stop.set()
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -9,27 +9,13 @@ child-process soft IOC; this module adds the shard's index, ports and address.
 from __future__ import annotations
 
 import logging
-import socket
 
-from .child_process import READY, ChildProcess, end_process, parse_banner
+from .child_process import READY, ChildProcess, end_process, free_port, parse_banner
 from .errors import ShardError
 
 __all__ = ["READY", "ShardError", "ShardProcess", "end_process", "free_port"]
 
 _log = logging.getLogger("softioc.machine")  # the machine's messages, wherever their code lives
-
-
-def free_port(host: str, kind: int) -> int:
-    """A port free on `host` now (TCP or UDP); the shard binds it a moment later.
-
-    Only search (UDP) ports are chosen so, since every client must be told them before the
-    shards start. Another process taking one in between is not detected: pvxs binds search
-    ports with SO_REUSEADDR and reports the asked port either way. TCP ports are left to the
-    shard (port 0), which has no such race.
-    """
-    with socket.socket(socket.AF_INET, kind) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
 
 
 class ShardProcess(ChildProcess):
