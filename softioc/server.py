@@ -1,9 +1,10 @@
-"""The soft IOC's life cycle: start/stop/restart and the update loop.
+"""One soft IOC process: its life cycle (start/stop/restart) and its update loop.
 
 The model decides values; `channels` maps them onto p4p, `injection` applies faults at the
-wire (held or rejected puts, PVs that vanish); this module ties them together and keeps the
-audit. The put path is `softioc.server_puts`, what the IOC shows and its alarms
-`softioc.server_views`: both are bases of SoftIOC.
+wire (held or rejected puts, PVs that vanish). SoftIOC ties its parts together: it owns its
+fault control (softioc.injection), its endpoint (the p4p server and its ports,
+softioc.endpoint), and for each run a put path (softioc.server_puts) and the views that
+publish alarms and give the live view (softioc.server_views); it keeps the audit.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from p4p.server import Server, StaticProvider
+from p4p.server import StaticProvider
 from p4p.util import ThreadedWorkQueue
 
 from . import _guard
@@ -26,11 +27,13 @@ from .audit import Audit
 from .channels import Channel, PostBatch, build_channels
 from .config import IOCConfig, load_config
 from .control import ControlPVs
-from .errors import NetworkRefused, PortInUseError
+from .endpoint import Endpoint
+from .errors import NetworkRefused
 from .injection import ABANDON_AFTER, FaultControl, Wire
 from .model import Simulation
 from .put_queue import PutQueue
-from .server_puts import PutHandling
+from .server_puts import PutPath
+from .server_views import Views
 from .stats import Stats
 from .vector import VectorSimulation
 
@@ -40,7 +43,7 @@ _log = logging.getLogger(__name__)
 __all__ = ["ABANDON_AFTER", "SoftIOC", "Stats", "is_loopback"]
 
 
-class SoftIOC(PutHandling):
+class SoftIOC:
     """A simulated machine served over PVAccess, on loopback unless told otherwise.
 
     `config` is an IOCConfig, a dict shaped like the TOML file, or the path of one. Use as a
@@ -91,36 +94,33 @@ class SoftIOC(PutHandling):
         if processes not in (None, 1):
             raise ValueError(f"processes must be >= 1, got {processes!r}")
         self.config = load_config(config)
-        self.host, self.port, self.broadcast_port = host, port, broadcast_port
         self.allow_network = self.config.ioc.allow_network if allow_network is None else bool(allow_network)
         self.prefix = self.config.ioc.prefix
         self.identity = ""  # drawn by start()
         self.owner = owner()
-        self._write_rule: AccessRule | None = None
         # every put and fault event also appended to this JSON Lines file (AuditFileError if not)
         self.audit = Audit(audit if audit is not None else self.config.ioc.audit)
         self.stats = Stats()
-        self._lock = threading.RLock()
+        self._lock = threading.RLock()  # the machine's: the model, its channels and the fault state
+        self._endpoint = Endpoint(host, port, broadcast_port)
         self.faults = FaultControl(self.config, self.audit, self._lock, Wire(
             apply=self._apply, take_down=lambda downtime: self.restart(downtime, wait=False),
             bring_back=self._bring_back, clock=lambda: self.sim_time, changed=self._changed,
         ))
+        # one run's parts, built by start() and kept after stop() (what the last run served)
         self._sim: Simulation | None = None
         self._channels: dict[str, Channel] = {}
-        self._server: Server | None = None
-        self._server_conf: dict[str, str] | None = None
-        self._effective: dict[str, str] = {}  # the running server's configuration
+        self._control: ControlPVs | None = None
+        self._views: Views | None = None
+        self._put_path: PutPath | None = None
+        self._provider: StaticProvider | None = None  # None while not serving
         self._queue: ThreadedWorkQueue | None = None
         self._puts: PutQueue | None = None  # the setpoints' handlers, at once when the machine is free
+        # the update loop
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._serve_again_at: float | None = None  # monotonic s: when a restart(wait=False) ends
-        self._alarm_posted_at = 0.0  # wall s of the newest alarm post made outside an update step
         self._stepped_due: float | None = None  # monotonic s the last step run was due at
-        self._control: ControlPVs | None = None
-        self._provider: StaticProvider | None = None
-        self._restarting = threading.Lock()
-        self._overridden: set[str] = set()  # PVs publishing an alarm fault's alarm now
 
     def __enter__(self) -> SoftIOC:
         self.start()
@@ -133,6 +133,33 @@ class SoftIOC(PutHandling):
         state = "running" if self.running else "stopped"
         return f"<SoftIOC {self.config.source} {state} {len(self._channels)} PVs>"
 
+    @property
+    def host(self) -> str:
+        """The interface address served on."""
+        return self._endpoint.host
+
+    @property
+    def port(self) -> int:
+        """The TCP port asked for (0: a free one); once bound, restarts keep the bound one."""
+        return self._endpoint.port
+
+    @port.setter
+    def port(self, port: int) -> None:
+        self._endpoint.port = port
+
+    @property
+    def broadcast_port(self) -> int:
+        """The UDP search port asked for (0: a free one)."""
+        return self._endpoint.broadcast_port
+
+    @broadcast_port.setter
+    def broadcast_port(self, port: int) -> None:
+        self._endpoint.broadcast_port = port
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None
+
     # life cycle ---------------------------------------------------------------------------
     def start(self) -> SoftIOC:
         """Build the simulation and PVs, start serving and updating; returns self."""
@@ -142,32 +169,35 @@ class SoftIOC(PutHandling):
         settings = self.config.ioc
         control_rule = AccessRule.build(
             "control_from", settings.control_from if settings.control_from is not None else (self.owner,))
-        self._write_rule = AccessRule.build("write_from", settings.write_from)
+        write_rule = AccessRule.build("write_from", settings.write_from)
         self.identity = uuid.uuid4().hex
         self._stop.clear()
         self.stats = Stats()
-        self._sim = self._simulation()
+        self._sim = sim = self._simulation()
         self._stepped_due = None
         # unbounded: p4p's default (5) drops puts and connect events with queue.Full under load
         self._queue = ThreadedWorkQueue(name="softioc-handlers", workers=2, daemon=True, maxsize=0).start()
         self._puts = PutQueue(self._lock, self._queue)
-        self._channels = build_channels(self.config, self._sim, self._puts, self._on_put, self._refuse_put,
+        self._channels = build_channels(self.config, sim, self._puts, self._on_put, self._refuse_put,
                                         self.identity)
         self._control = ControlPVs(
-            self.config.ioc.control_prefix, self._queue, faults=self.faults, audit=self.audit,
+            settings.control_prefix, self._queue, faults=self.faults, audit=self.audit,
             clock=lambda: self.sim_time, restart=lambda downtime: self.restart(downtime, wait=False),
             identity=self.identity, rule=control_rule,
         )
+        self._views = Views(sim, self._channels, self.faults, self._lock)
+        self._put_path = PutPath(sim=sim, views=self._views, faults=self.faults, audit=self.audit,
+                                 control=self._control, lock=self._lock, write_rule=write_rule,
+                                 clock=lambda: self.sim_time, overdue=self._overdue_steps)
         self._provider = StaticProvider(f"softioc-{id(self):x}")
         for channel in self._channels.values():
             self._provider.add(self.prefix + channel.name, channel.pv)
         for name, pv in self._control.pvs.items():
             self._provider.add(self.prefix + name, pv)
-        self._overridden = set()
         self.faults.start(self._channels)
-        self._refresh_alarms(everything=True)  # computed alarms and config alarm faults show at once
+        self._views.refresh(everything=True)  # computed alarms and config alarm faults show at once
         try:
-            self._serve()
+            self._endpoint.serve(self._provider)
         except Exception:
             self._teardown()
             raise
@@ -207,9 +237,7 @@ class SoftIOC(PutHandling):
         self.faults.stop()
         with self._lock:
             self._serve_again_at = None
-        if self._server is not None:
-            self._server.stop()
-            self._server = None
+        self._endpoint.close()
         for channel in self._channels.values():
             if channel.open:
                 channel.pv.close(destroy=True)
@@ -220,37 +248,6 @@ class SoftIOC(PutHandling):
             self._queue.stop()
             self._queue = None
 
-    def _serve(self) -> None:
-        """Start the p4p server: first time on the configured ports, later on the same ones."""
-        conf = dict(self._server_conf) if self._server_conf else {
-            "EPICS_PVAS_INTF_ADDR_LIST": self.host,
-            "EPICS_PVAS_BEACON_ADDR_LIST": self.host,
-            "EPICS_PVAS_AUTO_BEACON_ADDR_LIST": "NO",
-            "EPICS_PVAS_SERVER_PORT": str(self.port),
-            "EPICS_PVAS_BROADCAST_PORT": str(self.broadcast_port),
-            "EPICS_PVA_ADDR_LIST": self.host,
-            "EPICS_PVA_AUTO_ADDR_LIST": "NO",
-            "EPICS_PVA_SERVER_PORT": str(self.port),
-            "EPICS_PVA_BROADCAST_PORT": str(self.broadcast_port),
-        }
-        server = Server(providers=[self._provider], conf=conf, useenv=False)
-        effective = server.conf()
-        # pvxs moves a server whose TCP port is taken to another one with only a warning, and
-        # clients then see two servers of the same PVs: an explicit (or, on restart, a
-        # previously bound) port must be the one bound. The UDP search port is not checked:
-        # pvxs binds it with SO_REUSEADDR so that several servers on one host share it (as
-        # EPICS IOCs share 5076), and it reports the asked port whether shared or not.
-        wanted = conf["EPICS_PVAS_SERVER_PORT"]
-        if wanted != "0" and effective["EPICS_PVAS_SERVER_PORT"] != wanted:
-            server.stop()
-            raise PortInUseError(
-                f"soft IOC: TCP port {wanted} on {self.host} is in use by another server "
-                f"(pvxs fell back to {effective['EPICS_PVAS_SERVER_PORT']}); stop it or choose another port"
-            )
-        self._server, self._effective = server, effective
-        # keep the ports actually bound, so restart() and the next start() come back where clients look
-        self._server_conf = {k: v for k, v in effective.items() if k.startswith("EPICS_PVAS_")}
-
     def restart(self, downtime: float = 0.0, wait: bool = True) -> None:
         """Take the whole server off the network for `downtime` s, then serve again on the same ports.
 
@@ -258,11 +255,8 @@ class SoftIOC(PutHandling):
         """
         if not self.running:
             raise RuntimeError("the soft IOC is not running")
-        with self._restarting:
-            if self._server is not None:
-                self._server.stop()
-                self._server = None
-            _log.warning("soft IOC server down for %.3g s", downtime)
+        self._endpoint.take_down()
+        _log.warning("soft IOC server down for %.3g s", downtime)
         if wait:
             self._stop.wait(downtime)
             self._bring_back()
@@ -271,14 +265,77 @@ class SoftIOC(PutHandling):
                 self._serve_again_at = time.monotonic() + downtime
 
     def _bring_back(self) -> None:
-        with self._restarting:
-            if self._server is None and self.running:
-                try:
-                    self._serve()
-                except PortInUseError:
-                    _log.exception("soft IOC cannot serve again on its port; it stays down")
-                    return
-                _log.warning("soft IOC server back on %s", self.describe_address())
+        provider = self._provider
+        if provider is not None and self.running:
+            self._endpoint.bring_back(provider)
+
+    # the parts' wiring ----------------------------------------------------------------------
+    def _on_put(self, name: str, op: Any) -> None:
+        """A put to a setpoint, from its channel's handler on the p4p work queue."""
+        assert self._put_path is not None  # built before the channels are served
+        self._put_path.on_put(name, op)
+
+    def _refuse_put(self, name: str, op: Any) -> None:
+        """A put to any other PV, from its channel's handler on the p4p work queue."""
+        assert self._put_path is not None  # built before the channels are served
+        self._put_path.refuse(name, op)
+
+    def _apply(self, name: str, value: Any) -> None:
+        """Fault injection completes a held put: the value reaches the device now."""
+        assert self._put_path is not None  # puts are held only once started
+        self._put_path.apply(name, value)
+
+    def _changed(self) -> None:
+        """Fault state changed: its alarms show at once, not at the next step, and so do the control PVs."""
+        if self._views is not None and self._provider is not None:
+            self._views.refresh()
+        if self._control is not None:
+            self._control.changed()
+
+    def _overdue_steps(self) -> int:
+        """Update steps due by now that a late loop has yet to run (0 when it keeps time, or is so
+        late it will resynchronise): a put's effect on the readback waits for them."""
+        if self._stepped_due is None:
+            return 0
+        period = 1.0 / self.config.ioc.update_rate
+        behind = time.monotonic() - self._stepped_due
+        return int(behind / period) if behind <= 1.0 + period else 0
+
+    # what clients and operators see -------------------------------------------------------------
+    def client_conf(self) -> dict[str, str]:
+        """The client configuration: `Context('pva', conf=ioc.client_conf(), useenv=False)`."""
+        if not self.running:
+            raise RuntimeError("start the soft IOC before asking for its client configuration")
+        return self._endpoint.client_conf()
+
+    def interface_settings(self) -> dict[str, str]:
+        """The EPICS_PVA_INTERFACE_* settings a rehearsing client needs: this machine's id (and prefix)."""
+        if not self.running:
+            raise RuntimeError("start the soft IOC before asking for its identity")
+        settings = {"EPICS_PVA_INTERFACE_REHEARSAL_ID": self.identity}
+        if self.prefix:
+            settings["EPICS_PVA_INTERFACE_PREFIX"] = self.prefix
+        return settings
+
+    def describe_address(self) -> str:
+        """Host, TCP and UDP ports being served, for logs."""
+        return self._endpoint.describe()
+
+    def pv_names(self, control: bool = False) -> list[str]:
+        """Simulated PV names in config order (and the control PVs with control=True)."""
+        names = self.config.pv_names()
+        if control and self._control is not None:
+            names += list(self._control.pvs)
+        return names
+
+    @property
+    def sim_time(self) -> float:
+        """Simulated seconds since start."""
+        return self._sim.time if self._sim is not None else 0.0
+
+    def snapshot(self) -> list[dict[str, Any]]:
+        """Per device: setpoint, readback, distance to target and armed faults (for live views)."""
+        return [] if self._views is None else self._views.snapshot()
 
     # the update loop --------------------------------------------------------------------
     def _run(self) -> None:
@@ -323,7 +380,9 @@ class SoftIOC(PutHandling):
             self._bring_back()
         self.stats.steps += 1
         # a readback's stamps never go back past an alarm change posted on it meanwhile
-        stamp = max(due + time.time() - time.monotonic(), self._alarm_posted_at)
+        views = self._views
+        assert views is not None  # built by start(), with the simulation
+        stamp = max(due + time.time() - time.monotonic(), views.posted_at)
         step = 1.0 / self.config.ioc.update_rate  # wall s between update steps
         channels, alarms = self._channels, sim.alarms
         # the readbacks a fault acts on and the PVs an alarm fault overrides take the full checks
@@ -338,7 +397,7 @@ class SoftIOC(PutHandling):
             elif channel.update_rate is not None or name in special:
                 rate = effects[channel.device].rate if channel.device in effects else None
                 if channel.due(due, rate, step):
-                    self._post_update(channel, value, self._alarm_of(name, overrides), batch)
+                    self._post_update(channel, value, views.alarm_of(name, overrides), batch)
             else:  # always due, with its computed alarm: _post_update inlined, the loop's hot path
                 alarm = alarms.get(name, OK)
                 last = channel.last

@@ -1,14 +1,16 @@
 """The soft IOC's put path: check a put to a setpoint, let faults act on it, apply it, audit it.
 
-`PutHandling` is a base of `softioc.server.SoftIOC`, whose start() hands `_on_put` (a
-setpoint) and `_refuse_put` (any other PV) to softioc.channels: its PVs' handlers call them
-on the p4p work queue.
+SoftIOC.start() builds one `PutPath` per run and routes its channels' put handlers (softioc.channels,
+run on the p4p work queue) to `on_put` (a setpoint) and `refuse` (any other PV); fault
+injection completes a held put through `apply`.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -17,38 +19,39 @@ from .access import peer_of
 from .audit import ACCEPTED, REJECTED, TIMED_OUT, PutRecord
 from .channels import plain
 from .errors import PutRefused
-from .server_views import ServerViews
 
 if TYPE_CHECKING:
     from .access import AccessRule
     from .audit import Audit
+    from .control import ControlPVs
+    from .injection import FaultControl
+    from .model import Simulation
+    from .server_views import Views
 
 _log = logging.getLogger("softioc.server")  # the server's messages, wherever their code lives
 
+__all__ = ["PutPath"]
 
-class PutHandling(ServerViews):
-    """The write side of a SoftIOC: every put a client sends, from the wire to the audit."""
 
-    # set up by SoftIOC.__init__ and start()
-    audit: Audit
-    _write_rule: AccessRule | None
+class PutPath:
+    """The write side of one run of a SoftIOC: every put a client sends, from the wire to the audit.
 
-    # puts -------------------------------------------------------------------------------
+    `clock` gives simulated seconds (for the audit), `overdue` the update steps due by now that
+    a late update loop has yet to run (a put's effect on the readback waits for them).
+    """
+
+    def __init__(self, *, sim: Simulation, views: Views, faults: FaultControl, audit: Audit,
+                 control: ControlPVs, lock: threading.RLock, write_rule: AccessRule,
+                 clock: Callable[[], float], overdue: Callable[[], int]) -> None:
+        self._sim, self._views, self._faults, self._audit = sim, views, faults, audit
+        self._control, self._lock, self._write_rule = control, lock, write_rule
+        self._clock, self._overdue = clock, overdue
+
     def _record(self, pv: str, value: Any, outcome: str, message: str = "", fault: str | None = None,
                 peer: str = "", applied: Any = None) -> None:
-        self.audit.record_put(PutRecord(pv, value, time.time(), self.sim_time, outcome, message, fault, peer,
-                                        applied))
-        if self._control is not None:
-            self._control.update_puts()  # at once, so a script reading PUTS right after its put sees it
-
-    def _overdue_steps(self) -> int:
-        """Update steps due by now that a late loop has yet to run (0 when it keeps time, or is so
-        late it will resynchronise): a put's effect on the readback waits for them."""
-        if self._stepped_due is None:
-            return 0
-        period = 1.0 / self.config.ioc.update_rate
-        behind = time.monotonic() - self._stepped_due
-        return int(behind / period) if behind <= 1.0 + period else 0
+        self._audit.record_put(PutRecord(pv, value, time.time(), self._clock(), outcome, message, fault, peer,
+                                         applied))
+        self._control.update_puts()  # at once, so a script reading PUTS right after its put sees it
 
     @staticmethod
     def _peer(op: Any) -> str:
@@ -57,7 +60,8 @@ class PutHandling(ServerViews):
         except Exception:  # noqa: BLE001 - the peer is informative only
             return ""
 
-    def _refuse_put(self, name: str, op: Any) -> None:
+    def refuse(self, name: str, op: Any) -> None:
+        """Refuse a put to a PV that is not a setpoint, and audit it."""
         message = f"{name} is read-only (not a setpoint)"
         try:
             value = plain(op.value())
@@ -67,7 +71,7 @@ class PutHandling(ServerViews):
         _log.info("put refused: %s", message)
         op.done(error=message)
 
-    def _on_put(self, name: str, op: Any) -> None:
+    def on_put(self, name: str, op: Any) -> None:
         """Handle a put to a setpoint: check it, let faults act, apply it, audit it."""
         peer = self._peer(op)
         try:
@@ -78,55 +82,50 @@ class PutHandling(ServerViews):
             return
         rule = self._write_rule
         # an open rule (the default) lets everyone write: no account or address to look up
-        refusal = rule.refusal(name, *peer_of(op)) if rule is not None and rule.entries is not None else None
+        refusal = rule.refusal(name, *peer_of(op)) if rule.entries is not None else None
         if refusal is not None:
             self._record(name, value, REJECTED, refusal, peer=peer)
             _log.warning("%s", refusal)
             op.done(error=refusal)
             return
+        faults = self._faults
         with self._lock:
-            if self.faults.closing:
+            if faults.closing:
                 self._record(name, value, REJECTED, "soft IOC is stopping", peer=peer)
                 op.done(error=f"{name}: soft IOC is stopping")
                 return
-            assert self._sim is not None  # puts are served only once started
             try:
                 coerced = self._sim.devices[name].coerce(value)
             except PutRefused as exc:
                 self._record(name, value, REJECTED, str(exc), peer=peer)
                 op.done(error=str(exc))
                 return
-            faulted = self.faults.take_put(name, coerced)
+            faulted = faults.take_put(name, coerced)
             if faulted is not None:
                 kind, effect = faulted
                 if effect.reject is not None:
                     self._record(name, value, REJECTED, effect.reject, kind, peer)
-                    self.faults.report_fired(name, kind, value, effect)
+                    faults.report_fired(name, kind, value, effect)
                     op.done(error=effect.reject)
                     return
                 if effect.hold:
                     self._record(name, value, TIMED_OUT, "held by fault injection", kind, peer,
                                  coerced if effect.apply else None)
-                    self.faults.report_fired(name, kind, value, effect)
+                    faults.report_fired(name, kind, value, effect)
                     if effect.apply:
-                        self._apply(name, coerced)
-                    self.faults.hold(name, op, coerced, effect)
+                        self.apply(name, coerced)
+                    faults.hold(name, op, coerced, effect)
                     return
-            self._apply(name, coerced)
+            self.apply(name, coerced)
             self._record(name, value, ACCEPTED, peer=peer, applied=coerced)
             if self._sim.devices[name].numeric and not _same(coerced, value):
                 _log.info("put to %s: %r clamped to %r (its limits)", name, value, coerced)
         op.done()
 
-    def _apply(self, name: str, value: Any) -> None:
-        assert self._sim is not None  # puts are served only once started
-        self._sim.apply(name, value, self._overdue_steps())
-        channel = self._channels[name]
-        alarm = self._alarm_of(name, self.faults.alarms(time.monotonic()))
-        if channel.open:
-            channel.post(value, time.time(), alarm)
-        else:
-            channel.last, channel.alarm = value, alarm
+    def apply(self, name: str, value: Any) -> None:
+        """Set setpoint `name` to an accepted (coerced) `value` in the model and publish it."""
+        self._sim.apply(name, value, self._overdue())
+        self._views.post(name, value)
 
 
 def _requested(op: Any) -> Any:

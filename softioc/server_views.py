@@ -1,8 +1,8 @@
-"""What a serving soft IOC shows: client settings, PV names, time, the live view and alarms.
+"""What one started soft IOC shows besides its values: each PV's alarm, and the live-view rows.
 
-`ServerViews` is a base of `softioc.server.SoftIOC`, which sets up the state declared below
-and runs the life cycle and the update loop; these methods read that state, and publish the
-alarms that faults and computed limits give each PV.
+A PV publishes an armed alarm fault's alarm, else the alarm its value computes (limits, UDF).
+`Views` publishes it when faults change (the update loop publishes it with each step), and
+gives the rows of the operator's live view. SoftIOC.start() builds one per run.
 """
 
 from __future__ import annotations
@@ -16,87 +16,60 @@ from typing import TYPE_CHECKING, Any
 from .alarms import OK
 
 if TYPE_CHECKING:
-    from p4p.server import StaticProvider
-
     from .channels import Channel
-    from .config import IOCConfig
-    from .control import ControlPVs
     from .injection import FaultControl
     from .model import Simulation
 
 _log = logging.getLogger("softioc.server")  # the server's messages, wherever their code lives
 
+__all__ = ["Views"]
 
-class ServerViews:
-    """The read side of a SoftIOC: what it tells clients and operators, and its PVs' alarms."""
 
-    # set up by SoftIOC.__init__ and start()
-    config: IOCConfig
-    host: str
-    prefix: str
-    identity: str
-    faults: FaultControl
-    _lock: threading.RLock
-    _sim: Simulation | None
-    _channels: dict[str, Channel]
-    _control: ControlPVs | None
-    _provider: StaticProvider | None
-    _effective: dict[str, str]
-    _thread: threading.Thread | None
-    _overridden: set[str]
-    _alarm_posted_at: float  # wall s of the newest alarm post made outside an update step
-    _stepped_due: float | None  # monotonic s the last update step run was due at
+class Views:
+    """The alarms and live-view rows of one run's simulation and channels."""
 
-    @property
-    def running(self) -> bool:
-        return self._thread is not None
+    def __init__(self, sim: Simulation, channels: Mapping[str, Channel], faults: FaultControl,
+                 lock: threading.RLock) -> None:
+        self._sim, self._channels, self._faults, self._lock = sim, channels, faults, lock
+        self._overridden: set[str] = set()  # PVs publishing an alarm fault's alarm now
+        self.posted_at = 0.0  # wall s of the newest alarm post made outside an update step
 
-    # what clients need ----------------------------------------------------------------------
-    def client_conf(self) -> dict[str, str]:
-        """The client configuration: `Context('pva', conf=ioc.client_conf(), useenv=False)`."""
-        if not self.running:
-            raise RuntimeError("start the soft IOC before asking for its client configuration")
-        conf = self._effective
-        return {
-            "EPICS_PVA_ADDR_LIST": f"{self.host}:{conf['EPICS_PVAS_BROADCAST_PORT']}",
-            "EPICS_PVA_AUTO_ADDR_LIST": "NO",
-            "EPICS_PVA_SERVER_PORT": conf["EPICS_PVAS_SERVER_PORT"],
-            "EPICS_PVA_BROADCAST_PORT": conf["EPICS_PVAS_BROADCAST_PORT"],
-        }  # no EPICS_PVA_NAME_SERVERS: its TCP reconnect backs off ~7 s after a restart, UDP search doesn't
+    def alarm_of(self, name: str, overrides: Mapping[str, Any]) -> Any:
+        """The alarm `name` publishes: an armed alarm fault's, else its computed one."""
+        return overrides.get(name) or self._sim.alarms.get(name, OK)
 
-    def interface_settings(self) -> dict[str, str]:
-        """The EPICS_PVA_INTERFACE_* settings a rehearsing client needs: this machine's id (and prefix)."""
-        if not self.running:
-            raise RuntimeError("start the soft IOC before asking for its identity")
-        settings = {"EPICS_PVA_INTERFACE_REHEARSAL_ID": self.identity}
-        if self.prefix:
-            settings["EPICS_PVA_INTERFACE_PREFIX"] = self.prefix
-        return settings
+    def refresh(self, everything: bool = False) -> None:
+        """Publish the alarm of every PV whose alarm fault was armed or cleared since last time
+        (of every PV with `everything`)."""
+        overrides = self._faults.alarms(time.monotonic())
+        with self._lock:
+            self.posted_at = stamp = time.time()
+            names = set(self._channels) if everything else set(overrides) | self._overridden
+            for name in names:
+                channel = self._channels.get(name)
+                if channel is None:
+                    continue
+                try:
+                    channel.post_alarm(self.alarm_of(name, overrides), stamp)
+                except Exception:  # noqa: BLE001 - a PV closed by a concurrent stop
+                    _log.debug("could not publish the alarm of %s", name, exc_info=True)
+            self._overridden = set(overrides)
 
-    def describe_address(self) -> str:
-        """Host, TCP and UDP ports being served, for logs."""
-        conf = self._effective
-        return f"{self.host} tcp:{conf.get('EPICS_PVAS_SERVER_PORT')} udp:{conf.get('EPICS_PVAS_BROADCAST_PORT')}"
-
-    def pv_names(self, control: bool = False) -> list[str]:
-        """Simulated PV names in config order (and the control PVs with control=True)."""
-        names = self.config.pv_names()
-        if control and self._control is not None:
-            names += list(self._control.pvs)
-        return names
-
-    @property
-    def sim_time(self) -> float:
-        """Simulated seconds since start."""
-        return self._sim.time if self._sim is not None else 0.0
+    def post(self, name: str, value: Any) -> None:
+        """Publish a value applied outside an update step (a put) with the alarm it has now;
+        a PV off the network keeps both for when it comes back."""
+        channel = self._channels[name]
+        alarm = self.alarm_of(name, self._faults.alarms(time.monotonic()))
+        if channel.open:
+            channel.post(value, time.time(), alarm)
+        else:
+            channel.last, channel.alarm = value, alarm
 
     def snapshot(self) -> list[dict[str, Any]]:
         """Per device: setpoint, readback, distance to target and armed faults (for live views)."""
         rows: list[dict[str, Any]] = []
         with self._lock:
             sim = self._sim
-            if sim is None:
-                return rows
             for name, device in sim.devices.items():
                 cfg = device.config
                 readback = sim.readbacks.get(cfg.readback) if cfg.readback else None
@@ -107,7 +80,7 @@ class ServerViews:
                     "setpoint_pv": name, "setpoint": device.setpoint, "readback_pv": cfg.readback,
                     "readback": readback, "distance": distance, "units": cfg.units,
                     "online": self._channels[name].open,
-                    "faults": [a.fault.kind for a in self.faults.active(name)],
+                    "faults": [a.fault.kind for a in self._faults.active(name)],
                 })
             for name, value in sim.observed.items():
                 rows.append({
@@ -115,33 +88,3 @@ class ServerViews:
                     "distance": None, "units": "", "online": self._channels[name].open, "faults": [],
                 })
         return rows
-
-    # alarms -----------------------------------------------------------------------------
-    def _changed(self) -> None:
-        self._refresh_alarms()  # an alarm fault armed or cleared shows at once, not at the next step
-        if self._control is not None:
-            self._control.changed()
-
-    def _alarm_of(self, name: str, overrides: Mapping[str, Any]) -> Any:
-        """The alarm `name` publishes: an armed alarm fault's, else its computed one."""
-        assert self._sim is not None  # asked only while serving
-        return overrides.get(name) or self._sim.alarms.get(name, OK)
-
-    def _refresh_alarms(self, everything: bool = False) -> None:
-        """Publish the alarm of every PV whose alarm fault was armed or cleared since last time
-        (of every PV with `everything`)."""
-        if self._provider is None or self._sim is None:
-            return  # not serving
-        overrides = self.faults.alarms(time.monotonic())
-        with self._lock:
-            self._alarm_posted_at = stamp = time.time()
-            names = set(self._channels) if everything else set(overrides) | self._overridden
-            for name in names:
-                channel = self._channels.get(name)
-                if channel is None:
-                    continue
-                try:
-                    channel.post_alarm(self._alarm_of(name, overrides), stamp)
-                except Exception:  # noqa: BLE001 - a PV closed by a concurrent stop
-                    _log.debug("could not publish the alarm of %s", name, exc_info=True)
-            self._overridden = set(overrides)

@@ -130,7 +130,7 @@ def test_serving_beyond_loopback_is_refused_before_any_server_exists():
     with pytest.raises(NetworkRefused, match=r"refusing to serve on 192\.0\.2\.77, which is not loopback: it "
                                              r"would answer for these PV names \(DEMO:Q1:SET, "):
         ioc.start()
-    assert not ioc.running and ioc._server is None and ioc._channels == {}
+    assert not ioc.running and not ioc._endpoint.up and ioc._channels == {}
     with pytest.raises(NetworkRefused, match="allow_network"):
         SoftIOC(demo_config_path(), host="0.0.0.0").start()
 

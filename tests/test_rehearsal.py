@@ -205,7 +205,7 @@ def test_after_a_restart_the_same_interface_proves_the_id_again_and_refuses_a_st
         ioc.restart(0.2)  # an outage: the same machine comes back, with the same id
         interface.set_values({"DEMO:Q1:SET": 2.0})
         assert [r.value for r in ioc.audit.puts(outcome="accepted")] == [1.0, 2.0]
-        ports = {k: v for k, v in ioc._effective.items() if k.startswith("EPICS_PVAS_")}
+        ports = {k: v for k, v in ioc._endpoint.effective.items() if k.startswith("EPICS_PVAS_")}
         ioc.stop()  # the soft IOC dies; another server takes its ports and its names
         server, pvs, handler = stray_server(conf=ports)
         with server:
