@@ -37,7 +37,7 @@ if TYPE_CHECKING:
         SlowReadback,
         StuckReadback,
     )
-    from .machine import Machine
+    from .machine import Machine, serve
     from .server import SoftIOC
 
 # public name -> the module defining it; resolved on first use (PEP 562), so importing
@@ -66,6 +66,7 @@ _EXPORTS = {
     "SlowReadback": ".faults",
     "StuckReadback": ".faults",
     "Machine": ".machine",
+    "serve": ".machine",
     "SoftIOC": ".server",
 }
 
@@ -94,6 +95,7 @@ __all__ = [
     "StuckReadback",
     "load_config",
     "read_audit_file",
+    "serve",
 ]
 
 

@@ -1,6 +1,6 @@
 """A whole machine: one soft IOC config served by N processes (shards), found by PVA search.
 
-    with SoftIOC("machine.toml", processes=3) as machine:      # or Machine(...), or
+    with Machine("machine.toml", processes=3) as machine:     # or serve(config), or
         Context("pva", conf=machine.client_conf(), useenv=False)  # pva-softioc CONFIG --processes 3
 
 The parent starts each shard as a fresh interpreter (softioc.shard.child_main, never a fork:
@@ -34,12 +34,13 @@ from typing import Any
 
 from .config import IOCConfig, load_config
 from .machine_views import MachineAudit, MachineFaults
+from .server import SoftIOC
 from .shard_process import ShardError, ShardProcess, end_process, free_port
 from .sharding import assign
 from .stats import Stats
 
 __all__ = ["Machine", "MachineAudit", "MachineFaults", "MachineStats", "ShardError", "ShardProcess",
-           "end_process", "free_port"]
+           "end_process", "free_port", "serve"]
 
 _log = logging.getLogger(__name__)
 # not `-m softioc.shard`: the package imports that module, so runpy would run a second copy
@@ -272,3 +273,25 @@ class Machine:
     def snapshot(self) -> list[dict[str, Any]]:
         """Every running shard's live-view rows, in shard order."""
         return [row for s in self.shards if s.alive for row in s.call("snapshot")]
+
+
+def serve(config: IOCConfig | Mapping[str, Any] | str | Path, *, processes: int | None = None,
+          audit: str | Path | None = None, allow_network: bool | None = None, **options: Any) -> SoftIOC | Machine:
+    """What `config` asks for, not started: a SoftIOC, or with processes=N > 1 (else `[ioc]
+    processes = N`) a Machine of N shard processes. `options` go to the one chosen (host, port,
+    broadcast_port; a Machine's timeouts). What shards do not carry yet (audit, prefix,
+    control_from, write_from, allow_network) is refused for N > 1 before any process starts."""
+    loaded = load_config(config)
+    count = loaded.ioc.processes if processes is None else processes
+    if count == 1:
+        return SoftIOC(loaded, audit=audit, allow_network=allow_network, **options)
+    if count < 1:
+        raise ValueError(f"processes must be >= 1, got {count!r}")
+    ioc = loaded.ioc
+    unsupported = [key for key, given in (
+        ("audit", audit or ioc.audit), ("prefix", ioc.prefix), ("control_from", ioc.control_from),
+        ("write_from", ioc.write_from), ("allow_network", allow_network or ioc.allow_network)) if given]
+    if unsupported:  # refused rather than silently dropped
+        raise ValueError(f"{', '.join(unsupported)} is not supported with processes={count} "
+                         "yet: serve one process for it")
+    return Machine(loaded, processes=count, **options)

@@ -21,6 +21,7 @@ from . import _guard
 
 if TYPE_CHECKING:
     from .config import IOCConfig
+    from .machine import Machine
     from .server import SoftIOC
 
 # pytest imports this module in every session of an environment holding the package: p4p,
@@ -34,15 +35,15 @@ def demo_config_path() -> Path:
 
 
 @pytest.fixture
-def softioc_factory() -> Iterator[Callable[..., SoftIOC]]:
-    """Call with a config (dict, path or IOCConfig) to get a started IOC; all stop at teardown."""
-    from .config import load_config
-    from .server import SoftIOC
+def softioc_factory() -> Iterator[Callable[..., SoftIOC | Machine]]:
+    """Call with a config (dict, path or IOCConfig) to get a started IOC (softioc.serve: a Machine
+    when the config asks for several processes); all stop at teardown."""
+    from .machine import serve
 
-    started: list[SoftIOC] = []
+    started: list[SoftIOC | Machine] = []
 
-    def factory(config: Any, **kwargs: Any) -> SoftIOC:
-        ioc = SoftIOC(load_config(config), **kwargs)
+    def factory(config: Any, **kwargs: Any) -> SoftIOC | Machine:
+        ioc = serve(config, **kwargs)
         ioc.start()
         started.append(ioc)
         return ioc
@@ -59,13 +60,14 @@ def softioc_config() -> dict[str, Any] | str | Path | IOCConfig:
 
 
 @pytest.fixture
-def soft_ioc(softioc_factory: Callable[..., SoftIOC], softioc_config: Any) -> SoftIOC:
-    """A started soft IOC serving `softioc_config`, stopped after the test."""
+def soft_ioc(softioc_factory: Callable[..., SoftIOC | Machine], softioc_config: Any) -> SoftIOC | Machine:
+    """A started soft IOC serving `softioc_config` (a Machine if it asks for several processes),
+    stopped after the test."""
     return softioc_factory(softioc_config)
 
 
 @pytest.fixture
-def pva_client(soft_ioc: SoftIOC) -> Iterator[Any]:
+def pva_client(soft_ioc: SoftIOC | Machine) -> Iterator[Any]:
     """A p4p client Context connected to `soft_ioc` only (never the environment's network)."""
     from p4p.client.thread import Context
 

@@ -49,8 +49,9 @@ class SoftIOC:
     `config` is an IOCConfig, a dict shaped like the TOML file, or the path of one. Use as a
     context manager, or call start()/stop() (repeatedly if you like). Every start builds a fresh
     simulation from the config; restart() keeps it (an outage, not a reboot). An explicit
-    `port` (TCP) that cannot be bound fails the start with PortInUseError. With processes=N > 1
-    (or `[ioc] processes = N`) the result is a softioc.machine.Machine of N shard processes.
+    `port` (TCP) that cannot be bound fails the start with PortInUseError. A SoftIOC is one
+    process: a config asking for N > 1 (`[ioc] processes = N`, or processes=N) is refused, and
+    softioc.serve(config) gives a SoftIOC or a softioc.Machine of N processes as it asks.
 
     Every start draws a new `identity` (uuid4 hex), published in every PV's `softiocId`
     field and in the control PV `ID`; restart() keeps it. A `host` beyond loopback needs
@@ -58,27 +59,6 @@ class SoftIOC:
     Every PV is served under `[ioc] prefix`. Control PVs obey `[ioc] control_from` (default:
     the account that started the IOC), setpoints `[ioc] write_from` (default: everyone).
     """
-
-    def __new__(cls, config: Any = None, *args: Any, processes: int | None = None, **kwargs: Any) -> Any:
-        # processes=N > 1 (or [ioc] processes) gives a machine of N shard processes with the same API
-        if cls is SoftIOC and config is not None:
-            loaded = load_config(config)
-            count = processes or loaded.ioc.processes
-            if count > 1:
-                from .machine import Machine
-
-                # not carried to the shards yet: refused rather than silently dropped
-                ioc = loaded.ioc
-                unsupported = [key for key, given in (
-                    ("audit", kwargs.get("audit") or ioc.audit), ("prefix", ioc.prefix),
-                    ("control_from", ioc.control_from), ("write_from", ioc.write_from),
-                    ("allow_network", kwargs.get("allow_network") or ioc.allow_network)) if given]
-                if unsupported:
-                    raise ValueError(f"{', '.join(unsupported)} is not supported with processes={count} "
-                                     "yet: serve one process for it")
-                kwargs.pop("audit", None), kwargs.pop("allow_network", None)
-                return Machine(loaded, processes=count, **kwargs)
-        return super().__new__(cls)
 
     def __init__(
         self,
@@ -91,9 +71,8 @@ class SoftIOC:
         allow_network: bool | None = None,
         processes: int | None = None,
     ) -> None:
-        if processes not in (None, 1):
-            raise ValueError(f"processes must be >= 1, got {processes!r}")
         self.config = load_config(config)
+        _check_one_process(self.config, processes)
         self.allow_network = self.config.ioc.allow_network if allow_network is None else bool(allow_network)
         self.prefix = self.config.ioc.prefix
         self.identity = ""  # drawn by start()
@@ -424,3 +403,17 @@ class SoftIOC:
             channel.post(value, batch.stamp, alarm)
             batch.count()
 
+
+
+def _check_one_process(config: IOCConfig, processes: int | None) -> None:
+    """ValueError unless `config` and `processes` ask for one process, pointing to softioc.serve."""
+    count = config.ioc.processes if processes is None else processes
+    if count == 1:
+        return
+    if count < 1:
+        raise ValueError(f"processes must be >= 1, got {count!r}")
+    asked = f"processes={count}" if processes is not None else f"[ioc] processes = {count} in {config.source}"
+    raise ValueError(
+        f"a SoftIOC serves one process, and {asked} asks for a machine of {count}: use "
+        f"softioc.serve(config{'' if processes is None else f', processes={count}'}) (a SoftIOC or a Machine, "
+        f"as asked) or softioc.Machine(config{'' if processes is None else f', processes={count}'})")

@@ -15,7 +15,7 @@ import time
 import pytest
 from p4p.client.thread import Context, RemoteError
 
-from softioc import SoftIOC, load_config
+from softioc import SoftIOC, load_config, serve
 from softioc.machine import Machine
 from softioc.model import Simulation
 from softioc.shard import LinkedSimulation
@@ -47,7 +47,7 @@ def machine():
     started: list[Machine] = []
 
     def start(config=None, processes=2, **kwargs) -> Machine:
-        m = SoftIOC(config or machine_config(), processes=processes, **kwargs)
+        m = serve(config or machine_config(), processes=processes, **kwargs)
         assert isinstance(m, Machine)
         started.append(m.start())
         return m
@@ -133,14 +133,29 @@ def test_the_model_gives_the_same_values_whichever_shard_steps_a_device():
 def test_bad_machine_arguments_are_named():
     with pytest.raises(ValueError, match="processes must be >= 1, got 0"):
         SoftIOC(machine_config(), processes=0)
+    with pytest.raises(ValueError, match="processes must be >= 1, got 0"):
+        serve(machine_config(), processes=0)
     with pytest.raises(ValueError, match=r"host: give one address or 2 \(one per shard\), got 3"):
         Machine(machine_config(), processes=2, host=["127.0.0.1"] * 3)
     with pytest.raises(ValueError, match="'NOPE' is not served by this machine"):
         Machine(machine_config(), processes=2).shard_for("NOPE")
     with pytest.raises(ValueError, match=r"shard must be within \[0, 2\], got 3"):
         share(load_config(machine_config()), 3, 3)
-    assert isinstance(SoftIOC({**machine_config(), "ioc": {"processes": 2}}), Machine)
-    assert not isinstance(SoftIOC(machine_config()), Machine)
+    assert isinstance(serve({**machine_config(), "ioc": {"processes": 2}}), Machine)
+    assert isinstance(serve(machine_config(), processes=2), Machine)
+    assert type(serve(machine_config())) is SoftIOC and type(serve(machine_config(), processes=1)) is SoftIOC
+
+
+def test_a_soft_ioc_asked_for_several_processes_points_to_serve_and_machine():
+    """Choosing one process or several is explicit: SoftIOC is one, never a Machine in disguise."""
+    with pytest.raises(ValueError, match=r"a SoftIOC serves one process, and processes=2 asks for a machine "
+                                         r"of 2: use softioc\.serve\(config, processes=2\) .* or "
+                                         r"softioc\.Machine\(config, processes=2\)"):
+        SoftIOC(machine_config(), processes=2)
+    with pytest.raises(ValueError, match=r"\[ioc\] processes = 3 in <dict> asks for a machine of 3: use "
+                                         r"softioc\.serve\(config\) .* or softioc\.Machine\(config\)"):
+        SoftIOC({**machine_config(), "ioc": {"processes": 3}})
+    assert type(SoftIOC(machine_config(), processes=1)) is SoftIOC
 
 
 # ---- over the network ------------------------------------------------------------------------
@@ -361,4 +376,4 @@ def test_what_shards_do_not_carry_yet_is_refused_before_any_process_starts(ioc_k
     config = {"ioc": {"processes": 2, **ioc_keys},
               "setpoint": [{"name": "R:SET", "readback": "R:RBV"}, {"name": "S:SET", "readback": "S:RBV"}]}
     with pytest.raises(ValueError, match=f"{named} is not supported with processes=2"):
-        SoftIOC(config, **kwargs)
+        serve(config, **kwargs)
