@@ -71,6 +71,10 @@ class ControlSurface:
 
     def start(self) -> ControlSurface:
         self._queue.start()
+        try:  # the first poll before serving: a client never reads a SHARDS that lists no shard
+            self.update()
+        except Exception:  # noqa: BLE001 - the poll thread publishes it soon
+            _log.exception("machine control update failed")
         provider = StaticProvider("softioc-machine-control")
         for name, pv in self.pvs.items():
             provider.add(name, pv)
