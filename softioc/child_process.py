@@ -32,7 +32,7 @@ from .errors import ChildError
 __all__ = ["READY", "ChildProcess", "end_process", "free_port", "parse_banner", "serve_commands"]
 
 READY = "# ready"
-_machine_log = logging.getLogger("softioc.machine")  # end_process's messages, as before
+_log = logging.getLogger(__name__)
 _PR_SET_PDEATHSIG = 1
 
 
@@ -63,7 +63,7 @@ def free_port(host: str, *kinds: int) -> int:
     raise OSError(f"found no free port on {host} for socket kinds {kinds}")
 
 
-def end_process(proc: subprocess.Popen[Any], grace: float, log: logging.Logger = _machine_log,
+def end_process(proc: subprocess.Popen[Any], grace: float, log: logging.Logger = _log,
                 label: str = "child process") -> None:
     """Close the command pipe (the child's cue), then SIGTERM, then SIGKILL; each wait bounded
     by `grace` seconds."""
@@ -142,7 +142,7 @@ class ChildProcess:
     """
 
     error: ClassVar[type[ChildError]] = ChildError
-    logger: ClassVar[logging.Logger] = logging.getLogger(__name__)
+    logger: ClassVar[logging.Logger] = _log
     tail: ClassVar[int] = 20
     output_level: ClassVar[int] = logging.WARNING
     stringify: ClassVar[bool] = False  # send what JSON cannot encode as its str()

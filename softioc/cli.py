@@ -18,9 +18,8 @@ from collections.abc import Sequence
 from typing import TextIO
 
 from . import _guard
-from .access import check_entries
-from .config import ConfigError, IOCConfig, load_config
-from .machine import Machine, serve
+from .config import ConfigError, IOCConfig, check_entries, load_config
+from .machine import Machine, ShardIOC, serve, share
 from .server import SoftIOC, is_loopback
 
 _guard.ensure_this_package()
@@ -113,9 +112,6 @@ def _build(config: IOCConfig, args: argparse.Namespace) -> SoftIOC | Machine:
     if processes < 1:
         raise ValueError(f"--processes must be >= 1, got {processes}")
     if args.shard is not None:
-        from .shard import ShardIOC
-        from .sharding import share
-
         links = {"EPICS_PVA_ADDR_LIST": args.links, "EPICS_PVA_AUTO_ADDR_LIST": "NO"} if args.links else None
         return ShardIOC(share(config, processes, args.shard), link_conf=links, host=args.host,
                         port=args.port, broadcast_port=args.broadcast_port)

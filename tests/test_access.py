@@ -20,8 +20,8 @@ from p4p.client.thread import Context, RemoteError
 from epics_pva import Interface, PutError, wait_for_readback
 from epics_pva.preflight import run_preflight
 from softioc import NetworkRefused, SoftIOC
-from softioc.access import owner
 from softioc.pytest_plugin import demo_config_path
+from softioc.server import owner
 
 CONFIG = {"setpoint": [{"name": "DEMO:Q1:SET", "readback": "DEMO:Q1:RBV", "limits": [-5.0, 5.0]}]}
 ARM = "SOFTIOC:FAULT:ARM"

@@ -10,7 +10,7 @@ import textwrap
 import pytest
 from p4p.client.thread import RemoteError
 
-from softioc.control import CONTROL_PVS, control_pvs, parse_fault_spec
+from softioc.server import CONTROL_PVS, control_pvs, parse_fault_spec
 
 FAST = {"seed": 3, "update_rate": 100.0, "time_scale": 10.0}
 MACHINE = {"ioc": FAST, "setpoint": [

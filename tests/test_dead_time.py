@@ -8,8 +8,7 @@ import pytest
 from softioc import load_config
 from softioc.config import ConfigError
 from softioc.faults import ReadbackBias, ReadbackEffect, StuckReadback
-from softioc.model import Simulation
-from softioc.vector import VectorSimulation
+from softioc.model import Simulation, VectorSimulation
 
 SIMULATIONS = [Simulation, VectorSimulation]
 

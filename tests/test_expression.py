@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from softioc.expression import ExpressionError, compile_expression
+from softioc.model import ExpressionError, compile_expression
 
 
 @pytest.mark.parametrize(

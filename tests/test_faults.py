@@ -16,8 +16,8 @@ from softioc import (
     SoftIOC,
     StuckReadback,
 )
-from softioc.audit import ACCEPTED, REJECTED, TIMED_OUT
 from softioc.faults import FaultBook, ReadbackEffect, describe, fault_from_dict
+from softioc.server import ACCEPTED, REJECTED, TIMED_OUT
 
 # ---------------------------------------------------------------------------------------------
 # the fault book, without a network

@@ -14,7 +14,7 @@ import pytest
 from p4p.client.thread import RemoteError
 
 from softioc import Alarm, ConfigError, load_config
-from softioc.alarms import AlarmCheck, AlarmLimits
+from softioc.model import AlarmCheck, AlarmLimits
 
 SLOW = {"seed": 1, "update_rate": 2.0}  # few steps: an update seen quickly was not a step's
 FAST = {"seed": 1, "update_rate": 50.0}

@@ -112,7 +112,11 @@ def test_the_private_rule_sees_a_private_module_used_across_packages():
 
 # edges each package is known to have: proves the graph was read, not found empty, and that
 # the modules the Interface and the journal are split into are in it
-KNOWN_EDGES = {"softioc": [("softioc.server", "softioc.control")],
+KNOWN_EDGES = {"softioc": [("softioc.server._ioc", "softioc.server._control"),
+                           ("softioc.server._ioc", "softioc.config"),
+                           ("softioc.config._tables", "softioc.model"),
+                           ("softioc.faults._base", "softioc.model"),
+                           ("softioc.machine._machine", "softioc.server")],
                "epics_pva": [("epics_pva.interface", "epics_pva.errors"),
                              ("epics_pva.interface", "epics_pva.read_path"),
                              ("epics_pva.interface", "epics_pva.set_path"),

@@ -16,10 +16,8 @@ import pytest
 from p4p.client.thread import Context, RemoteError
 
 from softioc import SoftIOC, load_config, serve
-from softioc.machine import Machine
+from softioc.machine import LinkedSimulation, Machine, assign, share
 from softioc.model import Simulation
-from softioc.shard import LinkedSimulation
-from softioc.sharding import assign, share
 
 PREFIX = "SOFTIOC:"
 
@@ -304,14 +302,14 @@ def test_a_tcp_port_taken_by_another_process_before_a_shard_binds_cannot_fail_th
         machine, ctx_for, monkeypatch):
     """Ports are chosen free, but another process may take one before the shard binds it (seen
     on a busy CI host). A TCP port the parent chose would then fail the start; it chooses none."""
-    import softioc.machine
+    from softioc.machine import _machine  # where the machine looks its free_port up
 
-    real_free_port = softioc.machine.free_port
+    real_free_port = _machine.free_port
     holder = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     holder.bind(("127.0.0.1", 0))
     holder.listen()
     taken = holder.getsockname()[1]
-    monkeypatch.setattr(softioc.machine, "free_port",  # a TCP choice is always the taken port
+    monkeypatch.setattr(_machine, "free_port",  # a TCP choice is always the taken port
                         lambda host, kind: taken if kind == socket.SOCK_STREAM else real_free_port(host, kind))
     try:
         m = machine(processes=3)

@@ -13,8 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from softioc.config import ObservableConfig
-from softioc.expression import FUNCTIONS, ExpressionError, compile_expression
-from softioc.model import Observable
+from softioc.model import FUNCTIONS, ExpressionError, Observable, compile_expression
 
 INPUTS = ["a", "b", "c"]
 # what evaluating a compiled expression may raise; Observable.compute turns each into NaN

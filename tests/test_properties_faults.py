@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from p4p.client.thread import Context, RemoteError
 
 from softioc import SoftIOC, load_config
-from softioc.control import parse_fault_spec
+from softioc.server import parse_fault_spec
 
 CONFIG = {"ioc": {"update_rate": 50.0}, "setpoint": [{"name": "F:A:SET", "readback": "F:A:RBV"}]}
 # outage takes the server away: armed over the wire it is another test's subject, here in-process only

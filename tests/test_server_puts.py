@@ -12,7 +12,7 @@ from p4p.client.thread import Context, RemoteError
 from epics_pva import ContextClosedError
 from epics_pva._p4p_compat import get_many, put_many
 from epics_pva.readings import reading_of
-from softioc.audit import ACCEPTED, REJECTED
+from softioc.server import ACCEPTED, REJECTED
 
 TIMEOUT = 5.0
 CONFIG = {"ioc": {"seed": 1, "update_rate": 20.0}, "setpoint": [

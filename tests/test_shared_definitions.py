@@ -14,8 +14,8 @@ import pytest
 
 from epics_pva.calibration.fits import LAG_MODELS
 from epics_pva.values import SERVER_ID_FIELD
-from softioc.channels import IDENTITY, IDENTITY_FIELD
-from softioc.lags import LAGS
+from softioc.model import LAGS
+from softioc.server import IDENTITY, IDENTITY_FIELD
 
 # the fit's parameter name -> the setpoint config key the soft IOC's lag reads it from
 CONFIG_KEY = {"tau_s": "tau", "rate_per_s": "rate"}

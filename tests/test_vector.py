@@ -6,8 +6,7 @@ import math
 
 from softioc import load_config
 from softioc.faults import NO_EFFECT, ReadbackEffect
-from softioc.model import Simulation
-from softioc.vector import VectorSimulation
+from softioc.model import Simulation, VectorSimulation
 
 CONFIG = {
     "ioc": {"seed": 5, "update_rate": 10.0, "time_scale": 3.0},
