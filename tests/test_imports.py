@@ -3,8 +3,9 @@
 For every package: no import cycle between its modules (TYPE_CHECKING imports too, and the
 package `__init__` a submodule import runs first). For a package laid out in sub-packages
 (`LAYERED`): a private module (`_name.py`) is used only inside its own sub-package, which
-reaches it through its curated `__init__`; and importing the package loads none of its heavy
-dependencies. A package joins a rule by being added to its table below.
+reaches it through its curated `__init__`; importing the package loads none of its heavy
+dependencies; and each room (sub-package or top-level module) imports only rooms listed
+before it. A package joins a rule by being added to its table below.
 """
 
 from __future__ import annotations
@@ -138,12 +139,41 @@ def test_no_import_cycle(package):
 # pytest session of an environment holding it)
 LAYERED = {"softioc": ("p4p", "numpy")}
 
+# the rooms of each layered package, lowest first: a room may import the rooms of its own
+# group and of the groups before it (the package's own __init__ re-exports from any)
+ROOMS = {"softioc": [("errors", "_guard", "child_process"), ("model",), ("faults",), ("config",), ("server",),
+                     ("machine",), ("testing",), ("view",), ("cli", "__main__"),
+                     ("pytest_plugin", "epics_base", "fault_base")]}
+
+
+def upward_imports(graph: dict[str, set[str]], package: str, rooms: list[tuple[str, ...]]) -> list[tuple[str, str]]:
+    """(importer, imported) for each import of a room listed after the importer's room."""
+    rank = {room: n for n, group in enumerate(rooms) for room in group}
+
+    def room(module: str) -> str:
+        return module.split(".")[1]
+
+    return sorted((m, t) for m, ts in graph.items() if m != package for t in ts if rank[room(t)] > rank[room(m)])
+
+
+def test_the_room_rule_sees_an_import_pointing_up():
+    graph = {"p": {"p.a"}, "p.a._x": {"p.b"}, "p.b": {"p.a"}, "p.c": {"p.a", "p.b"}}
+    assert upward_imports(graph, "p", [("a",), ("b", "c")]) == [("p.a._x", "p.b")]
+
 
 @pytest.mark.parametrize("package", sorted(LAYERED))
 def test_no_private_module_is_used_outside_its_package(package):
     graph = import_graph(package)
     assert len(graph) > 10  # the package was read
     assert private_imports(graph) == []
+
+
+@pytest.mark.parametrize("package", sorted(ROOMS))
+def test_each_room_imports_only_the_rooms_below_it(package):
+    graph = import_graph(package)
+    listed = {room for group in ROOMS[package] for room in group}
+    assert {m.split(".")[1] for m in graph if m != package} == listed  # every room is placed
+    assert upward_imports(graph, package, ROOMS[package]) == []
 
 
 @pytest.mark.parametrize("package", sorted(LAYERED))
