@@ -1,15 +1,7 @@
 """EPICS base's own softIoc (with QSRV2) as a child process, bound to loopback on free ports.
 
-The class and its helpers live in softioc.testing; this is the path the docs name.
+Everything here is softioc.testing's, under the same names; this is the path the docs name.
 """
 
-from .testing import (
-    READY_LINE,
-    EpicsBaseError,
-    EpicsBaseIOC,
-    NotLoopbackError,
-    shipped_db_path,
-    sockets_of,
-)
-
-__all__ = ["READY_LINE", "EpicsBaseError", "EpicsBaseIOC", "NotLoopbackError", "shipped_db_path", "sockets_of"]
+from .testing import *  # noqa: F403 - this path re-exports that package's names
+from .testing import __all__ as __all__

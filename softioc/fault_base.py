@@ -1,28 +1,7 @@
 """What every fault kind is built on, for writing one: the path the API reference showed.
 
-Everything here is softioc.faults'; see there.
+Everything here is softioc.faults', under the same names; see there.
 """
 
-from .faults import (
-    FAULT_KINDS,
-    MAX_SECONDS,
-    NO_EFFECT,
-    READ_ONLY,
-    SERVER,
-    SETPOINT,
-    WHOLE_SERVER,
-    Fault,
-    PutEffect,
-    PutFault,
-    ReadbackEffect,
-    bounded,
-    check_target,
-    describe,
-    fault_from_dict,
-    fault_kind,
-    seconds,
-)
-
-__all__ = ["FAULT_KINDS", "MAX_SECONDS", "NO_EFFECT", "READ_ONLY", "SERVER", "SETPOINT", "WHOLE_SERVER", "Fault",
-           "PutEffect", "PutFault", "ReadbackEffect", "bounded", "check_target", "describe", "fault_from_dict",
-           "fault_kind", "seconds"]
+from .faults import *  # noqa: F403 - this path re-exports that package's names
+from .faults import __all__ as __all__

@@ -6,16 +6,9 @@
 
 Override `softioc_config` (a dict, a TOML path or an IOCConfig) to serve another machine.
 Every IOC binds loopback on free ports, so parallel sessions never collide. The fixtures
-live in softioc.testing; this is the path the entry point and the docs name.
+and EPICS base's IOC live in softioc.testing; this is the path the entry point and the docs
+name.
 """
 
-from .testing import (
-    demo_config_path,
-    epics_base_ioc,
-    pva_client,
-    soft_ioc,
-    softioc_config,
-    softioc_factory,
-)
-
-__all__ = ["demo_config_path", "epics_base_ioc", "pva_client", "soft_ioc", "softioc_config", "softioc_factory"]
+from .testing import *  # noqa: F403 - this path re-exports that package's names
+from .testing import __all__ as __all__
