@@ -1,9 +1,6 @@
 """The built-in fault kinds: put timeouts and rejects, stuck, biased and slow readbacks,
-outages and alarms. Each is one frozen dataclass; defining it registers its `kind`.
-
-Durations (`duration`, `complete_after`) are wall-clock seconds, because they concern the
-network and the clients' timeouts; `drift` is in units per *simulated* second, because it
-concerns the simulated machine.
+outages and alarms. Each is one frozen dataclass; defining it registers its `kind`. Their
+times are wall-clock seconds, `drift` units per simulated second (see the package's docstring).
 """
 
 from __future__ import annotations
