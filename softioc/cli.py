@@ -15,15 +15,12 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, TextIO
+from typing import TextIO
 
 from . import _guard
-from .access import check_entries
-from .config import ConfigError, IOCConfig, load_config
+from .config import ConfigError, IOCConfig, check_entries, load_config
+from .machine import Machine, ShardIOC, serve, share
 from .server import SoftIOC, is_loopback
-
-if TYPE_CHECKING:
-    from .machine import Machine
 
 _guard.ensure_this_package()
 _log = logging.getLogger("softioc")
@@ -115,17 +112,14 @@ def _build(config: IOCConfig, args: argparse.Namespace) -> SoftIOC | Machine:
     if processes < 1:
         raise ValueError(f"--processes must be >= 1, got {processes}")
     if args.shard is not None:
-        from .shard import ShardIOC
-        from .sharding import share
-
         links = {"EPICS_PVA_ADDR_LIST": args.links, "EPICS_PVA_AUTO_ADDR_LIST": "NO"} if args.links else None
         return ShardIOC(share(config, processes, args.shard), link_conf=links, host=args.host,
                         port=args.port, broadcast_port=args.broadcast_port)
     hosts = args.host.split(",")
-    # SoftIOC gives a Machine for processes > 1, and refuses there what shards do not carry yet
-    return SoftIOC(config, host=hosts[0] if len(hosts) == 1 else hosts, port=args.port,
-                   broadcast_port=args.broadcast_port, processes=processes, audit=args.audit,
-                   allow_network=args.allow_network)
+    # a Machine for processes > 1, which refuses what shards do not carry yet
+    return serve(config, host=hosts[0] if len(hosts) == 1 else hosts, port=args.port,
+                 broadcast_port=args.broadcast_port, processes=processes, audit=args.audit,
+                 allow_network=args.allow_network)
 
 
 def describe_pvs(config: IOCConfig) -> list[str]:

@@ -20,8 +20,8 @@ from p4p.client.thread import Context, RemoteError
 from epics_pva import Interface, PutError, wait_for_readback
 from epics_pva.tools.preflight import run_preflight
 from softioc import NetworkRefused, SoftIOC
-from softioc.access import owner
 from softioc.pytest_plugin import demo_config_path
+from softioc.server import owner
 
 CONFIG = {"setpoint": [{"name": "DEMO:Q1:SET", "readback": "DEMO:Q1:RBV", "limits": [-5.0, 5.0]}]}
 ARM = "SOFTIOC:FAULT:ARM"
@@ -130,7 +130,7 @@ def test_serving_beyond_loopback_is_refused_before_any_server_exists():
     with pytest.raises(NetworkRefused, match=r"refusing to serve on 192\.0\.2\.77, which is not loopback: it "
                                              r"would answer for these PV names \(DEMO:Q1:SET, "):
         ioc.start()
-    assert not ioc.running and ioc._server is None and ioc._channels == {}
+    assert not ioc.running and not ioc._endpoint.up and ioc._channels == {}
     with pytest.raises(NetworkRefused, match="allow_network"):
         SoftIOC(demo_config_path(), host="0.0.0.0").start()
 

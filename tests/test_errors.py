@@ -82,3 +82,38 @@ def test_results_are_immutable():
     result = SetResult("A", 1.0, "set")
     with pytest.raises(AttributeError):
         result.status = "failed"
+
+
+def softioc_modules():
+    """Every module of the softioc package, imported (its `__main__` left out: it would serve)."""
+    import importlib
+    import pkgutil
+
+    import softioc
+
+    names = [info.name for info in pkgutil.walk_packages(softioc.__path__, "softioc.")]
+    return [importlib.import_module(name) for name in ["softioc", *names] if not name.endswith("__main__")]
+
+
+def test_every_soft_ioc_error_is_a_softioc_error():
+    """One tree: `except SoftIOCError` catches every error the soft IOC defines."""
+    from softioc.errors import SoftIOCError
+
+    defined = {obj for module in softioc_modules() for obj in vars(module).values()
+               if isinstance(obj, type) and issubclass(obj, BaseException)
+               and obj.__module__.startswith("softioc")}
+    assert len(defined) >= 10  # the modules were read
+    assert {cls.__qualname__ for cls in defined if not issubclass(cls, SoftIOCError)} == set()
+
+
+def test_soft_ioc_errors_keep_their_builtin_and_their_old_paths():
+    from softioc import errors
+    from softioc.epics_base import EpicsBaseError, NotLoopbackError
+    from softioc.machine import ShardError
+
+    assert EpicsBaseError is errors.EpicsBaseError and issubclass(EpicsBaseError, RuntimeError)
+    assert NotLoopbackError is errors.NotLoopbackError and issubclass(NotLoopbackError, ValueError)
+    assert ShardError is errors.ShardError and issubclass(ShardError, errors.ChildError)
+    assert issubclass(errors.ExpressionError, ValueError)
+    for cls in (EpicsBaseError, NotLoopbackError, ShardError, errors.ExpressionError, errors.ChildError):
+        assert issubclass(cls, errors.SoftIOCError)

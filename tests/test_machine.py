@@ -15,11 +15,9 @@ import time
 import pytest
 from p4p.client.thread import Context, RemoteError
 
-from softioc import SoftIOC, load_config
-from softioc.machine import Machine
+from softioc import SoftIOC, load_config, serve
+from softioc.machine import LinkedSimulation, Machine, assign, share
 from softioc.model import Simulation
-from softioc.shard import LinkedSimulation
-from softioc.sharding import assign, share
 
 PREFIX = "SOFTIOC:"
 
@@ -47,7 +45,7 @@ def machine():
     started: list[Machine] = []
 
     def start(config=None, processes=2, **kwargs) -> Machine:
-        m = SoftIOC(config or machine_config(), processes=processes, **kwargs)
+        m = serve(config or machine_config(), processes=processes, **kwargs)
         assert isinstance(m, Machine)
         started.append(m.start())
         return m
@@ -133,14 +131,29 @@ def test_the_model_gives_the_same_values_whichever_shard_steps_a_device():
 def test_bad_machine_arguments_are_named():
     with pytest.raises(ValueError, match="processes must be >= 1, got 0"):
         SoftIOC(machine_config(), processes=0)
+    with pytest.raises(ValueError, match="processes must be >= 1, got 0"):
+        serve(machine_config(), processes=0)
     with pytest.raises(ValueError, match=r"host: give one address or 2 \(one per shard\), got 3"):
         Machine(machine_config(), processes=2, host=["127.0.0.1"] * 3)
     with pytest.raises(ValueError, match="'NOPE' is not served by this machine"):
         Machine(machine_config(), processes=2).shard_for("NOPE")
     with pytest.raises(ValueError, match=r"shard must be within \[0, 2\], got 3"):
         share(load_config(machine_config()), 3, 3)
-    assert isinstance(SoftIOC({**machine_config(), "ioc": {"processes": 2}}), Machine)
-    assert not isinstance(SoftIOC(machine_config()), Machine)
+    assert isinstance(serve({**machine_config(), "ioc": {"processes": 2}}), Machine)
+    assert isinstance(serve(machine_config(), processes=2), Machine)
+    assert type(serve(machine_config())) is SoftIOC and type(serve(machine_config(), processes=1)) is SoftIOC
+
+
+def test_a_soft_ioc_asked_for_several_processes_points_to_serve_and_machine():
+    """Choosing one process or several is explicit: SoftIOC is one, never a Machine in disguise."""
+    with pytest.raises(ValueError, match=r"a SoftIOC serves one process, and processes=2 asks for a machine "
+                                         r"of 2: use softioc\.serve\(config, processes=2\) .* or "
+                                         r"softioc\.Machine\(config, processes=2\)"):
+        SoftIOC(machine_config(), processes=2)
+    with pytest.raises(ValueError, match=r"\[ioc\] processes = 3 in <dict> asks for a machine of 3: use "
+                                         r"softioc\.serve\(config\) .* or softioc\.Machine\(config\)"):
+        SoftIOC({**machine_config(), "ioc": {"processes": 3}})
+    assert type(SoftIOC(machine_config(), processes=1)) is SoftIOC
 
 
 # ---- over the network ------------------------------------------------------------------------
@@ -289,14 +302,14 @@ def test_a_tcp_port_taken_by_another_process_before_a_shard_binds_cannot_fail_th
         machine, ctx_for, monkeypatch):
     """Ports are chosen free, but another process may take one before the shard binds it (seen
     on a busy CI host). A TCP port the parent chose would then fail the start; it chooses none."""
-    import softioc.machine
+    from softioc.machine import _machine  # where the machine looks its free_port up
 
-    real_free_port = softioc.machine.free_port
+    real_free_port = _machine.free_port
     holder = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     holder.bind(("127.0.0.1", 0))
     holder.listen()
     taken = holder.getsockname()[1]
-    monkeypatch.setattr(softioc.machine, "free_port",  # a TCP choice is always the taken port
+    monkeypatch.setattr(_machine, "free_port",  # a TCP choice is always the taken port
                         lambda host, kind: taken if kind == socket.SOCK_STREAM else real_free_port(host, kind))
     try:
         m = machine(processes=3)
@@ -361,4 +374,4 @@ def test_what_shards_do_not_carry_yet_is_refused_before_any_process_starts(ioc_k
     config = {"ioc": {"processes": 2, **ioc_keys},
               "setpoint": [{"name": "R:SET", "readback": "R:RBV"}, {"name": "S:SET", "readback": "S:RBV"}]}
     with pytest.raises(ValueError, match=f"{named} is not supported with processes=2"):
-        SoftIOC(config, **kwargs)
+        serve(config, **kwargs)

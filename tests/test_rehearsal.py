@@ -204,7 +204,7 @@ def test_after_a_restart_the_same_interface_proves_the_id_again_and_refuses_a_st
         ioc.restart(0.2)  # an outage: the same machine comes back, with the same id
         interface.set_values({"DEMO:Q1:SET": 2.0})
         assert [r.value for r in ioc.audit.puts(outcome="accepted")] == [1.0, 2.0]
-        ports = {k: v for k, v in ioc._effective.items() if k.startswith("EPICS_PVAS_")}
+        ports = {k: v for k, v in ioc._endpoint.effective.items() if k.startswith("EPICS_PVAS_")}
         ioc.stop()  # the soft IOC dies; another server takes its ports and its names
         server, pvs, handler = stray_server(conf=ports)
         with server:
@@ -251,7 +251,7 @@ def test_no_put_reaches_a_stranger_that_takes_the_soft_iocs_ports(softioc_factor
     value from the stranger, or else each put's own Get on the new connection, shows it."""
     ioc = softioc_factory(CONFIG)
     interface = rehearsal(ioc.client_conf(), ioc.identity, timeout=5.0)
-    stranger = Stranger(kind, {k: v for k, v in ioc._effective.items() if k.startswith("EPICS_PVAS_")},
+    stranger = Stranger(kind, {k: v for k, v in ioc._endpoint.effective.items() if k.startswith("EPICS_PVAS_")},
                         softioc_factory)
     starter = threading.Timer(0.3, stranger.start)
     try:

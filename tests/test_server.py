@@ -12,10 +12,9 @@ import pytest
 from p4p.client.thread import RemoteError
 
 from softioc import SoftIOC, load_config
-from softioc.audit import ACCEPTED, REJECTED
-from softioc.channels import PostBatch
 from softioc.model import Simulation
 from softioc.pytest_plugin import demo_config_path
+from softioc.server import ACCEPTED, REJECTED, PostBatch
 
 FAST = {"seed": 1, "update_rate": 100.0, "time_scale": 10.0}  # dt = 0.1 simulated s per 10 ms
 

@@ -1,0 +1,226 @@
+"""The devices, observables and update step of the simulated machine: given time and inputs,
+what is read back (`_vector` steps alike devices together).
+
+Time advances in fixed simulated steps, so a run is reproducible: the same seed, the same
+puts at the same steps give the same readbacks, whatever the wall clock did.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections import deque
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import numpy as np
+
+from ..errors import PutRefused
+from ._alarms import UDF, AlarmCheck, AlarmState
+from ._expression import compile_expression
+from ._lags import LAGS
+from ._pvtypes import PV_TYPES
+from ._types import NO_EFFECT, ModelConfig, ObservableConfig, ReadbackEffect, SetpointConfig
+
+__all__ = ["Device", "Observable", "PutRefused", "Simulation", "rng_for"]
+
+
+def rng_for(seed: int, name: str) -> np.random.Generator:
+    """A generator that depends only on the IOC seed and a PV name (stable across runs)."""
+    digest = hashlib.sha256(f"{seed}:{name}".encode()).digest()
+    return np.random.default_rng(int.from_bytes(digest[:8], "big"))
+
+
+class Device:
+    """A setpoint and the readback that follows it with lag, noise, offset and injected faults."""
+
+    def __init__(self, config: SetpointConfig, seed: int) -> None:
+        self.config = config
+        self.pv_type = PV_TYPES[config.type]
+        self._lag = LAGS[config.lag]
+        self._rng = rng_for(seed, config.readback or config.name)
+        self.setpoint: Any = self._copy(config.initial)
+        self.target: Any = self.setpoint  # what the lag moves toward: the setpoint once its dead time is over
+        self.delay_steps = 0  # the dead time in whole update steps (Simulation sets it from its dt)
+        self._pending: deque[tuple[int, Any]] = deque()  # (first step moving toward it, setpoint), oldest first
+        self._state: Any = self.pv_type.to_state(config.initial)
+        self._output: Any = self._render(self._state, 0.0)
+        self._drift = 0.0
+        self.faults: ReadbackEffect = NO_EFFECT  # set by the server from its fault book each step
+        self.alarm_check = AlarmCheck(config.alarm_limits)  # of the readback
+
+    @property
+    def numeric(self) -> bool:
+        return self.pv_type.numeric
+
+    @staticmethod
+    def _copy(value: Any) -> Any:
+        return list(value) if isinstance(value, list) else value
+
+    def coerce(self, value: Any) -> Any:
+        """Check a put's value against the device; return it normalised or raise PutRefused."""
+        return self.pv_type.coerce(self.config, value)
+
+    def set(self, value: Any, steps: int = 0, later: int = 0) -> None:
+        """Apply an accepted (already coerced) setpoint after `steps` update steps.
+
+        The lag's target changes `delay_steps` (the dead time) plus `later` steps on (see
+        `release`); `later` counts the steps already due that a late update loop has yet to run.
+        """
+        self.setpoint = value
+        wait, pending = self.delay_steps + later, self._pending
+        if wait or pending:  # after any still waiting: targets change in the order of the puts
+            due = steps + wait + 1
+            pending.append((max(due, pending[-1][0]) if pending else due, value))
+        else:
+            self.target = value
+
+    def release(self, step: int) -> None:
+        """Make due the setpoints whose dead time is over by update step `step` (1 is the first)."""
+        pending = self._pending
+        while pending and pending[0][0] <= step:
+            self.target = pending.popleft()[1]
+
+    def advance(self, dt: float) -> None:
+        """Move the true readback state toward the lag's target over `dt` simulated seconds."""
+        self._state = self._lag(self._state, self.pv_type.to_state(self.target), dt, self.config)
+        # drift accumulates only while a drift fault is armed; clearing it restores the readback
+        drift = self.faults.drift
+        self._drift = self._drift + drift * dt if drift else 0.0
+
+    def sample(self) -> Any:
+        """The next readback value: one noise draw per call, frozen while stuck."""
+        if not self.faults.stuck:
+            self._output = self._render(self._state, self.faults.bias + self._drift)
+        return self._output
+
+    def _render(self, state: Any, extra: float) -> Any:
+        cfg = self.config
+        if not self.numeric:
+            return state
+        shape = np.shape(state)
+        noise = self._rng.normal(0.0, cfg.noise, size=shape or None) if cfg.noise > 0 else 0.0
+        return self.pv_type.render(state + cfg.offset + extra + noise)
+
+
+class Observable:
+    """A computed PV: an expression of readback values plus its own noise."""
+
+    def __init__(self, config: ObservableConfig, seed: int) -> None:
+        self.config = config
+        self._evaluate = compile_expression(config.expression, list(config.inputs))
+        self._rng = rng_for(seed, config.name)
+        self.alarm_check = AlarmCheck(config.alarm_limits)
+
+    def compute(self, values: Mapping[str, Any]) -> float:
+        """Evaluate with {input variable: value}; a math error or bad call gives NaN, not a crash."""
+        try:
+            result = float(self._evaluate(values))
+        except (ArithmeticError, ValueError, TypeError):  # TypeError: e.g. min() with no arguments
+            result = math.nan
+        if self.config.noise > 0:
+            result += float(self._rng.normal(0.0, self.config.noise))
+        return result
+
+
+class Simulation:
+    """Every device and observable of one IOC, stepped together in fixed simulated steps."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        self.config = config
+        seed = config.ioc.seed
+        self.dt = config.ioc.time_scale / config.ioc.update_rate
+        self.time = 0.0
+        self.steps = 0
+        self.devices = {sp.name: Device(sp, seed) for sp in config.setpoints}
+        for device in self.devices.values():  # dead time is quantised to whole update steps
+            device.delay_steps = round(device.config.dead_time / self.dt)
+        self._waiting: set[Device] = set()  # devices whose setpoint waits to reach the lag
+        self.observables = [Observable(ob, seed) for ob in config.observables]
+        self.readbacks: dict[str, Any] = {}
+        self.alarms: dict[str, AlarmState] = {}  # the limit alarm of each readback and observable
+        for device in self.devices.values():
+            if device.config.udf:
+                self.alarms[device.config.name] = UDF
+            value = device.sample()
+            self.readbacks[device.config.name] = device.setpoint
+            if device.config.readback:
+                self.readbacks[device.config.readback] = value
+                self.alarms[device.config.readback] = device.alarm_check(value)
+        self._faulted: set[str] = set()  # devices given a readback effect by set_faults
+        self.observed: dict[str, float] = {}
+        for ob in self.observables:
+            self.observed[ob.config.name] = value = self._observe(ob)
+            self.alarms[ob.config.name] = ob.alarm_check(value)
+
+    def _observe(self, observable: Observable) -> float:
+        env = {var: self.readbacks[pv] for var, pv in observable.config.inputs.items()}
+        return observable.compute(env)
+
+    def apply(self, name: str, value: Any, later: int = 0) -> None:
+        """Apply an accepted (coerced) put to setpoint `name`; its first put ends UDF.
+
+        `later`: update steps already due but not yet run (a late loop); the readback starts
+        to move only after them, as it would have had the loop kept time.
+        """
+        device = self.devices[name]
+        device.set(value, self.steps, later)
+        if device._pending:
+            self._waiting.add(device)
+        self.readbacks[name] = value  # what observables read of a setpoint: the setpoint at once
+        self.alarms.pop(name, None)
+
+    def _release(self) -> None:
+        """Give each device whose setpoint was waiting the target due at this step."""
+        for device in list(self._waiting):
+            device.release(self.steps)
+            if not device._pending:
+                self._waiting.discard(device)
+
+    def set_faults(self, effects: Mapping[str, ReadbackEffect]) -> None:
+        """Give each device its armed faults' readback effect for the next step (NO_EFFECT if none).
+
+        Only the devices named now or last time are touched, not every device every step.
+        """
+        devices = self.devices
+        for name in self._faulted.difference(effects):
+            devices[name].faults = NO_EFFECT
+        for name, effect in effects.items():
+            if name in devices:
+                devices[name].faults = effect
+        self._faulted = {name for name in effects if name in devices}
+
+    def step(self) -> dict[str, Any]:
+        """Advance one step; return {readback or observable PV: new value} for this step.
+
+        `alarms` then holds each readback's and observable's limit alarm for that value.
+        """
+        self.steps += 1
+        self.time = self.steps * self.dt
+        if self._waiting:
+            self._release()
+        out: dict[str, Any] = {}
+        self._advance(self.devices.values(), out)
+        self._observe_all(out)
+        return out
+
+    def _advance(self, devices: Iterable[Device], out: dict[str, Any]) -> None:
+        """Step `devices` one at a time, adding each readback to `out` (`_vector` steps the rest)."""
+        for device in devices:
+            device.advance(self.dt)
+            self.readbacks[device.config.name] = device.setpoint
+            if device.config.readback:
+                value = device.sample()
+                self.readbacks[device.config.readback] = value
+                out[device.config.readback] = value
+                if device.alarm_check.limits is not None:
+                    self.alarms[device.config.readback] = device.alarm_check(value)
+
+    def _observe_all(self, out: dict[str, Any]) -> None:
+        """Compute every observable from this step's values, adding each to `out`."""
+        for ob in self.observables:
+            value = self._observe(ob)
+            self.observed[ob.config.name] = value
+            out[ob.config.name] = value
+            if ob.alarm_check.limits is not None:
+                self.alarms[ob.config.name] = ob.alarm_check(value)
