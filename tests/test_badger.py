@@ -87,14 +87,17 @@ def test_it_is_a_badger_interface_with_epics_pva_defaults(monkeypatch):
     assert bare._pva is None  # nothing created, nothing connected, until first use
 
 
-def test_badger_loads_the_installed_plugin(plugin_root):
-    from badger.factory import get_env, get_intf, list_env, list_intf
+def test_badger_loads_the_installed_plugin(ioc, monkeypatch):
+    from badger.factory import BADGER_FACTORY, get_env, get_intf, list_env, list_intf
 
     assert "epics_pva" in list_intf() and {"demo", "demo_fast"} <= set(list_env())
     cls, configs = get_intf("epics_pva")
     assert cls is Interface
     assert configs["params"]["read_only"] is False and configs["params"]["put_attempts"] == 2
+    # Badger keeps an environment's bounds for the process: load it again from this machine
+    monkeypatch.setitem(BADGER_FACTORY["environment"], "demo", None)
     env_cls, env_configs = get_env("demo")
+    # the bounds are the mirror's control limits, read from the machine by the example's get_bounds
     assert env_configs["variables"] == [{"DEMO:Q1:SET": [-2.0, 2.0]}, {"DEMO:Q2:SET": [-2.0, 2.0]}]
     assert env_configs["observations"] == ["DEMO:OBJ"]
 
@@ -376,7 +379,12 @@ def test_a_rehearsal_routine_sends_nothing_to_a_stray_server(monkeypatch, plugin
             puts.append(op.name())
             op.done()
 
-    pvs = {name: SharedPV(nt=NTScalar("d"), initial=0.5, handler=Handler()) for name in MIRROR_NAMES}
+    # control limits as a real IOC's ao publishes them: the example's get_bounds reads them
+    # before each set, so the set reaches the rehearsal's check (a PV without them is refused
+    # earlier, by the bounds: tests/test_badger_bounds.py)
+    nt = NTScalar("d", control=True)
+    pvs = {name: SharedPV(nt=nt, initial=nt.wrap({"value": 0.5, "control": {"limitLow": -2.0, "limitHigh": 2.0}}),
+                          handler=Handler()) for name in MIRROR_NAMES}
     with Server(providers=[pvs], isolate=True) as server:
         rehearse(monkeypatch, server.conf(), "0" * 32)
         with pytest.raises(Exception, match="is served by a server that is not the rehearsal's soft IOC"):

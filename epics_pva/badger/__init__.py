@@ -9,6 +9,8 @@ imports Badger, so nothing else in ``epics_pva`` imports this package.
 - ``python -m epics_pva.badger run ENV --plugin-root ROOT`` runs a Badger routine headless.
 - Errors the plugin raises lead with ``epics_pva.badger.PvFailure``, a one-line summary per
   PV, so Badger's Retry/Stop dialog shows the PV and the cause first (see ``summary``).
+- ``epics_pva.badger.bounds_from_limits(interface, names)`` gives an environment's
+  ``get_bounds`` each variable's range from its PV's control limits.
 
 Because Badger builds its interface with no arguments, these environment variables give the
 settings an operator must control without code (see ``ENVIRONMENT_VARIABLES``).
@@ -19,13 +21,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from .bounds import BoundsError, bounds_from_limits
 from .settings import ENVIRONMENT_VARIABLES, READ_ONLY_VARIABLE, read_only_forced
 from .summary import PvFailure
 
 if TYPE_CHECKING:
     from ._interface import Interface
 
-__all__ = ["ENVIRONMENT_VARIABLES", "READ_ONLY_VARIABLE", "Interface", "PvFailure", "read_only_forced"]
+__all__ = ["ENVIRONMENT_VARIABLES", "READ_ONLY_VARIABLE", "BoundsError", "Interface", "PvFailure",
+           "bounds_from_limits", "read_only_forced"]
 
 
 def __getattr__(name: str) -> Any:
