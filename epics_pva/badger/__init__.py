@@ -7,6 +7,8 @@ imports Badger, so nothing else in ``epics_pva`` imports this package.
   like ``epics_pva.Interface``, to which it delegates.
 - ``python -m epics_pva.badger install ROOT`` installs it as ``ROOT/interfaces/epics_pva``.
 - ``python -m epics_pva.badger run ENV --plugin-root ROOT`` runs a Badger routine headless.
+- ``python -m epics_pva.badger setup ROOT`` prepares Badger's GUI in one step (plugin, demo
+  environment, settings file, folders) and prints the command that starts it.
 - Errors the plugin raises lead with ``epics_pva.badger.PvFailure``, a one-line summary per
   PV, so Badger's Retry/Stop dialog shows the PV and the cause first (see ``summary``).
 - ``epics_pva.badger.bounds_from_limits(interface, names)`` gives an environment's
