@@ -22,11 +22,12 @@ import pytest
 
 badger = pytest.importorskip("badger")
 
+from _badger_session import badger_plugin_root  # noqa: E402
+
 import epics_pva  # noqa: E402
 from epics_pva import InvalidInputError, SetValuesError  # noqa: E402
 from epics_pva.badger import READ_ONLY_VARIABLE, Interface  # noqa: E402
 from epics_pva.badger.dryrun import config_from_environment, load_environment  # noqa: E402
-from epics_pva.badger.plugin import install_plugin  # noqa: E402
 from epics_pva.badger.runner import configure_badger, result_table, run_routine  # noqa: E402
 from softioc import StuckReadback  # noqa: E402
 
@@ -37,19 +38,9 @@ TOLERANCE = 0.05  # the example's wait_for_readback tolerance
 
 @pytest.fixture(scope="session")
 def plugin_root(tmp_path_factory):
-    """A Badger plugin root with the interface, the example environment and a quick-to-fail copy."""
-    base = tmp_path_factory.mktemp("badger")
-    fast = base / "sources" / "demo_fast"
-    fast.mkdir(parents=True)
-    source = (DEMO_ENV / "__init__.py").read_text()
-    assert "count_down=15" in source and 'name = "demo"' in source
-    (fast / "__init__.py").write_text(
-        source.replace("count_down=15", "count_down=1").replace('name = "demo"', 'name = "demo_fast"'))
-    (fast / "configs.yaml").write_text((DEMO_ENV / "configs.yaml").read_text().replace("name: demo", "name: demo_fast"))
-    root = base / "plugins"
-    install_plugin(root, environments=[DEMO_ENV, fast])
-    configure_badger(plugin_root=root, workdir=base / "work")
-    return root
+    """A Badger plugin root with the interface, the example environment and a quick-to-fail copy
+    (one per process: test_badger_gui.py shares it, see _badger_session)."""
+    return badger_plugin_root(tmp_path_factory)
 
 
 def mirror_config(**kwargs):
