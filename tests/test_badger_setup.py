@@ -131,6 +131,8 @@ def test_settings_elsewhere_start_the_gui_with_cf(tmp_path):
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[-1].strip().endswith(f"badger -g -cf {elsewhere}")
     assert not (home / ".config" / "config.yaml").exists()
+    if platform.system() == "Linux":
+        assert (home / ".config").is_dir()  # Badger's own folder exists all the same
     reported = badger_reads(home, elsewhere)
     assert reported["BADGER_PLUGIN_ROOT"] == str(tmp_path / "plugins")
     assert reported["BADGER_ARCHIVE_ROOT"] == str(tmp_path / "badger" / "archive")

@@ -158,7 +158,9 @@ def setup_badger(
         folder.mkdir(parents=True, exist_ok=True)
     for kind in ("interfaces", "environments"):  # Badger lists these; an empty one is fine
         (roots["BADGER_PLUGIN_ROOT"] / kind).mkdir(exist_ok=True)
-    target.parent.mkdir(parents=True, exist_ok=True)  # ~/.config: Badger crashes without it
+    # ~/.config: Badger crashes on first use without it, even when started with -cf FILE
+    for folder in {target.parent, badger_settings_file().parent}:
+        folder.mkdir(parents=True, exist_ok=True)
     report = SetupReport(settings=target, roots=roots, plugins=plugins, settings_action="written")
     if existing is None:  # forced over a file that is not Badger's: keep it
         report.backup = _backup(target)
