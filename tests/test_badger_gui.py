@@ -9,9 +9,9 @@ exception in a slot fails the test (pytest-qt), a dialog nobody expected is reco
 
 The soft IOC serves softioc/examples/demo.toml from a child process (devtools.ioc_process):
 Badger forks its run workers from this process, and a forked child of a process holding a
-p4p *server* hangs on its first p4p call (docs: FACTS), so the machine runs beside the GUI,
-as a real one does. Needs Badger and pytest-qt (tox -e badger); QT_QPA_PLATFORM=offscreen
-needs no X server.
+p4p *server* hangs on its first p4p call (EPICS warns of epicsThread use after fork), so the
+machine runs beside the GUI, as a real one does. Needs Badger and pytest-qt (tox -e badger);
+QT_QPA_PLATFORM=offscreen needs no X server.
 """
 
 from __future__ import annotations
