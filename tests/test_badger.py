@@ -22,11 +22,12 @@ import pytest
 
 badger = pytest.importorskip("badger")
 
+from _badger_session import badger_plugin_root  # noqa: E402
+
 import epics_pva  # noqa: E402
 from epics_pva import InvalidInputError, SetValuesError  # noqa: E402
 from epics_pva.badger import READ_ONLY_VARIABLE, Interface  # noqa: E402
 from epics_pva.badger.dryrun import config_from_environment, load_environment  # noqa: E402
-from epics_pva.badger.plugin import install_plugin  # noqa: E402
 from epics_pva.badger.runner import configure_badger, result_table, run_routine  # noqa: E402
 from softioc import StuckReadback  # noqa: E402
 
@@ -37,19 +38,9 @@ TOLERANCE = 0.05  # the example's wait_for_readback tolerance
 
 @pytest.fixture(scope="session")
 def plugin_root(tmp_path_factory):
-    """A Badger plugin root with the interface, the example environment and a quick-to-fail copy."""
-    base = tmp_path_factory.mktemp("badger")
-    fast = base / "sources" / "demo_fast"
-    fast.mkdir(parents=True)
-    source = (DEMO_ENV / "__init__.py").read_text()
-    assert "count_down=15" in source and 'name = "demo"' in source
-    (fast / "__init__.py").write_text(
-        source.replace("count_down=15", "count_down=1").replace('name = "demo"', 'name = "demo_fast"'))
-    (fast / "configs.yaml").write_text((DEMO_ENV / "configs.yaml").read_text().replace("name: demo", "name: demo_fast"))
-    root = base / "plugins"
-    install_plugin(root, environments=[DEMO_ENV, fast])
-    configure_badger(plugin_root=root, workdir=base / "work")
-    return root
+    """A Badger plugin root with the interface, the example environment and a quick-to-fail copy
+    (one per process: test_badger_gui.py shares it, see _badger_session)."""
+    return badger_plugin_root(tmp_path_factory)
 
 
 def mirror_config(**kwargs):
@@ -87,14 +78,17 @@ def test_it_is_a_badger_interface_with_epics_pva_defaults(monkeypatch):
     assert bare._pva is None  # nothing created, nothing connected, until first use
 
 
-def test_badger_loads_the_installed_plugin(plugin_root):
-    from badger.factory import get_env, get_intf, list_env, list_intf
+def test_badger_loads_the_installed_plugin(ioc, monkeypatch):
+    from badger.factory import BADGER_FACTORY, get_env, get_intf, list_env, list_intf
 
     assert "epics_pva" in list_intf() and {"demo", "demo_fast"} <= set(list_env())
     cls, configs = get_intf("epics_pva")
     assert cls is Interface
     assert configs["params"]["read_only"] is False and configs["params"]["put_attempts"] == 2
+    # Badger keeps an environment's bounds for the process: load it again from this machine
+    monkeypatch.setitem(BADGER_FACTORY["environment"], "demo", None)
     env_cls, env_configs = get_env("demo")
+    # the bounds are the mirror's control limits, read from the machine by the example's get_bounds
     assert env_configs["variables"] == [{"DEMO:Q1:SET": [-2.0, 2.0]}, {"DEMO:Q2:SET": [-2.0, 2.0]}]
     assert env_configs["observations"] == ["DEMO:OBJ"]
 
@@ -376,7 +370,12 @@ def test_a_rehearsal_routine_sends_nothing_to_a_stray_server(monkeypatch, plugin
             puts.append(op.name())
             op.done()
 
-    pvs = {name: SharedPV(nt=NTScalar("d"), initial=0.5, handler=Handler()) for name in MIRROR_NAMES}
+    # control limits as a real IOC's ao publishes them: the example's get_bounds reads them
+    # before each set, so the set reaches the rehearsal's check (a PV without them is refused
+    # earlier, by the bounds: tests/test_badger_bounds.py)
+    nt = NTScalar("d", control=True)
+    pvs = {name: SharedPV(nt=nt, initial=nt.wrap({"value": 0.5, "control": {"limitLow": -2.0, "limitHigh": 2.0}}),
+                          handler=Handler()) for name in MIRROR_NAMES}
     with Server(providers=[pvs], isolate=True) as server:
         rehearse(monkeypatch, server.conf(), "0" * 32)
         with pytest.raises(Exception, match="is served by a server that is not the rehearsal's soft IOC"):

@@ -1,6 +1,7 @@
 """Config loading: the shipped demo works as written; bad configs name the file and the key."""
 
 import copy
+import dataclasses
 import re
 
 import pytest
@@ -66,11 +67,16 @@ def test_the_issue_example_loads_as_written(tmp_path):
 
 
 def test_shipped_demo_matches_the_issue_example(tmp_path):
+    """The shipped demo is the issue's example, but for its setpoints' starting values and Q2's
+    limits: a running machine's setpoints are not at 0 (Badger's "Automatic" range is a share of
+    the current value) and publish limits (an environment reads its bounds from them)."""
     path = tmp_path / "issue.toml"
     path.write_text(ISSUE_EXAMPLE)
     demo = load_config(demo_config_path())
     issue = load_config(path)
-    assert (demo.ioc, demo.setpoints, demo.observables) == (issue.ioc, issue.setpoints, issue.observables)
+    q1, q2 = issue.setpoints
+    started = (dataclasses.replace(q1, initial=0.5), dataclasses.replace(q2, initial=-1.0, limits=(-10.0, 10.0)))
+    assert (demo.ioc, demo.setpoints, demo.observables) == (issue.ioc, started, issue.observables)
 
 
 def test_dict_and_config_objects_are_accepted():
