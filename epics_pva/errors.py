@@ -39,6 +39,9 @@ __all__ = [
     "StrangerServerError",
     "ContextClosedError",
     "BadgerEnvironmentError",
+    "LineWriteError",
+    "ValidationTimeout",
+    "SetCancelled",
     "JournalError",
 ]
 
@@ -202,3 +205,16 @@ class JournalError(EpicsPvaError, OSError):
         self.errno = errno  # only errno: with strerror set, OSError would rewrite the message
         # from a set refused for it: every PV's outcome (all not_attempted), in the order given
         self.results = dict(results or {})
+
+
+class LineWriteError(JournalError):
+    """A journal line's write failed after it began: the line may be in the file, whole or in
+    part (a short write, or a failed fsync). The reader skips a part; a whole line stays."""
+
+
+class ValidationTimeout(EpicsPvaError, TimeoutError):
+    """A validation function was still running when its time limit (seconds) ran out."""
+
+
+class SetCancelled(EpicsPvaError):
+    """A wait given up because the set_values call it worked for was interrupted."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+
 import numpy as np
 import pytest
 
@@ -86,7 +88,6 @@ def test_results_are_immutable():
 
 def softioc_modules():
     """Every module of the softioc package, imported (its `__main__` left out: it would serve)."""
-    import importlib
     import pkgutil
 
     import softioc
@@ -117,3 +118,23 @@ def test_soft_ioc_errors_keep_their_builtin_and_their_old_paths():
     assert issubclass(errors.ExpressionError, ValueError)
     for cls in (EpicsBaseError, NotLoopbackError, ShardError, errors.ExpressionError, errors.ChildError):
         assert issubclass(cls, errors.SoftIOCError)
+
+
+def test_every_epics_pva_error_is_an_epics_pva_error():
+    """One tree: `except EpicsPvaError` catches every error epics_pva defines (Badger's plugin
+    included where Badger is installed), and the core's all live in epics_pva.errors."""
+    import pkgutil
+
+    import epics_pva.errors
+
+    modules = []
+    for info in pkgutil.walk_packages(epics_pva.__path__, "epics_pva."):
+        if info.name.endswith("__main__") or info.name.startswith("epics_pva.badger"):
+            continue  # the Badger plugin imports Badger
+        modules.append(importlib.import_module(info.name))
+    defined = {obj for module in modules for obj in vars(module).values()
+               if isinstance(obj, type) and issubclass(obj, BaseException) and obj.__module__.startswith("epics_pva")
+               and not obj.__name__.startswith("_")}  # a parser's private signal never leaves its module
+    assert len(defined) >= 15  # the modules were read
+    assert {cls.__qualname__ for cls in defined if not issubclass(cls, EpicsPvaError)} == set()
+    assert {cls.__module__ for cls in defined} == {"epics_pva.errors"}

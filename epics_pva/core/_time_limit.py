@@ -17,14 +17,11 @@ from collections.abc import Callable
 from typing import Any
 
 from .._fork import at_fork
+from ..errors import ValidationTimeout
 
 __all__ = ["TimeLimit", "ValidationTimeout"]
 
 _log = logging.getLogger(__name__)
-
-
-class ValidationTimeout(TimeoutError):
-    """A validation function was still running when its time limit (seconds) ran out."""
 
 
 _live: weakref.WeakSet[TimeLimit] = weakref.WeakSet()

@@ -74,7 +74,7 @@ from pathlib import Path
 from typing import Any
 
 from .._fork import at_fork
-from ..errors import JournalError
+from ..errors import JournalError, LineWriteError
 from ._format import (
     BEFORE,
     INTERRUPTED,
@@ -103,11 +103,6 @@ def _renew_locks_in_child() -> None:
 
 
 at_fork(after_in_child=_renew_locks_in_child)
-
-
-class LineWriteError(JournalError):
-    """A line's write failed after it began: the line may be in the file, whole or in part
-    (a short write, or a failed fsync). The reader skips a part; a whole line stays."""
 
 
 def _check_pv(pv: Any) -> str:
