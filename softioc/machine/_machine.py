@@ -96,6 +96,7 @@ class Machine:
         self.audit = MachineAudit(self)
         self.faults = MachineFaults(self)
         self._surface: Any = None
+        self._control_ports: tuple[int, int] | None = None
         self._folder: tempfile.TemporaryDirectory[str] | None = None
         self._watch: threading.Thread | None = None
         self._stop = threading.Event()
@@ -137,9 +138,11 @@ class Machine:
         self._folder = tempfile.TemporaryDirectory(prefix="softioc-machine-")
         path = Path(self._folder.name, "config.pickle")
         path.write_bytes(pickle.dumps(self.config))
-        ports = self._ports()
+        # a start after a stop keeps the ports (and so the clients' settings) of the first start
+        ports = [(s.port, s.broadcast_port) for s in self.shards] or self._ports()
         control_host = self.hosts[0]
-        control_ports = (0, free_port(control_host, socket.SOCK_DGRAM))  # TCP: any, found by search
+        control_ports = self._control_ports or (0, free_port(control_host, socket.SOCK_DGRAM))  # TCP: any
+        self._control_ports = control_ports
         addresses = [f"{h}:{u}" for h, (_t, u) in zip(self.hosts, ports, strict=True)]
         self._addr_list = " ".join(addresses + [f"{control_host}:{control_ports[1]}"])
         links = " ".join(addresses)

@@ -27,6 +27,8 @@ from p4p.util import ThreadedWorkQueue
 from ..errors import SoftIOCError
 from ..server import (
     CONTROL_PVS,
+    IDENTITY,
+    IDENTITY_FIELD,
     AccessRule,
     ReadOnly,
     WriteHandler,
@@ -51,7 +53,7 @@ class ControlSurface:
         self.prefix = p = ioc.control_prefix
         self.served_prefix = ioc.prefix  # every PV is served under the machine's prefix, as one soft IOC's
         self._queue = ThreadedWorkQueue(name="machine-control", workers=2, daemon=True, maxsize=0)
-        types = {code: NTScalar(code) for code in "sld"}
+        types = {code: NTScalar(code, extra=IDENTITY) for code in "sld"}  # each carries the machine's id
 
         # the machine's control PVs obey control_from (default: their owner), as one soft IOC's do
         rule = AccessRule.build("control_from", ioc.control_from if ioc.control_from is not None else (owner(),))
@@ -60,7 +62,8 @@ class ControlSurface:
             return WriteHandler(action, rule, self._refused)
 
         def pv(code: str, initial: Any, handler: Any = None) -> SharedPV:
-            return SharedPV(nt=types[code], initial=initial, handler=handler or ReadOnly(), queue=self._queue)
+            return SharedPV(nt=types[code], initial={"value": initial, IDENTITY_FIELD: machine.identity},
+                            handler=handler or ReadOnly(), queue=self._queue)
 
         # one soft IOC's control PVs, and the shards' two
         table = (*CONTROL_PVS, ("ID", "s", machine.identity), ("SHARDS", "s", "[]"), ("SHARD:RESTART", "l", 0))
