@@ -13,6 +13,7 @@ import threading
 import time
 
 import pytest
+from _network import PrivateHosts
 from p4p.client.thread import Context, RemoteError
 
 from softioc import SoftIOC, load_config, serve
@@ -161,8 +162,10 @@ def test_a_soft_ioc_asked_for_several_processes_points_to_serve_and_machine():
 class Banner:
     """`python -m softioc CONFIG --processes N` in a subprocess, read up to `# ready`."""
 
-    def __init__(self, *args) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-m", "softioc", *map(str, args)], stdout=subprocess.PIPE,
+    def __init__(self, *args, wrap=None) -> None:
+        """`wrap` runs the command through another (e.g. on another host: PrivateHosts.command)."""
+        argv = [sys.executable, "-m", "softioc", *map(str, args)]
+        self.proc = subprocess.Popen(wrap(argv) if wrap else argv, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, text=True, env=clean_env())
         self.lines: queue.Queue = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
@@ -191,8 +194,8 @@ class Banner:
 def banner():
     started: list[Banner] = []
 
-    def start(*args) -> Banner:
-        started.append(Banner(*args))
+    def start(*args, wrap=None) -> Banner:
+        started.append(Banner(*args, wrap=wrap))
         return started[-1]
 
     yield start
@@ -434,3 +437,83 @@ def test_a_machine_beyond_loopback_is_refused_before_any_process_starts():
     with pytest.raises(NetworkRefused, match=r"refusing to serve on 192\.0\.2\.77, which is not loopback"):
         m.start()
     assert m.shards == [] and not m.running
+
+
+@pytest.mark.private_network(hosts=2)
+def test_a_machine_spread_over_two_hosts_serves_a_client_on_a_third_found_by_search(banner, tmp_path, ctx_for):
+    """Two hosts (network namespaces on one bridge) each serve one shard with `pva-softioc --shard
+    k`; the client, on a third, finds every PV by UDP search of the shards' addresses, sets PVs of
+    both in rehearsal mode, gets a per-PV error while one host's shard is down, and sets it again
+    once that shard is back; the two hosts' audit files, read together, hold every put."""
+    import uuid
+
+    from epics_pva import Interface, RehearsalError, SetValuesError, Status
+    from softioc import read_audit_file
+
+    path = tmp_path / "machine.toml"
+    path.write_text('[ioc]\nupdate_rate = 50.0\n[[setpoint_range]]\nname = "Q{i}:SET"\nreadback = "Q{i}:RBV"\n'
+                    'count = 4\nlag = "none"\nlimits = [-5.0, 5.0]\n[[observable]]\nname = "SUM"\n'
+                    'expression = "a + 10 * b"\ninputs = { a = "Q0:RBV", b = "Q1:RBV" }\n')
+    identity = uuid.uuid4().hex  # the operator's one id for the whole machine
+    with PrivateHosts(2) as hosts:
+        shards = [f"{hosts.address(k)}:5076" for k in range(2)]
+        audits = [tmp_path / f"audit-host{k}.jsonl" for k in range(2)]
+
+        def serve_shard(k: int) -> Banner:
+            return banner(path, "--processes", "2", "--shard", k, "--host", hosts.address(k), "--allow-network",
+                          "--port", "5075", "--broadcast-port", "5076", "--links", " ".join(shards),
+                          "--prefix", "SIM:", "--identity", identity, "--audit", audits[k],
+                          wrap=lambda argv, k=k: hosts.command(k, argv))
+
+        served = [serve_shard(k) for k in range(2)]
+        for shard in served:
+            assert shard.settings()["EPICS_PVA_INTERFACE_REHEARSAL_ID"] == identity
+        conf = {"EPICS_PVA_ADDR_LIST": " ".join(shards), "EPICS_PVA_AUTO_ADDR_LIST": "NO"}
+        ctx = ctx_for(conf)
+        names = [f"SIM:Q{i}:{end}" for i in range(4) for end in ("SET", "RBV")]
+        assert {v.raw["softiocId"] for v in ctx.get(names, timeout=5.0)} == {identity}
+        values = {f"Q{i}:SET": 0.5 * (i + 1) for i in range(4)}  # Q0, Q2 on host 0; Q1, Q3 on host 1
+        rehearsal = Interface(conf=conf, prefix="SIM:", rehearsal=True, rehearsal_id=identity, timeout=2.0,
+                              rehearsal_allow=",".join(hosts.address(k) for k in range(2)))  # not loopback
+        plain = Interface(conf=conf, prefix="SIM:", timeout=1.0, put_attempts=1)
+        try:
+            assert {r.status for r in rehearsal.set_values(values).values()} == {Status.SET}
+            assert rehearsal.get_values(list(values)) == values
+            deadline = time.monotonic() + 10.0  # the observable on host 0 reads Q1:RBV from host 1
+            while ctx.get("SIM:SUM", timeout=5.0) != 0.5 + 10 * 1.0 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert ctx.get("SIM:SUM", timeout=5.0) == 0.5 + 10 * 1.0
+
+            served[1].proc.kill()  # host 1's shard dies
+            served[1].proc.wait(10)
+            with pytest.raises(SetValuesError) as info:
+                plain.set_values({"Q0:SET": -1.0, "Q1:SET": -1.0})
+            results = info.value.results  # one line per PV: which one is down, and that nothing was sent
+            assert "cannot read the PV: no reply within 1 s (unknown PV, or its server is down)" in (
+                results["Q1:SET"].reason + str(results["Q1:SET"].error)), results
+            assert results["Q0:SET"].status == results["Q1:SET"].status == Status.NOT_ATTEMPTED, results
+            assert "Q1:SET" in str(info.value)
+            assert ctx.get("SIM:Q0:SET", timeout=5.0) == values["Q0:SET"]  # host 0 serves on, untouched
+            with pytest.raises(RehearsalError, match="Q1:SET"):  # the rehearsal cannot prove Q1's server
+                rehearsal.set_values({"Q1:SET": -1.5})
+
+            served[1] = serve_shard(1)  # back, fresh from the config, with the same id
+            deadline = time.monotonic() + 15.0
+            while True:
+                try:
+                    results = rehearsal.set_values({"Q1:SET": -2.0, "Q3:SET": -2.0})
+                    break
+                except (RehearsalError, SetValuesError):
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.2)
+            assert {r.status for r in results.values()} == {Status.SET}
+        finally:
+            rehearsal.close()
+            plain.close()
+        for shard in served:
+            shard.proc.send_signal(signal.SIGTERM)
+            assert shard.proc.wait(15) == 0
+    accepted = [(line["pv"], line["value"]) for line in read_audit_file(*audits)
+                if line["type"] == "put" and line["outcome"] == "accepted"]
+    assert sorted(accepted) == sorted([*values.items(), ("Q1:SET", -2.0), ("Q3:SET", -2.0)])
