@@ -282,10 +282,12 @@ def test_the_command_line_option_writes_the_audit_file(tmp_path, processes):
 
 # ---- the soak keeps both and cross-checks them -------------------------------------------------------
 
-def test_a_short_soak_with_a_journal_and_an_audit_file_finds_them_matching(tmp_path):
+@pytest.mark.parametrize("processes", [1, 2])  # with two, both shards append to the one audit file
+def test_a_short_soak_with_a_journal_and_an_audit_file_finds_them_matching(tmp_path, processes):
     journal, audit = tmp_path / "journal.jsonl", tmp_path / "audit.jsonl"
     settings = SoakSettings(cycles=60, seed=7, warmup=10, timeout=0.4, p_timeout=0.05, p_reject=0.05,
-                            p_outage=0.0, outage_duration=1.0, journal=str(journal), audit=str(audit))
+                            p_outage=0.0, outage_duration=1.0, journal=str(journal), audit=str(audit),
+                            processes=processes)
     report = run_soak(settings)
     check = report["checks"]["journal_matches_audit"]
     assert check["ok"], check["detail"]
