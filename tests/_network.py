@@ -84,11 +84,14 @@ def run_in_private_network(item: pytest.Item) -> None:
     root = Path(item.config.rootpath)
     env = dict(os.environ, **{PRIVATE_ADDRESS_VARIABLE: PRIVATE_ADDRESS})
     env.pop("PYTEST_XDIST_WORKER", None)
+    # a test that starts several hosts' processes may ask for more: private_network(timeout=S),
+    # with its own pytest.mark.timeout above S + 10
+    inner = int(marker.kwargs.get("timeout", _INNER_TIMEOUT_S)) if marker is not None else _INNER_TIMEOUT_S
     command = _namespace_command(sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                                 f"--timeout={_INNER_TIMEOUT_S}", item.nodeid)
+                                 f"--timeout={inner}", item.nodeid)
     try:
         done = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True,
-                              timeout=_INNER_TIMEOUT_S + 10)
+                              timeout=inner + 10)
     except subprocess.TimeoutExpired as error:
         pytest.fail(f"{item.nodeid} in its network namespace did not end within {error.timeout} s:\n"
                     f"{error.stdout or ''}{error.stderr or ''}", pytrace=False)

@@ -439,7 +439,8 @@ def test_a_machine_beyond_loopback_is_refused_before_any_process_starts():
     assert m.shards == [] and not m.running
 
 
-@pytest.mark.private_network(hosts=2)
+@pytest.mark.timeout(120)  # three shard starts and a pytest of its own, on a loaded machine
+@pytest.mark.private_network(hosts=2, timeout=100)
 def test_a_machine_spread_over_two_hosts_serves_a_client_on_a_third_found_by_search(banner, tmp_path, ctx_for):
     """Two hosts (network namespaces on one bridge) each serve one shard with `pva-softioc --shard
     k`; the client, on a third, finds every PV by UDP search of the shards' addresses, sets PVs of
