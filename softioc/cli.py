@@ -59,6 +59,13 @@ def _host(text: str) -> str:
     return text
 
 
+def _identity(text: str) -> str:
+    """A machine's id: 1 to 64 letters, digits, '-' or '_' (a uuid's hex, as a machine draws)."""
+    if not 0 < len(text) <= 64 or not all(c.isascii() and (c.isalnum() or c in "-_") for c in text):
+        raise argparse.ArgumentTypeError(f"{text!r:.80} is not an id: 1 to 64 letters, digits, '-' or '_'")
+    return text
+
+
 def _log_level(text: str) -> str:
     if text.upper() not in LOG_LEVELS:
         raise argparse.ArgumentTypeError(f"{text!r:.40} is not a logging level: use one of {', '.join(LOG_LEVELS)}")
@@ -103,6 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--links", default="",
                         help="with --shard: EPICS_PVA_ADDR_LIST reaching the other shards, for "
                              "observables whose inputs they serve")
+    parser.add_argument("--identity", type=_identity, default=None, metavar="ID",
+                        help="with --shard: the machine's id, which every shard publishes in softiocId (give "
+                             "every host's shard the same one, e.g. from `uuidgen`; default: a new one)")
     return parser
 
 
@@ -113,10 +123,12 @@ def _build(config: IOCConfig, args: argparse.Namespace) -> SoftIOC | Machine:
         raise ValueError(f"--processes must be >= 1, got {processes}")
     if args.shard is not None:
         links = {"EPICS_PVA_ADDR_LIST": args.links, "EPICS_PVA_AUTO_ADDR_LIST": "NO"} if args.links else None
-        return ShardIOC(share(config, processes, args.shard), link_conf=links, host=args.host,
-                        port=args.port, broadcast_port=args.broadcast_port)
+        return ShardIOC(share(config, processes, args.shard), link_conf=links, identity=args.identity,
+                        host=args.host, port=args.port, broadcast_port=args.broadcast_port, audit=args.audit,
+                        allow_network=args.allow_network)
+    if args.identity is not None:
+        raise ValueError("--identity is for one shard (--shard K); a machine draws its own")
     hosts = args.host.split(",")
-    # a Machine for processes > 1, which refuses what shards do not carry yet
     return serve(config, host=hosts[0] if len(hosts) == 1 else hosts, port=args.port,
                  broadcast_port=args.broadcast_port, processes=processes, audit=args.audit,
                  allow_network=args.allow_network)
@@ -146,8 +158,7 @@ def print_banner(ioc: SoftIOC | Machine, out: TextIO, export: bool, quiet: bool)
         print(f"#   control PVs under {prefix}{ioc.config.ioc.control_prefix} (see docs/faults.md)", file=out)
         if prefix:
             print(f"# every PV above is served under the prefix {prefix}", file=out)
-    identity = getattr(ioc, "interface_settings", dict)  # a machine of N processes has no one identity
-    for name, value in {**ioc.client_conf(), **identity()}.items():
+    for name, value in {**ioc.client_conf(), **ioc.interface_settings()}.items():
         # a machine's address list has spaces: quoted for a shell, as is after '=' otherwise
         print(f"export {name}={shlex.quote(value)}" if export else f"{name}={value}", file=out)
     print("# ready", file=out, flush=True)

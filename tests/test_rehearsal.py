@@ -28,6 +28,12 @@ CONFIG = {
     ],
 }
 NAMES = ["DEMO:Q1:SET", "DEMO:Q2:SET"]
+# one soft IOC, and a machine of two shard processes: DEMO:Q1 on shard 0, DEMO:Q2 on shard 1
+PROCESSES = pytest.mark.parametrize("processes", [1, 2])
+
+
+def config_for(processes: int) -> dict:
+    return {**CONFIG, "ioc": {**CONFIG["ioc"], "processes": processes}}
 
 
 def rehearsal(conf, identity, **kwargs):
@@ -72,8 +78,9 @@ def stray_server(extra=None, conf=None):
 # ---- the soft IOC's identity -----------------------------------------------------------------
 
 
-def test_every_pv_of_one_machine_carries_one_id_kept_across_restart_new_on_a_new_start(softioc_factory, client_for):
-    ioc = softioc_factory(CONFIG)
+@PROCESSES
+def test_every_pv_of_one_machine_carries_one_id_kept_across_restart_new_on_a_new_start(softioc_factory, client_for, processes):
+    ioc = softioc_factory(config_for(processes))
     ctx = client_for(ioc)
     names = ioc.pv_names(control=True)
     ids = {ctx.get(name, timeout=5).raw["softiocId"] for name in names}
@@ -92,8 +99,9 @@ def test_every_pv_of_one_machine_carries_one_id_kept_across_restart_new_on_a_new
 # ---- the rehearsal's own soft IOC: it works -------------------------------------------------
 
 
-def test_rehearsal_sets_the_soft_ioc_it_was_meant_for(softioc_factory):
-    ioc = softioc_factory(CONFIG)
+@PROCESSES
+def test_rehearsal_sets_the_soft_ioc_it_was_meant_for(softioc_factory, processes):
+    ioc = softioc_factory(config_for(processes))
     with rehearsal(ioc.client_conf(), ioc.identity) as interface:
         results = interface.set_values({"DEMO:Q1:SET": 1.5, "DEMO:Q2:SET": -0.5})
         assert {r.status for r in results.values()} == {Status.SET}
@@ -102,8 +110,9 @@ def test_rehearsal_sets_the_soft_ioc_it_was_meant_for(softioc_factory):
         [("DEMO:Q1:SET", 1.5), ("DEMO:Q2:SET", -0.5)], [("DEMO:Q2:SET", -0.5), ("DEMO:Q1:SET", 1.5)])
 
 
-def test_rehearsal_refuses_another_soft_ioc_by_its_id(softioc_factory):
-    meant, other = softioc_factory(CONFIG), softioc_factory(CONFIG)
+@PROCESSES
+def test_rehearsal_refuses_another_soft_ioc_by_its_id(softioc_factory, processes):
+    meant, other = softioc_factory(config_for(processes)), softioc_factory(config_for(processes))
     with rehearsal(other.client_conf(), meant.identity) as interface:
         with pytest.raises(RehearsalError) as info:
             interface.set_values({"DEMO:Q1:SET": 1.0})
@@ -150,8 +159,9 @@ def test_rehearsal_sends_nothing_to_a_stray_p4p_server(extra, why):
     assert handler.puts == 0
 
 
-def test_a_pv_that_cannot_be_read_refuses_the_whole_call(softioc_factory):
-    ioc = softioc_factory(CONFIG)
+@PROCESSES
+def test_a_pv_that_cannot_be_read_refuses_the_whole_call(softioc_factory, processes):
+    ioc = softioc_factory(config_for(processes))
     with rehearsal(ioc.client_conf(), ioc.identity, timeout=0.5) as interface:
         with pytest.raises(RehearsalError, match="DEMO:NOPE cannot be proved to be served by the rehearsal's"):
             interface.set_values({"DEMO:Q1:SET": 1.0, "DEMO:NOPE": 1.0})
@@ -183,8 +193,9 @@ def test_a_put_whose_monitor_still_shows_the_soft_ioc_is_not_sent_to_a_stranger(
     assert handler.puts == 0
 
 
-def test_a_put_proving_the_id_reaches_the_soft_ioc_it_names(softioc_factory, client_for):
-    ioc = softioc_factory(CONFIG)
+@PROCESSES
+def test_a_put_proving_the_id_reaches_the_soft_ioc_it_names(softioc_factory, client_for, processes):
+    ioc = softioc_factory(config_for(processes))
     ctx = client_for(ioc)
     infos = [PvInfo(kind="float", code="d", server_id=ioc.identity)] * 2
     assert put_many(ctx, NAMES, [1.5, -0.5], 2.0, infos, prove_on_the_wire(ioc.identity)) == [None, None]

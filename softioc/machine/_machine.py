@@ -22,20 +22,22 @@ servers must forward it), and the same form spans real hosts: host1:5076 host2:5
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import pickle
 import socket
 import sys
 import tempfile
 import threading
+import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from ..child_process import free_port
 from ..config import IOCConfig, load_config
-from ..errors import ShardError
-from ..server import SoftIOC, Stats
+from ..errors import NetworkRefused, ShardError
+from ..server import SoftIOC, Stats, is_loopback
 from ._shard_process import ShardProcess
 from ._sharding import assign
 from ._surface import ControlSurface
@@ -54,15 +56,32 @@ MachineStats = Stats
 class Machine:
     """A soft IOC config served by `processes` child processes; see the module docstring.
 
-    `host` is one address for every shard, or a sequence of one per shard (127.0.0.2,
-    127.0.0.3, ... standing for distinct hosts). `port`/`broadcast_port`, when given, are
-    shard 0's; shard k uses port+k (on one address) so that the ports are predictable.
+    `host` is one address for every shard, or a sequence of one per shard (one address per
+    interface of a host with several). `port`/`broadcast_port`, when given, are shard 0's;
+    shard k uses port+k (on one address) so that the ports are predictable.
+
+    Everything one SoftIOC takes works here too: `[ioc] prefix` (every shard serves under it,
+    and so do the machine's control PVs), `audit` (every shard appends its lines to the one
+    file, each line one O_APPEND write), `[ioc] control_from`/`write_from` (each shard and
+    the machine's control PVs obey them), `allow_network`. Every start draws one `identity`,
+    which every shard publishes in `softiocId` (a restarted shard keeps it).
     """
 
     def __init__(self, config: IOCConfig | Mapping[str, Any] | str | Path, *, processes: int | None = None,
                  host: str | Sequence[str] = "127.0.0.1", port: int = 0, broadcast_port: int = 0,
+                 audit: str | Path | None = None, allow_network: bool | None = None,
                  start_timeout: float = 120.0, reply_timeout: float = 30.0, log_level: str = "WARNING") -> None:
-        self.config = load_config(config)
+        loaded = load_config(config)
+        changes: dict[str, Any] = {}
+        if audit is not None:
+            changes["audit"] = str(audit)
+        if allow_network is not None:
+            changes["allow_network"] = bool(allow_network)
+        # the shards read these from the config they are given
+        self.config = dataclasses.replace(loaded, ioc=dataclasses.replace(loaded.ioc, **changes)) if changes else loaded
+        self.prefix = self.config.ioc.prefix
+        self.allow_network = self.config.ioc.allow_network
+        self.identity = ""  # drawn by start()
         self.processes = processes or self.config.ioc.processes
         if not 1 <= self.processes <= 64:
             raise ValueError(f"processes must be within [1, 64], got {self.processes}")
@@ -77,6 +96,7 @@ class Machine:
         self.audit = MachineAudit(self)
         self.faults = MachineFaults(self)
         self._surface: Any = None
+        self._control_ports: tuple[int, int] | None = None
         self._folder: tempfile.TemporaryDirectory[str] | None = None
         self._watch: threading.Thread | None = None
         self._stop = threading.Event()
@@ -113,19 +133,23 @@ class Machine:
         """Start every shard (in parallel), wait until all are ready, serve the control PVs."""
         if self.running:
             raise RuntimeError("this machine is already running")
+        self._check_network()
+        self.identity = uuid.uuid4().hex
         self._folder = tempfile.TemporaryDirectory(prefix="softioc-machine-")
         path = Path(self._folder.name, "config.pickle")
         path.write_bytes(pickle.dumps(self.config))
-        ports = self._ports()
+        # a start after a stop keeps the ports (and so the clients' settings) of the first start
+        ports = [(s.port, s.broadcast_port) for s in self.shards] or self._ports()
         control_host = self.hosts[0]
-        control_ports = (0, free_port(control_host, socket.SOCK_DGRAM))  # TCP: any, found by search
+        control_ports = self._control_ports or (0, free_port(control_host, socket.SOCK_DGRAM))  # TCP: any
+        self._control_ports = control_ports
         addresses = [f"{h}:{u}" for h, (_t, u) in zip(self.hosts, ports, strict=True)]
         self._addr_list = " ".join(addresses + [f"{control_host}:{control_ports[1]}"])
         links = " ".join(addresses)
         self.shards = [
             ShardProcess(k, [sys.executable, "-c", _CHILD, "--pickle", str(path), "--shard", str(k),
                              "--processes", str(self.processes), "--host", self.hosts[k],
-                             "--links", links, "--log-level", self.log_level],
+                             "--links", links, "--log-level", self.log_level, "--identity", self.identity],
                          self.hosts[k], t, u, self.start_timeout, self.reply_timeout)
             for k, (t, u) in enumerate(ports)]
         self._dead, self._stop = {}, threading.Event()
@@ -142,6 +166,19 @@ class Machine:
         self._watch.start()
         _log.info("machine serving %d PVs in %d shards: %s", len(self.where), self.processes, self._addr_list)
         return self
+
+    def _check_network(self) -> None:
+        """Refuse, before any process starts, to serve beyond loopback unless allowed (as a SoftIOC does)."""
+        beyond = list(dict.fromkeys(h for h in self.hosts if not is_loopback(h)))
+        if not beyond or self.allow_network:
+            return
+        names = self.config.pv_names()
+        shown = ", ".join(self.prefix + n for n in names[:3]) + (", ..." if len(names) > 3 else "")
+        raise NetworkRefused(
+            f"soft IOC machine: refusing to serve on {', '.join(beyond)}, which is not loopback: it would "
+            f"answer for these PV names ({shown}) to every client on that network, shadowing any real IOC "
+            "serving them there; pass --allow-network (Machine(allow_network=True), [ioc] allow_network "
+            "= true) if that is meant, and consider --prefix")
 
     def stop(self) -> None:
         """Stop every shard and the control PVs; idempotent."""
@@ -221,6 +258,15 @@ class Machine:
             raise RuntimeError("start the machine before asking for its client configuration")
         return {"EPICS_PVA_ADDR_LIST": self._addr_list, "EPICS_PVA_AUTO_ADDR_LIST": "NO"}
 
+    def interface_settings(self) -> dict[str, str]:
+        """The EPICS_PVA_INTERFACE_* settings a rehearsing client needs: the machine's one id (and prefix)."""
+        if not self.running:
+            raise RuntimeError("start the machine before asking for its identity")
+        settings = {"EPICS_PVA_INTERFACE_REHEARSAL_ID": self.identity}
+        if self.prefix:
+            settings["EPICS_PVA_INTERFACE_PREFIX"] = self.prefix
+        return settings
+
     def describe_address(self) -> str:
         """Every shard's host, TCP and UDP ports, for logs and the banner."""
         return ", ".join(f"shard {s.index} {s.host} tcp:{s.port} udp:{s.broadcast_port}" for s in self.shards)
@@ -277,20 +323,12 @@ class Machine:
 def serve(config: IOCConfig | Mapping[str, Any] | str | Path, *, processes: int | None = None,
           audit: str | Path | None = None, allow_network: bool | None = None, **options: Any) -> SoftIOC | Machine:
     """What `config` asks for, not started: a SoftIOC, or with processes=N > 1 (else `[ioc]
-    processes = N`) a Machine of N shard processes. `options` go to the one chosen (host, port,
-    broadcast_port; a Machine's timeouts). What shards do not carry yet (audit, prefix,
-    control_from, write_from, allow_network) is refused for N > 1 before any process starts."""
+    processes = N`) a Machine of N shard processes. `audit`, `allow_network` and `options` go
+    to the one chosen (host, port, broadcast_port; a Machine's timeouts)."""
     loaded = load_config(config)
     count = loaded.ioc.processes if processes is None else processes
     if count == 1:
         return SoftIOC(loaded, audit=audit, allow_network=allow_network, **options)
     if count < 1:
         raise ValueError(f"processes must be >= 1, got {count!r}")
-    ioc = loaded.ioc
-    unsupported = [key for key, given in (
-        ("audit", audit or ioc.audit), ("prefix", ioc.prefix), ("control_from", ioc.control_from),
-        ("write_from", ioc.write_from), ("allow_network", allow_network or ioc.allow_network)) if given]
-    if unsupported:  # refused rather than silently dropped
-        raise ValueError(f"{', '.join(unsupported)} is not supported with processes={count} "
-                         "yet: serve one process for it")
-    return Machine(loaded, processes=count, **options)
+    return Machine(loaded, processes=count, audit=audit, allow_network=allow_network, **options)

@@ -10,7 +10,7 @@ Each device's noise generator is seeded by (seed, PV name), so a PV reads the sa
 whichever shard serves it.
 
     child_main(["--pickle", FILE, "--shard", K, "--processes", N, "--port", P, "--broadcast-port", U,
-                "--links", ADDRS])
+                "--links", ADDRS, "--identity", ID])
 
 is the child the parent (`_machine`) starts in a fresh interpreter; `pva-softioc CONFIG --processes N --shard K`
 serves shard K alone, for spreading a machine over several hosts. After printing its client
@@ -60,8 +60,10 @@ class LinkedSimulation(VectorSimulation):
 class ShardIOC(SoftIOC):
     """A SoftIOC whose observables may read other shards' PVs through a p4p client (`link_conf`)."""
 
-    def __init__(self, config: IOCConfig, *, link_conf: Mapping[str, str] | None = None, **kwargs: Any) -> None:
+    def __init__(self, config: IOCConfig, *, link_conf: Mapping[str, str] | None = None,
+                 identity: str | None = None, **kwargs: Any) -> None:
         super().__init__(config, **kwargs)
+        self.machine_identity = identity
         self.links = links_of(self.config)
         self.link_conf = dict(link_conf or {})
         self._link_ctx: Any = None
@@ -69,6 +71,10 @@ class ShardIOC(SoftIOC):
 
     def _simulation(self) -> Simulation:
         return LinkedSimulation(self.config, self.links)
+
+    def _new_identity(self) -> str:
+        """The machine's id when given (every shard publishes the same one), else a new one."""
+        return self.machine_identity or super()._new_identity()
 
     def start(self) -> ShardIOC:
         super().start()
@@ -79,7 +85,8 @@ class ShardIOC(SoftIOC):
             from p4p.client.thread import Context
 
             self._link_ctx = Context("pva", conf=self.link_conf, useenv=False)
-            self._link_subs = [self._link_ctx.monitor(name, self._linked(name), notify_disconnect=True)
+            # the other shards serve under the same prefix
+            self._link_subs = [self._link_ctx.monitor(self.prefix + name, self._linked(name), notify_disconnect=True)
                                for name in self.links]
             _log.info("%s: linked %d input(s) on other shards", self.config.source, len(self.links))
         return self
@@ -159,6 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--broadcast-port", type=int, default=0)
     parser.add_argument("--links", default="", help="EPICS_PVA_ADDR_LIST reaching the other shards")
     parser.add_argument("--log-level", default="WARNING")
+    parser.add_argument("--identity", default=None, help="the machine's id, published by every shard")
     return parser
 
 
@@ -177,7 +185,7 @@ def child_main(argv: Sequence[str] | None = None) -> int:
         signal.signal(signum, lambda *_: stop.set())
     link_conf = {"EPICS_PVA_ADDR_LIST": args.links, "EPICS_PVA_AUTO_ADDR_LIST": "NO"} if args.links else None
     try:
-        ioc = ShardIOC(share(whole, args.processes, args.shard), link_conf=link_conf,
+        ioc = ShardIOC(share(whole, args.processes, args.shard), link_conf=link_conf, identity=args.identity,
                        host=args.host, port=args.port, broadcast_port=args.broadcast_port).start()
     except Exception as exc:  # noqa: BLE001 - one line for the parent's error
         print(f"shard {args.shard}: cannot start: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)

@@ -27,6 +27,8 @@ from p4p.util import ThreadedWorkQueue
 from ..errors import SoftIOCError
 from ..server import (
     CONTROL_PVS,
+    IDENTITY,
+    IDENTITY_FIELD,
     AccessRule,
     ReadOnly,
     WriteHandler,
@@ -47,21 +49,24 @@ class ControlSurface:
     def __init__(self, machine: Any, host: str, port: int, broadcast_port: int) -> None:
         self._machine = machine
         self.host, self.port, self.broadcast_port = host, port, broadcast_port
-        self.prefix = p = machine.config.ioc.control_prefix
+        ioc = machine.config.ioc
+        self.prefix = p = ioc.control_prefix
+        self.served_prefix = ioc.prefix  # every PV is served under the machine's prefix, as one soft IOC's
         self._queue = ThreadedWorkQueue(name="machine-control", workers=2, daemon=True, maxsize=0)
-        types = {code: NTScalar(code) for code in "sld"}
+        types = {code: NTScalar(code, extra=IDENTITY) for code in "sld"}  # each carries the machine's id
 
-        # the machine's control PVs obey their owner, as one soft IOC's do (softioc.server.AccessRule)
-        rule = AccessRule.build("control_from", (owner(),))
+        # the machine's control PVs obey control_from (default: their owner), as one soft IOC's do
+        rule = AccessRule.build("control_from", ioc.control_from if ioc.control_from is not None else (owner(),))
 
         def control(action: Any) -> WriteHandler:
             return WriteHandler(action, rule, self._refused)
 
         def pv(code: str, initial: Any, handler: Any = None) -> SharedPV:
-            return SharedPV(nt=types[code], initial=initial, handler=handler or ReadOnly(), queue=self._queue)
+            return SharedPV(nt=types[code], initial={"value": initial, IDENTITY_FIELD: machine.identity},
+                            handler=handler or ReadOnly(), queue=self._queue)
 
         # one soft IOC's control PVs, and the shards' two
-        table = (*CONTROL_PVS, ("SHARDS", "s", "[]"), ("SHARD:RESTART", "l", 0))
+        table = (*CONTROL_PVS, ("ID", "s", machine.identity), ("SHARDS", "s", "[]"), ("SHARD:RESTART", "l", 0))
         self.pvs: dict[str, SharedPV] = control_pvs(p, table, pv, {
             "FAULT:ARM": control(self._arm), "FAULT:CLEAR": control(self._clear),
             "RESTART": control(self._restart), "SHARD:RESTART": control(self._restart_shard)})
@@ -84,7 +89,7 @@ class ControlSurface:
             _log.exception("machine control update failed")
         provider = StaticProvider("softioc-machine-control")
         for name, pv in self.pvs.items():
-            provider.add(name, pv)
+            provider.add(self.served_prefix + name, pv)
         conf = {
             "EPICS_PVAS_INTF_ADDR_LIST": self.host, "EPICS_PVAS_BEACON_ADDR_LIST": self.host,
             "EPICS_PVAS_AUTO_BEACON_ADDR_LIST": "NO", "EPICS_PVAS_SERVER_PORT": str(self.port),

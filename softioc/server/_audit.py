@@ -99,12 +99,25 @@ def fault_line(record: FaultRecord) -> dict[str, Any]:
             "kind": record.kind, "event": record.event, "detail": _plain(dict(record.detail))}
 
 
-def read_audit_file(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+def read_audit_file(path: str | os.PathLike[str], *more: str | os.PathLike[str]) -> list[dict[str, Any]]:
     """Every line of an audit file, oldest first; a cut-off last line (a SIGKILL's) is skipped.
 
-    Raises AuditFileError if the file cannot be read, ValueError naming the line if one
-    before the last is not a JSON object.
+    With `more` files (one per host of a machine spread over hosts) every file's lines merged
+    by their `time`, each file's own order kept among equal times. Raises AuditFileError if a
+    file cannot be read, ValueError naming the line if one before the last is not a JSON object.
     """
+    if more:
+        files = [_read_one(p) for p in (path, *more)]
+        return sorted((line for lines in files for line in lines), key=_line_time)
+    return _read_one(path)
+
+
+def _line_time(line: dict[str, Any]) -> float:
+    when = line.get("time")
+    return float(when) if isinstance(when, (int, float)) else 0.0
+
+
+def _read_one(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     try:
         data = Path(path).read_bytes()
     except OSError as exc:

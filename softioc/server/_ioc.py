@@ -147,7 +147,7 @@ class SoftIOC:
         control_rule = AccessRule.build(
             "control_from", settings.control_from if settings.control_from is not None else (self.owner,))
         write_rule = AccessRule.build("write_from", settings.write_from)
-        self.identity = uuid.uuid4().hex
+        self.identity = self._new_identity()
         self._stop.clear()
         self.stats = Stats()
         self._sim = sim = self._simulation()
@@ -183,6 +183,10 @@ class SoftIOC:
         self.faults.serving()
         _log.info("soft IOC serving %d PVs on %s", len(self._channels), self.describe_address())
         return self
+
+    def _new_identity(self) -> str:
+        """The id this start publishes in `softiocId` (a shard of a machine takes the machine's)."""
+        return uuid.uuid4().hex
 
     def _check_network(self) -> None:
         """Refuse, before any server exists, to serve beyond loopback unless allowed."""
