@@ -82,9 +82,11 @@ class Views:
                     "online": self._channels[name].open,
                     "faults": [a.fault.kind for a in self._faults.active(name)],
                 })
+            units = {ob.config.name: ob.config.units for ob in sim.observables}
             for name, value in sim.observed.items():
                 rows.append({
                     "setpoint_pv": None, "setpoint": None, "readback_pv": name, "readback": value,
-                    "distance": None, "units": "", "online": self._channels[name].open, "faults": [],
+                    "distance": None, "units": units.get(name, ""), "online": self._channels[name].open,
+                    "faults": [a.fault.kind for a in self._faults.active(name)],
                 })
         return rows
