@@ -30,6 +30,7 @@ if TYPE_CHECKING:  # `name as name`: a re-export, to type checkers and linters a
     from .errors import SoftIOCError as SoftIOCError
     from .faults import Alarm as Alarm
     from .faults import Fault as Fault
+    from .faults import ForcedValue as ForcedValue
     from .faults import Outage as Outage
     from .faults import PutEffect as PutEffect
     from .faults import PutReject as PutReject

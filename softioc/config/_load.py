@@ -31,7 +31,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
-__all__ = ["config_from_dict", "load_config"]
+__all__ = ["config_from_dict", "load_config", "read_toml", "relative_audit"]
 
 
 def load_config(source: str | Path | Mapping[str, Any] | IOCConfig) -> IOCConfig:
@@ -41,9 +41,14 @@ def load_config(source: str | Path | Mapping[str, Any] | IOCConfig) -> IOCConfig
     if isinstance(source, Mapping):
         return config_from_dict(source)
     path = Path(source)
+    return relative_audit(config_from_dict(read_toml(path), source=str(path)), path)
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """The TOML document at `path`, as a dict; ConfigError naming the file when it cannot be read."""
     try:
         with path.open("rb") as fh:
-            data = tomllib.load(fh)
+            return tomllib.load(fh)
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such config file") from None
     except tomllib.TOMLDecodeError as exc:
@@ -54,9 +59,12 @@ def load_config(source: str | Path | Mapping[str, Any] | IOCConfig) -> IOCConfig
         raise ConfigError(f"{path}: arrays or tables nested too deeply") from None
     except OSError as exc:  # a directory, no permission, ...
         raise ConfigError(f"{path}: cannot read the config file: {exc.strerror or exc}") from None
-    config = config_from_dict(data, source=str(path))
+
+
+def relative_audit(config: IOCConfig, path: Path) -> IOCConfig:
+    """`config` read from `path`, its relative audit file made relative to the file, not the cwd."""
     audit = config.ioc.audit
-    if audit is not None and not Path(audit).is_absolute():  # relative to the file, not the cwd
+    if audit is not None and not Path(audit).is_absolute():
         ioc = dataclasses.replace(config.ioc, audit=str(path.parent / audit))
         config = dataclasses.replace(config, ioc=ioc)
     return config
@@ -96,7 +104,8 @@ def config_from_dict(data: Mapping[str, Any], source: str = "<dict>") -> IOCConf
                     f"'{pv}', which is not a setpoint or readback of this IOC"
                 )
     faults = tuple(
-        _fault(_Reader(t, f"{source}: [[fault]] #{i + 1}"), served, {sp.name for sp in setpoints})
+        _fault(_Reader(t, f"{source}: [[fault]] #{i + 1}"), served, {sp.name for sp in setpoints},
+               {o.name for o in observables})
         for i, t in enumerate(fault_tables)
     )
     return IOCConfig(settings, setpoints, observables, faults, source)

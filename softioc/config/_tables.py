@@ -7,7 +7,7 @@ into its frozen object, and the checks across tables (names used once, posting r
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any, cast
 
 from ..errors import ConfigError
@@ -179,7 +179,7 @@ def _types_with(flag: str) -> str:
 
 def _observable(r: _Reader) -> ObservableConfig:
     name = cast(str, _name(r, "name"))  # required: a str, or ConfigError
-    expression = r.get("expression", (str,), required=True)
+    expression = r.get("expression", (str,), "")  # "": a Python function computes it (SoftIOC(observables=))
     inputs = dict(r.get("inputs", (Mapping,), {}))
     for var, pv in inputs.items():
         if not isinstance(var, str) or not var.isidentifier() or not isinstance(pv, str):
@@ -192,7 +192,8 @@ def _observable(r: _Reader) -> ObservableConfig:
     update_rate = _update_rate(r)
     r.finish()
     try:
-        compile_expression(expression, list(inputs))
+        if expression:
+            compile_expression(expression, list(inputs))
     except ExpressionError as exc:
         raise r.fail("expression", str(exc)) from None
     return ObservableConfig(name, expression, inputs, noise, units, precision, alarm_limits, description,
@@ -211,7 +212,7 @@ def _check_update_rates(source: str, setpoints: tuple[Any, ...],
                 f"faster than the [ioc] update_rate {settings.update_rate:g} Hz its updates are stepped at")
 
 
-def _fault(r: _Reader, served: set[str], setpoints: set[str]) -> FaultConfig:
+def _fault(r: _Reader, served: set[str], setpoints: set[str], observables: Collection[str] = ()) -> FaultConfig:
     pv = r.get("pv", (str,), required=True)
     kind = r.get("kind", (str,), required=True)
     at = r.get("at", (int, float), None)
@@ -228,7 +229,7 @@ def _fault(r: _Reader, served: set[str], setpoints: set[str]) -> FaultConfig:
     except ValueError as exc:
         raise r.fail("kind", str(exc)) from None
     try:
-        check_target(kind, pv, setpoints, served)
+        check_target(kind, pv, setpoints, served, observables)
     except ValueError as exc:
         raise r.fail("pv", str(exc)) from None
     try:

@@ -68,3 +68,4 @@ class IOCConfig:
                 names.append(sp.readback)
         names.extend(ob.name for ob in self.observables)
         return names
+

@@ -15,6 +15,7 @@ from ._base import (
     FAULT_KINDS,
     MAX_SECONDS,
     NO_EFFECT,
+    OBSERVABLE,
     READ_ONLY,
     SERVER,
     SETPOINT,
@@ -31,11 +32,20 @@ from ._base import (
     seconds,
 )
 from ._book import ArmedFault, FaultBook
-from ._kinds import Alarm, Outage, PutReject, PutTimeout, ReadbackBias, SlowReadback, StuckReadback
+from ._kinds import (
+    Alarm,
+    ForcedValue,
+    Outage,
+    PutReject,
+    PutTimeout,
+    ReadbackBias,
+    SlowReadback,
+    StuckReadback,
+)
 
 __all__ = [
-    "FAULT_KINDS", "MAX_SECONDS", "NO_EFFECT", "READ_ONLY", "SERVER", "SETPOINT", "WHOLE_SERVER",
-    "Alarm", "ArmedFault", "Fault", "FaultBook", "Outage", "PutEffect", "PutFault", "PutReject",
+    "FAULT_KINDS", "MAX_SECONDS", "NO_EFFECT", "OBSERVABLE", "READ_ONLY", "SERVER",
+    "SETPOINT", "WHOLE_SERVER", "Alarm", "ArmedFault", "Fault", "FaultBook", "ForcedValue", "Outage", "PutEffect", "PutFault", "PutReject",
     "PutTimeout", "ReadbackBias", "ReadbackEffect", "SlowReadback", "StuckReadback", "bounded",
     "check_target", "describe", "fault_from_dict", "fault_kind", "seconds",
 ]

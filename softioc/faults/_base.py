@@ -20,15 +20,16 @@ from typing import Any, ClassVar
 
 from ..model import NO_EFFECT, AlarmState, ReadbackEffect
 
-__all__ = ["FAULT_KINDS", "MAX_SECONDS", "NO_EFFECT", "READ_ONLY", "SERVER", "SETPOINT", "WHOLE_SERVER",
+__all__ = ["FAULT_KINDS", "MAX_SECONDS", "NO_EFFECT", "OBSERVABLE", "READ_ONLY", "SERVER", "SETPOINT", "WHOLE_SERVER",
            "Fault", "PutEffect", "PutFault", "ReadbackEffect", "bounded", "check_target", "describe",
            "fault_from_dict", "fault_kind", "seconds"]
 
 SERVER = "*"
 """The PV name under which a whole-server fault (an outage of every PV) is armed."""
 
-SETPOINT, READ_ONLY, WHOLE_SERVER = "setpoint", "read-only PV", "whole server"
-"""What a fault may target: a setpoint, any other served PV, or the whole server ('*')."""
+SETPOINT, READ_ONLY, OBSERVABLE, WHOLE_SERVER = "setpoint", "read-only PV", "observable", "whole server"
+"""What a fault may target: a setpoint, a readback PV (any other served PV that is not an
+observable), an observable, or the whole server ('*')."""
 
 MAX_SECONDS = 3600.0
 """Longest duration, delay or late completion a fault accepts (s), as RESTART does."""
@@ -108,13 +109,16 @@ class PutFault(Fault):
     probability: float | None = bounded(None, 0.0, 1.0)
 
 
-def check_target(kind: str | type[Fault], pv: str, setpoints: Collection[str], served: Collection[str]) -> None:
+def check_target(kind: str | type[Fault], pv: str, setpoints: Collection[str], served: Collection[str],
+                 observables: Collection[str] = ()) -> None:
     """Raise ValueError unless a fault of `kind` may be armed on `pv` (config and arming alike)."""
     cls = kind if isinstance(kind, type) else fault_kind(kind)
     if pv == SERVER:
         role, what = WHOLE_SERVER, f"'{SERVER}' (the whole server) does not take"
     elif pv in setpoints:
         role, what = SETPOINT, f"{pv!r} is a setpoint, which does not take"
+    elif pv in observables:
+        role, what = OBSERVABLE, f"{pv!r} is an observable, which does not take"
     elif pv in served:
         role, what = READ_ONLY, f"{pv!r} is not a setpoint, so does not take"
     else:
@@ -124,7 +128,7 @@ def check_target(kind: str | type[Fault], pv: str, setpoints: Collection[str], s
         raise ValueError(f"{what} fault {cls.kind!r} (it targets: {allowed})")
 
 
-_TARGET_NAMES = {SETPOINT: "a setpoint", READ_ONLY: "a read-only PV", WHOLE_SERVER: f"the whole server ('{SERVER}')"}
+_TARGET_NAMES = {SETPOINT: "a setpoint", READ_ONLY: "a readback PV", OBSERVABLE: "an observable", WHOLE_SERVER: f"the whole server ('{SERVER}')"}
 
 
 def fault_kind(kind: str) -> type[Fault]:

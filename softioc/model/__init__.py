@@ -25,9 +25,10 @@ from ._alarms import (
     severity_number,
 )
 from ._expression import CONSTANTS, FUNCTIONS, Evaluator, compile_expression
+from ._functions import FunctionStats, ObservableFunction
 from ._lags import LAGS, Lag
 from ._pvtypes import OBSERVABLE_TYPE, PV_TYPES, PVType, pv_type
-from ._simulation import Device, Observable, Simulation, rng_for
+from ._simulation import Device, Observable, Simulation, check_functions, rng_for
 from ._types import (
     LIMIT_ACTIONS,
     NO_EFFECT,
@@ -39,7 +40,7 @@ from ._types import (
 )
 from ._vector import VectorSimulation
 
-__all__ = [
+__all__ = ["FunctionStats", "ObservableFunction", "check_functions",
     "CONSTANTS", "EPICS_EPOCH", "FUNCTIONS", "INVALID", "LAGS", "LIMIT_ACTIONS", "LIMIT_KEYS", "LIMIT_STATUS",
     "MAJOR", "MINOR", "NO_ALARM", "NO_EFFECT", "OBSERVABLE_TYPE", "OK", "PV_TYPES", "SEVERITIES", "UDF",
     "AlarmCheck", "AlarmLimits", "AlarmState", "Device", "Evaluator", "ExpressionError", "Lag", "ModelConfig",

@@ -16,8 +16,9 @@ from typing import Any
 import numpy as np
 
 from ..errors import PutRefused
-from ._alarms import UDF, AlarmCheck, AlarmState
+from ._alarms import INVALID, UDF, AlarmCheck, AlarmState
 from ._expression import compile_expression
+from ._functions import FUNCTION_ALARM_STATUS, FunctionRunner, ObservableFunction, Outcome
 from ._lags import LAGS
 from ._pvtypes import PV_TYPES
 from ._types import NO_EFFECT, ModelConfig, ObservableConfig, ReadbackEffect, SetpointConfig
@@ -89,8 +90,10 @@ class Device:
         self._drift = self._drift + drift * dt if drift else 0.0
 
     def sample(self) -> Any:
-        """The next readback value: one noise draw per call, frozen while stuck."""
-        if not self.faults.stuck:
+        """The next readback value: one noise draw per call, frozen while stuck, held while forced."""
+        if self.faults.forced is not None:
+            self._output = self.pv_type.render(self.faults.forced)
+        elif not self.faults.stuck:
             self._output = self._render(self._state, self.faults.bias + self._drift)
         return self._output
 
@@ -104,31 +107,64 @@ class Device:
 
 
 class Observable:
-    """A computed PV: an expression of readback values plus its own noise."""
+    """A computed PV: an expression of readback values (or a Python `function` of them) plus its
+    own noise."""
 
-    def __init__(self, config: ObservableConfig, seed: int) -> None:
+    def __init__(self, config: ObservableConfig, seed: int, function: ObservableFunction | None = None) -> None:
         self.config = config
-        self._evaluate = compile_expression(config.expression, list(config.inputs))
+        self.function = function
+        if function is None and not config.expression:
+            raise ValueError(f"observable {config.name!r} has no expression: give it one in the config, or serve "
+                             f"it with a Python function (SoftIOC(config, observables={{{config.name!r}: fn}}))")
+        self._evaluate = compile_expression(config.expression, list(config.inputs)) if function is None else None
         self._rng = rng_for(seed, config.name)
         self.alarm_check = AlarmCheck(config.alarm_limits)
 
+    def noisy(self, value: float) -> float:
+        """`value` plus this observable's noise (one draw)."""
+        if self.config.noise > 0:
+            value += float(self._rng.normal(0.0, self.config.noise))
+        return value
+
     def compute(self, values: Mapping[str, Any]) -> float:
         """Evaluate with {input variable: value}; a math error or bad call gives NaN, not a crash."""
+        if self._evaluate is None:  # a Python observable's value comes from FunctionRunner
+            return math.nan
         try:
             result = float(self._evaluate(values))
         except (ArithmeticError, ValueError, TypeError):  # TypeError: e.g. min() with no arguments
             result = math.nan
-        if self.config.noise > 0:
-            result += float(self._rng.normal(0.0, self.config.noise))
-        return result
+        return self.noisy(result)
+
+
+def check_functions(config: ModelConfig, functions: Mapping[str, ObservableFunction]) -> None:
+    """ValueError unless each Python observable is an observable of `config` and every observable
+    has an expression or a function (TypeError for a function that is not callable)."""
+    unknown = sorted(set(functions) - {ob.name for ob in config.observables})
+    if unknown:
+        known = ", ".join(repr(ob.name) for ob in config.observables[:10]) or "none"
+        raise ValueError(f"Python observable {unknown[0]!r} is not an observable of the config (observables: "
+                         f"{known}); the config names each observable and its inputs")
+    for name, function in functions.items():
+        if not callable(function):
+            raise TypeError(f"Python observable {name!r} must be a function, got {type(function).__name__}")
+    for ob in config.observables:
+        if not ob.expression and ob.name not in functions:
+            raise ValueError(f"observable {ob.name!r} has no expression: give it one in the config, or serve "
+                             f"it with a Python function (SoftIOC(config, observables={{{ob.name!r}: fn}}))")
 
 
 class Simulation:
     """Every device and observable of one IOC, stepped together in fixed simulated steps."""
 
-    def __init__(self, config: ModelConfig) -> None:
+    def __init__(self, config: ModelConfig, functions: Mapping[str, ObservableFunction] | None = None,
+                 budget: float | None = None) -> None:
+        """`functions`: Python observables by name (each an observable of the config); `budget`:
+        seconds a step waits for their calls in all (default: half an update period)."""
         self.config = config
         seed = config.ioc.seed
+        functions = dict(functions or {})
+        check_functions(config, functions)
         self.dt = config.ioc.time_scale / config.ioc.update_rate
         self.time = 0.0
         self.steps = 0
@@ -136,7 +172,10 @@ class Simulation:
         for device in self.devices.values():  # dead time is quantised to whole update steps
             device.delay_steps = round(device.config.dead_time / self.dt)
         self._waiting: set[Device] = set()  # devices whose setpoint waits to reach the lag
-        self.observables = [Observable(ob, seed) for ob in config.observables]
+        self.observables = [Observable(ob, seed, functions.get(ob.name)) for ob in config.observables]
+        self._python = [ob for ob in self.observables if ob.function is not None]
+        self.functions = (FunctionRunner(functions, 0.5 / config.ioc.update_rate if budget is None else budget)
+                          if functions else None)
         self.readbacks: dict[str, Any] = {}
         self.alarms: dict[str, AlarmState] = {}  # the limit alarm of each readback and observable
         for device in self.devices.values():
@@ -148,14 +187,57 @@ class Simulation:
                 self.readbacks[device.config.readback] = value
                 self.alarms[device.config.readback] = device.alarm_check(value)
         self._faulted: set[str] = set()  # devices given a readback effect by set_faults
+        self._by_readback = {d.config.readback: d.config.name for d in self.devices.values() if d.config.readback}
+        self._observable_faults: dict[str, ReadbackEffect] = {}  # observable PV: its faults' effect
+        self._observable_drift: dict[str, float] = {}  # drift accumulated while a drift fault is armed
+        self.posted_effects: dict[str, ReadbackEffect] = {}  # readback or observable PV: effect acting on it
         self.observed: dict[str, float] = {}
+        outcomes = self._call_functions()
         for ob in self.observables:
-            self.observed[ob.config.name] = value = self._observe(ob)
-            self.alarms[ob.config.name] = ob.alarm_check(value)
+            name = ob.config.name
+            if ob.function is None:
+                self.observed[name] = value = self._observe(ob)
+                self.alarms[name] = ob.alarm_check(value)
+                continue
+            outcome = outcomes.get(name)
+            if outcome is None or outcome.value is None:
+                self.observed[name] = math.nan
+                message = (outcome.error or "no value") if outcome else "no value yet"
+                self.alarms[name] = (INVALID, FUNCTION_ALARM_STATUS, message)
+            else:
+                self.observed[name] = value = ob.noisy(outcome.value)
+                self.alarms[name] = ob.alarm_check(value)
+
+    def close(self) -> None:
+        """Stop the Python observables' workers (the IOC stops); a no-op without any."""
+        if self.functions is not None:
+            self.functions.close()
+
+    def _call_functions(self) -> dict[str, Outcome]:
+        """This step's outcomes of the Python observables' calls (see FunctionRunner.run)."""
+        if self.functions is None:
+            return {}
+        readbacks = self.readbacks
+        return self.functions.run({
+            ob.config.name: {var: readbacks.get(pv, math.nan) for var, pv in ob.config.inputs.items()}
+            for ob in self._python
+        })
 
     def _observe(self, observable: Observable) -> float:
         env = {var: self.readbacks[pv] for var, pv in observable.config.inputs.items()}
         return observable.compute(env)
+
+    def _observe_faulted(self, ob: Observable, effect: ReadbackEffect, fresh: float | None = None) -> float:
+        """An observable's value this step under its faults' `effect` (as Device.sample does);
+        `fresh` is what it computes without them (None: compute it from its expression)."""
+        name = ob.config.name
+        if effect.forced is not None:
+            return float(effect.forced)
+        if effect.stuck:
+            return self.observed[name]
+        drift = self._observable_drift.get(name, 0.0) + effect.drift * self.dt if effect.drift else 0.0
+        self._observable_drift[name] = drift
+        return (self._observe(ob) if fresh is None else fresh) + effect.bias + drift
 
     def apply(self, name: str, value: Any, later: int = 0) -> None:
         """Apply an accepted (coerced) put to setpoint `name`; its first put ends UDF.
@@ -178,17 +260,35 @@ class Simulation:
                 self._waiting.discard(device)
 
     def set_faults(self, effects: Mapping[str, ReadbackEffect]) -> None:
-        """Give each device its armed faults' readback effect for the next step (NO_EFFECT if none).
+        """Give each device and observable its armed faults' effect for the next step (NO_EFFECT
+        if none). `effects` is keyed by setpoint, readback PV or observable PV; a setpoint's and
+        its readback's combine.
 
         Only the devices named now or last time are touched, not every device every step.
         """
-        devices = self.devices
-        for name in self._faulted.difference(effects):
-            devices[name].faults = NO_EFFECT
+        devices, by_readback = self.devices, self._by_readback
+        per_device: dict[str, ReadbackEffect] = {}
+        observables: dict[str, ReadbackEffect] = {}
+        posted: dict[str, ReadbackEffect] = {}
         for name, effect in effects.items():
-            if name in devices:
-                devices[name].faults = effect
-        self._faulted = {name for name in effects if name in devices}
+            device = name if name in devices else by_readback.get(name)
+            if device is not None:
+                per_device[device] = per_device[device].combine(effect) if device in per_device else effect
+            elif name in self.observed:
+                observables[name] = effect
+        for name in self._faulted.difference(per_device):
+            devices[name].faults = NO_EFFECT
+        for name, effect in per_device.items():
+            devices[name].faults = effect
+            readback = devices[name].config.readback
+            if readback:
+                posted[readback] = effect
+        self._faulted = set(per_device)
+        for name in self._observable_faults.keys() - observables.keys():
+            self._observable_drift.pop(name, None)
+        self._observable_faults = observables
+        posted.update(observables)
+        self.posted_effects = posted
 
     def step(self) -> dict[str, Any]:
         """Advance one step; return {readback or observable PV: new value} for this step.
@@ -218,9 +318,25 @@ class Simulation:
 
     def _observe_all(self, out: dict[str, Any]) -> None:
         """Compute every observable from this step's values, adding each to `out`."""
+        faults = self._observable_faults
+        outcomes = self._call_functions() if self.functions is not None else {}
         for ob in self.observables:
-            value = self._observe(ob)
-            self.observed[ob.config.name] = value
-            out[ob.config.name] = value
+            name = ob.config.name
+            effect = faults.get(name) if faults else None
+            if ob.function is not None:  # a Python observable: its call's outcome, if one came in time
+                outcome = outcomes.get(name)
+                if outcome is None and effect is None:
+                    continue  # no new value this step: the PV keeps its value and alarm
+                fresh = self.observed[name] if outcome is None or outcome.value is None else ob.noisy(outcome.value)
+                value = fresh if effect is None else self._observe_faulted(ob, effect, fresh)
+                self.observed[name] = out[name] = value
+                if outcome is not None and outcome.error is not None:
+                    self.alarms[name] = (INVALID, FUNCTION_ALARM_STATUS, outcome.error)
+                elif outcome is not None:
+                    self.alarms[name] = ob.alarm_check(value)
+                continue
+            value = self._observe(ob) if effect is None else self._observe_faulted(ob, effect)
+            self.observed[name] = value
+            out[name] = value
             if ob.alarm_check.limits is not None:
                 self.alarms[ob.config.name] = ob.alarm_check(value)

@@ -64,20 +64,23 @@ class ObservableConfig:
 
 @dataclass(frozen=True)
 class ReadbackEffect:
-    """What armed faults do to a setpoint's readback: frozen, offset (units), drifting (units per
-    simulated s), posted at `rate` Hz (None: every update)."""
+    """What armed faults do to a readback or an observable: frozen, offset (units), drifting
+    (units per simulated s), posted at `rate` Hz (None: every update), held at `forced` (None:
+    not held)."""
 
     stuck: bool = False
     bias: float = 0.0
     drift: float = 0.0
     rate: float | None = None
+    forced: float | None = None
 
     def combine(self, other: ReadbackEffect) -> ReadbackEffect:
-        """Both effects at once: stuck if either is, biases and drifts add, the slower rate wins."""
+        """Both effects at once: stuck if either is, biases and drifts add, the slower rate wins,
+        the later forced value wins."""
         rates = [r for r in (self.rate, other.rate) if r is not None]
         return ReadbackEffect(
             self.stuck or other.stuck, self.bias + other.bias, self.drift + other.drift,
-            min(rates) if rates else None,
+            min(rates) if rates else None, other.forced if other.forced is not None else self.forced,
         )
 
 

@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Mapping
 from typing import Any, cast
 
 import numpy as np
 
+from ._functions import ObservableFunction
 from ._simulation import Device, Simulation
 from ._types import NO_EFFECT, ModelConfig, SetpointConfig
 
@@ -122,8 +124,9 @@ class _Group:
 class VectorSimulation(Simulation):
     """A Simulation stepping alike devices together; `step()` returns only changed values."""
 
-    def __init__(self, config: ModelConfig) -> None:
-        super().__init__(config)
+    def __init__(self, config: ModelConfig, functions: Mapping[str, ObservableFunction] | None = None,
+                 budget: float | None = None) -> None:
+        super().__init__(config, functions, budget)
         groups: dict[tuple[Any, ...], list[Device]] = {}
         self._scalar: list[Device] = []
         for device in self.devices.values():

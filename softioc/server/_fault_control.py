@@ -68,6 +68,7 @@ class FaultControl:
         self._config, self._audit, self._lock, self._wire = config, audit, lock, wire
         self._setpoints = {sp.name for sp in config.setpoints}
         self._served = set(config.pv_names())
+        self._observables = {ob.name for ob in config.observables}
         self._book = FaultBook(config.ioc.seed)
         self._channels: dict[str, Channel] = {}
         self._held: list[HeldPut] = []
@@ -78,7 +79,7 @@ class FaultControl:
     # public --------------------------------------------------------------------------------
     def arm(self, pv: str, fault: Fault, *, fire: bool = True) -> ArmedFault:
         """Arm `fault` on `pv` ('*' for the whole server); fire=False leaves an outage to `fire()`."""
-        check_target(type(fault), pv, self._setpoints, self._served)
+        check_target(type(fault), pv, self._setpoints, self._served, self._observables)
         armed = self._book.arm(pv, fault, time.monotonic())
         self._record(pv, fault.kind, "armed", describe(fault))
         _log.info("fault armed on %s: %s", pv, describe(fault))

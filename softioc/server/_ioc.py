@@ -9,6 +9,7 @@ view (`_views`); it keeps the audit.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -23,7 +24,14 @@ from p4p.util import ThreadedWorkQueue
 from .. import _guard
 from ..config import IOCConfig, load_config
 from ..errors import NetworkRefused
-from ..model import OK, Simulation, VectorSimulation
+from ..model import (
+    OK,
+    FunctionStats,
+    ObservableFunction,
+    Simulation,
+    VectorSimulation,
+    check_functions,
+)
 from ._access import AccessRule, is_loopback, owner
 from ._audit import Audit
 from ._channels import Channel, PostBatch, build_channels
@@ -56,6 +64,13 @@ class SoftIOC:
     `allow_network` (argument, else `[ioc] allow_network`): the start is refused otherwise.
     Every PV is served under `[ioc] prefix`. Control PVs obey `[ioc] control_from` (default:
     the account that started the IOC), setpoints `[ioc] write_from` (default: everyone).
+
+    `observables` computes observables of the config with Python functions ({name: fn}): each
+    call gets the observable's `inputs` as keyword arguments and returns a number; the config
+    still names the observable and its inputs (its `expression` may then be left out). A call
+    that raises puts the PV in INVALID alarm with the message; a step waits for the calls at
+    most `observable_budget` s (default: half an update period), so a slow function is skipped
+    and counted (observable_stats()), never stalling the other PVs.
     """
 
     def __init__(
@@ -68,9 +83,18 @@ class SoftIOC:
         audit: str | Path | None = None,
         allow_network: bool | None = None,
         processes: int | None = None,
+        observables: Mapping[str, ObservableFunction] | None = None,
+        observable_budget: float | None = None,
     ) -> None:
         self.config = load_config(config)
         _check_one_process(self.config, processes)
+        # Python observables: checked now (a name the config lacks, an observable left without
+        # an expression), not at start()
+        self._functions = dict(observables or {})
+        if observable_budget is not None and not 0 < observable_budget <= 60:
+            raise ValueError(f"observable_budget must be within (0, 60] s, got {observable_budget!r}")
+        self._budget = observable_budget
+        check_functions(self.config, self._functions)
         self.allow_network = self.config.ioc.allow_network if allow_network is None else bool(allow_network)
         self.prefix = self.config.ioc.prefix
         self.identity = ""  # drawn by start()
@@ -202,7 +226,13 @@ class SoftIOC:
 
     def _simulation(self) -> Simulation:
         """A fresh model of the config, stepping alike devices in arrays (softioc.model.VectorSimulation)."""
-        return VectorSimulation(self.config)
+        return VectorSimulation(self.config, self._functions, self._budget)
+
+    def observable_stats(self) -> dict[str, FunctionStats]:
+        """Per Python observable: calls, errors, calls over the step's budget, skipped steps,
+        the longest call (s) and the last error, in this run (empty before the first start)."""
+        runner = self._sim.functions if self._sim is not None else None
+        return {} if runner is None else {name: dataclasses.replace(st) for name, st in runner.stats.items()}
 
     def stop(self) -> None:
         """Stop updating and serving; release every held put; idempotent."""
@@ -216,6 +246,8 @@ class SoftIOC:
 
     def _teardown(self) -> None:
         self.faults.stop()
+        if self._sim is not None:
+            self._sim.close()
         with self._lock:
             self._serve_again_at = None
         self._endpoint.close()
@@ -367,8 +399,8 @@ class SoftIOC:
         step = 1.0 / self.config.ioc.update_rate  # wall s between update steps
         channels, alarms = self._channels, sim.alarms
         # the readbacks a fault acts on and the PVs an alarm fault overrides take the full checks
-        special = ({sim.devices[d].config.readback for d in effects if d in sim.devices} | overrides.keys()
-                   if effects or overrides else ())
+        posted_effects = sim.posted_effects
+        special = posted_effects.keys() | overrides.keys() if posted_effects or overrides else ()
         batch = PostBatch(stamp, due)
         pending = batch.pending  # the usual post: a new value, alarm as published
         for name, value in updates.items():
@@ -376,7 +408,7 @@ class SoftIOC:
             if not channel.open:  # reopened with the newest value: an unchanged one is not reported again
                 channel.last = value
             elif channel.update_rate is not None or name in special:
-                rate = effects[channel.device].rate if channel.device in effects else None
+                rate = posted_effects[name].rate if name in posted_effects else None
                 if channel.due(due, rate, step):
                     self._post_update(channel, value, views.alarm_of(name, overrides), batch)
             else:  # always due, with its computed alarm: _post_update inlined, the loop's hot path

@@ -42,6 +42,7 @@ class Views:
         """Publish the alarm of every PV whose alarm fault was armed or cleared since last time
         (of every PV with `everything`)."""
         overrides = self._faults.alarms(time.monotonic())
+        forced = self._forced()
         with self._lock:
             self.posted_at = stamp = time.time()
             names = set(self._channels) if everything else set(overrides) | self._overridden
@@ -50,10 +51,22 @@ class Views:
                 if channel is None:
                     continue
                 try:
+                    if name in forced and channel.open:  # a forced value shows with its alarm, in one post
+                        channel.post(forced[name], stamp, self.alarm_of(name, overrides))
+                        continue
                     channel.post_alarm(self.alarm_of(name, overrides), stamp)
                 except Exception:  # noqa: BLE001 - a PV closed by a concurrent stop
                     _log.debug("could not publish the alarm of %s", name, exc_info=True)
             self._overridden = set(overrides)
+
+    def _forced(self) -> dict[str, Any]:
+        """The value each PV with a forced_value fault armed holds (the latest armed wins)."""
+        forced: dict[str, Any] = {}
+        for armed in self._faults.active():
+            effect = armed.fault.readback_effect()
+            if effect is not None and effect.forced is not None:
+                forced[armed.pv] = effect.forced
+        return forced
 
     def post(self, name: str, value: Any) -> None:
         """Publish a value applied outside an update step (a put) with the alarm it has now;
@@ -82,9 +95,11 @@ class Views:
                     "online": self._channels[name].open,
                     "faults": [a.fault.kind for a in self._faults.active(name)],
                 })
+            units = {ob.config.name: ob.config.units for ob in sim.observables}
             for name, value in sim.observed.items():
                 rows.append({
                     "setpoint_pv": None, "setpoint": None, "readback_pv": name, "readback": value,
-                    "distance": None, "units": "", "online": self._channels[name].open, "faults": [],
+                    "distance": None, "units": units.get(name, ""), "online": self._channels[name].open,
+                    "faults": [a.fault.kind for a in self._faults.active(name)],
                 })
         return rows

@@ -4,13 +4,15 @@
         pva_client.put("DEMO:Q1:SET", 1.0)
         assert soft_ioc.audit.puts("DEMO:Q1:SET")[0].value == 1.0
 
-Override `softioc_config` (a dict, a TOML path or an IOCConfig) to serve another machine.
-Every IOC binds loopback on free ports, so parallel sessions never collide.
+Override `softioc_config` (a dict, a TOML path or an IOCConfig) to serve another machine;
+call `softioc_factory(config, overrides={...})` to serve a variant of one in a single test.
+`pva_interface` is an epics_pva.Interface bound to `soft_ioc`. Every IOC binds loopback on
+free ports, so parallel sessions never collide.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,7 +26,8 @@ if TYPE_CHECKING:
     from ..machine import Machine
     from ..server import SoftIOC
 
-__all__ = ["demo_config_path", "epics_base_ioc", "pva_client", "soft_ioc", "softioc_config", "softioc_factory"]
+__all__ = ["demo_config_path", "epics_base_ioc", "pva_client", "pva_interface", "soft_ioc", "softioc_config",
+           "softioc_factory"]
 
 # pytest imports this module in every session of an environment holding the package: p4p,
 # numpy and the soft IOC are imported inside the fixtures, only by the tests that use them
@@ -39,13 +42,20 @@ def demo_config_path() -> Path:
 @pytest.fixture
 def softioc_factory() -> Iterator[Callable[..., SoftIOC | Machine]]:
     """Call with a config (dict, path or IOCConfig) to get a started IOC (softioc.serve: a Machine
-    when the config asks for several processes); all stop at teardown."""
+    when the config asks for several processes); all stop at teardown.
+
+    `overrides` (a dict shaped like the config file) is deep-merged into the config first:
+    `factory(config, overrides={"ioc": {"time_scale": 10}})` serves the same machine ten times
+    faster (softioc.config.with_overrides; ConfigError naming a bad key). Other keyword
+    arguments go to softioc.serve (e.g. `observables={"NAME": fn}`, `audit=`).
+    """
+    from ..config import with_overrides
     from ..machine import serve
 
     started: list[SoftIOC | Machine] = []
 
-    def factory(config: Any, **kwargs: Any) -> SoftIOC | Machine:
-        ioc = serve(config, **kwargs)
+    def factory(config: Any, overrides: Mapping[str, Any] | None = None, **kwargs: Any) -> SoftIOC | Machine:
+        ioc = serve(with_overrides(config, overrides) if overrides else config, **kwargs)
         ioc.start()
         started.append(ioc)
         return ioc
@@ -76,6 +86,17 @@ def pva_client(soft_ioc: SoftIOC | Machine) -> Iterator[Any]:
     ctx = Context("pva", conf=soft_ioc.client_conf(), useenv=False)
     yield ctx
     ctx.close()
+
+
+@pytest.fixture
+def pva_interface(soft_ioc: SoftIOC | Machine) -> Iterator[Any]:
+    """An epics_pva.Interface bound to `soft_ioc` only (`conf=soft_ioc.client_conf()`, and
+    `use_env=False`: no EPICS_PVA_INTERFACE_* setting of the environment), closed after the test."""
+    from epics_pva import Interface
+
+    interface = Interface(conf=soft_ioc.client_conf(), use_env=False)
+    yield interface
+    interface.close()
 
 
 @pytest.fixture(scope="module")

@@ -15,11 +15,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    import tomli as tomllib
+
 from ...errors import BadgerEnvironmentError
 from ...tools.arguments import bounded, count, program_name
 from ...tools.environment import environment_name, load_environment
 from .calibrate import apply_calibration, load_calibration
-from .mirror import DryRunError, config_from_environment
+from .mirror import DryRunError, apply_overlay, config_from_environment
 from .toml_writer import to_toml
 
 __all__ = ["build_parser", "main"]
@@ -66,8 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="readback noise (std dev); default: a tenth of each validation tolerance",
     )
     parser.add_argument("--observable-noise", type=bounded(0), default=0.0)
-    parser.add_argument("--initial-fraction", type=bounded(0, 1), default=0.25,
-                        help="initial setpoints this far from the lower bound, 0..1 (default 0.25)")
+    parser.add_argument("--initial-fraction", type=bounded(0, 1), default=0.5,
+                        help="initial setpoints this far from the lower bound, 0..1 (default 0.5: mid-range)")
     parser.add_argument("--seed", type=count(0, 2**63 - 1), default=0)
     parser.add_argument("--update-rate", type=bounded(above=0), default=20.0, help="readback updates per s")
     parser.add_argument("--time-scale", type=bounded(above=0), default=1.0, help="simulated s per wall s")
@@ -75,6 +80,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--calibration", metavar="FILE",
         help="calibration JSON (pva-preflight --measure/--step/--from-journal --json FILE): measured lag, "
         "offset, noise and update rate replace the guesses; the header compares the responses",
+    )
+    parser.add_argument(
+        "--overlay", metavar="FILE.toml",
+        help="TOML shaped like the soft IOC config whose [[setpoint]]/[[observable]] tables name generated "
+        "entries: their alarm limits, units, expressions, initial values... are merged into the mirror",
     )
     parser.add_argument("-o", "--output", help="write the TOML here instead of printing it")
     parser.add_argument(
@@ -101,6 +111,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             observable_noise=args.observable_noise, initial_fraction=args.initial_fraction,
             seed=args.seed, update_rate=args.update_rate, time_scale=args.time_scale,
         )
+        if args.overlay:
+            config = apply_overlay(config, _read_overlay(args.overlay), args.overlay)
         notes: list[str] = []
         if args.calibration:
             config, notes = apply_calibration(config, load_calibration(args.calibration), env)
@@ -120,6 +132,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             sys.stdout.write(text)
         return 0
     return _serve(text, args.output, ioc_args)
+
+
+def _read_overlay(path: str) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except OSError as exc:
+        raise DryRunError(f"{path}: cannot read the overlay: {exc.strerror or exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise DryRunError(f"{path}: invalid TOML: {exc}") from None
 
 
 def _serve(text: str, output: str | None, ioc_args: list[str]) -> int:
