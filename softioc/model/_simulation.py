@@ -111,6 +111,7 @@ class Observable:
         self._evaluate = compile_expression(config.expression, list(config.inputs))
         self._rng = rng_for(seed, config.name)
         self.alarm_check = AlarmCheck(config.alarm_limits)
+        self.scan_steps = 1  # recomputed every this many update steps (its scan period)
 
     def compute(self, values: Mapping[str, Any]) -> float:
         """Evaluate with {input variable: value}; a math error or bad call gives NaN, not a crash."""
@@ -137,6 +138,8 @@ class Simulation:
             device.delay_steps = round(device.config.dead_time / self.dt)
         self._waiting: set[Device] = set()  # devices whose setpoint waits to reach the lag
         self.observables = [Observable(ob, seed) for ob in config.observables]
+        for ob in self.observables:  # a scan period is quantised to whole update steps, at least one
+            ob.scan_steps = 1 if ob.config.scan is None else max(1, round(ob.config.scan / self.dt))
         self.readbacks: dict[str, Any] = {}
         self.alarms: dict[str, AlarmState] = {}  # the limit alarm of each readback and observable
         for device in self.devices.values():
@@ -219,6 +222,8 @@ class Simulation:
     def _observe_all(self, out: dict[str, Any]) -> None:
         """Compute every observable from this step's values, adding each to `out`."""
         for ob in self.observables:
+            if ob.scan_steps > 1 and self.steps % ob.scan_steps:
+                continue  # scanned: held, and not posted, until its next scan
             value = self._observe(ob)
             self.observed[ob.config.name] = value
             out[ob.config.name] = value
