@@ -205,3 +205,23 @@ def test_epics_base_calc_never_reads_stale_with_fresh_reads(base_ioc):
     with Interface(conf=base_ioc.client_conf(), use_env=False, fresh_reads=True) as interface:
         seen = run_steps(interface, "FB:Q:SET", "FB:Q:RBV", "FB:OBJ")
     assert stale(seen) == 0, seen
+
+
+def intervals(conf, pv: str, seconds: float = 3.2) -> list[float]:
+    """The seconds between a PV's monitor updates over `seconds` (the first, its current value, left out)."""
+    from p4p.client.thread import Context
+
+    arrivals: list[float] = []
+    with Context("pva", conf=conf, useenv=False) as ctx:
+        subscription = ctx.monitor(f"{pv}", lambda _value: arrivals.append(time.monotonic()))
+        time.sleep(seconds)
+        subscription.close()
+    return [b - a for a, b in zip(arrivals[1:], arrivals[2:])]
+
+
+def test_the_soft_iocs_scan_updates_as_a_calc_record_of_the_same_scan(soft_ioc, base_ioc):
+    ours, base = intervals(soft_ioc.client_conf(), "F:OBJ"), intervals(base_ioc.client_conf(), "FB:OBJ")
+    assert len(ours) >= 4 and len(base) >= 4
+    for found in (ours, base):
+        found.sort()
+        assert 0.4 <= found[len(found) // 2] <= 0.6, (ours, base)  # every half second, both
