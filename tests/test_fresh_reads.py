@@ -216,7 +216,7 @@ def intervals(conf, pv: str, seconds: float = 3.2) -> list[float]:
         subscription = ctx.monitor(f"{pv}", lambda _value: arrivals.append(time.monotonic()))
         time.sleep(seconds)
         subscription.close()
-    return [b - a for a, b in zip(arrivals[1:], arrivals[2:])]
+    return [b - a for a, b in zip(arrivals[1:], arrivals[2:], strict=False)]
 
 
 def test_the_soft_iocs_scan_updates_as_a_calc_record_of_the_same_scan(soft_ioc, base_ioc):
@@ -225,3 +225,13 @@ def test_the_soft_iocs_scan_updates_as_a_calc_record_of_the_same_scan(soft_ioc, 
     for found in (ours, base):
         found.sort()
         assert 0.4 <= found[len(found) // 2] <= 0.6, (ours, base)  # every half second, both
+
+
+def test_a_read_function_makes_its_pv_fresh_without_the_setting(soft_ioc):
+    with Interface(conf=soft_ioc.client_conf(), use_env=False, timeout=0.6) as interface:
+        interface.get_values(["F:OBJ", "F:STILL"])
+        interface.set_values({"F:Q:SET": 4.5})
+        got = interface.get_values(["F:OBJ", "F:STILL"], configs={"F:OBJ": partial(first_after, seconds=0)})
+        assert math.isclose(got["F:OBJ"], 9.0, abs_tol=TOLERANCE)
+        assert got["F:STILL"] == 0.0  # no read function, no setting: read as usual, no wait
+        assert len(interface._fresh) == 1

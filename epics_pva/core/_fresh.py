@@ -266,17 +266,22 @@ class FreshMonitors:
         return self.after(pv, since, 1, timeout)[0]
 
     def read(self, context: Context, names: list[str], configs: Mapping[str, Any] | None,
-             timeout: float) -> tuple[dict[str, Reading], dict[str, str]] | None:
+             timeout: float, every: bool = True) -> tuple[dict[str, Reading], dict[str, str]] | None:
         """After a set: each PV's fresh Reading and why each other has none; None before any set.
 
-        The PVs of `names` that were inputs of the last set are left out (read them as usual).
-        Every PV is waited for at once: the call lasts as long as its slowest PV.
+        `every`: every PV of `names` is read fresh (the fresh_reads setting); otherwise only those
+        with a read function in `configs`. The PVs that were inputs of the last set are left out
+        (read them as usual). Every PV is waited for at once: the call lasts as long as its
+        slowest PV.
         """
+        functions = read_configs(configs)
+        names = [pv for pv in names if every or pv in functions]
+        if not names:
+            return None
         self.watch(context, names)
         since = self.set_done
         if since is None:
             return None
-        functions = read_configs(configs)
         readings: dict[str, Reading] = {}
         failures: dict[str, str] = {}
         results: dict[str, Reading | BaseException] = {}

@@ -102,9 +102,8 @@ class Interface:
         self.honour_switches = bool(honour_switches)
         # a monitor per PV set: its type, limits and connection, pushed by the server
         self._monitors = MetadataCache(self.settings.monitor_limit, self.settings.monitor_idle)
-        # with fresh_reads, a monitor per PV read: a read after a set waits for news on it
-        self._fresh = (FreshMonitors(self.settings.monitor_limit, self.settings.monitor_idle)
-                       if self.settings.fresh_reads else None)
+        # a monitor per PV read fresh (fresh_reads, or a read function): news after a set
+        self._fresh = FreshMonitors(self.settings.monitor_limit, self.settings.monitor_idle)
         self._connection = Connection(self.settings.conf, self.settings.max_workers,
                                       on_close=self._forget, prefix=self.settings.prefix)
         self._time_limit = TimeLimit(self.settings.max_workers)
@@ -117,12 +116,11 @@ class Interface:
     def _forget(self) -> None:
         """The context was dropped: every monitor made on it is dead."""
         self._monitors.close()
-        if self._fresh is not None:
-            self._fresh.close()
+        self._fresh.close()
 
     def _set_done(self, results: Mapping[str, SetResult]) -> None:
-        """A set completed (validations included): with fresh_reads, later reads wait for news."""
-        if self._fresh is not None and any(r.status in (Status.SET, Status.FAILED) for r in results.values()):
+        """A set completed (validations included): fresh reads from now on wait for news."""
+        if any(r.status in (Status.SET, Status.FAILED) for r in results.values()):
             self._fresh.mark(results)
 
     def decide(self) -> WriteMode:
@@ -195,7 +193,8 @@ class Interface:
         With the fresh_reads setting, a read after a set_values on this Interface gives, for each
         PV not set by it, a value received after that set completed (waited for by monitor, at
         most `timeout` s; ReadError "no update since the set" past it). `configs` may give a PV
-        its read function: `partial(average_fresh, n=4)` or `partial(first_after, seconds=S)`.
+        its read function, which makes that PV's reads after a set fresh even without the
+        setting: `partial(average_fresh, n=4)` or `partial(first_after, seconds=S)`.
         """
         return self._reads.values(names, configs)
 

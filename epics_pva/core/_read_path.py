@@ -96,7 +96,8 @@ class ReadPath:
         """Read PVs with one concurrent get: the Reading of each one read, and why each other was not.
 
         With fresh_reads, after a set, each PV not among its inputs is read from its monitor
-        instead (see _fresh.py), through its read function in `configs` if it has one.
+        instead (see _fresh.py), through its read function in `configs` if it has one; without
+        it, only the PVs with a read function are.
         Both dicts follow the order of `names`. Logs each PV's change of alarm once.
         """
         if not names:
@@ -105,7 +106,7 @@ class ReadPath:
         context = self._connection.context()
         got: dict[str, Reading | BaseException] = {}
         if self._fresh is not None:
-            fresh = self._fresh.read(context, names, configs, timeout)
+            fresh = self._fresh.read(context, names, configs, timeout, self.settings.fresh_reads)
             if fresh is not None:
                 got.update(fresh[0])
                 got.update({pv: _Failed(why) for pv, why in fresh[1].items()})
