@@ -7,7 +7,7 @@
 """
 
 from ._version import __version__
-from .core import Interface, Reading, Settings, wait_for_readback
+from .core import Interface, Reading, Settings, average_fresh, first_after, wait_for_readback
 from .errors import (
     BadgerEnvironmentError,
     ContextClosedError,
@@ -33,6 +33,8 @@ __all__ = [
     "SetResult",
     "Status",
     "wait_for_readback",
+    "average_fresh",
+    "first_after",
     "EpicsPvaError",
     "InvalidInputError",
     "NotConnectedError",

@@ -141,8 +141,13 @@ class _Interface(badger_interface.Interface):
     # ---- Badger's interface API -------------------------------------------------------------------
 
     @badger_interface.log
-    def get_values(self, channel_names: Iterable[str]) -> dict[str, Any]:
+    def get_values(self, channel_names: Iterable[str],
+                   configs: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """Read PVs concurrently; {name: value} in the order asked (see epics_pva.Interface).
+
+        With fresh_reads (EPICS_PVA_INTERFACE_FRESH_READS), a read after set_values waits for
+        each PV's first update after that set; ``configs`` may give an observable its read
+        function (``partial(average_fresh, n=4)``, ``partial(first_after, seconds=S)``).
 
         An unreadable PV, or one in INVALID alarm, raises ReadError naming it and why
         ("alarm INVALID (UDF)"): Badger then stops the routine and asks the operator to
@@ -152,7 +157,7 @@ class _Interface(badger_interface.Interface):
         dialog shows.
         """
         try:
-            return self._interface().get_values(channel_names)
+            return self._interface().get_values(channel_names, configs)
         except EpicsPvaError as exc:
             lead_with_summary(exc)
             raise

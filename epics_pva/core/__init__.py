@@ -7,6 +7,7 @@ retries, validations, per-PV results). It reaches the machine only through
 `epics_pva.transport` and records its sets through `epics_pva.journal`.
 """
 
+from ._fresh import ReadFunction, average_fresh, first_after
 from ._guard import Switches, WriteMode, announce, decide, read_switches
 from ._interface import Interface
 from ._read_path import check_names
@@ -32,6 +33,7 @@ from ._validation import (
 )
 
 __all__ = [
+    "ReadFunction", "average_fresh", "first_after",
     "SWITCHES", "Alarm", "AlarmMemory", "alarm_of", "check_names", "read_failure", "Interface", "ReadbackTrace", "Reading", "SettingSpec",
     "Settings", "Switches", "ValidationFunction", "WaitConfig", "WriteMode", "announce",
     "check_configs", "decide", "defaults", "environment_settings", "identity_problems",

@@ -190,6 +190,12 @@ def _observable(r: _Reader) -> ObservableConfig:
     description = _text(r, "description", "")
     alarm_limits = _alarm_limits(r, True)
     update_rate = _update_rate(r)
+    scan = r.number("scan", 0.0, positive=True) if "scan" in r.data else None
+    if "scan" not in r.data:
+        r.used.add("scan")
+    if scan is not None and not MIN_SCAN <= scan <= MAX_SCAN:
+        raise r.fail("scan", f"must be from {MIN_SCAN:g} to {MAX_SCAN:g} s (a calc record's SCAN "
+                     f"periods run from .1 to 10 s), got {scan!r}")
     r.finish()
     try:
         if expression:
@@ -197,7 +203,10 @@ def _observable(r: _Reader) -> ObservableConfig:
     except ExpressionError as exc:
         raise r.fail("expression", str(exc)) from None
     return ObservableConfig(name, expression, inputs, noise, units, precision, alarm_limits, description,
-                            update_rate)
+                            update_rate, scan)
+
+
+MIN_SCAN, MAX_SCAN = 0.01, 3600.0  # seconds: an observable's scan period, floor and ceiling
 
 
 def _check_update_rates(source: str, setpoints: tuple[Any, ...],

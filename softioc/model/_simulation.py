@@ -119,6 +119,7 @@ class Observable:
         self._evaluate = compile_expression(config.expression, list(config.inputs)) if function is None else None
         self._rng = rng_for(seed, config.name)
         self.alarm_check = AlarmCheck(config.alarm_limits)
+        self.scan_steps = 1  # recomputed every this many update steps (its scan period)
 
     def noisy(self, value: float) -> float:
         """`value` plus this observable's noise (one draw)."""
@@ -176,6 +177,8 @@ class Simulation:
         self._python = [ob for ob in self.observables if ob.function is not None]
         self.functions = (FunctionRunner(functions, 0.5 / config.ioc.update_rate if budget is None else budget)
                           if functions else None)
+        for ob in self.observables:  # a scan period is quantised to whole update steps, at least one
+            ob.scan_steps = 1 if ob.config.scan is None else max(1, round(ob.config.scan / self.dt))
         self.readbacks: dict[str, Any] = {}
         self.alarms: dict[str, AlarmState] = {}  # the limit alarm of each readback and observable
         for device in self.devices.values():
@@ -335,6 +338,8 @@ class Simulation:
                 elif outcome is not None:
                     self.alarms[name] = ob.alarm_check(value)
                 continue
+            if effect is None and ob.scan_steps > 1 and self.steps % ob.scan_steps:
+                continue  # scanned: held, and not posted, until its next scan
             value = self._observe(ob) if effect is None else self._observe_faulted(ob, effect)
             self.observed[name] = value
             out[name] = value

@@ -60,6 +60,9 @@ class ObservableConfig:
     alarm_limits: AlarmLimits | None = None
     description: str = ""
     update_rate: float | None = None  # Hz it posts at; None: every update step
+    # seconds between recomputations, like a calc record's SCAN (None: every update step); the
+    # value is held, and not posted again, between scans
+    scan: float | None = None
 
 
 @dataclass(frozen=True)
