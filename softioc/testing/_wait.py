@@ -23,13 +23,15 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from ..errors import SoftIOCError
+
 __all__ = ["WaitTimeout", "wait_for_severity", "wait_for_updates", "wait_for_value"]
 
 _SEVERITIES = {"NO_ALARM": 0, "MINOR": 1, "MAJOR": 2, "INVALID": 3}
 _POLL = 0.02  # s between reads while waiting for a value or a severity
 
 
-class WaitTimeout(AssertionError, TimeoutError):
+class WaitTimeout(SoftIOCError, AssertionError, TimeoutError):
     """A wait ran out of time: the PV, what was waited for, and what was seen last.
 
     An AssertionError (pytest shows it as a failed check) and a TimeoutError alike.
