@@ -21,7 +21,7 @@ from __future__ import annotations
 
 __all__ = ["AuditFileError", "ChildError", "ConfigError", "EpicsBaseError", "ExpressionError",
            "NetworkRefused", "NotLoopbackError", "PortInUseError", "PutRefused", "ShardError",
-           "SoftIOCError"]
+           "SoftIOCError", "WaitTimeout"]
 
 
 class SoftIOCError(Exception):
@@ -66,3 +66,15 @@ class EpicsBaseError(ChildError):
 
 class NotLoopbackError(EpicsBaseError, ValueError):
     """A bind address that is not loopback was asked for; nothing was started."""
+
+
+class WaitTimeout(SoftIOCError, AssertionError, TimeoutError):
+    """A wait of softioc.testing ran out of time: the PV, what was waited for, what was seen last.
+
+    An AssertionError (pytest shows it as a failed check) and a TimeoutError alike.
+    `last` is the last value read (None when none was), `seen` how many were read.
+    """
+
+    def __init__(self, pv: str, wanted: str, timeout: float, last: object, seen: int, saw: str) -> None:
+        self.pv, self.wanted, self.timeout, self.last, self.seen = pv, wanted, timeout, last, seen
+        super().__init__(f"{pv}: waited {timeout:g} s for {wanted}, {saw}")

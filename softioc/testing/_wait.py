@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from ..errors import SoftIOCError
+from ..errors import WaitTimeout
 
 __all__ = ["WaitTimeout", "wait_for_severity", "wait_for_updates", "wait_for_value"]
 
@@ -31,22 +31,14 @@ _SEVERITIES = {"NO_ALARM": 0, "MINOR": 1, "MAJOR": 2, "INVALID": 3}
 _POLL = 0.02  # s between reads while waiting for a value or a severity
 
 
-class WaitTimeout(SoftIOCError, AssertionError, TimeoutError):
-    """A wait ran out of time: the PV, what was waited for, and what was seen last.
-
-    An AssertionError (pytest shows it as a failed check) and a TimeoutError alike.
-    `last` is the last value read (None when none was), `seen` how many were read.
-    """
-
-    def __init__(self, pv: str, wanted: str, timeout: float, last: Any, seen: int, error: str | None = None) -> None:
-        self.pv, self.wanted, self.timeout, self.last, self.seen = pv, wanted, timeout, last, seen
-        if seen == 0:
-            saw = f"never read it ({error})" if error else "never read it"
-        else:
-            saw = f"last saw {_describe(last)} ({seen} read{'s' if seen != 1 else ''})"
-            if error:
-                saw += f"; then: {error}"
-        super().__init__(f"{pv}: waited {timeout:g} s for {wanted}, {saw}")
+def _timeout(pv: str, wanted: str, timeout: float, last: Any, seen: int, error: str | None = None) -> WaitTimeout:
+    if seen == 0:
+        saw = f"never read it ({error})" if error else "never read it"
+    else:
+        saw = f"last saw {_describe(last)} ({seen} read{'s' if seen != 1 else ''})"
+        if error:
+            saw += f"; then: {error}"
+    return WaitTimeout(pv, wanted, timeout, last, seen, saw)
 
 
 def wait_for_value(source: Any, pv: str, expected: Any, *, timeout: float = 5.0) -> Any:
@@ -112,10 +104,10 @@ def wait_for_updates(source: Any, pv: str, count: int = 1, *, timeout: float = 5
     wanted = f"{count} fresh update{'s' if count != 1 else ''}, got {len(got)}"
     error = errors[-1] if errors else None
     if not held:
-        raise WaitTimeout(pv, wanted, timeout, None, 0, error or "no subscription update came")
+        raise _timeout(pv, wanted, timeout, None, 0, error or "no subscription update came")
     last = got[-1] if got else held[0]
     return_note = None if got else "that is the value it held when the wait began"
-    raise WaitTimeout(pv, wanted, timeout, last, len(got) + 1, error or return_note)
+    raise _timeout(pv, wanted, timeout, last, len(got) + 1, error or return_note)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -139,7 +131,7 @@ def _poll(source: Any, pv: str, check: Callable[[Any], bool], wanted: str, timeo
                 except Exception as exc:  # noqa: BLE001 - a predicate that fails is a value not matched
                     error = f"the predicate raised {type(exc).__name__}: {exc}"
             if time.monotonic() >= deadline:
-                raise WaitTimeout(pv, wanted, timeout, last, seen, error)
+                raise _timeout(pv, wanted, timeout, last, seen, error)
             time.sleep(min(_POLL, max(0.0, deadline - time.monotonic())))
 
 
