@@ -15,6 +15,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -89,12 +90,18 @@ def run_in_private_network(item: pytest.Item) -> None:
     inner = int(marker.kwargs.get("timeout", _INNER_TIMEOUT_S)) if marker is not None else _INNER_TIMEOUT_S
     command = _namespace_command(sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
                                  f"--timeout={inner}", item.nodeid)
-    try:
-        done = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True,
-                              timeout=inner + 10)
-    except subprocess.TimeoutExpired as error:
-        pytest.fail(f"{item.nodeid} in its network namespace did not end within {error.timeout} s:\n"
-                    f"{error.stdout or ''}{error.stderr or ''}", pytrace=False)
+    # its output goes to a file, not a pipe: a process the test started that outlives the inner
+    # pytest must not keep this waiting for the end of a pipe it still holds open
+    with tempfile.TemporaryFile("w+") as out:
+        try:
+            done = subprocess.run(command, cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT, text=True,
+                                  timeout=inner + 10)
+        except subprocess.TimeoutExpired as error:
+            out.seek(0)
+            pytest.fail(f"{item.nodeid} in its network namespace did not end within {error.timeout} s:\n"
+                        f"{out.read()}", pytrace=False)
+        out.seek(0)
+        done.stdout, done.stderr = out.read(), ""
     if done.returncode != 0:
         pytest.fail(f"{item.nodeid} failed in its network namespace (pytest exit status {done.returncode}):\n"
                     f"{done.stdout}{done.stderr}", pytrace=False)

@@ -29,6 +29,7 @@ from softioc import (
     SoftIOC,
     load_config,
     read_audit_file,
+    serve,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -253,6 +254,8 @@ def test_the_audit_key_of_a_config_file_is_relative_to_it_and_checked(tmp_path):
         load_config(config)
     with pytest.raises(AuditFileError, match="no-such-folder"):
         SoftIOC(CONFIG, audit=tmp_path / "no-such-folder" / "audit.jsonl")
+    with pytest.raises(AuditFileError, match="no-such-folder"):  # a machine's, before any process starts
+        serve(CONFIG, processes=2, audit=tmp_path / "no-such-folder" / "audit.jsonl")
 
 
 @pytest.mark.parametrize("processes", [1, 2])

@@ -37,7 +37,7 @@ from typing import Any
 from ..child_process import free_port
 from ..config import IOCConfig, load_config
 from ..errors import NetworkRefused, ShardError
-from ..server import SoftIOC, Stats, is_loopback
+from ..server import Audit, SoftIOC, Stats, is_loopback
 from ._shard_process import ShardProcess
 from ._sharding import assign
 from ._surface import ControlSurface
@@ -82,6 +82,8 @@ class Machine:
         self.prefix = self.config.ioc.prefix
         self.allow_network = self.config.ioc.allow_network
         self.identity = ""  # drawn by start()
+        if self.config.ioc.audit is not None:  # AuditFileError now, as a SoftIOC's, not from a shard
+            Audit(self.config.ioc.audit).close()
         self.processes = processes or self.config.ioc.processes
         if not 1 <= self.processes <= 64:
             raise ValueError(f"processes must be within [1, 64], got {self.processes}")
