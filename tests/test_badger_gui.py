@@ -95,7 +95,7 @@ def test_the_gui_loads_the_demo_shows_info_runs_retries_and_resets(home_page, de
     assert list(info)[:2] == ["mode", "value"]
     assert info["mode"] == "write: puts go to the machine"
     assert (info["value"], info["control limits"], info["connected"]) == ("0.5", "-10 to 10", "yes")
-    assert (info["readback PV"], info["tolerance"]) == ("DEMO:Q1:RBV", "0.05")
+    assert (info["readback PV"], info["tolerance"]) == ("DEMO:Q1:RBV", "0.01")
 
     # the machine refuses the first put of DEMO:Q2:SET: Badger asks to retry or stop
     demo_ioc.call("arm", {"pv": Q2, "kind": "put_reject", "count": 1, "message": "interlock open"})

@@ -254,7 +254,7 @@ def test_the_example_badger_environment_is_mirrored(badger_installed):
     config = config_from_environment(env)
     q1, q2 = config["setpoint"]
     assert (q1["name"], q1["readback"], q1["limits"], q1["offset"]) == ("DEMO:Q1:SET", "DEMO:Q1:RBV", [-2.0, 2.0], 0.0)
-    assert q2["name"] == "DEMO:Q2:SET" and "readback" not in q2
+    assert (q2["name"], q2["readback"], q2["limits"]) == ("DEMO:Q2:SET", "DEMO:Q2:RBV", [-2.0, 2.0])
     assert config["observable"][0]["name"] == "DEMO:OBJ"
     config_from_dict(config)
 

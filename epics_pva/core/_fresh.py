@@ -1,9 +1,9 @@
 """Fresh reads: after a set, each PV read gives a value that arrived after that set completed.
 
 With the `fresh_reads` setting on, an Interface keeps a monitor on every PV it reads (at most
-`monitor_limit`, each closed after `monitor_idle` s unread, least recently read first), and
-notes the moment each `set_values` completed, its validations included. A read that follows a
-set then waits, by monitor and at most `timeout` s, for each PV's first update received after
+`monitor_limit`, least recently read closed first; one unread for `monitor_idle` s is closed at
+the next read), and notes the moment each `set_values` completed, its validations included. A
+read that follows a set then waits, by monitor and at most `timeout` s, for each PV's first update received after
 that moment, by this process's own clock on arrival: server time stamps are never compared
 with the client's clock (an IOC's clock may drift). The update a new subscription (or a
 reconnect) starts with is the server's current value, possibly computed before the set: it is
@@ -47,7 +47,7 @@ class Updates(Protocol):
 
     def after(self, pv: str, since: float, n: int, timeout: float) -> list[Reading]:
         """The first `n` updates of `pv` received after `since` (time.monotonic()), waiting for them
-        at most `timeout` s; ReadError-worthy TimeoutError (saying how many came) when fewer do."""
+        at most `timeout` s; TimeoutError saying how many came when fewer do (the read's ReadError)."""
         ...
 
     def latest_after(self, pv: str, since: float, timeout: float) -> Reading:
