@@ -31,7 +31,12 @@ _SETUP = (
     f"ip address add {PRIVATE_ADDRESS}/24 dev pvatest0; ip link set pvatest0 up; ip link set pvatest1 up; "
     'exec "$@"'
 )
-_INNER_TIMEOUT_S = 40  # the inner pytest's per-test timeout; the outer test's is 60 s
+_INNER_TIMEOUT_S = 40  # the inner pytest's per-test timeout
+# the inner pytest process as a whole: its start-up (pytest, p4p, numpy, the conftest imports)
+# and exit take seconds on a quiet machine and over 40 s on a loaded 2-core one, on top of the test
+_INNER_PROCESS_TIMEOUT_S = _INNER_TIMEOUT_S + 80
+# the outer test's own pytest-timeout: the inner process's bound plus the namespace's creation
+OUTER_TIMEOUT_S = _INNER_PROCESS_TIMEOUT_S + 30
 
 
 def other_address() -> str:
@@ -41,6 +46,16 @@ def other_address() -> str:
         raise RuntimeError("other_address() is only for tests marked private_network, "
                            "which run inside their own network namespace")
     return address
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Outside its namespace a private_network test waits on a whole pytest process: give it
+    the bound of that process (OUTER_TIMEOUT_S) instead of the default per-test timeout."""
+    if PRIVATE_ADDRESS_VARIABLE in os.environ:
+        return
+    for item in items:
+        if item.get_closest_marker("private_network") is not None:
+            item.add_marker(pytest.mark.timeout(OUTER_TIMEOUT_S))
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -95,7 +110,7 @@ def run_in_private_network(item: pytest.Item) -> None:
     with tempfile.TemporaryFile("w+") as out:
         try:
             done = subprocess.run(command, cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT, text=True,
-                                  timeout=inner + 10)
+                                  timeout=inner + (_INNER_PROCESS_TIMEOUT_S - _INNER_TIMEOUT_S))
         except subprocess.TimeoutExpired as error:
             out.seek(0)
             pytest.fail(f"{item.nodeid} in its network namespace did not end within {error.timeout} s:\n"

@@ -53,7 +53,7 @@ CONFIG = {
     ],
 }
 
-TIMEOUT = 0.5  # s per network operation; a timed-out put costs this much
+TIMEOUT = 2.0  # s per network operation; a timed-out put costs this much, a healthy one must fit in it loaded
 RETRY_DELAY = 0.05
 SETTLE = 5.0  # count_down of a PV expected to settle: returns as soon as it does
 GIVE_UP = 0.5  # count_down of a PV whose readback is expected never to settle
