@@ -44,8 +44,9 @@ def plugin_root(tmp_path_factory):
 
 
 def mirror_config(**kwargs):
-    """The soft IOC config mirroring the example environment, sped up 10x for tests."""
-    options = {"time_scale": 10.0, "update_rate": 50.0, "seed": 1, **kwargs}
+    """The soft IOC config mirroring the example environment, sped up 10x for tests; its setpoints
+    start a quarter of the way up their ranges (-1.0 of [-2, 2]), off the objective's optimum."""
+    options = {"time_scale": 10.0, "update_rate": 50.0, "seed": 1, "initial_fraction": 0.25, **kwargs}
     return config_from_environment(load_environment(DEMO_ENV), **options)
 
 
