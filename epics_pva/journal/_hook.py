@@ -15,6 +15,10 @@ than the line).
 cancel signal (epics_pva.cancel), and if anything escapes the puts (KeyboardInterrupt,
 SystemExit, a bug) it cancels the call's waits, writes an ``interrupted`` line naming the
 PVs whose put had been sent, and lets the exception go on.
+
+The journal never decides a PV's outcome: what it cannot encode it records as a stand-in
+(see encode_value), and a line after the put (outcome, validation) that cannot be
+written for any reason is logged as an error while the PV keeps what the machine did.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from p4p.client.thread import RemoteError
 from .._cancel import Cancel, cancel_scope
 from ..errors import JournalError, StrangerServerError
 from ..results import SetResult, Status
+from ._format import safe_text
 from ._writer import Journal, LineWriteError
 
 if TYPE_CHECKING:
@@ -123,7 +128,7 @@ class CallJournal:
         if self.journal is not None:
             try:
                 self.journal.outcome(self.call, pv, attempt, outcome, reason)
-            except (JournalError, ValueError) as exc:
+            except Exception as exc:  # noqa: BLE001 - the put was sent: what it did stands
                 _log.error("%s: outcome %s of attempt %d not journaled: %s", pv, outcome, attempt, exc)
 
     @contextmanager
@@ -141,7 +146,8 @@ class CallJournal:
 
     def interrupted(self, exc: BaseException) -> None:
         """Write the ``interrupted`` line (logged, not raised, if it cannot be written)."""
-        reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        text = safe_text(exc)
+        reason = f"{type(exc).__name__}: {text}" if text != type(exc).__name__ else text
         if self.journal is None:
             _interface_log.error("set interrupted (%s)", reason)
             return
@@ -152,7 +158,7 @@ class CallJournal:
                              len(sent) + len(not_sent), f": {', '.join(sent)}" if sent else "")
         try:
             self.journal.interrupted(self.call, sent, not_sent, reason)
-        except (JournalError, ValueError) as exc2:
+        except Exception as exc2:  # noqa: BLE001 - the interruption goes on up all the same
             _log.error("interruption of call %s not journaled: %s", self.call, exc2)
 
     def validation(self, pv: str, result: Any = None, error: BaseException | None = None,
@@ -162,7 +168,7 @@ class CallJournal:
         if self.journal is not None:
             try:
                 self.journal.validation(self.call, pv, result=result, error=error, trace=trace)
-            except (JournalError, ValueError) as exc:
+            except Exception as exc:  # noqa: BLE001 - the PV's outcome is what the machine did
                 _log.error("%s: validation not journaled: %s", pv, exc)
 
 
