@@ -24,7 +24,8 @@ __all__ = ["encode_value", "decode_value", "safe_text", "wire_fields", "EVENTS",
 BEFORE, PUT, OUTCOME, VALIDATION, READ_ONLY = "before", "put", "outcome", "validation", "read_only"
 INTERRUPTED = "interrupted"  # the call was interrupted (KeyboardInterrupt, ...) during its puts
 TRUNCATED = "truncated"  # written by a writer that found the previous line cut off
-EVENTS = (BEFORE, PUT, OUTCOME, VALIDATION, READ_ONLY, INTERRUPTED)
+END = "end"  # the call's last line: nothing more of it follows (what lets a reader stop early)
+EVENTS = (BEFORE, PUT, OUTCOME, VALIDATION, READ_ONLY, INTERRUPTED, END)
 OUTCOMES = ("accepted", "timed_out", "rejected", "failed", "not_attempted", "refused")
 NOT_SENT = ("not_attempted", "refused")
 """Outcomes of a put line whose put never left this client (refused before sending)."""

@@ -14,10 +14,11 @@ than the line).
 `CallJournal.guard()` wraps a call's puts: it gives the threads working for the call one
 cancel signal (epics_pva.cancel), and if anything escapes the puts (KeyboardInterrupt,
 SystemExit, a bug) it cancels the call's waits, writes an ``interrupted`` line naming the
-PVs whose put had been sent, and lets the exception go on.
+PVs whose put had been sent, and lets the exception go on. When the puts end normally it
+writes the call's ``end`` line (as `read_only` does after its lines).
 
 The journal never decides a PV's outcome: what it cannot encode it records as a stand-in
-(see encode_value), and a line after the put (outcome, validation) that cannot be
+(see encode_value), and a line after the put (outcome, validation, end) that cannot be
 written for any reason is logged as an error while the PV keeps what the machine did.
 """
 
@@ -93,9 +94,18 @@ class CallJournal:
             self.journal.before(self.call, values, errors, self.wire)
 
     def read_only(self, planned: Mapping[str, Any]) -> None:
-        """What a read-only call would have set (raises JournalError)."""
+        """What a read-only call would have set (raises JournalError), then the call's end."""
         if self.journal is not None:
             self.journal.read_only(self.call, planned, self.wire)
+            self.end()
+
+    def end(self) -> None:
+        """The call's last line (logged, not raised, if it cannot be written)."""
+        if self.journal is not None:
+            try:
+                self.journal.end(self.call)
+            except Exception as exc:  # noqa: BLE001 - the call is done: its outcome stands
+                _log.error("end of call %s not journaled: %s", self.call, exc)
 
     def put(self, pv: str, value: Any, attempt: int) -> None:
         """The put about to be sent; raises JournalError, and then the put must not be sent.
@@ -143,6 +153,7 @@ class CallJournal:
                 cancel.cancel()  # wake the workers' retry delays and readback waits now
                 self.interrupted(exc)
                 raise
+        self.end()
 
     def interrupted(self, exc: BaseException) -> None:
         """Write the ``interrupted`` line (logged, not raised, if it cannot be written)."""

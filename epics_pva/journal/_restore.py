@@ -1,6 +1,6 @@
 """What the journal says was done: one record per call and PV, and the plan to put PVs back.
 
-No file access here: these work on the entries journal_read.read_journal gives.
+No file access here: these work on the entries the reader (_reader.py) gives.
 
 A put counts for a restore only if it may have reached the machine: a put refused before it
 was sent (outcome ``not_attempted`` or ``refused``) or rejected by the server changed
@@ -19,7 +19,7 @@ from ._format import BEFORE, INTERRUPTED, NOT_SENT, OUTCOME, PUT, READ_ONLY, REJ
 from ._reader import Entry
 
 __all__ = ["CallRecord", "PvRecord", "ReadbackCheck", "RestoreStep", "Wire", "group_calls",
-           "readback_checks", "restore_plan", "wire_of"]
+           "readback_check_of", "readback_checks", "restore_plan", "wire_of"]
 
 _MISSING = object()
 

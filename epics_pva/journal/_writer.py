@@ -20,6 +20,13 @@ fields::
     interrupted sent, not_sent, reason  the call was interrupted (KeyboardInterrupt, ...)
                                      during its puts: the PVs whose put had been sent (or was
                                      being sent) and those never sent, and what interrupted it
+    end         (no fields)          the call is over: no line of it follows (a call broken
+                                     off, or whose process was killed, has none)
+
+A call id is "<pid>-<counter>-<random hex>-<ms>", <ms> the epoch milliseconds when the id was
+made, before the call's first line: a lower bound on the call's start that lets a reader
+asked for a time window tell, without reading the whole journal, whether a call seen at the
+window's start began before it. Ids of journals written before it have three parts.
 
 Journals written before the wire settings were recorded have none on their `before` lines;
 the reader takes them as they are (`CallRecord.wire` is None).
@@ -35,6 +42,7 @@ A hook in the interface needs only these calls, in this order::
                     reason)
     journal.validation(call, pv, result=...)   # or error=...
     journal.interrupted(call, sent, not_sent, reason)  # only if something broke off the call
+    journal.end(call)                          # the call is over (not after an interruption)
 
 Every line is written with one ``os.write`` on a descriptor opened with O_APPEND (no Python
 buffering), so a SIGKILL loses at most the line being written and several processes may
@@ -75,6 +83,7 @@ from .._fork import at_fork
 from ..errors import JournalError
 from ._format import (
     BEFORE,
+    END,
     INTERRUPTED,
     OUTCOME,
     PUT,
@@ -229,8 +238,9 @@ class Journal:
                 os.close(fd)
 
     def new_call(self) -> str:
-        """A fresh call id, unique across processes: "<pid>-<counter>-<random hex>"."""
-        return f"{os.getpid()}-{next(self._calls)}-{secrets.token_hex(4)}"
+        """A fresh call id, unique across processes: "<pid>-<counter>-<random hex>-<ms>", <ms>
+        the epoch milliseconds now (a lower bound on the time of the call's first line)."""
+        return f"{os.getpid()}-{next(self._calls)}-{secrets.token_hex(4)}-{int(time.time() * 1000)}"
 
     def _write(self, call: str, event: str, fields: Mapping[str, Any]) -> None:
         if not isinstance(call, str) or not call:
@@ -332,3 +342,7 @@ class Journal:
         self._write(call, INTERRUPTED, {"sent": [_check_pv(pv) for pv in sent],
                                         "not_sent": [_check_pv(pv) for pv in not_sent],
                                         "reason": safe_text(reason)})
+
+    def end(self, call: str) -> None:
+        """Record that the call is over: no line of it follows this one."""
+        self._write(call, END, {})
