@@ -83,10 +83,16 @@ class JournalBytes:
         return time_of(self._read(start, end - start)), end
 
     def is_marker_at(self, start: int) -> bool:
-        """Whether the line at `start` is a writer's mark that the line before it was cut off."""
-        head = self._read(start, 256)
-        line = head.split(b"\n", 1)[0]
-        return MARKER.search(line) is not None
+        """Whether the next line from `start` that is not blank is a writer's mark that the
+        line before it was cut off."""
+        pos = start
+        while pos < self.size:
+            end = self._line_end(pos)
+            line = self._read(pos, min(end - pos, 256))
+            if line.strip():
+                return MARKER.search(line.split(b"\n", 1)[0]) is not None
+            pos = end
+        return False
 
     # -- the window's start
 
