@@ -10,8 +10,9 @@ described in `epics_pva.journal._writer`'s docstring and in docs/journal.md.
 
 from ._format import EVENTS, OUTCOMES, decode_value, encode_value
 from ._hook import CallJournal, JournalFile, classify, refused_by_journal, start_or_refuse
-from ._reader import BadLine, Entry, Scan, latest_entries, read_journal, scan_journal
+from ._reader import BadLine, Entry, Scan, latest_entries, read_journal, scan_calls, scan_journal
 from ._restore import (
+    CallGrouper,
     CallRecord,
     PvRecord,
     ReadbackCheck,
@@ -27,8 +28,8 @@ from ._restore import (
 from ._writer import Journal, LineWriteError
 
 __all__ = [
-    "EVENTS", "OUTCOMES", "BadLine", "CallJournal", "CallRecord", "Entry", "Journal", "JournalFile",
+    "EVENTS", "OUTCOMES", "BadLine", "CallGrouper", "CallJournal", "CallRecord", "Entry", "Journal", "JournalFile",
     "LineWriteError", "PvRecord", "ReadbackCheck", "RestoreStep", "Scan", "Wire", "classify", "decode_value",
     "encode_value", "group_calls", "in_window", "latest_entries", "read_journal", "readback_check_of",
-    "readback_checks", "refused_by_journal", "restore_plan", "scan_journal", "start_or_refuse", "wire_of",
+    "readback_checks", "refused_by_journal", "restore_plan", "scan_calls", "scan_journal", "start_or_refuse", "wire_of",
 ]

@@ -30,8 +30,6 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from p4p.client.thread import RemoteError
-
 from .._cancel import Cancel, cancel_scope
 from ..errors import JournalError, StrangerServerError
 from ..results import SetResult, Status
@@ -60,6 +58,8 @@ def classify(outcome: Any, timeout: float, closed: bool) -> tuple[str, str | Non
         return ("failed" if outcome.sent else "refused"), outcome.reason
     if isinstance(outcome, TimeoutError):
         return "timed_out", f"no reply within {timeout:g} s"
+    from p4p.client.thread import RemoteError  # here: reading a journal needs no p4p
+
     if isinstance(outcome, RemoteError):
         return "rejected", str(outcome)
     if isinstance(outcome, (ValueError, TypeError)):  # p4p's put builder: raised before sending

@@ -36,8 +36,9 @@ from ..errors import JournalError
 from ._file import JournalBytes
 from ._format import END, TRUNCATED
 from ._lines import MARKER, BadLine, Entry, id_time, needle_of, parse_line, time_of
+from ._restore import CallGrouper, CallRecord
 
-__all__ = ["BadLine", "Entry", "Scan", "latest_entries", "read_journal", "scan_journal"]
+__all__ = ["BadLine", "Entry", "Scan", "latest_entries", "read_journal", "scan_calls", "scan_journal"]
 
 _log = logging.getLogger("epics_pva.journal")  # the journal's one logger, as operators name it
 
@@ -54,9 +55,10 @@ class Scan:
 class _Window:
     """The calls of one window, gathered as the file is read."""
 
-    def __init__(self, reader: JournalBytes, since: float | None, until: float | None) -> None:
+    def __init__(self, reader: JournalBytes, since: float | None, until: float | None,
+                 add: Callable[[Entry], None]) -> None:
         self.reader, self.since, self.until = reader, since, until
-        self.entries: list[Entry] = []
+        self.add = add  # where the window's entries go, in file order
         self.bad: list[BadLine] = []
         self.first_time: dict[str, float] = {}  # the window's calls, by id: their first line's time
         self.excluded: set[str] = set()  # calls begun before the window
@@ -93,7 +95,7 @@ class _Window:
                 self.excluded.add(call)
                 return
             self.first_time[call] = item.time
-        self.entries.append(item)
+        self.add(item)
 
     def cut_off(self, number: int) -> None:
         _log.warning("journal %s line %d was cut off (its writer died or failed mid-line); skipped",
@@ -107,37 +109,41 @@ class _Window:
 
     def read_region(self) -> int | None:
         """Read the region line by line; the offset of the first line after `until` (None: none)."""
-        reader = self.reader
-        pending: tuple[int, Entry | str] | None = None  # held one line: a mark may follow it
-        for k, (offset, raw) in enumerate(reader.lines(self.start)):
-            if not raw.endswith(b"\n"):
+        until, take = self.until, self.take
+        base = -1  # the number of the region's first line, counted when the region has one
+        pending: Entry | str | None = None  # held one line: a writer's mark may follow it
+        pending_number = 0
+        for k, (offset, raw) in enumerate(self.reader.lines(self.start)):
+            if base < 0:
+                base = self.first_number()
+            number = base + k
+            if raw[-1:] != b"\n":
                 if pending is not None:
-                    self.take(*pending)
-                self.incomplete(self.first_number() + k)
+                    take(pending_number, pending)
+                self.incomplete(number)
                 return None
-            body = raw[:-1]
-            if not body.strip():
+            if raw.isspace():
                 continue
-            item = parse_line(body, self.first_number() + k)
-            if self.until is not None:
-                when = item.time if isinstance(item, Entry) else time_of(body)
-                if when is not None and when > self.until:
+            item = parse_line(raw, number)
+            if until is not None:
+                when = item.time if isinstance(item, Entry) else time_of(raw)
+                if when is not None and when > until:
                     if pending is not None:
-                        if MARKER.search(body):
-                            self.cut_off(pending[0])
+                        if MARKER.search(raw):
+                            self.cut_off(pending_number)
                         else:
-                            self.take(*pending)
+                            take(pending_number, pending)
                     return offset
             if isinstance(item, Entry) and item.event == TRUNCATED:
                 if pending is not None:
-                    self.cut_off(pending[0])
+                    self.cut_off(pending_number)
                 pending = None
                 continue
             if pending is not None:
-                self.take(*pending)
-            pending = (self.first_number() + k, item)  # its number, again, for take()
+                take(pending_number, pending)
+            pending, pending_number = item, number
         if pending is not None:
-            self.take(*pending)
+            take(pending_number, pending)
         return None
 
     # -- calls seen at the window's start that began before it
@@ -159,8 +165,7 @@ class _Window:
             if isinstance(item, Entry) and item.call == call:
                 self.excluded.add(call)
                 wanted.discard(needle)
-        if self.excluded:
-            self.entries = [e for e in self.entries if e.call not in self.excluded]
+        # the caller drops self.excluded's calls from what it was given
 
     # -- after `until`: the lines of the window's calls still open
 
@@ -193,18 +198,33 @@ def scan_journal(path: str | os.PathLike[str], since: float | None = None,
     module's docstring). Cut-off lines are skipped with a WARNING. JournalError if the file
     cannot be opened or read.
     """
-    path = Path(path)
+    entries: list[Entry] = []
+    window = _read_window(Path(path), since, until, entries.append)
+    return Scan(Path(path), [e for e in entries if e.call not in window.excluded], window.bad)
+
+
+def scan_calls(path: str | os.PathLike[str], since: float | None = None,
+               until: float | None = None) -> tuple[list[CallRecord], list[BadLine]]:
+    """The calls whose first line is in [since, until], as scan_journal finds them, grouped as
+    they are read (only the calls are held, not every line), and the window's bad lines."""
+    grouper = CallGrouper()
+    window = _read_window(Path(path), since, until, grouper.add)
+    grouper.discard(window.excluded)
+    return grouper.calls(), window.bad
+
+
+def _read_window(path: Path, since: float | None, until: float | None,
+                 add: Callable[[Entry], None]) -> _Window:
     try:
         fh = open(path, "rb")  # noqa: SIM115 - closed below
     except OSError as exc:
         raise JournalError(path, f"cannot read: {exc.strerror}", exc.errno) from None
     try:
         with fh:
-            size = os.fstat(fh.fileno()).st_size
-            reader = JournalBytes(path, fh, size)
-            window = _Window(reader, since, until)
+            reader = JournalBytes(path, fh, os.fstat(fh.fileno()).st_size)
+            window = _Window(reader, since, until, add)
             if since is not None and until is not None and since > until:
-                return Scan(path, [], [])
+                return window
             window.start = reader.start_of(since) if since is not None else 0
             after = window.read_region()
             window.drop_calls_begun_before()
@@ -212,7 +232,7 @@ def scan_journal(path: str | os.PathLike[str], since: float | None = None,
                 window.read_after(after)
     except OSError as exc:
         raise JournalError(path, f"cannot read: {exc.strerror}", exc.errno) from None
-    return Scan(path, window.entries, window.bad)
+    return window
 
 
 def read_journal(

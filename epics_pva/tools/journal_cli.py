@@ -57,15 +57,13 @@ from ..journal import (
     ReadbackCheck,
     RestoreStep,
     Wire,
-    group_calls,
     latest_entries,
     readback_check_of,
     restore_plan,
-    scan_journal,
+    scan_calls,
     wire_of,
 )
 from ..results import SetResult, Status
-from .arguments import MAX_SECONDS
 
 _log = logging.getLogger(__name__)
 
@@ -109,6 +107,8 @@ _printable.maxlevel, _printable.maxlist, _printable.maxstring, _printable.maxoth
 
 def _show(value: Any) -> str:
     """A value, short: a repr cut to 60 characters (lists to their first elements)."""
+    if type(value) in (float, int, bool, type(None)):  # the usual value, at C speed
+        return repr(value)
     try:
         text = _printable.repr(value.tolist() if hasattr(value, "tolist") else value)
     except Exception:  # noqa: BLE001 - decoded JSON always has a repr; be sure anyway
@@ -172,7 +172,8 @@ def _show_command(calls: list[CallRecord]) -> int:
     if not calls:
         print("no calls in the journal window")
         return 0
-    print("\n\n".join(format_call(c) for c in calls))
+    for k, call in enumerate(calls):  # one block at a time: a long window is never one string
+        print(("\n" if k else "") + format_call(call))
     return 0
 
 
@@ -349,6 +350,8 @@ def _rehearsal_id(text: str) -> str:
 
 
 def _seconds(text: str) -> float:
+    from .arguments import MAX_SECONDS  # here: its module loads the transport (and p4p)
+
     try:
         value = float(text)
     except ValueError:
@@ -371,20 +374,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         if reconfigure is not None:
             reconfigure(errors="backslashreplace")
     try:
-        scan = scan_journal(args.file, args.since, args.until)
+        calls, bad_lines = scan_calls(args.file, args.since, args.until)
     except JournalError as error:
         print(f"pva-journal: {error}", file=sys.stderr)
         return 2
-    for bad in scan.bad:
+    for bad in bad_lines:
         print(f"pva-journal: {args.file}: line {bad.line} skipped: {_clean(bad.reason)}", file=sys.stderr)
-    calls = group_calls(scan.entries)
     if args.command == "show":
         code = _show_command(calls)
-        if scan.bad:
-            print(f"pva-journal: {len(scan.bad)} line(s) of the window could not be read", file=sys.stderr)
+        if bad_lines:
+            print(f"pva-journal: {len(bad_lines)} line(s) of the window could not be read", file=sys.stderr)
             return 2
         return code
-    return _restore_command(calls, scan.bad, args)
+    return _restore_command(calls, bad_lines, args)
 
 
 if __name__ == "__main__":
