@@ -105,7 +105,10 @@ class ValidationError(EpicsPvaError):
 
     def __init__(self, pv: str, value: Any, cause: BaseException) -> None:
         self.pv, self.value, self.cause = pv, value, cause
-        detail = str(cause) or type(cause).__name__
+        try:
+            detail = str(cause) or type(cause).__name__
+        except Exception:  # noqa: BLE001 - an error whose __str__ raises still fails only its PV
+            detail = f"{type(cause).__name__} (its text could not be read)"
         super().__init__(f"{pv} = {_show(value)}: validation failed: {detail}")
 
 

@@ -17,6 +17,7 @@ import contextvars
 import inspect
 import logging
 import math
+import numbers
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -29,12 +30,13 @@ from p4p.client.thread import Context
 
 from .. import _cancel as _cancel
 from ..errors import InvalidInputError
-from ..transport import CallerQueue, check_open, pop_lost_first_update, watch
+from ..results import show
+from ..transport import CallerQueue, check_name, check_open, pop_lost_first_update, watch
 from ._readings import Alarm, alarm_of
 
 __all__ = [
     "ReadbackTrace", "ValidationFunction", "WaitConfig", "check_configs", "recording_traces",
-    "wait_configs", "wait_for_readback",
+    "wait_configs", "wait_for_readback", "wait_parameters_problem",
 ]
 
 _log = logging.getLogger(__name__)
@@ -116,7 +118,16 @@ def wait_for_readback(
     `context` is closed meanwhile (close() or os.fork() in another thread), raises
     ContextClosedError at once: the readback was not judged. If the set_values call it
     validates for is interrupted meanwhile (see epics_pva.cancel), raises SetCancelled at once.
+
+    Its own parameters are checked first (ValueError naming the one that is wrong): a
+    `readback_pv` that is a PV name, a finite `tolerance` >= 0, a finite `count_down` > 0 (s),
+    a finite `offset`. A set checks them before
+    its first put (see check_configs).
     """
+    why = wait_parameters_problem({"readback_pv": readback_pv, "tolerance": tolerance,
+                                   "count_down": count_down, "offset": offset})
+    if why is not None:
+        raise ValueError(f"PV {set_pv}: {why}")
     expected = set_value + offset
     start = time.monotonic()
     deadline = start + count_down
@@ -259,6 +270,55 @@ def _cannot_call(fn: Any) -> str | None:
     return None
 
 
+def _real(value: Any) -> float | None:
+    """A real number as a float (None for what is not one: bools, strings, Decimal, arrays)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Real, np.integer, np.floating)):
+        return None
+    try:
+        number = float(value)
+    except Exception:  # noqa: BLE001 - a Real whose __float__ raises is no number to wait with
+        return None
+    return number if type(number) is float else None
+
+
+def wait_parameters_problem(parameters: Mapping[str, Any]) -> str | None:
+    """Why wait_for_readback cannot run with these of its parameters (readback_pv, tolerance,
+    count_down, offset: those given), or None."""
+    rules: dict[str, tuple[Callable[[float], bool], str]] = {
+        "tolerance": (lambda x: 0 <= x < math.inf, "a finite number >= 0"),
+        "count_down": (lambda x: 0 < x < math.inf, "a finite number of seconds > 0"),
+        "offset": (math.isfinite, "a finite number"),
+    }
+    if "readback_pv" in parameters:
+        name = parameters["readback_pv"]
+        why = check_name(name)
+        if why is not None:
+            return f"wait_for_readback: readback_pv must be a PV name, not {show(name)} ({why})"
+    for key, (good, rule) in rules.items():
+        if key not in parameters:
+            continue
+        number = _real(parameters[key])
+        if number is None or not good(number):  # NaN fails every rule
+            return f"wait_for_readback: {key} must be {rule}, not {show(parameters[key])}"
+    return None
+
+
+def _wait_parameters(fn: Any) -> dict[str, Any] | None:
+    """The parameters a (nested) functools.partial of wait_for_readback binds, or None for any
+    other function (and for a partial that cannot bind: _cannot_call says why)."""
+    args: list[Any] = []
+    keywords: dict[str, Any] = {}
+    while isinstance(fn, partial):
+        args, keywords = [*fn.args, *args], {**fn.keywords, **keywords}
+        fn = fn.func
+    if fn is not wait_for_readback:
+        return None
+    try:
+        return dict(inspect.signature(wait_for_readback).bind_partial(*args, **keywords).arguments)
+    except TypeError:
+        return None
+
+
 def check_configs(
     inputs: Mapping[str, Any], configs: Mapping[str, Any] | None
 ) -> dict[str, ValidationFunction | None]:
@@ -266,7 +326,10 @@ def check_configs(
 
     Each function's signature is bound to the call's keywords first, so a function missing
     an argument (say a partial of wait_for_readback without `tolerance`) is refused before
-    any put is sent, not found after the machine has moved.
+    any put is sent, not found after the machine has moved. The parameters a partial of
+    wait_for_readback binds are checked too (a NaN, negative or infinite tolerance, a NaN,
+    infinite, negative or zero count_down, a NaN or infinite offset, a readback_pv that is no
+    PV name, a parameter of the wrong type), the error naming the PV and the parameter.
     """
     if configs is None:
         return {}
@@ -275,7 +338,7 @@ def check_configs(
             {"configs": f"expected a dict of PV name -> function, not {type(configs).__name__}"})
     problems = {
         pv: why for pv, fn in configs.items()
-        if pv in inputs and fn is not None and (why := _cannot_call(fn)) is not None
+        if pv in inputs and fn is not None and (why := _cannot_call(fn) or _bad_wait(fn)) is not None
     }
     if problems:
         raise InvalidInputError(problems)
@@ -283,6 +346,11 @@ def check_configs(
     if unused:  # normal for Badger: a routine often sets a subset of the variables
         _log.debug("no input for configs key(s) %s: their validation is not run", unused)
     return {pv: fn for pv, fn in configs.items() if pv in inputs}
+
+
+def _bad_wait(fn: Any) -> str | None:
+    parameters = _wait_parameters(fn)
+    return None if parameters is None else wait_parameters_problem(parameters)
 
 
 # ---- the settings of a wait_for_readback config ---------------------------------------------------

@@ -9,6 +9,7 @@ client settings as pvxs reads them, and the UDP name search that finds a PV's se
 
 from ._closing import check_open, closed_error, is_closed, mark_closed, watch
 from ._connection import Connection
+from ._inputs import check_name, coerce, normalize
 from ._monitors import MetadataCache
 from ._p4p import CallerQueue, PrefixedContext, get_many, pop_lost_first_update, put_many
 from ._pvxs_settings import (
@@ -20,16 +21,7 @@ from ._pvxs_settings import (
     parse_bool,
 )
 from ._search import ServerAddress, find_servers, parse_response
-from ._values import (
-    SERVER_ID_FIELD,
-    PvInfo,
-    check_name,
-    coerce,
-    describe,
-    normalize,
-    server_id_of,
-    to_python,
-)
+from ._values import SERVER_ID_FIELD, PvInfo, describe, server_id_of, to_python
 
 __all__ = [
     "SERVER_ID_FIELD", "CallerQueue", "Connection", "MetadataCache", "PrefixedContext", "PvInfo",
