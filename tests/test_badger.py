@@ -242,8 +242,11 @@ def test_the_same_routine_forced_read_only_sends_no_put(ioc, monkeypatch):
 
 
 def test_a_neldermead_routine_runs_too(ioc):
-    routine = run_routine("demo", evaluations=4, generator="neldermead")
-    assert len(routine.data) == 4 and len(ioc.audit.puts()) == 8
+    routine = run_routine("demo", evaluations=6, generator="neldermead")
+    assert len(routine.data) == 6 and len(ioc.audit.puts()) == 12
+    # Nelder-Mead's small steps: each recorded objective is the settled one at its own setpoints
+    for q1, q2, objective in routine.data[["DEMO:Q1:SET", "DEMO:Q2:SET", "DEMO:OBJ"]].itertuples(index=False):
+        assert objective == pytest.approx(q1**2 + q2**2, abs=0.25), (q1, q2, objective)
 
 
 def test_a_stuck_readback_stops_the_routine_with_the_validation_message(ioc):
