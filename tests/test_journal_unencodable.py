@@ -131,7 +131,7 @@ def test_a_result_the_journal_cannot_encode_does_not_fail_the_pv(soft_ioc, tmp_p
     path = tmp_path / "journal.jsonl"
     inputs = {pv: 1.0 + n for n, pv in enumerate(PVS)}
     configs = {PVS[0]: returning(RETURNS[kind])}
-    with Interface(conf=soft_ioc.client_conf(), timeout=2.0, journal=str(path), parallel=parallel) as itf:
+    with Interface(conf=soft_ioc.client_conf(), timeout=10.0, journal=str(path), parallel=parallel) as itf:
         results = itf.set_values(inputs, configs)  # raises SetValuesError if any PV failed
     assert {pv: r.status for pv, r in results.items()} == dict.fromkeys(PVS, "set")
     assert type(results[PVS[0]].validation_result).__name__ == type(RETURNS[kind]()).__name__
@@ -152,7 +152,7 @@ def test_an_error_whose_str_raises_is_journaled_and_fails_only_its_pv(soft_ioc, 
     def validate(set_pv, set_value, context, timeout):
         raise StrRaises()
 
-    with Interface(conf=soft_ioc.client_conf(), timeout=2.0, journal=str(path)) as itf:
+    with Interface(conf=soft_ioc.client_conf(), timeout=10.0, journal=str(path)) as itf:
         with pytest.raises(Exception) as info:
             itf.set_values({PVS[0]: 1.0, PVS[1]: 2.0}, {PVS[0]: validate})
     results = info.value.results
