@@ -260,12 +260,14 @@ def read_journal(
     return scan.entries
 
 
-def latest_entries(path: str | os.PathLike[str], pvs: set[str],
-                   accept: Callable[[Entry], bool]) -> dict[str, Entry]:
+def latest_entries(path: str | os.PathLike[str], pvs: set[str], accept: Callable[[Entry], bool],
+                   holding: bytes = b"") -> dict[str, Entry]:
     """{pv: the latest line of the whole journal naming it that `accept` takes}, for each of
     `pvs` that has one: read from the end backwards, by a search of bytes, until each is found.
 
-    Lines that cannot be read are passed over (they are reported when a window holds them).
+    Only lines holding the bytes `holding` are parsed (a cheap first sieve: b'"readback"' for
+    validation lines that name a readback). Lines that cannot be read are passed over (they
+    are reported when a window holds them).
     """
     path = Path(path)
     found: dict[str, Entry] = {}
@@ -275,7 +277,7 @@ def latest_entries(path: str | os.PathLike[str], pvs: set[str],
             needles = {needle_of(pv): pv for pv in pvs}
             wanted = set(needles)
             for _offset, line, needle in reader.mentioning(0, reader.size, wanted, backward=True):
-                if not line.endswith(b"\n"):
+                if not line.endswith(b"\n") or holding not in line:
                     continue
                 item = parse_line(line[:-1])
                 pv = needles[needle]
