@@ -56,9 +56,12 @@ class _Window:
     """The calls of one window, gathered as the file is read."""
 
     def __init__(self, reader: JournalBytes, since: float | None, until: float | None,
-                 add: Callable[[Entry], None]) -> None:
+                 add: Callable[[Entry], None], numbered: bool = True) -> None:
         self.reader, self.since, self.until = reader, since, until
         self.add = add  # where the window's entries go, in file order
+        # whether entries carry their line numbers (else 0: the lines before the window are
+        # then counted only if a bad line or a cut-off one must be named)
+        self.numbered = numbered
         self.bad: list[BadLine] = []
         self.first_time: dict[str, float] = {}  # the window's calls, by id: their first line's time
         self.excluded: set[str] = set()  # calls begun before the window
@@ -78,11 +81,8 @@ class _Window:
         self.first_number()  # the count before the region, then on from there
         return self.reader.newlines_before(offset) + 1
 
-    def take(self, number: int, item: Entry | str) -> None:
-        """A whole line of the region (or after it, of one of its calls, numbered `number`)."""
-        if isinstance(item, str):
-            self.bad.append(BadLine(number, item))
-            return
+    def take(self, item: Entry) -> None:
+        """A whole line of the region (or after it, of one of its calls)."""
         call = item.call
         if item.event == END:
             if call in self.first_time:
@@ -109,41 +109,43 @@ class _Window:
 
     def read_region(self) -> int | None:
         """Read the region line by line; the offset of the first line after `until` (None: none)."""
-        until, take = self.until, self.take
-        base = -1  # the number of the region's first line, counted when the region has one
+        until, take, numbered = self.until, self.take, self.numbered
+        base = -1  # the number of the region's first line, when counted
         pending: Entry | str | None = None  # held one line: a writer's mark may follow it
-        pending_number = 0
+        pending_k = 0  # its index in the region
+
+        def commit() -> None:
+            if isinstance(pending, str):
+                self.bad.append(BadLine(self.first_number() + pending_k, pending))
+            elif pending is not None:
+                take(pending)
+
         for k, (offset, raw) in enumerate(self.reader.lines(self.start)):
-            if base < 0:
-                base = self.first_number()
-            number = base + k
             if raw[-1:] != b"\n":
-                if pending is not None:
-                    take(pending_number, pending)
-                self.incomplete(number)
+                commit()
+                self.incomplete(self.first_number() + k)
                 return None
             if raw.isspace():
                 continue
-            item = parse_line(raw, number)
+            if numbered and base < 0:
+                base = self.first_number()
+            item = parse_line(raw, base + k if numbered else 0)
             if until is not None:
                 when = item.time if isinstance(item, Entry) else time_of(raw)
                 if when is not None and when > until:
-                    if pending is not None:
-                        if MARKER.search(raw):
-                            self.cut_off(pending_number)
-                        else:
-                            take(pending_number, pending)
+                    if pending is not None and MARKER.search(raw):
+                        self.cut_off(self.first_number() + pending_k)
+                    else:
+                        commit()
                     return offset
             if isinstance(item, Entry) and item.event == TRUNCATED:
                 if pending is not None:
-                    self.cut_off(pending_number)
+                    self.cut_off(self.first_number() + pending_k)
                 pending = None
                 continue
-            if pending is not None:
-                take(pending_number, pending)
-            pending, pending_number = item, number
-        if pending is not None:
-            take(pending_number, pending)
+            commit()
+            pending, pending_k = item, k
+        commit()
         return None
 
     # -- calls seen at the window's start that began before it
@@ -177,15 +179,17 @@ class _Window:
             if not line.endswith(b"\n"):
                 self.incomplete(self.number(line_start))
                 return
-            number = self.number(line_start)
-            item = parse_line(line[:-1], number)
+            item = parse_line(line[:-1], self.number(line_start) if self.numbered else 0)
             if isinstance(item, Entry) and item.call != needles[needle]:
                 continue  # the id appears in another call's line (a reason, a value)
             if reader.is_marker_at(line_start + len(line)):
-                self.cut_off(number)
+                self.cut_off(self.number(line_start))
                 continue
-            self.take(number, item)
-            if isinstance(item, Entry) and item.event == END:
+            if isinstance(item, str):
+                self.bad.append(BadLine(self.number(line_start), item))
+                continue
+            self.take(item)
+            if item.event == END:
                 wanted.discard(needle)
 
 
@@ -206,15 +210,18 @@ def scan_journal(path: str | os.PathLike[str], since: float | None = None,
 def scan_calls(path: str | os.PathLike[str], since: float | None = None,
                until: float | None = None) -> tuple[list[CallRecord], list[BadLine]]:
     """The calls whose first line is in [since, until], as scan_journal finds them, grouped as
-    they are read (only the calls are held, not every line), and the window's bad lines."""
+    they are read (only the calls are held, not every line), and the window's bad lines.
+
+    The entries the calls keep (validation, interruption) carry no line number (0): lines are
+    counted only to name a bad or cut-off line."""
     grouper = CallGrouper()
-    window = _read_window(Path(path), since, until, grouper.add)
+    window = _read_window(Path(path), since, until, grouper.add, numbered=False)
     grouper.discard(window.excluded)
     return grouper.calls(), window.bad
 
 
 def _read_window(path: Path, since: float | None, until: float | None,
-                 add: Callable[[Entry], None]) -> _Window:
+                 add: Callable[[Entry], None], numbered: bool = True) -> _Window:
     try:
         fh = open(path, "rb")  # noqa: SIM115 - closed below
     except OSError as exc:
@@ -222,7 +229,7 @@ def _read_window(path: Path, since: float | None, until: float | None,
     try:
         with fh:
             reader = JournalBytes(path, fh, os.fstat(fh.fileno()).st_size)
-            window = _Window(reader, since, until, add)
+            window = _Window(reader, since, until, add, numbered)
             if since is not None and until is not None and since > until:
                 return window
             window.start = reader.start_of(since) if since is not None else 0
@@ -253,12 +260,14 @@ def read_journal(
     return scan.entries
 
 
-def latest_entries(path: str | os.PathLike[str], pvs: set[str],
-                   accept: Callable[[Entry], bool]) -> dict[str, Entry]:
+def latest_entries(path: str | os.PathLike[str], pvs: set[str], accept: Callable[[Entry], bool],
+                   holding: bytes = b"") -> dict[str, Entry]:
     """{pv: the latest line of the whole journal naming it that `accept` takes}, for each of
     `pvs` that has one: read from the end backwards, by a search of bytes, until each is found.
 
-    Lines that cannot be read are passed over (they are reported when a window holds them).
+    Only lines holding the bytes `holding` are parsed (a cheap first sieve: b'"readback"' for
+    validation lines that name a readback). Lines that cannot be read are passed over (they
+    are reported when a window holds them).
     """
     path = Path(path)
     found: dict[str, Entry] = {}
@@ -268,7 +277,7 @@ def latest_entries(path: str | os.PathLike[str], pvs: set[str],
             needles = {needle_of(pv): pv for pv in pvs}
             wanted = set(needles)
             for _offset, line, needle in reader.mentioning(0, reader.size, wanted, backward=True):
-                if not line.endswith(b"\n"):
+                if not line.endswith(b"\n") or holding not in line:
                     continue
                 item = parse_line(line[:-1])
                 pv = needles[needle]

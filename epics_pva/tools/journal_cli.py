@@ -217,7 +217,7 @@ def _readback_checks(path: str, pvs: set[str]) -> dict[str, ReadbackCheck]:
     def names_a_readback(entry: Any) -> bool:
         return entry.event == "validation" and readback_check_of(entry) is not None
 
-    found = latest_entries(path, pvs, names_a_readback)
+    found = latest_entries(path, pvs, names_a_readback, holding=b'"readback"')
     return {pv: check for pv, entry in found.items() if (check := readback_check_of(entry)) is not None}
 
 
