@@ -28,9 +28,8 @@ from typing import Any
 
 from softioc import child_process
 from softioc.child_process import READY as READY  # the banner's last line, as before
-from softioc.child_process import ChildProcess
+from softioc.child_process import ChildProcess, serve_commands
 from softioc.errors import ChildError
-from softioc.shard import serve_commands
 
 __all__ = ["Commands", "IOCProcess", "IOCProcessError", "parse_banner", "status_field"]
 
@@ -114,7 +113,7 @@ def child_main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s ioc %(levelname)s %(name)s: %(message)s")
-    from softioc import SoftIOC
+    from softioc import serve
     from softioc.cli import print_banner
 
     source: Any = args.config
@@ -125,8 +124,9 @@ def child_main(argv: Sequence[str] | None = None) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     try:
-        ioc = SoftIOC(source, host=args.host, port=args.port, broadcast_port=args.broadcast_port,
-                      audit=args.audit).start()
+        # a Machine of shard processes when the config asks for several
+        ioc = serve(source, host=args.host, port=args.port, broadcast_port=args.broadcast_port,
+                    audit=args.audit).start()
     except Exception as exc:  # noqa: BLE001 - one line for the parent's error, not a traceback
         print(f"cannot start the soft IOC: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
         return 1

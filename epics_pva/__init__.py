@@ -6,8 +6,9 @@
 ...     interface.get_readings(["DEMO:Q1:RBV"])["DEMO:Q1:RBV"].severity
 """
 
+from typing import TYPE_CHECKING, Any
+
 from ._version import __version__
-from .core import Interface, Reading, Settings, wait_for_readback
 from .errors import (
     BadgerEnvironmentError,
     ContextClosedError,
@@ -25,6 +26,20 @@ from .errors import (
 )
 from .results import SetResult, Status
 
+if TYPE_CHECKING:
+    from .core import Interface, Reading, Settings, average_fresh, first_after, wait_for_readback
+
+_CORE = ("Interface", "Reading", "Settings", "wait_for_readback", "average_fresh", "first_after")
+
+
+def __getattr__(name: str) -> Any:
+    """The Interface and its companions, imported (with p4p) when first asked for: a tool that
+    needs no network client, `pva-journal show` for one, starts without loading p4p."""
+    if name in _CORE:
+        from . import core
+        return getattr(core, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 __all__ = [
     "__version__",
     "Interface",
@@ -33,6 +48,8 @@ __all__ = [
     "SetResult",
     "Status",
     "wait_for_readback",
+    "average_fresh",
+    "first_after",
     "EpicsPvaError",
     "InvalidInputError",
     "NotConnectedError",

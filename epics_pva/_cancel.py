@@ -28,11 +28,9 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+from .errors import SetCancelled
+
 __all__ = ["Cancel", "SetCancelled", "cancel_scope", "current", "pause"]
-
-
-class SetCancelled(Exception):
-    """A wait given up because the set_values call it worked for was interrupted."""
 
 
 class Cancel:

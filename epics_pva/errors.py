@@ -39,6 +39,9 @@ __all__ = [
     "StrangerServerError",
     "ContextClosedError",
     "BadgerEnvironmentError",
+    "LineWriteError",
+    "ValidationTimeout",
+    "SetCancelled",
     "JournalError",
 ]
 
@@ -102,7 +105,10 @@ class ValidationError(EpicsPvaError):
 
     def __init__(self, pv: str, value: Any, cause: BaseException) -> None:
         self.pv, self.value, self.cause = pv, value, cause
-        detail = str(cause) or type(cause).__name__
+        try:
+            detail = str(cause) or type(cause).__name__
+        except Exception:  # noqa: BLE001 - an error whose __str__ raises still fails only its PV
+            detail = f"{type(cause).__name__} (its text could not be read)"
         super().__init__(f"{pv} = {_show(value)}: validation failed: {detail}")
 
 
@@ -202,3 +208,16 @@ class JournalError(EpicsPvaError, OSError):
         self.errno = errno  # only errno: with strerror set, OSError would rewrite the message
         # from a set refused for it: every PV's outcome (all not_attempted), in the order given
         self.results = dict(results or {})
+
+
+class LineWriteError(JournalError):
+    """A journal line's write failed after it began: the line may be in the file, whole or in
+    part (a short write, or a failed fsync). The reader skips a part; a whole line stays."""
+
+
+class ValidationTimeout(EpicsPvaError, TimeoutError):
+    """A validation function was still running when its time limit (seconds) ran out."""
+
+
+class SetCancelled(EpicsPvaError):
+    """A wait given up because the set_values call it worked for was interrupted."""

@@ -56,4 +56,8 @@ def show(value: Any) -> str:
             text = repr(value)
         except (RecursionError, ValueError):  # lists nested thousands deep; ints over 4300 digits
             text = f"<{type(value).__name__} too deep or too large to show>"
+        except Exception:  # noqa: BLE001 - a repr that raises: the message still names the type
+            text = f"<{type(value).__name__} whose repr raised>"
+        if not isinstance(text, str):
+            text = f"<{type(value).__name__}>"
     return text if len(text) <= 60 else text[:57] + "..."

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ast
 import importlib
 from importlib import metadata as _metadata
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 __project__ = "badger-epics-pva"  # checked by softioc._guard: proves this is our `softioc`
@@ -13,88 +15,48 @@ try:  # the one version string is pyproject.toml's, read from the installed dist
 except _metadata.PackageNotFoundError:  # imported from a checkout that was never installed
     __version__ = "0+unknown"
 
-if TYPE_CHECKING:
-    from .audit import FaultRecord, PutRecord, read_audit_file
-    from .config import IOCConfig, load_config
-    from .epics_base import EpicsBaseIOC
-    from .errors import (
-        AuditFileError,
-        ConfigError,
-        NetworkRefused,
-        PortInUseError,
-        PutRefused,
-        SoftIOCError,
-    )
-    from .faults import (
-        Alarm,
-        Fault,
-        Outage,
-        PutEffect,
-        PutReject,
-        PutTimeout,
-        ReadbackBias,
-        ReadbackEffect,
-        SlowReadback,
-        StuckReadback,
-    )
-    from .machine import Machine
-    from .server import SoftIOC
+# The public names, each written once: as an import here, which type checkers read. At run
+# time these lines are not run; each name is imported from its sub-package on first use
+# (PEP 562, the map read from these same lines), so importing softioc (as pytest does for
+# the plugin in every session) loads neither p4p nor numpy.
+if TYPE_CHECKING:  # `name as name`: a re-export, to type checkers and linters alike
+    from .config import IOCConfig as IOCConfig
+    from .config import load_config as load_config
+    from .errors import AuditFileError as AuditFileError
+    from .errors import ConfigError as ConfigError
+    from .errors import NetworkRefused as NetworkRefused
+    from .errors import PortInUseError as PortInUseError
+    from .errors import PutRefused as PutRefused
+    from .errors import SoftIOCError as SoftIOCError
+    from .faults import Alarm as Alarm
+    from .faults import Fault as Fault
+    from .faults import ForcedValue as ForcedValue
+    from .faults import Outage as Outage
+    from .faults import PutEffect as PutEffect
+    from .faults import PutReject as PutReject
+    from .faults import PutTimeout as PutTimeout
+    from .faults import ReadbackBias as ReadbackBias
+    from .faults import ReadbackEffect as ReadbackEffect
+    from .faults import SlowReadback as SlowReadback
+    from .faults import StuckReadback as StuckReadback
+    from .machine import Machine as Machine
+    from .machine import serve as serve
+    from .server import FaultRecord as FaultRecord
+    from .server import PutRecord as PutRecord
+    from .server import SoftIOC as SoftIOC
+    from .server import read_audit_file as read_audit_file
+    from .testing import EpicsBaseIOC as EpicsBaseIOC
 
-# public name -> the module defining it; resolved on first use (PEP 562), so importing
-# softioc (as pytest does for the plugin in every session) loads neither p4p nor numpy
-_EXPORTS = {
-    "FaultRecord": ".audit",
-    "PutRecord": ".audit",
-    "read_audit_file": ".audit",
-    "IOCConfig": ".config",
-    "load_config": ".config",
-    "EpicsBaseIOC": ".epics_base",
-    "AuditFileError": ".errors",
-    "ConfigError": ".errors",
-    "NetworkRefused": ".errors",
-    "PortInUseError": ".errors",
-    "PutRefused": ".errors",
-    "SoftIOCError": ".errors",
-    "Alarm": ".faults",
-    "Fault": ".faults",
-    "Outage": ".faults",
-    "PutEffect": ".faults",
-    "PutReject": ".faults",
-    "PutTimeout": ".faults",
-    "ReadbackBias": ".faults",
-    "ReadbackEffect": ".faults",
-    "SlowReadback": ".faults",
-    "StuckReadback": ".faults",
-    "Machine": ".machine",
-    "SoftIOC": ".server",
-}
+def _exports() -> dict[str, str]:
+    """{public name: the module it is imported from}, read from the imports under TYPE_CHECKING above."""
+    tree = ast.parse(Path(__file__).read_text(encoding="utf-8"))
+    (block,) = [node for node in tree.body if isinstance(node, ast.If) and ast.unparse(node.test) == "TYPE_CHECKING"]
+    return {alias.asname or alias.name: "." * node.level + (node.module or "")
+            for node in block.body if isinstance(node, ast.ImportFrom) for alias in node.names}
 
-__all__ = [
-    "Alarm",
-    "AuditFileError",
-    "ConfigError",
-    "EpicsBaseIOC",
-    "Fault",
-    "FaultRecord",
-    "IOCConfig",
-    "Machine",
-    "NetworkRefused",
-    "Outage",
-    "PortInUseError",
-    "PutEffect",
-    "PutRecord",
-    "PutRefused",
-    "PutReject",
-    "PutTimeout",
-    "ReadbackBias",
-    "ReadbackEffect",
-    "SlowReadback",
-    "SoftIOC",
-    "SoftIOCError",
-    "StuckReadback",
-    "load_config",
-    "read_audit_file",
-]
+
+_EXPORTS = _exports()
+__all__ = sorted(_EXPORTS)
 
 
 def __getattr__(name: str) -> Any:

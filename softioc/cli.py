@@ -15,15 +15,12 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, TextIO
+from typing import TextIO
 
 from . import _guard
-from .access import check_entries
-from .config import ConfigError, IOCConfig, load_config
+from .config import ConfigError, IOCConfig, check_entries, load_config
+from .machine import Machine, ShardIOC, serve, share
 from .server import SoftIOC, is_loopback
-
-if TYPE_CHECKING:
-    from .machine import Machine
 
 _guard.ensure_this_package()
 _log = logging.getLogger("softioc")
@@ -59,6 +56,13 @@ def _host(text: str) -> str:
     """An interface address or host name: no spaces or control characters, at most 255 characters."""
     if not text or len(text) > 255 or any(c.isspace() or not c.isprintable() for c in text):
         raise argparse.ArgumentTypeError(f"{text!r:.80} is not a host address (e.g. 127.0.0.1)")
+    return text
+
+
+def _identity(text: str) -> str:
+    """A machine's id: 1 to 64 letters, digits, '-' or '_' (a uuid's hex, as a machine draws)."""
+    if not 0 < len(text) <= 64 or not all(c.isascii() and (c.isalnum() or c in "-_") for c in text):
+        raise argparse.ArgumentTypeError(f"{text!r:.80} is not an id: 1 to 64 letters, digits, '-' or '_'")
     return text
 
 
@@ -106,6 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--links", default="",
                         help="with --shard: EPICS_PVA_ADDR_LIST reaching the other shards, for "
                              "observables whose inputs they serve")
+    parser.add_argument("--identity", type=_identity, default=None, metavar="ID",
+                        help="with --shard: the machine's id, which every shard publishes in softiocId (give "
+                             "every host's shard the same one, e.g. from `uuidgen`; default: a new one)")
     return parser
 
 
@@ -115,17 +122,16 @@ def _build(config: IOCConfig, args: argparse.Namespace) -> SoftIOC | Machine:
     if processes < 1:
         raise ValueError(f"--processes must be >= 1, got {processes}")
     if args.shard is not None:
-        from .shard import ShardIOC
-        from .sharding import share
-
         links = {"EPICS_PVA_ADDR_LIST": args.links, "EPICS_PVA_AUTO_ADDR_LIST": "NO"} if args.links else None
-        return ShardIOC(share(config, processes, args.shard), link_conf=links, host=args.host,
-                        port=args.port, broadcast_port=args.broadcast_port)
+        return ShardIOC(share(config, processes, args.shard), link_conf=links, identity=args.identity,
+                        host=args.host, port=args.port, broadcast_port=args.broadcast_port, audit=args.audit,
+                        allow_network=args.allow_network)
+    if args.identity is not None:
+        raise ValueError("--identity is for one shard (--shard K); a machine draws its own")
     hosts = args.host.split(",")
-    # SoftIOC gives a Machine for processes > 1, and refuses there what shards do not carry yet
-    return SoftIOC(config, host=hosts[0] if len(hosts) == 1 else hosts, port=args.port,
-                   broadcast_port=args.broadcast_port, processes=processes, audit=args.audit,
-                   allow_network=args.allow_network)
+    return serve(config, host=hosts[0] if len(hosts) == 1 else hosts, port=args.port,
+                 broadcast_port=args.broadcast_port, processes=processes, audit=args.audit,
+                 allow_network=args.allow_network)
 
 
 def describe_pvs(config: IOCConfig) -> list[str]:
@@ -152,8 +158,7 @@ def print_banner(ioc: SoftIOC | Machine, out: TextIO, export: bool, quiet: bool)
         print(f"#   control PVs under {prefix}{ioc.config.ioc.control_prefix} (see docs/faults.md)", file=out)
         if prefix:
             print(f"# every PV above is served under the prefix {prefix}", file=out)
-    identity = getattr(ioc, "interface_settings", dict)  # a machine of N processes has no one identity
-    for name, value in {**ioc.client_conf(), **identity()}.items():
+    for name, value in {**ioc.client_conf(), **ioc.interface_settings()}.items():
         # a machine's address list has spaces: quoted for a shell, as is after '=' otherwise
         print(f"export {name}={shlex.quote(value)}" if export else f"{name}={value}", file=out)
     print("# ready", file=out, flush=True)

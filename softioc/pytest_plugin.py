@@ -1,86 +1,14 @@
-"""pytest fixtures for tests against an isolated soft IOC (registered through `pytest11`).
+"""pytest fixtures for tests against an isolated soft IOC, registered through `pytest11`.
 
     def test_readback(soft_ioc, pva_client):
         pva_client.put("DEMO:Q1:SET", 1.0)
         assert soft_ioc.audit.puts("DEMO:Q1:SET")[0].value == 1.0
 
 Override `softioc_config` (a dict, a TOML path or an IOCConfig) to serve another machine.
-Every IOC binds loopback on free ports, so parallel sessions never collide.
+Every IOC binds loopback on free ports, so parallel sessions never collide. The fixtures
+and EPICS base's IOC live in softioc.testing; this is the path the entry point and the docs
+name.
 """
 
-from __future__ import annotations
-
-from collections.abc import Callable, Iterator
-from importlib import resources
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-import pytest
-
-from . import _guard
-
-if TYPE_CHECKING:
-    from .config import IOCConfig
-    from .server import SoftIOC
-
-# pytest imports this module in every session of an environment holding the package: p4p,
-# numpy and the soft IOC are imported inside the fixtures, only by the tests that use them
-_guard.ensure_this_package()
-
-
-def demo_config_path() -> Path:
-    """The demo config shipped with the package."""
-    return Path(str(resources.files("softioc") / "examples" / "demo.toml"))
-
-
-@pytest.fixture
-def softioc_factory() -> Iterator[Callable[..., SoftIOC]]:
-    """Call with a config (dict, path or IOCConfig) to get a started IOC; all stop at teardown."""
-    from .config import load_config
-    from .server import SoftIOC
-
-    started: list[SoftIOC] = []
-
-    def factory(config: Any, **kwargs: Any) -> SoftIOC:
-        ioc = SoftIOC(load_config(config), **kwargs)
-        ioc.start()
-        started.append(ioc)
-        return ioc
-
-    yield factory
-    for ioc in reversed(started):
-        ioc.stop()
-
-
-@pytest.fixture
-def softioc_config() -> dict[str, Any] | str | Path | IOCConfig:
-    """The config `soft_ioc` serves; the shipped demo machine unless a test module overrides it."""
-    return demo_config_path()
-
-
-@pytest.fixture
-def soft_ioc(softioc_factory: Callable[..., SoftIOC], softioc_config: Any) -> SoftIOC:
-    """A started soft IOC serving `softioc_config`, stopped after the test."""
-    return softioc_factory(softioc_config)
-
-
-@pytest.fixture
-def pva_client(soft_ioc: SoftIOC) -> Iterator[Any]:
-    """A p4p client Context connected to `soft_ioc` only (never the environment's network)."""
-    from p4p.client.thread import Context
-
-    ctx = Context("pva", conf=soft_ioc.client_conf(), useenv=False)
-    yield ctx
-    ctx.close()
-
-
-@pytest.fixture(scope="module")
-def epics_base_ioc() -> Iterator[Any]:
-    """EPICS base's softIoc (QSRV2) serving the shipped examples/epics_base.db (prefix BASE:)
-    on loopback with free ports: one per test module, stopped after it. A test that kills or
-    changes it must leave it running and as it found it. See softioc.epics_base.EpicsBaseIOC."""
-    from .epics_base import EpicsBaseIOC  # imported here: only tests that ask for it start one
-
-    ioc = EpicsBaseIOC().start()
-    yield ioc
-    ioc.stop()
+from .testing import *  # noqa: F403 - this path re-exports that package's names
+from .testing import __all__ as __all__

@@ -15,6 +15,8 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -29,7 +31,12 @@ _SETUP = (
     f"ip address add {PRIVATE_ADDRESS}/24 dev pvatest0; ip link set pvatest0 up; ip link set pvatest1 up; "
     'exec "$@"'
 )
-_INNER_TIMEOUT_S = 40  # the inner pytest's per-test timeout; the outer test's is 60 s
+_INNER_TIMEOUT_S = 40  # the inner pytest's per-test timeout
+# the inner pytest process as a whole: its start-up (pytest, p4p, numpy, the conftest imports)
+# and exit take seconds on a quiet machine and over 40 s on a loaded 2-core one, on top of the test
+_INNER_PROCESS_TIMEOUT_S = _INNER_TIMEOUT_S + 80
+# the outer test's own pytest-timeout: the inner process's bound plus the namespace's creation
+OUTER_TIMEOUT_S = _INNER_PROCESS_TIMEOUT_S + 30
 
 
 def other_address() -> str:
@@ -39,6 +46,16 @@ def other_address() -> str:
         raise RuntimeError("other_address() is only for tests marked private_network, "
                            "which run inside their own network namespace")
     return address
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Outside its namespace a private_network test waits on a whole pytest process: give it
+    the bound of that process (OUTER_TIMEOUT_S) instead of the default per-test timeout."""
+    if PRIVATE_ADDRESS_VARIABLE in os.environ:
+        return
+    for item in items:
+        if item.get_closest_marker("private_network") is not None:
+            item.add_marker(pytest.mark.timeout(OUTER_TIMEOUT_S))
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -75,21 +92,103 @@ def run_in_private_network(item: pytest.Item) -> None:
     Skipped, never run on this machine's interfaces, where no namespace can be made.
     """
     why = private_network_unavailable()
+    marker = item.get_closest_marker("private_network")
+    if why is None and marker is not None and marker.kwargs.get("hosts") and shutil.which("nsenter") is None:
+        why = "no nsenter command to run a process on another private host"
     if why is not None:
         pytest.skip(f"{why}; a test never serves on this machine's own interfaces")
     root = Path(item.config.rootpath)
     env = dict(os.environ, **{PRIVATE_ADDRESS_VARIABLE: PRIVATE_ADDRESS})
     env.pop("PYTEST_XDIST_WORKER", None)
+    # a test that starts several hosts' processes may ask for more: private_network(timeout=S),
+    # with its own pytest.mark.timeout above S + 10
+    inner = int(marker.kwargs.get("timeout", _INNER_TIMEOUT_S)) if marker is not None else _INNER_TIMEOUT_S
     command = _namespace_command(sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                                 f"--timeout={_INNER_TIMEOUT_S}", item.nodeid)
-    try:
-        done = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True,
-                              timeout=_INNER_TIMEOUT_S + 10)
-    except subprocess.TimeoutExpired as error:
-        pytest.fail(f"{item.nodeid} in its network namespace did not end within {error.timeout} s:\n"
-                    f"{error.stdout or ''}{error.stderr or ''}", pytrace=False)
+                                 f"--timeout={inner}", item.nodeid)
+    # its output goes to a file, not a pipe: a process the test started that outlives the inner
+    # pytest must not keep this waiting for the end of a pipe it still holds open
+    with tempfile.TemporaryFile("w+") as out:
+        try:
+            done = subprocess.run(command, cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT, text=True,
+                                  timeout=inner + (_INNER_PROCESS_TIMEOUT_S - _INNER_TIMEOUT_S))
+        except subprocess.TimeoutExpired as error:
+            out.seek(0)
+            pytest.fail(f"{item.nodeid} in its network namespace did not end within {error.timeout} s:\n"
+                        f"{out.read()}", pytrace=False)
+        out.seek(0)
+        done.stdout, done.stderr = out.read(), ""
     if done.returncode != 0:
         pytest.fail(f"{item.nodeid} failed in its network namespace (pytest exit status {done.returncode}):\n"
                     f"{done.stdout}{done.stderr}", pytrace=False)
     if not re.search(r"\b1 passed\b", done.stdout) or re.search(r"\b(skipped|xfailed|deselected)\b", done.stdout):
         pytest.fail(f"{item.nodeid} did not pass in its network namespace:\n{done.stdout}", pytrace=False)
+
+
+# TEST-NET-3 (RFC 5737): the hosts of PrivateHosts; this namespace (the client's host) is .1
+HOSTS_NETWORK = "203.0.113"
+
+
+class PrivateHosts:
+    """`count` hosts on one bridge, for a test marked `private_network(hosts=...)`.
+
+    Each host is a network namespace of its own (held by a `sleep`), joined by a veth pair to
+    the bridge `pvahosts0` in this test's namespace, which carries HOSTS_NETWORK.1: this
+    namespace is the client's host, host k is HOSTS_NETWORK.(k+2). `command(k, argv)` runs
+    argv on host k (nsenter). Nothing here reaches beyond the test's private network.
+    """
+
+    def __init__(self, count: int) -> None:
+        other_address()  # only inside the private network
+        self.count = count
+        self._holders: list[subprocess.Popen[bytes]] = []
+
+    def __enter__(self) -> PrivateHosts:
+        try:
+            self._start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def client_address(self) -> str:
+        return f"{HOSTS_NETWORK}.1"
+
+    def address(self, k: int) -> str:
+        return f"{HOSTS_NETWORK}.{k + 2}"
+
+    def _start(self) -> None:
+        def ip(*args: str) -> None:
+            subprocess.run(["ip", *args], check=True, capture_output=True, timeout=10)
+
+        ip("link", "add", "pvahosts0", "type", "bridge")
+        ip("address", "add", f"{self.client_address}/24", "dev", "pvahosts0")
+        ip("link", "set", "pvahosts0", "up")
+        ours = os.readlink("/proc/self/ns/net")
+        for k in range(self.count):
+            holder = subprocess.Popen(["unshare", "--net", "--", "sleep", "3600"])
+            self._holders.append(holder)
+            deadline = time.monotonic() + 10.0
+            while os.readlink(f"/proc/{holder.pid}/ns/net") == ours:  # until unshare made the namespace
+                if holder.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"host {k}: unshare --net did not make a network namespace")
+                time.sleep(0.01)
+            ip("link", "add", f"pvah{k}", "type", "veth", "peer", "name", f"pvah{k}p")
+            ip("link", "set", f"pvah{k}p", "netns", str(holder.pid))
+            ip("link", "set", f"pvah{k}", "master", "pvahosts0", "up")
+            subprocess.run(self.command(k, ["sh", "-c", f"set -e; ip link set lo up; ip address add "
+                                                        f"{self.address(k)}/24 dev pvah{k}p; ip link set pvah{k}p up"]),
+                           check=True, capture_output=True, timeout=10)
+
+    def command(self, k: int, argv: list[str]) -> list[str]:
+        """argv run in host k's network namespace."""
+        return ["nsenter", "-t", str(self._holders[k].pid), "--net", "--", *argv]
+
+    def close(self) -> None:
+        for holder in self._holders:
+            holder.kill()
+            holder.wait(10)
+        self._holders = []

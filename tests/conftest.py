@@ -12,7 +12,10 @@ from typing import Any
 
 import _hypothesis  # noqa: F401 - registers and loads the Hypothesis profiles
 import pytest
-from _network import pytest_pyfunc_call  # noqa: F401 - runs private_network tests in their namespace
+from _network import (  # noqa: F401 - run private_network tests in their namespace, with its time bound
+    pytest_collection_modifyitems,
+    pytest_pyfunc_call,
+)
 from p4p.client.thread import Context, Disconnected
 
 from epics_pva.transport import Monitor

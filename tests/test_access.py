@@ -20,11 +20,25 @@ from p4p.client.thread import Context, RemoteError
 from epics_pva import Interface, PutError, wait_for_readback
 from epics_pva.tools.preflight import run_preflight
 from softioc import NetworkRefused, SoftIOC
-from softioc.access import owner
 from softioc.pytest_plugin import demo_config_path
+from softioc.server import owner
 
 CONFIG = {"setpoint": [{"name": "DEMO:Q1:SET", "readback": "DEMO:Q1:RBV", "limits": [-5.0, 5.0]}]}
 ARM = "SOFTIOC:FAULT:ARM"
+# one soft IOC, and a machine of two shard processes (the second serves DEMO:Q2:SET)
+PROCESSES = pytest.mark.parametrize("processes", [1, 2])
+
+
+def config_for(processes: int, **ioc) -> dict:
+    """CONFIG for one process; for two, a second setpoint so that each shard serves one."""
+    setpoints = CONFIG["setpoint"] + ([{"name": "DEMO:Q2:SET", "readback": "DEMO:Q2:RBV", "limits": [-5.0, 5.0]}]
+                                      if processes > 1 else [])
+    return {"ioc": {**ioc, "processes": processes}, "setpoint": setpoints}
+
+
+def armed_kinds(ioc, pv: str) -> list[str]:
+    """The kinds of the faults armed on `pv` (a machine lists them as dicts)."""
+    return [a["kind"] if isinstance(a, dict) else a.fault.kind for a in ioc.faults.active(pv)]
 
 _AS_NOBODY = """
 import json, os, sys
@@ -57,8 +71,9 @@ def put_as_nobody(ioc: SoftIOC, puts: list[tuple[str, object]]) -> list[str | No
 
 
 @needs_root
-def test_control_pvs_refuse_another_account_and_the_audit_records_it(softioc_factory):
-    ioc = softioc_factory(CONFIG)
+@PROCESSES
+def test_control_pvs_refuse_another_account_and_the_audit_records_it(softioc_factory, processes):
+    ioc = softioc_factory(config_for(processes))
     errors = put_as_nobody(ioc, [(ARM, "DEMO:Q1:SET put_reject count=1"), ("SOFTIOC:RESTART", 0.1),
                                  ("SOFTIOC:FAULT:CLEAR", ""), ("DEMO:Q1:SET", 1.5)])
     for name, error in zip((ARM, "SOFTIOC:RESTART", "SOFTIOC:FAULT:CLEAR"), errors[:3], strict=True):
@@ -66,6 +81,15 @@ def test_control_pvs_refuse_another_account_and_the_audit_records_it(softioc_fac
                          f"account 'nobody' from 127.0.0.1 is not in ['{owner()}']")
     assert errors[3] is None  # setpoints are open to every client by default
     assert ioc.faults.active() == [] and ioc.running
+    if processes > 1:
+        # each shard's own control PVs obey the rule too; the machine's refusals are logged
+        assert put_as_nobody(ioc, [("SOFTIOC:SHARD1:FAULT:ARM", "DEMO:Q2:SET put_reject count=1")]) == [
+            "RemoteError: SOFTIOC:SHARD1:FAULT:ARM: write refused by the soft IOC's control_from rule: "
+            f"account 'nobody' from 127.0.0.1 is not in ['{owner()}']"]
+        assert [(r.pv, r.value, r.outcome) for r in ioc.audit.puts()] == [
+            ("DEMO:Q1:SET", 1.5, "accepted"), ("SOFTIOC:SHARD1:FAULT:ARM", "DEMO:Q2:SET put_reject count=1",
+                                               "rejected")]
+        return
     rejected = ioc.audit.puts(outcome="rejected")
     assert [r.pv for r in rejected] == [ARM, "SOFTIOC:RESTART", "SOFTIOC:FAULT:CLEAR"]
     assert rejected[0].value == "DEMO:Q1:SET put_reject count=1" and rejected[1].value == 0.1
@@ -80,23 +104,25 @@ def test_control_pvs_refuse_another_account_and_the_audit_records_it(softioc_fac
 
 
 @needs_root
-def test_control_from_names_who_else_may_write(softioc_factory):
-    ioc = softioc_factory({**CONFIG, "ioc": {"control_from": ["nobody@127.0.0.1"]}})
+@PROCESSES
+def test_control_from_names_who_else_may_write(softioc_factory, processes):
+    ioc = softioc_factory(config_for(processes, control_from=["nobody@127.0.0.1"]))
     assert put_as_nobody(ioc, [(ARM, "DEMO:Q1:SET put_reject count=1")]) == [None]
-    assert [a.fault.kind for a in ioc.faults.active("DEMO:Q1:SET")] == ["put_reject"]
+    assert armed_kinds(ioc, "DEMO:Q1:SET") == ["put_reject"]
     ctx = Context("pva", conf=ioc.client_conf(), useenv=False)
     try:  # a list given replaces the default: the owner is not in it
         with pytest.raises(RemoteError, match=rf"account '{owner()}' from 127.0.0.1 is not in \['nobody@127.0.0.1'\]"):
             ctx.put("SOFTIOC:FAULT:CLEAR", "", timeout=5)
     finally:
         ctx.close()
-    everyone = softioc_factory({**CONFIG, "ioc": {"control_from": ["@localhost"]}})
+    everyone = softioc_factory(config_for(processes, control_from=["@localhost"]))
     assert put_as_nobody(everyone, [("SOFTIOC:FAULT:CLEAR", "")]) == [None]
 
 
 @needs_root
-def test_write_from_restricts_setpoints_and_the_interface_names_the_rule(softioc_factory):
-    ioc = softioc_factory({**CONFIG, "ioc": {"write_from": [owner()]}})
+@PROCESSES
+def test_write_from_restricts_setpoints_and_the_interface_names_the_rule(softioc_factory, processes):
+    ioc = softioc_factory(config_for(processes, write_from=[owner()]))
     [error] = put_as_nobody(ioc, [("DEMO:Q1:SET", 2.0)])
     assert error == ("RemoteError: DEMO:Q1:SET: write refused by the soft IOC's write_from rule: "
                      f"account 'nobody' from 127.0.0.1 is not in ['{owner()}']")
@@ -104,7 +130,7 @@ def test_write_from_restricts_setpoints_and_the_interface_names_the_rule(softioc
         interface.set_values({"DEMO:Q1:SET": 1.0})
     assert [(r.pv, r.value, r.outcome) for r in ioc.audit.puts()] == [
         ("DEMO:Q1:SET", 2.0, "rejected"), ("DEMO:Q1:SET", 1.0, "accepted")]
-    closed = softioc_factory({**CONFIG, "ioc": {"write_from": ["someone-else"]}})
+    closed = softioc_factory(config_for(processes, write_from=["someone-else"]))
     with Interface(conf=closed.client_conf()) as interface:
         with pytest.raises(PutError, match="put rejected by the server: DEMO:Q1:SET: write refused by the soft "
                                            "IOC's write_from rule"):
@@ -130,29 +156,36 @@ def test_serving_beyond_loopback_is_refused_before_any_server_exists():
     with pytest.raises(NetworkRefused, match=r"refusing to serve on 192\.0\.2\.77, which is not loopback: it "
                                              r"would answer for these PV names \(DEMO:Q1:SET, "):
         ioc.start()
-    assert not ioc.running and ioc._server is None and ioc._channels == {}
+    assert not ioc.running and not ioc._endpoint.up and ioc._channels == {}
     with pytest.raises(NetworkRefused, match="allow_network"):
         SoftIOC(demo_config_path(), host="0.0.0.0").start()
 
 
 @pytest.mark.private_network
-def test_allow_network_serves_on_a_non_loopback_address(softioc_factory):
+@PROCESSES
+def test_allow_network_serves_on_a_non_loopback_address(softioc_factory, processes):
     address = other_address()
-    ioc = softioc_factory(CONFIG, host=address, allow_network=True)
+    ioc = softioc_factory(config_for(processes), host=address, allow_network=True)
     conf = ioc.client_conf()
     assert conf["EPICS_PVA_ADDR_LIST"].startswith(f"{address}:")
+    assert all(entry.startswith(f"{address}:") for entry in conf["EPICS_PVA_ADDR_LIST"].split())
+    names = ["DEMO:Q1:SET", "DEMO:Q2:SET"][:processes]
     with Interface(conf=conf) as interface:
-        interface.set_values({"DEMO:Q1:SET": 1.0})
-        assert interface.get_value("DEMO:Q1:SET") == 1.0
-    config = {**CONFIG, "ioc": {"allow_network": True}}
+        interface.set_values(dict.fromkeys(names, 1.0))
+        assert interface.get_values(names) == dict.fromkeys(names, 1.0)
+    config = config_for(processes, allow_network=True)
     assert softioc_factory(config, host=address).running
+    with pytest.raises(NetworkRefused, match=f"refusing to serve on {address}"):
+        softioc_factory(config_for(processes), host=address)
 
 
-def test_a_prefix_serves_every_pv_under_it_and_the_interface_maps_names(softioc_factory):
-    ioc = softioc_factory({**CONFIG, "ioc": {"prefix": "SIM:"}})
+@PROCESSES
+def test_a_prefix_serves_every_pv_under_it_and_the_interface_maps_names(softioc_factory, processes):
+    ioc = softioc_factory(config_for(processes, prefix="SIM:"))
     ctx = Context("pva", conf=ioc.client_conf(), useenv=False)
     try:
-        assert ctx.get("SIM:DEMO:Q1:SET", timeout=5).raw["softiocId"] == ioc.identity
+        for name in ioc.pv_names():  # every shard's PVs, under the prefix, with the one id
+            assert ctx.get("SIM:" + name, timeout=5).raw["softiocId"] == ioc.identity
         assert ctx.get("SIM:SOFTIOC:ID", timeout=5).raw["value"] == ioc.identity
         with pytest.raises(TimeoutError):
             ctx.get("DEMO:Q1:SET", timeout=1.0)  # the real name is not answered
@@ -174,6 +207,10 @@ def test_a_prefix_serves_every_pv_under_it_and_the_interface_maps_names(softioc_
                            update_time=0)
     assert report.ok() and [c.pv for c in report.checks] == ["DEMO:Q1:SET", "DEMO:Q1:RBV"]
     assert not run_preflight({"DEMO:Q1:SET": None}, conf=ioc.client_conf(), update_time=0, timeout=0.5).ok()
+    if processes > 1:  # the second shard's PV, in the same rehearsal
+        with Interface(conf=ioc.client_conf(), prefix="SIM:", rehearsal=True, rehearsal_id=ioc.identity) as interface:
+            interface.set_values({"DEMO:Q1:SET": 0.5, "DEMO:Q2:SET": -0.5})
+            assert interface.get_values(["DEMO:Q1:SET", "DEMO:Q2:SET"]) == {"DEMO:Q1:SET": 0.5, "DEMO:Q2:SET": -0.5}
 
 
 def run_cli(*args):

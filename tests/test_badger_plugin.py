@@ -82,7 +82,7 @@ def test_every_setting_has_a_variable():
     assert set(ENVIRONMENT_VARIABLES) == {
         "read_only", "parallel", "timeout", "put_attempts", "retry_delay", "nan_on_read_error",
         "validation_timeout", "journal", "journal_fsync",
-        "rehearsal", "rehearsal_id", "rehearsal_allow", "prefix"}
+        "rehearsal", "rehearsal_id", "rehearsal_allow", "fresh_reads", "prefix"}
     assert all(v.startswith("EPICS_PVA_INTERFACE_") for v in ENVIRONMENT_VARIABLES.values())
 
 

@@ -24,6 +24,10 @@ from devtools.bench.plot import PlotUnavailable, plot
 from devtools.bench.targets import TARGETS, evaluate
 from devtools.bench.timing import interleaved, percentile
 
+# the first test also runs the module's `--quick` benchmark (its fixture): about 20 s on a
+# quiet machine, several times that on a loaded 2-core one
+pytestmark = pytest.mark.timeout(300)
+
 SECTIONS = ("meta", "get_values", "set_values", "validated_set", "settle_latency", "traced",
             "retry", "ioc_health", "capacity", "pvxs_anchor", "targets")
 

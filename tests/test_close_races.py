@@ -96,7 +96,8 @@ def _round(conf: dict[str, str], rng: random.Random, fork: bool, counts: dict[st
                 try:
                     itf.get_values(PVS[:2])
                     os._exit(0)
-                except BaseException:  # noqa: BLE001 - its exit status says it
+                except BaseException as exc:  # noqa: BLE001 - its exit status says it, stderr why
+                    os.write(2, f"forked child's read failed: {type(exc).__name__}: {exc}\n".encode())
                     os._exit(3)
             counts["forks"] += 1
         else:
@@ -151,7 +152,7 @@ def _run_child(conf: dict[str, str], seed: int) -> dict[str, Any]:
     if done.returncode != 0:
         return {"crashed": done.returncode, "stderr": done.stderr[-3000:]}
     report: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
-    if report["fork_child_hung"]:
+    if report["fork_child_hung"] or report["fork_child_failed"]:
         report["stderr"] = done.stderr[-3000:]
     return report
 

@@ -1,8 +1,8 @@
-"""Control PVs: arm, clear and watch faults over the wire from a client that is not the test's IOC."""
+"""Control PVs: arm, clear and watch faults over the wire from a client that is not the test's IOC
+(the fault spec's parsing: tests/unit/test_control_pvs.py)."""
 
 import json
 import math
-import re
 import subprocess
 import sys
 import textwrap
@@ -10,7 +10,7 @@ import textwrap
 import pytest
 from p4p.client.thread import RemoteError
 
-from softioc.control import CONTROL_PVS, control_pvs, parse_fault_spec
+from softioc.server import CONTROL_PVS
 
 FAST = {"seed": 3, "update_rate": 100.0, "time_scale": 10.0}
 MACHINE = {"ioc": FAST, "setpoint": [
@@ -18,38 +18,6 @@ MACHINE = {"ioc": FAST, "setpoint": [
     {"name": "Y:SET", "readback": "Y:RBV"},
 ]}
 CONTROL = ["FAULT:ARM", "FAULT:CLEAR", "FAULT:ACTIVE", "FAULT:FIRED", "FAULT:LAST", "PUTS", "RESTART", "TIME"]
-
-
-@pytest.mark.parametrize(
-    ("text", "spec"),
-    [
-        ("X:SET put_timeout", {"pv": "X:SET", "kind": "put_timeout"}),
-        ("X:SET put_timeout count=2 apply=true complete_after=0.5",
-         {"pv": "X:SET", "kind": "put_timeout", "count": 2, "apply": True, "complete_after": 0.5}),
-        ("X:SET put_reject count=null message='beam permit lost'",
-         {"pv": "X:SET", "kind": "put_reject", "count": None, "message": "beam permit lost"}),
-        ('X:SET put_reject message="3"', {"pv": "X:SET", "kind": "put_reject", "message": 3}),
-        ("* outage duration=1.5", {"pv": "*", "kind": "outage", "duration": 1.5}),
-        ("X:SET readback_bias bias=-0.25 drift=1e-3", {"pv": "X:SET", "kind": "readback_bias", "bias": -0.25, "drift": 0.001}),
-    ],
-)
-def test_parse_fault_spec(text, spec):
-    assert parse_fault_spec(text) == spec
-
-
-@pytest.mark.parametrize(
-    ("text", "message"),
-    [
-        ("", "expected 'PV KIND key=value ...'"),
-        ("X:SET", "expected 'PV KIND key=value ...'"),
-        ("X:SET put_timeout count", "expected key=value, got 'count'"),
-        ("X:SET put_timeout =2", "expected key=value, got '=2'"),
-        ("X:SET put_reject message='open", "cannot parse"),
-    ],
-)
-def test_parse_fault_spec_errors(text, message):
-    with pytest.raises(ValueError, match=message):
-        parse_fault_spec(text)
 
 
 @pytest.fixture
@@ -79,13 +47,6 @@ def test_one_iocs_control_pvs_are_the_shared_table_then_its_id(ioc, operator):
     assert [name for name, _code, _initial in CONTROL_PVS] == CONTROL
     assert ioc.pv_names(control=True)[-len(CONTROL) - 1:] == [f"SOFTIOC:{n}" for n in [*CONTROL, "ID"]]
     assert operator.get("SOFTIOC:ID", timeout=5) == ioc.identity
-
-
-def test_a_handler_for_a_control_pv_outside_the_table_is_refused():
-    made = []
-    with pytest.raises(ValueError, match=r"not in the table: \['FAULT:ARMED'\]"):
-        control_pvs("P:", CONTROL_PVS, lambda *row: made.append(row), {"FAULT:ARMED": object()})
-    assert made == []  # refused before any PV is made
 
 
 def test_arm_over_the_wire_then_watch_and_clear(ioc, operator, machine_client, monitor):
@@ -201,25 +162,6 @@ def test_another_process_arms_a_fault(ioc, machine_client):
     with pytest.raises(RemoteError, match="armed by another process"):
         machine_client.put("X:SET", 1.0, timeout=5)
     machine_client.put("X:SET", 1.0, timeout=5)
-
-
-@pytest.mark.parametrize(
-    ("text", "message"),
-    [
-        ("X:SET put_reject count=1 count=2", "key 'count' is given twice"),
-        ("X:SET put_reject message=a message=b", "key 'message' is given twice"),
-        ("X:SET put_reject pv=Y:SET", "key 'pv' is the first word"),
-        ("X:SET put_reject kind=put_timeout", "key 'kind' is the second word"),
-        ("X:SET put_reject message=\x01", r"contains the character '\x01'"),
-        ("X:SET put_reject message=\ud800", "contains the character '\\ud800'"),
-        ("x" * 10_001, "10,001 characters long; the limit is 10,000"),
-        ("X:SET put_reject message=" + "m" * 10**6, "1,000,025 characters long"),
-        ("X:SET put_reject count=" + "[" * 5000 + "]" * 5000, "count"),
-    ],
-)
-def test_fault_specs_that_override_or_overflow_are_refused(text, message):
-    with pytest.raises(ValueError, match=re.escape(message)):
-        parse_fault_spec(text)
 
 
 # (control PV, value, what the rejection says); each refused put leaves nothing armed

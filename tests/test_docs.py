@@ -227,6 +227,9 @@ RUN_PAGES = sorted({b.page for b in ALL_BLOCKS
                     if b.marker and b.marker.split()[0] in ("run", "pytest", "sh")}, key=page_id)
 
 
+# a page runs a soft IOC and several processes one after the other (each bounded by
+# BLOCK_TIMEOUT): a few seconds on a quiet machine, over a minute on a loaded 2-core one
+@pytest.mark.timeout(4 * BLOCK_TIMEOUT)
 @pytest.mark.parametrize("page", RUN_PAGES, ids=page_id)
 def test_the_examples_of_a_page_run(page: Path, tmp_path: Path) -> None:
     work = scratch_folder(tmp_path)
@@ -247,6 +250,7 @@ def test_the_examples_of_a_page_run(page: Path, tmp_path: Path) -> None:
                 assert not re.search(r"\b(skipped|deselected|xfailed)\b", done.stdout), done.stdout
 
 
+@pytest.mark.timeout(3 * BLOCK_TIMEOUT)  # three processes, one a pytest
 def test_a_failing_example_is_caught(tmp_path: Path) -> None:
     # the runner reports a block that fails, in each way it runs blocks
     work = scratch_folder(tmp_path)
@@ -257,6 +261,7 @@ def test_a_failing_example_is_caught(tmp_path: Path) -> None:
     assert run_pytest([failing], work).returncode != 0
 
 
+@pytest.mark.timeout(BLOCK_TIMEOUT + 30)
 def test_the_demo_of_the_first_command_runs(tmp_path: Path) -> None:
     # the first command is venv + install + this script; the install is what the test run has
     done = subprocess.run([sys.executable, str(REPO / "examples" / "demo.py")], cwd=tmp_path,

@@ -65,7 +65,7 @@ def test_variables_become_setpoints_with_bounds_as_limits_and_readbacks_from_con
     assert b["offset"] == 0.5 and a["offset"] == 0.0
     assert a["noise"] == pytest.approx(0.005) and b["noise"] == pytest.approx(0.02)  # tolerance / 10
     assert a["lag"] == "first_order" and a["tau"] == 0.5
-    assert a["initial"] == -1.0 and b["initial"] == 2.5 and c["initial"] == 1.5  # a quarter up the range
+    assert a["initial"] == 0.0 and b["initial"] == 5.0 and c["initial"] == 2.0  # mid-range
     config_from_dict(config)  # the soft IOC accepts it as it is
 
 
@@ -212,7 +212,8 @@ def test_one_command_generates_and_serves(tmp_path, stop):
         "    observables = ['S:OBJ']\n"
     )
     proc = subprocess.Popen(
-        [sys.executable, "-m", "epics_pva.badger.dryrun", str(env_file), "--serve", "--", "--quiet", "--duration", "20"],
+        [sys.executable, "-m", "epics_pva.badger.dryrun", str(env_file), "--initial-fraction", "0.25", "--serve", "--",
+         "--quiet", "--duration", "20"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:
@@ -253,7 +254,7 @@ def test_the_example_badger_environment_is_mirrored(badger_installed):
     config = config_from_environment(env)
     q1, q2 = config["setpoint"]
     assert (q1["name"], q1["readback"], q1["limits"], q1["offset"]) == ("DEMO:Q1:SET", "DEMO:Q1:RBV", [-2.0, 2.0], 0.0)
-    assert q2["name"] == "DEMO:Q2:SET" and "readback" not in q2
+    assert (q2["name"], q2["readback"], q2["limits"]) == ("DEMO:Q2:SET", "DEMO:Q2:RBV", [-2.0, 2.0])
     assert config["observable"][0]["name"] == "DEMO:OBJ"
     config_from_dict(config)
 

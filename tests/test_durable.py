@@ -29,6 +29,7 @@ from softioc import (
     SoftIOC,
     load_config,
     read_audit_file,
+    serve,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -136,8 +137,8 @@ def test_read_only_mode_journals_what_it_would_set_and_sends_nothing(soft_ioc, t
     with interface(soft_ioc, journal=str(path), read_only=True) as itf:
         results = itf.set_values({"D:0:SET": 4.0, "D:1:SET": 5.0})
     assert {r.status for r in results.values()} == {"read_only"}
-    assert [(e["event"], e["pv"], e["value"]) for e in lines(path)] == [
-        ("read_only", "D:0:SET", 4.0), ("read_only", "D:1:SET", 5.0)]
+    assert [(e["event"], e.get("pv"), e.get("value")) for e in lines(path)] == [
+        ("read_only", "D:0:SET", 4.0), ("read_only", "D:1:SET", 5.0), ("end", None, None)]
     assert soft_ioc.audit.puts() == []
 
 
@@ -226,9 +227,10 @@ def test_without_a_limit_a_validation_runs_in_the_calling_thread(soft_ioc):
 
 # ---- the soft IOC's audit file --------------------------------------------------------------------
 
-def test_the_audit_file_holds_every_put_and_fault_event_as_it_happens(softioc_factory, tmp_path):
+@pytest.mark.parametrize("processes", [1, 2])  # a machine: D:0 on shard 0, D:1 on shard 1, one file
+def test_the_audit_file_holds_every_put_and_fault_event_as_it_happens(softioc_factory, tmp_path, processes):
     path = tmp_path / "audit.jsonl"
-    ioc = softioc_factory(CONFIG, audit=path)
+    ioc = softioc_factory(CONFIG, audit=path, processes=processes)
     ioc.faults.arm("D:1:SET", PutReject(count=1, message="no permit"))
     with interface(ioc) as itf:
         itf.set_value("D:0:SET", 2.0)
@@ -254,13 +256,17 @@ def test_the_audit_key_of_a_config_file_is_relative_to_it_and_checked(tmp_path):
         load_config(config)
     with pytest.raises(AuditFileError, match="no-such-folder"):
         SoftIOC(CONFIG, audit=tmp_path / "no-such-folder" / "audit.jsonl")
+    with pytest.raises(AuditFileError, match="no-such-folder"):  # a machine's, before any process starts
+        serve(CONFIG, processes=2, audit=tmp_path / "no-such-folder" / "audit.jsonl")
 
 
-def test_the_command_line_option_writes_the_audit_file(tmp_path):
+@pytest.mark.parametrize("processes", [1, 2])
+def test_the_command_line_option_writes_the_audit_file(tmp_path, processes):
     config = tmp_path / "ioc.toml"
-    config.write_text('[[setpoint]]\nname = "A:SET"\n')
+    config.write_text('[[setpoint]]\nname = "A:SET"\n[[setpoint]]\nname = "B:SET"\n')
     audit = tmp_path / "audit.jsonl"
-    proc = subprocess.Popen([sys.executable, "-m", "softioc", str(config), "--audit", str(audit), "-q"],
+    proc = subprocess.Popen([sys.executable, "-m", "softioc", str(config), "--audit", str(audit), "-q",
+                             "--processes", str(processes)],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         conf = {}
@@ -271,8 +277,9 @@ def test_the_command_line_option_writes_the_audit_file(tmp_path):
             conf[name] = value
         with Interface(conf=conf, timeout=5.0) as itf:
             itf.set_value("A:SET", 1.25)
+            itf.set_value("B:SET", 2.5)  # the second shard's, with two processes
         assert [(p["pv"], p["value"], p["outcome"]) for p in read_audit_file(audit)] == [
-            ("A:SET", 1.25, "accepted")]
+            ("A:SET", 1.25, "accepted"), ("B:SET", 2.5, "accepted")]
     finally:
         proc.terminate()
         proc.communicate(timeout=20)
@@ -280,10 +287,12 @@ def test_the_command_line_option_writes_the_audit_file(tmp_path):
 
 # ---- the soak keeps both and cross-checks them -------------------------------------------------------
 
-def test_a_short_soak_with_a_journal_and_an_audit_file_finds_them_matching(tmp_path):
+@pytest.mark.parametrize("processes", [1, 2])  # with two, both shards append to the one audit file
+def test_a_short_soak_with_a_journal_and_an_audit_file_finds_them_matching(tmp_path, processes):
     journal, audit = tmp_path / "journal.jsonl", tmp_path / "audit.jsonl"
     settings = SoakSettings(cycles=60, seed=7, warmup=10, timeout=0.4, p_timeout=0.05, p_reject=0.05,
-                            p_outage=0.0, outage_duration=1.0, journal=str(journal), audit=str(audit))
+                            p_outage=0.0, outage_duration=1.0, journal=str(journal), audit=str(audit),
+                            processes=processes)
     report = run_soak(settings)
     check = report["checks"]["journal_matches_audit"]
     assert check["ok"], check["detail"]

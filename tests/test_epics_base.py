@@ -341,10 +341,11 @@ def test_a_port_taken_before_the_first_start_binds_it_is_replaced():
 
 SCRIPT = textwrap.dedent("""
     import sys, threading
-    import softioc.epics_base as eb
-    if sys.argv[1] == "stdin":
-        eb._die_with_parent = lambda: None  # only the closing stdin pipe is left to end the IOC
-    ioc = eb.EpicsBaseIOC().start()
+    import softioc.child_process
+    from softioc.epics_base import EpicsBaseIOC
+    if sys.argv[1] == "stdin":  # only the closing stdin pipe is left to end the IOC
+        softioc.child_process._die_with_parent = lambda: None
+    ioc = EpicsBaseIOC().start()
     print(ioc.pid, flush=True)
     threading.Event().wait()
 """)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+
 import numpy as np
 import pytest
 
@@ -82,3 +84,57 @@ def test_results_are_immutable():
     result = SetResult("A", 1.0, "set")
     with pytest.raises(AttributeError):
         result.status = "failed"
+
+
+def softioc_modules():
+    """Every module of the softioc package, imported (its `__main__` left out: it would serve)."""
+    import pkgutil
+
+    import softioc
+
+    names = [info.name for info in pkgutil.walk_packages(softioc.__path__, "softioc.")]
+    return [importlib.import_module(name) for name in ["softioc", *names] if not name.endswith("__main__")]
+
+
+def test_every_soft_ioc_error_is_a_softioc_error():
+    """One tree: `except SoftIOCError` catches every error the soft IOC defines."""
+    from softioc.errors import SoftIOCError
+
+    defined = {obj for module in softioc_modules() for obj in vars(module).values()
+               if isinstance(obj, type) and issubclass(obj, BaseException)
+               and obj.__module__.startswith("softioc")}
+    assert len(defined) >= 10  # the modules were read
+    assert {cls.__qualname__ for cls in defined if not issubclass(cls, SoftIOCError)} == set()
+
+
+def test_soft_ioc_errors_keep_their_builtin_and_their_old_paths():
+    from softioc import errors
+    from softioc.epics_base import EpicsBaseError, NotLoopbackError
+    from softioc.machine import ShardError
+
+    assert EpicsBaseError is errors.EpicsBaseError and issubclass(EpicsBaseError, RuntimeError)
+    assert NotLoopbackError is errors.NotLoopbackError and issubclass(NotLoopbackError, ValueError)
+    assert ShardError is errors.ShardError and issubclass(ShardError, errors.ChildError)
+    assert issubclass(errors.ExpressionError, ValueError)
+    for cls in (EpicsBaseError, NotLoopbackError, ShardError, errors.ExpressionError, errors.ChildError):
+        assert issubclass(cls, errors.SoftIOCError)
+
+
+def test_every_epics_pva_error_is_an_epics_pva_error():
+    """One tree: `except EpicsPvaError` catches every error epics_pva defines (Badger's plugin
+    included where Badger is installed), and the core's all live in epics_pva.errors."""
+    import pkgutil
+
+    import epics_pva.errors
+
+    modules = []
+    for info in pkgutil.walk_packages(epics_pva.__path__, "epics_pva."):
+        if info.name.endswith("__main__") or info.name.startswith("epics_pva.badger"):
+            continue  # the Badger plugin imports Badger
+        modules.append(importlib.import_module(info.name))
+    defined = {obj for module in modules for obj in vars(module).values()
+               if isinstance(obj, type) and issubclass(obj, BaseException) and obj.__module__.startswith("epics_pva")
+               and not obj.__name__.startswith("_")}  # a parser's private signal never leaves its module
+    assert len(defined) >= 15  # the modules were read
+    assert {cls.__qualname__ for cls in defined if not issubclass(cls, EpicsPvaError)} == set()
+    assert {cls.__module__ for cls in defined} == {"epics_pva.errors"}

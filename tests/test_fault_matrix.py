@@ -30,6 +30,7 @@ from epics_pva import (
 )
 from softioc import (
     Alarm,
+    ForcedValue,
     Outage,
     PutReject,
     PutTimeout,
@@ -52,7 +53,7 @@ CONFIG = {
     ],
 }
 
-TIMEOUT = 0.5  # s per network operation; a timed-out put costs this much
+TIMEOUT = 2.0  # s per network operation; a timed-out put costs this much, a healthy one must fit in it loaded
 RETRY_DELAY = 0.05
 SETTLE = 5.0  # count_down of a PV expected to settle: returns as soon as it does
 GIVE_UP = 0.5  # count_down of a PV whose readback is expected never to settle
@@ -126,6 +127,12 @@ FAULTS = {
         without_validation=_set(),
         count_down=GIVE_UP,
         needs_alarm_contract=True,
+    ),
+    "forced_readback": Fault(  # the readback holds a value of its own, in no alarm: only validation sees it
+        arm=lambda ioc: ioc.faults.arm(RBV[F], ForcedValue(value=-1.0)),
+        with_validation=_failed(ValidationError, ["accepted"]),
+        without_validation=_set(),
+        count_down=GIVE_UP,
     ),
     "pv_outage": Fault(
         arm=lambda ioc: ioc.faults.arm(F, Outage(duration=DOWN_FOR)),
@@ -286,8 +293,8 @@ def test_the_matrix_covers_every_fault_the_soft_ioc_injects(softioc_factory):
         fault.arm(ioc)
         kinds |= {e.kind for e in ioc.audit.faults(event="armed")}
         ioc.stop()
-    assert kinds == set(FAULT_KINDS)  # the restart is the ninth, with no fault kind of its own
-    assert len(CELLS) == 9 * 2 * 2
+    assert kinds == set(FAULT_KINDS)  # the restart is the tenth, with no fault kind of its own
+    assert len(CELLS) == 10 * 2 * 2
 
 
 @ALARM_CONTRACT

@@ -89,7 +89,7 @@ def test_arrays_are_accepted_for_array_pvs(soft_ioc, interface):
     ({"I:WAVE": [0.1, math.nan]}, "I:WAVE", "NaN or infinite"),
     ({"I:WAVE": [0.1, 2.0]}, "I:WAVE", "element 1 (2) is outside the PV's control limits [-1, 1]"),
     ({"I:WAVE": [[0.1], [0.2]]}, "I:WAVE", "shape (2, 1)"),
-    ({"I:WAVE": ["a", "b"]}, "I:WAVE", "not numbers"),
+    ({"I:WAVE": ["a", "b"]}, "I:WAVE", "element 0 ('a') is a string, but the PV holds numbers"),
     ({"I:NOSUCH:PV": 1.0}, "I:NOSUCH:PV", "cannot read the PV: no reply within 0.5 s"),
     ({"": 1.0}, "", "empty PV name"),
     ({"I:D:SET ": 1.0}, "I:D:SET ", "whitespace"),

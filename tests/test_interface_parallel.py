@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from functools import partial
 
 import pytest
@@ -38,7 +37,9 @@ CONFIGS = {f"P:{n}:SET": settle(f"P:{n}:RBV") for n in ("SLOW", "A", "B", "C")}
 
 
 def make(ioc, **kwargs) -> Interface:
-    return Interface(conf=ioc.client_conf(), timeout=0.5, retry_delay=0.2, **kwargs)
+    # timeout: a healthy PV's connection and put must fit in it on a loaded machine too (at
+    # 0.5 s the channels' first description timed out and the whole set was refused)
+    return Interface(conf=ioc.client_conf(), timeout=2.0, retry_delay=0.2, **kwargs)
 
 
 def put_times(ioc) -> dict[str, float]:
@@ -46,16 +47,30 @@ def put_times(ioc) -> dict[str, float]:
 
 
 def test_parallel_a_slow_settling_pv_does_not_delay_the_others(soft_ioc):
+    """Behaviour, not speed: the slow PV's validation does not finish before the other PVs'
+    have, which only a parallel set can do (in order, it would wait for them in vain)."""
+    done = {pv: threading.Event() for pv in ("P:A:SET", "P:B:SET")}
+    seen: list[bool] = []
+
+    def fast(pv):
+        def validate(**kwargs):
+            result = CONFIGS[pv](**kwargs)
+            done[pv].set()
+            return result
+        return validate
+
+    def slow(**kwargs):
+        result = CONFIGS["P:SLOW:SET"](**kwargs)  # about SETTLE s: it moves at 1/s
+        seen.append(all(event.wait(30.0) for event in done.values()))
+        return result
+
+    configs = {"P:SLOW:SET": slow, "P:A:SET": fast("P:A:SET"), "P:B:SET": fast("P:B:SET")}
     with make(soft_ioc, parallel=True) as itf:
-        start = time.monotonic()
-        results = itf.set_values({"P:SLOW:SET": 1.0, "P:A:SET": 1.0, "P:B:SET": 1.0}, configs=CONFIGS)
-        took = time.monotonic() - start
+        results = itf.set_values({"P:SLOW:SET": 1.0, "P:A:SET": 1.0, "P:B:SET": 1.0}, configs=configs)
     assert all(r.status == "set" for r in results.values())
-    times = put_times(soft_ioc)
-    assert max(times.values()) - min(times.values()) < SETTLE / 2  # all puts went out together
-    assert results["P:SLOW:SET"].elapsed >= SETTLE * 0.9
-    assert results["P:A:SET"].elapsed < SETTLE / 2 and results["P:B:SET"].elapsed < SETTLE / 2
-    assert took < 2 * SETTLE  # about as long as the slowest PV, not the sum
+    assert seen == [True]  # A and B were set and validated while SLOW was still validating
+    assert results["P:SLOW:SET"].elapsed >= SETTLE * 0.9  # it did wait for its readback
+    assert sorted(r.pv for r in soft_ioc.audit.puts(outcome="accepted")) == ["P:A:SET", "P:B:SET", "P:SLOW:SET"]
 
 
 def test_in_order_each_put_waits_for_the_previous_pv_to_settle(soft_ioc):
@@ -75,7 +90,8 @@ def test_parallel_a_timing_out_pv_does_not_delay_the_others(soft_ioc):
     assert results["P:A:SET"].attempts == 2
     first_a = soft_ioc.audit.puts("P:A:SET")[0].wall_time
     times = put_times(soft_ioc)
-    assert abs(times["P:B:SET"] - first_a) < 0.4 and abs(times["P:C:SET"] - first_a) < 0.4
+    # B and C were not held up by A's timeout: both were in before A's retry went out
+    assert times["P:B:SET"] < times["P:A:SET"] and times["P:C:SET"] < times["P:A:SET"]
     assert times["P:A:SET"] - first_a >= 0.2  # its retry came after retry_delay
 
 

@@ -241,12 +241,15 @@ def test_time_arguments(capsys, tmp_path: Path) -> None:
     assert "'-1' is not a number of seconds > 0" in capsys.readouterr().err
 
 
-def test_an_unreadable_journal_exits_2_naming_file_and_line(tmp_path: Path, capsys) -> None:
+def test_an_unreadable_journal_exits_2_naming_file_and_each_bad_line(tmp_path: Path, capsys) -> None:
     path = tmp_path / "j.jsonl"
-    path.write_text('{"time": 1.0, "pid": 1, "event": "put", "call": "1-1-a"}\nnot json\n{}\n')
+    good = '{"time": 1.0, "pid": 1, "event": "put", "call": "1-1-a", "pv": "A", "value": 2.0, "attempt": 1}'
+    path.write_text(good + '\nnot json\n{}\n')
     assert main(["show", str(path)]) == 2
-    err = capsys.readouterr().err
-    assert str(path) in err and "line 2 is corrupt" in err
+    captured = capsys.readouterr()
+    assert "call 1-1-a" in captured.out and "A: ? (not recorded) -> 2.0" in captured.out  # the rest is shown
+    assert f"{path}: line 2 skipped: not JSON" in captured.err
+    assert f"{path}: line 3 skipped: missing key(s) time, pid, event, call" in captured.err
     assert main(["restore", str(tmp_path / "absent.jsonl")]) == 2
     assert "No such file or directory" in capsys.readouterr().err
 

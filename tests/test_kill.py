@@ -30,6 +30,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from epics_pva import Interface, wait_for_readback
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -166,9 +168,10 @@ def test_a_killed_set_leaves_every_received_put_and_every_before_in_the_journal(
 
 # ---- 3: restore after a killed run ----------------------------------------------------------------
 
-def test_restore_after_a_killed_run_puts_every_pv_back_to_its_before_value(softioc_factory, tmp_path):
+@pytest.mark.parametrize("processes", [1, 2])  # a machine: K:1 on shard 1, the others on shard 0
+def test_restore_after_a_killed_run_puts_every_pv_back_to_its_before_value(softioc_factory, tmp_path, processes):
     journal, audit = tmp_path / "journal.jsonl", tmp_path / "audit.jsonl"
-    ioc = softioc_factory(CONFIG, audit=audit)
+    ioc = softioc_factory(CONFIG, audit=audit, processes=processes)
     run_killed_child(ioc, journal, audit)
     with Interface(conf=ioc.client_conf(), timeout=5.0) as itf:
         moved = itf.get_values(PVS)

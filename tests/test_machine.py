@@ -13,13 +13,12 @@ import threading
 import time
 
 import pytest
+from _network import PrivateHosts
 from p4p.client.thread import Context, RemoteError
 
-from softioc import SoftIOC, load_config
-from softioc.machine import Machine
+from softioc import SoftIOC, load_config, serve
+from softioc.machine import LinkedSimulation, Machine, assign, share
 from softioc.model import Simulation
-from softioc.shard import LinkedSimulation
-from softioc.sharding import assign, share
 
 PREFIX = "SOFTIOC:"
 
@@ -47,7 +46,7 @@ def machine():
     started: list[Machine] = []
 
     def start(config=None, processes=2, **kwargs) -> Machine:
-        m = SoftIOC(config or machine_config(), processes=processes, **kwargs)
+        m = serve(config or machine_config(), processes=processes, **kwargs)
         assert isinstance(m, Machine)
         started.append(m.start())
         return m
@@ -80,7 +79,7 @@ def gone(pid: int) -> bool:
         return fh.read().rsplit(")", 1)[1].split()[0] == "Z"
 
 
-def wait_gone(pids, timeout: float = 15.0) -> None:
+def wait_gone(pids, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while not all(gone(p) for p in pids):
         if time.monotonic() > deadline:
@@ -133,34 +132,57 @@ def test_the_model_gives_the_same_values_whichever_shard_steps_a_device():
 def test_bad_machine_arguments_are_named():
     with pytest.raises(ValueError, match="processes must be >= 1, got 0"):
         SoftIOC(machine_config(), processes=0)
+    with pytest.raises(ValueError, match="processes must be >= 1, got 0"):
+        serve(machine_config(), processes=0)
     with pytest.raises(ValueError, match=r"host: give one address or 2 \(one per shard\), got 3"):
         Machine(machine_config(), processes=2, host=["127.0.0.1"] * 3)
     with pytest.raises(ValueError, match="'NOPE' is not served by this machine"):
         Machine(machine_config(), processes=2).shard_for("NOPE")
     with pytest.raises(ValueError, match=r"shard must be within \[0, 2\], got 3"):
         share(load_config(machine_config()), 3, 3)
-    assert isinstance(SoftIOC({**machine_config(), "ioc": {"processes": 2}}), Machine)
-    assert not isinstance(SoftIOC(machine_config()), Machine)
+    assert isinstance(serve({**machine_config(), "ioc": {"processes": 2}}), Machine)
+    assert isinstance(serve(machine_config(), processes=2), Machine)
+    assert type(serve(machine_config())) is SoftIOC and type(serve(machine_config(), processes=1)) is SoftIOC
+
+
+def test_a_soft_ioc_asked_for_several_processes_points_to_serve_and_machine():
+    """Choosing one process or several is explicit: SoftIOC is one, never a Machine in disguise."""
+    with pytest.raises(ValueError, match=r"a SoftIOC serves one process, and processes=2 asks for a machine "
+                                         r"of 2: use softioc\.serve\(config, processes=2\) .* or "
+                                         r"softioc\.Machine\(config, processes=2\)"):
+        SoftIOC(machine_config(), processes=2)
+    with pytest.raises(ValueError, match=r"\[ioc\] processes = 3 in <dict> asks for a machine of 3: use "
+                                         r"softioc\.serve\(config\) .* or softioc\.Machine\(config\)"):
+        SoftIOC({**machine_config(), "ioc": {"processes": 3}})
+    assert type(SoftIOC(machine_config(), processes=1)) is SoftIOC
 
 
 # ---- over the network ------------------------------------------------------------------------
 
+# a machine of N processes starts N + 1 interpreters (p4p, numpy each): a second or two on a
+# quiet machine, tens of seconds on a loaded 2-core one, and as long again to stop them all
+READY_S = 90
+BANNER_TEST_S = 240  # pytest-timeout of a test that starts one: start, a few gets, stop
+
+
 class Banner:
     """`python -m softioc CONFIG --processes N` in a subprocess, read up to `# ready`."""
 
-    def __init__(self, *args) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-m", "softioc", *map(str, args)], stdout=subprocess.PIPE,
+    def __init__(self, *args, wrap=None) -> None:
+        """`wrap` runs the command through another (e.g. on another host: PrivateHosts.command)."""
+        argv = [sys.executable, "-m", "softioc", *map(str, args)]
+        self.proc = subprocess.Popen(wrap(argv) if wrap else argv, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, text=True, env=clean_env())
         self.lines: queue.Queue = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
         self.banner: list[str] = []
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + READY_S
         while not self.banner or self.banner[-1] != "# ready":
             try:
                 line = self.lines.get(timeout=max(0.0, deadline - time.monotonic()))
             except queue.Empty:
                 self.proc.kill()
-                raise AssertionError(f"no '# ready' within 30 s; got {self.banner}") from None
+                raise AssertionError(f"no '# ready' within {READY_S} s; got {self.banner}") from None
             assert line is not None, f"exited before '# ready': {self.banner} {self.proc.stderr.read()}"
             self.banner.append(line)
 
@@ -178,8 +200,8 @@ class Banner:
 def banner():
     started: list[Banner] = []
 
-    def start(*args) -> Banner:
-        started.append(Banner(*args))
+    def start(*args, wrap=None) -> Banner:
+        started.append(Banner(*args, wrap=wrap))
         return started[-1]
 
     yield start
@@ -190,35 +212,37 @@ def banner():
 
 
 def shard_pids(ctx: Context) -> list[int]:
-    rows = json.loads(ctx.get(f"{PREFIX}SHARDS", timeout=5.0))
+    rows = json.loads(ctx.get(f"{PREFIX}SHARDS", timeout=20.0))
     assert rows and all(r["alive"] for r in rows), rows
     return [r["pid"] for r in rows]
 
 
+@pytest.mark.timeout(BANNER_TEST_S)
 def test_every_pv_is_found_from_the_banner_alone_and_sigterm_stops_every_shard(banner, tmp_path, ctx_for):
     path = tmp_path / "machine.toml"
     path.write_text('[[setpoint_range]]\nname = "Q{i}:SET"\nreadback = "Q{i}:RBV"\ncount = 6\n')
     served = banner(path, "--processes", "3")
     settings = served.settings()
-    assert set(settings) == {"EPICS_PVA_ADDR_LIST", "EPICS_PVA_AUTO_ADDR_LIST"}
+    assert set(settings) == {"EPICS_PVA_ADDR_LIST", "EPICS_PVA_AUTO_ADDR_LIST", "EPICS_PVA_INTERFACE_REHEARSAL_ID"}
     assert len(settings["EPICS_PVA_ADDR_LIST"].split()) == 4  # three shards and the control PVs
     ctx = ctx_for(settings)
     names = [f"Q{i}:{end}" for i in range(6) for end in ("SET", "RBV")]
-    assert ctx.get(names, timeout=5.0) == [0.0] * 12
+    assert ctx.get(names, timeout=20.0) == [0.0] * 12
     pids = shard_pids(ctx)
     assert len(pids) == 3
     served.proc.send_signal(signal.SIGTERM)
-    assert served.proc.wait(15) == 0
+    assert served.proc.wait(60) == 0
     wait_gone(pids)
 
 
+@pytest.mark.timeout(BANNER_TEST_S)
 def test_no_shard_outlives_a_parent_killed_by_sigkill(banner, tmp_path, ctx_for):
     path = tmp_path / "machine.toml"
     path.write_text('[[setpoint_range]]\nname = "Q{i}:SET"\ncount = 2\n')
     served = banner(path, "--processes", "2")
     pids = shard_pids(ctx_for(served.settings()))
     served.proc.kill()
-    served.proc.wait(10)
+    served.proc.wait(30)
     wait_gone(pids)
 
 
@@ -289,14 +313,14 @@ def test_a_tcp_port_taken_by_another_process_before_a_shard_binds_cannot_fail_th
         machine, ctx_for, monkeypatch):
     """Ports are chosen free, but another process may take one before the shard binds it (seen
     on a busy CI host). A TCP port the parent chose would then fail the start; it chooses none."""
-    import softioc.machine
+    from softioc.machine import _machine  # where the machine looks its free_port up
 
-    real_free_port = softioc.machine.free_port
+    real_free_port = _machine.free_port
     holder = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     holder.bind(("127.0.0.1", 0))
     holder.listen()
     taken = holder.getsockname()[1]
-    monkeypatch.setattr(softioc.machine, "free_port",  # a TCP choice is always the taken port
+    monkeypatch.setattr(_machine, "free_port",  # a TCP choice is always the taken port
                         lambda host, kind: taken if kind == socket.SOCK_STREAM else real_free_port(host, kind))
     try:
         m = machine(processes=3)
@@ -339,26 +363,167 @@ def test_the_soak_runs_against_a_machine_of_two_processes():
     assert len(report["outages"]) == injected["pv_outage"] + injected["server_outage"]
 
 
+@pytest.mark.timeout(BANNER_TEST_S)
 def test_one_shard_alone_serves_its_share_for_a_machine_spread_over_hosts(banner, tmp_path, ctx_for):
     path = tmp_path / "machine.toml"
     path.write_text('[[setpoint_range]]\nname = "Q{i}:SET"\nreadback = "Q{i}:RBV"\ncount = 4\n')
     served = banner(path, "--processes", "2", "--shard", "1")
     ctx = ctx_for(served.settings())
-    assert ctx.get(["Q1:SET", "Q3:RBV", "SOFTIOC:SHARD1:PUTS"], timeout=5.0) == [0.0, 0.0, 0]
+    assert ctx.get(["Q1:SET", "Q3:RBV", "SOFTIOC:SHARD1:PUTS"], timeout=20.0) == [0.0, 0.0, 0]
     with pytest.raises(TimeoutError):
         ctx.get("Q0:SET", timeout=0.5)  # shard 0's, served elsewhere
     served.proc.send_signal(signal.SIGINT)
+    assert served.proc.wait(60) == 0
+
+
+def test_the_cli_serves_a_machine_under_a_prefix_with_one_audit_file_a_rehearsal_proves_every_shard(
+        banner, tmp_path, ctx_for):
+    from epics_pva import Interface, Status
+    from softioc import read_audit_file
+
+    path, audit = tmp_path / "machine.toml", tmp_path / "audit.jsonl"
+    path.write_text('[[setpoint_range]]\nname = "Q{i}:SET"\nreadback = "Q{i}:RBV"\ncount = 4\n'
+                    'limits = [-5.0, 5.0]\n')
+    served = banner(path, "--processes", "2", "--prefix", "SIM:", "--audit", audit)
+    settings = served.settings()
+    assert settings["EPICS_PVA_INTERFACE_PREFIX"] == "SIM:"
+    identity = settings["EPICS_PVA_INTERFACE_REHEARSAL_ID"]
+    assert len(identity) == 32  # one id for the whole machine, printed once
+    conf = {k: v for k, v in settings.items() if not k.startswith("EPICS_PVA_INTERFACE_")}
+    ctx = ctx_for(conf)
+    names = [f"SIM:Q{i}:{end}" for i in range(4) for end in ("SET", "RBV")]
+    assert {v.raw["softiocId"] for v in ctx.get(names, timeout=5.0)} == {identity}  # every shard publishes it
+    assert ctx.get("SIM:SOFTIOC:ID", timeout=5.0) == identity
+    with pytest.raises(TimeoutError):
+        ctx.get("Q0:SET", timeout=0.5)  # the real name is not answered
+    values = {f"Q{i}:SET": 0.5 * (i + 1) for i in range(4)}  # Q0, Q2 on shard 0; Q1, Q3 on shard 1
+    with Interface(conf=conf, prefix="SIM:", rehearsal=True, rehearsal_id=identity) as interface:
+        results = interface.set_values(values)
+        assert {r.status for r in results.values()} == {Status.SET}
+        results = interface.set_values({"Q1:SET": -1.0, "Q2:SET": -2.0})
+        assert {r.status for r in results.values()} == {Status.SET}
+    # the machine's control PVs count every shard's puts
+    deadline = time.monotonic() + 5.0
+    while ctx.get("SIM:SOFTIOC:PUTS", timeout=5.0) != 6 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert ctx.get("SIM:SOFTIOC:PUTS", timeout=5.0) == 6
+    served.proc.send_signal(signal.SIGTERM)
     assert served.proc.wait(15) == 0
+    lines = [line for line in read_audit_file(audit) if line["type"] == "put"]
+    assert sorted((line["pv"], line["value"]) for line in lines) == sorted(
+        [*values.items(), ("Q1:SET", -1.0), ("Q2:SET", -2.0)])
+    assert all(line["outcome"] == "accepted" for line in lines)
+    for pv in ("Q1:SET", "Q2:SET"):  # one PV's puts in the order its shard received them
+        assert [line["value"] for line in lines if line["pv"] == pv] == [values[pv], -1.0 if pv == "Q1:SET" else -2.0]
 
 
-@pytest.mark.parametrize("ioc_keys, kwargs, named", [
-    ({"prefix": "SIM:"}, {}, "prefix"),
-    ({"control_from": ["*"]}, {}, "control_from"),
-    ({}, {"audit": "audit.jsonl"}, "audit"),
-    ({}, {"allow_network": True}, "allow_network"),
-])
-def test_what_shards_do_not_carry_yet_is_refused_before_any_process_starts(ioc_keys, kwargs, named):
-    config = {"ioc": {"processes": 2, **ioc_keys},
-              "setpoint": [{"name": "R:SET", "readback": "R:RBV"}, {"name": "S:SET", "readback": "S:RBV"}]}
-    with pytest.raises(ValueError, match=f"{named} is not supported with processes=2"):
-        SoftIOC(config, **kwargs)
+def test_a_machine_carries_prefix_access_rules_and_one_id_kept_by_a_restarted_shard(machine, ctx_for, monitor):
+    from softioc.server import owner
+
+    m = machine(machine_config(prefix="SIM:", control_from=[owner()], write_from=["someone-else"]))
+    ctx = ctx_for(m.client_conf())
+    assert m.interface_settings() == {"EPICS_PVA_INTERFACE_REHEARSAL_ID": m.identity,
+                                      "EPICS_PVA_INTERFACE_PREFIX": "SIM:"}
+    with pytest.raises(RemoteError, match="write refused by the soft IOC's write_from rule"):
+        ctx.put("SIM:Q1:SET", 1.0, timeout=5.0)
+    ctx.put("SIM:SOFTIOC:FAULT:ARM", "Q1:SET put_reject count=1", timeout=5.0)  # the owner may
+    assert [a["kind"] for a in m.faults.active("Q1:SET")] == ["put_reject"]
+    assert [(r.pv, r.outcome) for r in m.audit.puts()] == [("Q1:SET", "rejected")]
+    sums = monitor(ctx, "SIM:SUM")  # its inputs on two shards, read under the prefix
+    sums.wait_value(lambda v: v == 5.5, timeout=10.0)  # 0.5 + 10 * 0.5: both inputs linked
+    before = m.identity
+    m.shards[1].proc.kill()
+    m.shards[1].proc.wait(10)
+    m.restart_shard(1)
+    assert m.identity == before
+    assert ctx.get("SIM:Q1:SET", timeout=5.0).raw["softiocId"] == before
+
+
+def test_a_machine_beyond_loopback_is_refused_before_any_process_starts():
+    from softioc import NetworkRefused
+
+    m = Machine(machine_config(), processes=2, host="192.0.2.77")
+    with pytest.raises(NetworkRefused, match=r"refusing to serve on 192\.0\.2\.77, which is not loopback"):
+        m.start()
+    assert m.shards == [] and not m.running
+
+
+@pytest.mark.timeout(120)  # three shard starts and a pytest of its own, on a loaded machine
+@pytest.mark.private_network(hosts=2, timeout=100)
+def test_a_machine_spread_over_two_hosts_serves_a_client_on_a_third_found_by_search(banner, tmp_path, ctx_for):
+    """Two hosts (network namespaces on one bridge) each serve one shard with `pva-softioc --shard
+    k`; the client, on a third, finds every PV by UDP search of the shards' addresses, sets PVs of
+    both in rehearsal mode, gets a per-PV error while one host's shard is down, and sets it again
+    once that shard is back; the two hosts' audit files, read together, hold every put."""
+    import uuid
+
+    from epics_pva import Interface, RehearsalError, SetValuesError, Status
+    from softioc import read_audit_file
+
+    path = tmp_path / "machine.toml"
+    path.write_text('[ioc]\nupdate_rate = 50.0\n[[setpoint_range]]\nname = "Q{i}:SET"\nreadback = "Q{i}:RBV"\n'
+                    'count = 4\nlag = "none"\nlimits = [-5.0, 5.0]\n[[observable]]\nname = "SUM"\n'
+                    'expression = "a + 10 * b"\ninputs = { a = "Q0:RBV", b = "Q1:RBV" }\n')
+    identity = uuid.uuid4().hex  # the operator's one id for the whole machine
+    with PrivateHosts(2) as hosts:
+        shards = [f"{hosts.address(k)}:5076" for k in range(2)]
+        audits = [tmp_path / f"audit-host{k}.jsonl" for k in range(2)]
+
+        def serve_shard(k: int) -> Banner:
+            return banner(path, "--processes", "2", "--shard", k, "--host", hosts.address(k), "--allow-network",
+                          "--port", "5075", "--broadcast-port", "5076", "--links", " ".join(shards),
+                          "--prefix", "SIM:", "--identity", identity, "--audit", audits[k],
+                          wrap=lambda argv, k=k: hosts.command(k, argv))
+
+        served = [serve_shard(k) for k in range(2)]
+        for shard in served:
+            assert shard.settings()["EPICS_PVA_INTERFACE_REHEARSAL_ID"] == identity
+        conf = {"EPICS_PVA_ADDR_LIST": " ".join(shards), "EPICS_PVA_AUTO_ADDR_LIST": "NO"}
+        ctx = ctx_for(conf)
+        names = [f"SIM:Q{i}:{end}" for i in range(4) for end in ("SET", "RBV")]
+        assert {v.raw["softiocId"] for v in ctx.get(names, timeout=5.0)} == {identity}
+        values = {f"Q{i}:SET": 0.5 * (i + 1) for i in range(4)}  # Q0, Q2 on host 0; Q1, Q3 on host 1
+        rehearsal = Interface(conf=conf, prefix="SIM:", rehearsal=True, rehearsal_id=identity, timeout=2.0,
+                              rehearsal_allow=",".join(hosts.address(k) for k in range(2)))  # not loopback
+        plain = Interface(conf=conf, prefix="SIM:", timeout=1.0, put_attempts=1)
+        try:
+            assert {r.status for r in rehearsal.set_values(values).values()} == {Status.SET}
+            assert rehearsal.get_values(list(values)) == values
+            deadline = time.monotonic() + 10.0  # the observable on host 0 reads Q1:RBV from host 1
+            while ctx.get("SIM:SUM", timeout=5.0) != 0.5 + 10 * 1.0 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert ctx.get("SIM:SUM", timeout=5.0) == 0.5 + 10 * 1.0
+
+            served[1].proc.kill()  # host 1's shard dies
+            served[1].proc.wait(10)
+            with pytest.raises(SetValuesError) as info:
+                plain.set_values({"Q0:SET": -1.0, "Q1:SET": -1.0})
+            results = info.value.results  # one line per PV: which one is down, and that nothing was sent
+            assert "cannot read the PV: no reply within 1 s (unknown PV, or its server is down)" in (
+                results["Q1:SET"].reason + str(results["Q1:SET"].error)), results
+            assert results["Q0:SET"].status == results["Q1:SET"].status == Status.NOT_ATTEMPTED, results
+            assert "Q1:SET" in str(info.value)
+            assert ctx.get("SIM:Q0:SET", timeout=5.0) == values["Q0:SET"]  # host 0 serves on, untouched
+            with pytest.raises(RehearsalError, match="Q1:SET"):  # the rehearsal cannot prove Q1's server
+                rehearsal.set_values({"Q1:SET": -1.5})
+
+            served[1] = serve_shard(1)  # back, fresh from the config, with the same id
+            deadline = time.monotonic() + 15.0
+            while True:
+                try:
+                    results = rehearsal.set_values({"Q1:SET": -2.0, "Q3:SET": -2.0})
+                    break
+                except (RehearsalError, SetValuesError):
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.2)
+            assert {r.status for r in results.values()} == {Status.SET}
+        finally:
+            rehearsal.close()
+            plain.close()
+        for shard in served:
+            shard.proc.send_signal(signal.SIGTERM)
+            assert shard.proc.wait(15) == 0
+    accepted = [(line["pv"], line["value"]) for line in read_audit_file(*audits)
+                if line["type"] == "put" and line["outcome"] == "accepted"]
+    assert sorted(accepted) == sorted([*values.items(), ("Q1:SET", -2.0), ("Q3:SET", -2.0)])

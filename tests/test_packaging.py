@@ -29,6 +29,9 @@ def test_the_wheel_holds_only_epics_pva_and_softioc(tmp_path: Path) -> None:
     assert len(dist_info) == 1 and top - dist_info == {"epics_pva", "softioc"}, sorted(top)
     assert "softioc/examples/demo.toml" in names  # package data still shipped
     assert {"epics_pva/py.typed", "softioc/py.typed"} <= set(names)  # PEP 561: typed packages
+    modules = {path.relative_to(ROOT).as_posix() for package in ("epics_pva", "softioc")
+               for path in (ROOT / package).rglob("*.py")}
+    assert modules - set(names) == set()  # every sub-package and module, none left behind
     entry_points = zipfile.ZipFile(wheel).read(f"{dist_info.pop()}/entry_points.txt").decode()
     assert "pva-softioc" in entry_points
     assert "pva-bench" not in entry_points and "pva-soak" not in entry_points

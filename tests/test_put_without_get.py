@@ -21,7 +21,7 @@ from p4p.server.thread import SharedPV
 
 from epics_pva import Interface, InvalidInputError
 from epics_pva.transport import _batch as compat
-from softioc.audit import ACCEPTED
+from softioc.server import ACCEPTED
 
 TIMEOUT = 5.0
 

@@ -19,7 +19,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from _network import other_address, private_network_unavailable
+from _network import OUTER_TIMEOUT_S, other_address, private_network_unavailable
 from p4p.client.thread import Context, RemoteError
 
 from epics_pva import Interface
@@ -291,6 +291,7 @@ def test_read_only_is_fail_safe_and_survives_pickling(soft_ioc, flag, writes):
     assert len(soft_ioc.audit.puts()) == (1 if writes else 0)
 
 
+@pytest.mark.timeout(3 * OUTER_TIMEOUT_S + 60)  # three namespace runs, each bounded by OUTER_TIMEOUT_S
 def test_a_private_network_test_that_fails_or_skips_inside_fails_outside(tmp_path):
     """The namespace runner reports the inner outcome: only one passed test passes outside."""
     why = private_network_unavailable()
@@ -299,15 +300,15 @@ def test_a_private_network_test_that_fails_or_skips_inside_fails_outside(tmp_pat
     tests = Path(__file__).parent
     (tmp_path / "pytest.ini").write_text("[pytest]\nmarkers =\n    private_network: in a namespace\n")
     (tmp_path / "conftest.py").write_text(f"import sys\nsys.path.insert(0, {str(tests)!r})\n"
-                                          "from _network import pytest_pyfunc_call  # noqa: F401\n")
+                                          "from _network import pytest_collection_modifyitems, pytest_pyfunc_call  # noqa: F401\n")
     (tmp_path / "test_inner.py").write_text(
         "import pytest\nfrom _network import other_address\n\n"
         "@pytest.mark.private_network\ndef test_passes():\n    assert other_address() == '198.51.100.1'\n\n"
         "@pytest.mark.private_network\ndef test_fails():\n    assert other_address() == 'elsewhere'\n\n"
         "@pytest.mark.private_network\ndef test_skips():\n    pytest.skip('skipped inside')\n")
     env = {k: v for k, v in os.environ.items() if k not in ("PYTEST_ADDOPTS", "PYTEST_XDIST_WORKER")}
-    done = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-rA", "--timeout=50",
-                           str(tmp_path)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=55)
+    done = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-rA", str(tmp_path)],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=3 * OUTER_TIMEOUT_S + 30)
     assert "PASSED test_inner.py::test_passes" in done.stdout, done.stdout
     assert "FAILED test_inner.py::test_fails" in done.stdout and "'198.51.100.1' == 'elsewhere'" in done.stdout
     assert "FAILED test_inner.py::test_skips" in done.stdout and "did not pass in its network namespace" in done.stdout

@@ -12,10 +12,9 @@ import pytest
 from p4p.client.thread import RemoteError
 
 from softioc import SoftIOC, load_config
-from softioc.audit import ACCEPTED, REJECTED
-from softioc.channels import PostBatch
 from softioc.model import Simulation
 from softioc.pytest_plugin import demo_config_path
+from softioc.server import ACCEPTED, REJECTED, PostBatch
 
 FAST = {"seed": 1, "update_rate": 100.0, "time_scale": 10.0}  # dt = 0.1 simulated s per 10 ms
 
@@ -24,8 +23,9 @@ def test_demo_config_is_served_as_written(soft_ioc, pva_client):
     names = soft_ioc.pv_names()
     assert names == ["DEMO:Q1:SET", "DEMO:Q1:RBV", "DEMO:Q2:SET", "DEMO:Q2:RBV", "DEMO:OBJ"]
     values = pva_client.get(names, timeout=5)
-    assert [float(v) for v in values[:4]] == [0.0, pytest.approx(0.0, abs=0.02), 0.0, 0.0]
-    assert float(values[4]) == pytest.approx(1.5**2 + 0.5**2, abs=0.05)
+    # the setpoints start at their initial values (0.5, -1.0), the readbacks there too
+    assert [float(v) for v in values[:4]] == [0.5, pytest.approx(0.5, abs=0.02), -1.0, -1.0]
+    assert float(values[4]) == pytest.approx((0.5 - 1.5)**2 + (-1.0 + 0.5)**2, abs=0.05)
     assert set(soft_ioc.pv_names(control=True)) > set(names) | {"SOFTIOC:FAULT:ARM", "SOFTIOC:PUTS"}
 
 

@@ -12,7 +12,7 @@ from p4p.client.thread import Context, RemoteError
 from epics_pva import ContextClosedError
 from epics_pva.core import reading_of
 from epics_pva.transport import get_many, put_many
-from softioc.audit import ACCEPTED, REJECTED
+from softioc.server import ACCEPTED, REJECTED
 
 TIMEOUT = 5.0
 CONFIG = {"ioc": {"seed": 1, "update_rate": 20.0}, "setpoint": [

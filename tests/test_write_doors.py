@@ -129,3 +129,36 @@ def test_without_a_switch_the_interface_door_writes(ioc, tmp_path):
     done = run(interface_door(ioc, tmp_path), ioc, {})
     assert done.returncode == 0, done.stderr
     assert sorted(r.value for r in ioc.audit.puts()) == [0.25, 0.5]
+
+
+def test_restoring_a_rehearsal_of_a_prefixed_mirror_never_writes_to_the_machine_beside_it(softioc_factory, tmp_path):
+    """The hostile case: a mirror served under SIM: beside a stand-in for the real machine, both
+    found by one client's search; a rehearsal's journal, restored from a new process, must never
+    reach the stand-in, whatever the operator exports."""
+    mirror = softioc_factory({**CONFIG, "ioc": {**CONFIG["ioc"], "prefix": "SIM:"}})
+    machine = softioc_factory({**CONFIG, "setpoint": [{**CONFIG["setpoint"][0], "initial": 4.5}]})
+    both = {"EPICS_PVA_ADDR_LIST": f"{mirror.client_conf()['EPICS_PVA_ADDR_LIST']} "
+                                   f"{machine.client_conf()['EPICS_PVA_ADDR_LIST']}",
+            "EPICS_PVA_AUTO_ADDR_LIST": "NO"}
+    path = tmp_path / "rehearsal.jsonl"
+    with Interface(conf=both, prefix="SIM:", rehearsal=True, rehearsal_id=mirror.identity, journal=str(path),
+                   use_env=False, honour_switches=False) as rehearsal:
+        rehearsal.set_values({"DOOR:Q1:SET": 2.0})
+    assert [(r.pv, r.value) for r in mirror.audit.puts()] == [("DOOR:Q1:SET", 2.0)]  # the audit names its own PVs
+
+    def restore(**switches: str) -> subprocess.CompletedProcess[str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("EPICS_PVA")}
+        env.update(both, **switches)
+        return subprocess.run([script("pva-journal"), "restore", str(path), "--write", "--timeout", "2"],
+                              env=env, capture_output=True, text=True, timeout=WAIT)
+
+    for switches in ({}, WRONG_ID, READ_ONLY):
+        done = restore(**switches)
+        assert done.returncode != 0, (switches, done.stdout, done.stderr)
+        assert machine.audit.puts() == [] and len(mirror.audit.puts()) == 1, (switches, done.stdout)
+    done = restore(EPICS_PVA_INTERFACE_REHEARSAL="1", EPICS_PVA_INTERFACE_REHEARSAL_ID=mirror.identity)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert [(r.pv, r.value) for r in mirror.audit.puts()][1:] == [("DOOR:Q1:SET", 1.0)]
+    assert machine.audit.puts() == []
+    with Interface(conf=machine.client_conf(), use_env=False) as reader:
+        assert reader.get_values(["DOOR:Q1:SET"]) == {"DOOR:Q1:SET": 4.5}

@@ -17,7 +17,6 @@ import json
 import os
 import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -25,22 +24,34 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-
-def _free(kind: int) -> int:
-    with socket.socket(socket.AF_INET, kind) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from softioc.child_process import ChildProcess, free_port
 
 
-def _spawn(path: Path, port: int, udp: int) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("EPICS_")}
-    proc = subprocess.Popen([sys.executable, "-m", "softioc", str(path), "--port", str(port),
-                             "--broadcast-port", str(udp), "-q"], stdout=subprocess.PIPE, text=True, env=env)
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        if line.startswith("# ready"):
-            return proc
-    raise RuntimeError(f"soft IOC {path} exited before '# ready'")
+class _Shard(ChildProcess):
+    """`python -m softioc PATH` on the given ports, as a shard of a machine would be served."""
+
+    answers = False  # the command line prints its banner and serves; it takes no commands
+
+    def __init__(self, path: Path, port: int, udp: int) -> None:
+        super().__init__(f"soft IOC {path.name}", reply_timeout=10.0)
+        self.argv = [sys.executable, "-m", "softioc", str(path), "--port", str(port),
+                     "--broadcast-port", str(udp), "-q"]
+
+    def start(self) -> _Shard:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("EPICS_")}
+        self._spawn(self.argv, env=env)
+        self._await_ready(60.0)
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would; start() serves again on the same ports."""
+        if self._proc is not None:
+            self._proc.kill()
+            self._end(10.0)
+
+
+def _spawn(path: Path, port: int, udp: int) -> _Shard:
+    return _Shard(path, port, udp).start()
 
 
 def measure(form: str, shards: int, trials: int) -> dict[str, Any]:
@@ -53,12 +64,12 @@ def measure(form: str, shards: int, trials: int) -> dict[str, Any]:
         path = Path(folder, f"shard{k}.toml")
         path.write_text(f'[ioc]\ncontrol_prefix = "C{k}:"\n[[setpoint]]\nname = "S{k}:SET"\nreadback = "S{k}:RBV"\n')
         paths.append(path)
-    tcp = [_free(socket.SOCK_STREAM) for _ in range(shards)]
+    tcp = [free_port("127.0.0.1", socket.SOCK_STREAM) for _ in range(shards)]
     if form == "shared":
-        udp = [_free(socket.SOCK_DGRAM)] * shards
+        udp = [free_port("127.0.0.1", socket.SOCK_DGRAM)] * shards
         addr = f"127.0.0.1:{udp[0]}"
     else:
-        udp = [_free(socket.SOCK_DGRAM) for _ in range(shards)]
+        udp = [free_port("127.0.0.1", socket.SOCK_DGRAM) for _ in range(shards)]
         addr = " ".join(f"127.0.0.1:{u}" for u in udp)
     procs = [_spawn(paths[k], tcp[k], udp[k]) for k in range(shards)]
     conf = {"EPICS_PVA_ADDR_LIST": addr, "EPICS_PVA_AUTO_ADDR_LIST": "NO"}
@@ -79,7 +90,6 @@ def measure(form: str, shards: int, trials: int) -> dict[str, Any]:
         victim = 1 % shards
         for _ in range(trials):
             procs[victim].kill()
-            procs[victim].wait(10)
             procs[victim] = _spawn(paths[victim], tcp[victim], udp[victim])
             began = time.monotonic()
             while True:
@@ -95,7 +105,6 @@ def measure(form: str, shards: int, trials: int) -> dict[str, Any]:
     finally:
         for proc in procs:
             proc.kill()
-            proc.wait(10)
 
     def summary(values: list[float]) -> dict[str, float] | None:
         if not values:

@@ -1,5 +1,6 @@
-"""Command line: install the Badger plugin, or run a Badger routine headless.
+"""Command line: set up Badger's GUI, install the Badger plugin, or run a Badger routine headless.
 
+    python -m epics_pva.badger setup ROOT [--no-demo] [--environment DIR ...] [--settings FILE] [--force]
     python -m epics_pva.badger install ROOT [--environment DIR ...] [--force]
     python -m epics_pva.badger run ENV --plugin-root ROOT [--evaluations 5] [--generator random]
     python -m epics_pva.badger env          # the EPICS_PVA_INTERFACE_* variables and their values
@@ -28,6 +29,22 @@ from .settings import (
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=program_name("epics_pva.badger"), description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
+
+    setup = commands.add_parser(
+        "setup", help="prepare Badger's GUI in one step: plugin, demo environment, settings file, folders",
+        description="Install the plugin (and the demo environment) under ROOT/plugins, create "
+                    "ROOT/templates, logbook, archive and logs, write the settings file Badger reads, "
+                    "and print the command that starts the GUI.")
+    setup.add_argument("root", help="folder for everything Badger keeps (created if missing)")
+    setup.add_argument("--plugin-root", metavar="DIR", help="the plugin root (default ROOT/plugins)")
+    setup.add_argument("--no-demo", action="store_true", help="do not install the demo environment")
+    setup.add_argument("--environment", action="append", default=[], metavar="DIR",
+                       help="also install this environment plugin folder (repeatable)")
+    setup.add_argument("--settings", metavar="FILE",
+                       help="write Badger's settings here instead of the file Badger reads by default "
+                            "(the GUI is then started with -cf FILE)")
+    setup.add_argument("--force", action="store_true",
+                       help="replace plugins already there, and a settings file that is not Badger's (kept as .bak)")
 
     install = commands.add_parser("install", help="install the interface plugin into a Badger plugin root")
     install.add_argument("plugin_root", help="the BADGER_PLUGIN_ROOT folder (created if missing)")
@@ -62,6 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit status (0 ok, 1 failed, 2 misuse)."""
     args = build_parser().parse_args(argv)
+    if args.command == "setup":
+        return _setup(args)
     if args.command == "install":
         try:
             written = install_plugin(args.plugin_root, environments=args.environment, force=args.force)
@@ -86,6 +105,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"mode: {_mode()}")
         return 0
     return _run(args)
+
+
+def _setup(args: argparse.Namespace) -> int:
+    from .setup import gui_command, setup_badger
+
+    try:
+        report = setup_badger(args.root, plugin_root=args.plugin_root, settings=args.settings,
+                              environments=args.environment, demo=not args.no_demo, force=args.force)
+    except (FileExistsError, FileNotFoundError, NotADirectoryError, PermissionError) as exc:
+        print(f"setup: {exc}", file=sys.stderr)
+        return 1
+    for folder in report.plugins:
+        print(f"installed {folder}")
+    for key, folder in report.roots.items():
+        print(f"{key} = {folder}")
+    print(f"settings {report.settings_action}: {report.settings}"
+          + (f" (the previous one kept as {report.backup})" if report.backup else ""))
+    print(f"mode: {_mode()}")
+    print("Start Badger's GUI (where EPICS_PVA_* lead to the machine, e.g. after pasting the soft "
+          "IOC's --export lines):")
+    print(f"  {gui_command(report)}")
+    return 0
 
 
 def _mode() -> str:

@@ -20,9 +20,10 @@ from ..core import (
     read_switches,
     specs,
 )
-from ..errors import SetValuesError
+from ..errors import EpicsPvaError, SetValuesError
 from ..results import SetResult
 from .settings import ENVIRONMENT_VARIABLES, read_only_forced
+from .summary import lead_with_summary
 
 _log = logging.getLogger(__name__)
 
@@ -140,15 +141,26 @@ class _Interface(badger_interface.Interface):
     # ---- Badger's interface API -------------------------------------------------------------------
 
     @badger_interface.log
-    def get_values(self, channel_names: Iterable[str]) -> dict[str, Any]:
+    def get_values(self, channel_names: Iterable[str],
+                   configs: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """Read PVs concurrently; {name: value} in the order asked (see epics_pva.Interface).
+
+        With fresh_reads (EPICS_PVA_INTERFACE_FRESH_READS), a read after set_values waits for
+        each PV's first update after that set; ``configs`` may give an observable its read
+        function (``partial(average_fresh, n=4)``, ``partial(first_after, seconds=S)``).
 
         An unreadable PV, or one in INVALID alarm, raises ReadError naming it and why
         ("alarm INVALID (UDF)"): Badger then stops the routine and asks the operator to
         retry or abort, rather than optimising on a value that is no measurement.
-        (With nan_on_read_error such a PV reads NaN instead.)
+        (With nan_on_read_error such a PV reads NaN instead.) Errors lead with a one-line
+        summary naming each PV and why (epics_pva.badger.summary), the first thing Badger's
+        dialog shows.
         """
-        return self._interface().get_values(channel_names)
+        try:
+            return self._interface().get_values(channel_names, configs)
+        except EpicsPvaError as exc:
+            lead_with_summary(exc)
+            raise
 
     @badger_interface.log
     def set_values(
@@ -156,26 +168,41 @@ class _Interface(badger_interface.Interface):
         channel_inputs: Mapping[str, Any],
         configs: Mapping[str, ValidationFunction | None] | None = None,
     ) -> dict[str, SetResult]:
-        """Set PVs and validate them with ``configs``; every PV's outcome (see epics_pva.Interface)."""
+        """Set PVs and validate them with ``configs``; every PV's outcome (see epics_pva.Interface).
+
+        Errors are epics_pva's, leading with a one-line summary per PV (see get_values).
+        """
         if isinstance(configs, Mapping):  # get_info shows each setpoint's readback from then on
             self._configs.update({pv: fn for pv, fn in configs.items() if fn is not None})
         try:
             results = self._interface().set_values(channel_inputs, configs=configs)
         except SetValuesError as exc:
             self._history.append(exc.results)
+            lead_with_summary(exc)
+            raise
+        except EpicsPvaError as exc:
+            lead_with_summary(exc)
             raise
         self._history.append(results)
         return results
 
     def get_value(self, channel_name: str) -> Any:
-        """Read one PV."""
-        return self._interface().get_value(channel_name)
+        """Read one PV (errors as get_values)."""
+        try:
+            return self._interface().get_value(channel_name)
+        except EpicsPvaError as exc:
+            lead_with_summary(exc)
+            raise
 
     def set_value(
         self, channel_name: str, channel_value: Any, validation_function: ValidationFunction | None = None
     ) -> SetResult:
-        """Set one PV and validate it; raises that PV's own error."""
-        result = self._interface().set_value(channel_name, channel_value, validation_function)
+        """Set one PV and validate it; raises that PV's own error (leading with its summary)."""
+        try:
+            result = self._interface().set_value(channel_name, channel_value, validation_function)
+        except EpicsPvaError as exc:
+            lead_with_summary(exc)
+            raise
         self._history.append({channel_name: result})
         return result
 

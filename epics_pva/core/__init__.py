@@ -7,9 +7,11 @@ retries, validations, per-PV results). It reaches the machine only through
 `epics_pva.transport` and records its sets through `epics_pva.journal`.
 """
 
+from ._fresh import ReadFunction, average_fresh, first_after
 from ._guard import Switches, WriteMode, announce, decide, read_switches
 from ._interface import Interface
-from ._readings import Alarm, AlarmMemory, Reading, reading_of
+from ._read_path import check_names
+from ._readings import Alarm, AlarmMemory, Reading, alarm_of, read_failure, reading_of
 from ._rehearsal import identity_problems, prove_on_the_wire, settings_problems
 from ._settings import (
     SWITCHES,
@@ -31,7 +33,8 @@ from ._validation import (
 )
 
 __all__ = [
-    "SWITCHES", "Alarm", "AlarmMemory", "Interface", "ReadbackTrace", "Reading", "SettingSpec",
+    "ReadFunction", "average_fresh", "first_after",
+    "SWITCHES", "Alarm", "AlarmMemory", "alarm_of", "check_names", "read_failure", "Interface", "ReadbackTrace", "Reading", "SettingSpec",
     "Settings", "Switches", "ValidationFunction", "WaitConfig", "WriteMode", "announce",
     "check_configs", "decide", "defaults", "environment_settings", "identity_problems",
     "parse_setting", "prove_on_the_wire", "read_switches", "reading_of", "recording_traces",

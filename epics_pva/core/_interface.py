@@ -16,6 +16,7 @@ from p4p.client.thread import Context
 from ..errors import SetValuesError
 from ..results import SetResult, Status
 from ..transport import Connection, MetadataCache
+from ._fresh import FreshMonitors
 from ._guard import WriteMode, announce, decide
 from ._read_path import ReadPath
 from ._readings import Reading
@@ -34,7 +35,7 @@ class Interface:
     meaning and unit): `read_only`, `parallel`, `timeout`, `put_attempts`, `retry_delay`,
     `conf`, `nan_on_read_error`, `max_workers`, `monitor_limit`, `monitor_idle`,
     `validation_timeout`, `journal`, `journal_fsync`, `rehearsal`, `rehearsal_id`,
-    `rehearsal_allow`, `prefix` (and the no-op `metadata_max_age`); or a ready `settings`.
+    `rehearsal_allow`, `fresh_reads`, `prefix` (and the no-op `metadata_max_age`); or a ready `settings`.
     They are checked once (ValueError naming the setting) and readable as attributes
     (`interface.timeout`); to change one, build a new Interface from `settings.replace(...)`.
 
@@ -85,6 +86,8 @@ class Interface:
         @property
         def rehearsal_allow(self) -> str: ...
         @property
+        def fresh_reads(self) -> bool: ...
+        @property
         def prefix(self) -> str: ...
 
     def __init__(self, settings: Settings | None = None, *, use_env: bool = True,
@@ -99,14 +102,25 @@ class Interface:
         self.honour_switches = bool(honour_switches)
         # a monitor per PV set: its type, limits and connection, pushed by the server
         self._monitors = MetadataCache(self.settings.monitor_limit, self.settings.monitor_idle)
-        self._connection = Connection(self.settings.conf, on_close=self._monitors.close,
-                                      prefix=self.settings.prefix)
+        # a monitor per PV read fresh (fresh_reads, or a read function): news after a set
+        self._fresh = FreshMonitors(self.settings.monitor_limit, self.settings.monitor_idle)
+        self._connection = Connection(self.settings.conf, on_close=self._forget, prefix=self.settings.prefix)
         self._time_limit = TimeLimit(self.settings.max_workers)
-        self._reads = ReadPath(self.settings, self._connection)
+        self._reads = ReadPath(self.settings, self._connection, self._fresh)
         # the journal is opened on the first set: a bad path fails that set
         self._sets = SetPath(self.settings, self._connection, self._monitors, self._time_limit,
                              self.decide)
         announce(self.mode)  # an operator's forced switch is said once per process, at WARNING
+
+    def _forget(self) -> None:
+        """The context was dropped: every monitor made on it is dead."""
+        self._monitors.close()
+        self._fresh.close()
+
+    def _set_done(self, results: Mapping[str, SetResult]) -> None:
+        """A set completed (validations included): fresh reads from now on wait for news."""
+        if any(r.status in (Status.SET, Status.FAILED) for r in results.values()):
+            self._fresh.mark(results)
 
     def decide(self) -> WriteMode:
         """How a set made now may write: the settings with the operator's switches applied."""
@@ -167,7 +181,7 @@ class Interface:
 
     # ---- reading ----------------------------------------------------------------------------
 
-    def get_values(self, names: Iterable[str]) -> dict[str, Any]:
+    def get_values(self, names: Iterable[str], configs: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """Read PVs concurrently and return {name: value} in the order asked.
 
         Values are Python scalars (float, int, bool, str), enum labels, numpy arrays or lists of
@@ -176,19 +190,25 @@ class Interface:
         ("alarm INVALID (UDF)") once the others are read, or, with nan_on_read_error, gives
         NaN for those PVs and logs a warning. MINOR and MAJOR values are returned; each PV's
         change of alarm is logged at WARNING once, not on every read.
-        """
-        return self._reads.values(names)
 
-    def get_readings(self, names: Iterable[str]) -> dict[str, Reading]:
+        With the fresh_reads setting, a read after a set_values on this Interface gives, for each
+        PV not set by it, a value received after that set completed (waited for by monitor, at
+        most `timeout` s; ReadError "no update since the set" past it). `configs` may give a PV
+        its read function, which makes that PV's reads after a set fresh even without the
+        setting: `partial(average_fresh, n=4)` or `partial(first_after, seconds=S)`.
+        """
+        return self._reads.values(names, configs)
+
+    def get_readings(self, names: Iterable[str], configs: Mapping[str, Any] | None = None) -> dict[str, Reading]:
         """Read PVs concurrently and return {name: Reading} (value, alarm, server time stamp).
 
         Reports; never refuses a value for its alarm: an INVALID PV gives its Reading with
         severity 3 and `ok` False. Names are checked as by get_values. A PV that cannot be
         read raises ReadError as get_values does, or, with nan_on_read_error, gives a Reading
         with value NaN, timestamp NaN, severity 3 (INVALID), status 7 (CLIENT) and the reason
-        as its message, logged at WARNING.
+        as its message, logged at WARNING. fresh_reads and `configs` as for get_values.
         """
-        return self._reads.readings(names)
+        return self._reads.readings(names, configs)
 
     def get_value(self, name: str) -> Any:
         """Read one PV; see get_values."""
@@ -236,6 +256,7 @@ class Interface:
         any put.
         """
         results = self._sets.set(inputs, configs)
+        self._set_done(results)
         if any(r.status in (Status.FAILED, Status.NOT_ATTEMPTED) for r in results.values()):
             raise SetValuesError(results)
         return results
@@ -245,6 +266,7 @@ class Interface:
     ) -> SetResult:
         """Set one PV and validate it; raises that PV's own error (PutError, ValidationError...)."""
         result = self._sets.set({pv: value}, {pv: validation_function})[pv]
+        self._set_done({pv: result})
         if result.error is not None:
             raise result.error
         return result

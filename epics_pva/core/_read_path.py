@@ -17,6 +17,7 @@ from .._version import __version__
 from ..errors import InvalidInputError, ReadError
 from ..results import show
 from ..transport import Connection, ServerAddress, check_name, find_servers, get_many
+from ._fresh import FreshMonitors
 from ._info import interface_fields, pv_fields, readback_fields
 from ._readings import (
     CLIENT_STATUS,
@@ -55,15 +56,17 @@ def check_names(names: Iterable[str]) -> list[str]:
 class ReadPath:
     """Reads PVs through an Interface's connection, remembering each PV's last alarm."""
 
-    def __init__(self, settings: Settings, connection: Connection) -> None:
+    def __init__(self, settings: Settings, connection: Connection,
+                 fresh: FreshMonitors | None = None) -> None:
         self.settings = settings
         self._connection = connection
+        self._fresh = fresh  # with fresh_reads: the monitors a read after a set waits on
         self._alarms = AlarmMemory()  # each PV's last alarm: log a change once, not every read
 
-    def values(self, names: Iterable[str]) -> dict[str, Any]:
+    def values(self, names: Iterable[str], configs: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """{name: value} in the order asked; see Interface.get_values."""
         names = check_names(names)
-        readings, failures = self.read(names)
+        readings, failures = self.read(names, configs)
         for name, reading in readings.items():
             if not reading.ok:
                 failures[name] = str(reading.alarm)
@@ -76,10 +79,10 @@ class ReadPath:
             return {name: values.get(name, math.nan) for name in names}
         return values
 
-    def readings(self, names: Iterable[str]) -> dict[str, Reading]:
+    def readings(self, names: Iterable[str], configs: Mapping[str, Any] | None = None) -> dict[str, Reading]:
         """{name: Reading} in the order asked; see Interface.get_readings."""
         names = check_names(names)
-        readings, failures = self.read(names)
+        readings, failures = self.read(names, configs)
         if failures:
             if not self.settings.nan_on_read_error:
                 raise ReadError(failures, readings)
@@ -88,19 +91,36 @@ class ReadPath:
                 readings[name] = Reading(math.nan, math.nan, INVALID, CLIENT_STATUS, why)
         return {name: readings[name] for name in names}
 
-    def read(self, names: list[str]) -> tuple[dict[str, Reading], dict[str, str]]:
+    def read(self, names: list[str], configs: Mapping[str, Any] | None = None,
+             ) -> tuple[dict[str, Reading], dict[str, str]]:
         """Read PVs with one concurrent get: the Reading of each one read, and why each other was not.
 
+        With fresh_reads, after a set, each PV not among its inputs is read from its monitor
+        instead (see _fresh.py), through its read function in `configs` if it has one; without
+        it, only the PVs with a read function are.
         Both dicts follow the order of `names`. Logs each PV's change of alarm once.
         """
         if not names:
             return {}, {}
         timeout = self.settings.timeout
+        context = self._connection.context()
+        got: dict[str, Reading | BaseException] = {}
+        if self._fresh is not None:
+            fresh = self._fresh.read(context, names, configs, timeout, self.settings.fresh_reads)
+            if fresh is not None:
+                got.update(fresh[0])
+                got.update({pv: _Failed(why) for pv, why in fresh[1].items()})
+        rest = [name for name in names if name not in got]
         # each reply becomes its Reading on p4p's thread as it arrives (ValueError: unreadable)
-        replies = get_many(self._connection.context(), names, timeout, convert=reading_of)
+        if rest:
+            got.update(zip(rest, get_many(context, rest, timeout, convert=reading_of), strict=True))
         readings: dict[str, Reading] = {}
         failures: dict[str, str] = {}
-        for name, reply in zip(names, replies, strict=True):
+        for name in names:
+            reply = got[name]
+            if isinstance(reply, _Failed):
+                failures[name] = str(reply)
+                continue
             if isinstance(reply, ValueError):
                 failures[name] = f"unreadable value: {reply}"
                 continue
@@ -139,6 +159,10 @@ class ReadPath:
                                                        replies[waits[pv].readback_pv], timeout))
         shown = interface_fields(self.settings.as_dict(), context.conf(), __version__)
         return {"interface": {"mode": mode, **shown} if mode else shown, "vars": found}
+
+
+class _Failed(Exception):
+    """Why a fresh read of one PV failed, in words (see _fresh.py)."""
 
 
 class _Search:

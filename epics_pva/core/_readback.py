@@ -14,8 +14,9 @@ from __future__ import annotations
 import contextvars
 import logging
 import math
+import numbers
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -23,10 +24,14 @@ import numpy as np
 from p4p.client.thread import Context
 
 from .. import _cancel as _cancel
-from ..transport import CallerQueue, Monitor, check_open, watch
+from ..results import show
+from ..transport import CallerQueue, Monitor, check_name, check_open, watch
 from ._readings import Alarm, alarm_of
 
-__all__ = ["ReadbackTrace", "ReadbackWait", "TraceList", "recording_traces", "wait_for_readback"]
+__all__ = [
+    "ReadbackTrace", "ReadbackWait", "TraceList", "recording_traces", "wait_for_readback",
+    "wait_parameters_problem",
+]
 
 _log = logging.getLogger("epics_pva.core._validation")  # where these waits have always logged
 
@@ -85,6 +90,39 @@ def _as_number(value: Any) -> float | np.ndarray:
     return float(value)
 
 
+def _real(value: Any) -> float | None:
+    """A real number as a float (None for what is not one: bools, strings, Decimal, arrays)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Real, np.integer, np.floating)):
+        return None
+    try:
+        number = float(value)
+    except Exception:  # noqa: BLE001 - a Real whose __float__ raises is no number to wait with
+        return None
+    return number if type(number) is float else None
+
+
+def wait_parameters_problem(parameters: Mapping[str, Any]) -> str | None:
+    """Why wait_for_readback cannot run with these of its parameters (readback_pv, tolerance,
+    count_down, offset: those given), or None."""
+    rules: dict[str, tuple[Callable[[float], bool], str]] = {
+        "tolerance": (lambda x: 0 <= x < math.inf, "a finite number >= 0"),
+        "count_down": (lambda x: 0 < x < math.inf, "a finite number of seconds > 0"),
+        "offset": (math.isfinite, "a finite number"),
+    }
+    if "readback_pv" in parameters:
+        name = parameters["readback_pv"]
+        why = check_name(name)
+        if why is not None:
+            return f"wait_for_readback: readback_pv must be a PV name, not {show(name)} ({why})"
+    for key, (good, rule) in rules.items():
+        if key not in parameters:
+            continue
+        number = _real(parameters[key])
+        if number is None or not good(number):  # NaN fails every rule
+            return f"wait_for_readback: {key} must be {rule}, not {show(parameters[key])}"
+    return None
+
+
 class ReadbackWait:
     """One wait for `readback_pv` to come within `tolerance` of `set_value + offset`.
 
@@ -98,6 +136,10 @@ class ReadbackWait:
     def __init__(self, set_pv: str, set_value: Any, readback_pv: str, tolerance: float, count_down: float,
                  offset: float, context: Context, timeout: float | None, traces: TraceList | None = None,
                  changed: Callable[[ReadbackWait], None] | None = None) -> None:
+        why = wait_parameters_problem({"readback_pv": readback_pv, "tolerance": tolerance,
+                                       "count_down": count_down, "offset": offset})
+        if why is not None:
+            raise ValueError(f"PV {set_pv}: {why}")
         self.set_pv, self.set_value, self.readback_pv = set_pv, set_value, readback_pv
         self.tolerance, self.count_down, self.offset = tolerance, count_down, offset
         self.context, self.timeout = context, timeout
@@ -226,6 +268,10 @@ def wait_for_readback(
     `context` is closed meanwhile (close() or os.fork() in another thread), raises
     ContextClosedError at once: the readback was not judged. If the set_values call it
     validates for is interrupted meanwhile (see epics_pva.cancel), raises SetCancelled at once.
+
+    Its own parameters are checked first (ValueError naming the one that is wrong): a
+    `readback_pv` that is a PV name, a finite `tolerance` >= 0, a finite `count_down` > 0 (s),
+    a finite `offset`. A set checks them before its first put (see check_configs).
     """
     wait = ReadbackWait(set_pv, set_value, readback_pv, tolerance, count_down, offset, context, timeout,
                         _TRACES.get())

@@ -207,6 +207,9 @@ class Settings:
     rehearsal_allow: str = _setting(
         "", "addresses or host names besides loopback a rehearsal may search, comma separated",
         _host_list, _env("rehearsal_allow"), str)
+    fresh_reads: bool = _setting(
+        False, "after a set, read each PV's first update received after the set completed (waits "
+        "by monitor, at most timeout s) instead of its current value", _flag, _env("fresh_reads"), bool)
     prefix: str = _setting(
         "", "put before every PV name on the wire (the soft IOC's --prefix); results keep the "
         "names as given", _text, _env("prefix"), str)

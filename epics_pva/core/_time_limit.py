@@ -26,15 +26,12 @@ from functools import partial
 from typing import Any
 
 from .._fork import at_fork
+from ..errors import ValidationTimeout
 from ._readback import recording_traces
 
 __all__ = ["Ticket", "TimeLimit", "ValidationTimeout"]
 
 _log = logging.getLogger(__name__)
-
-
-class ValidationTimeout(TimeoutError):
-    """A validation function was still running when its time limit (seconds) ran out."""
 
 
 _live: weakref.WeakSet[TimeLimit] = weakref.WeakSet()

@@ -19,11 +19,11 @@ from functools import partial
 from typing import Any
 
 from ..errors import InvalidInputError
-from ._readback import ReadbackTrace, recording_traces, wait_for_readback
+from ._readback import ReadbackTrace, recording_traces, wait_for_readback, wait_parameters_problem
 
 __all__ = [
     "ReadbackTrace", "ValidationFunction", "WaitConfig", "check_configs", "readback_wait_of",
-    "recording_traces", "wait_configs", "wait_for_readback",
+    "recording_traces", "wait_configs", "wait_for_readback", "wait_parameters_problem",
 ]
 
 _log = logging.getLogger(__name__)
@@ -54,6 +54,22 @@ def _cannot_call(fn: Any) -> str | None:
     return None
 
 
+def _wait_parameters(fn: Any) -> dict[str, Any] | None:
+    """The parameters a (nested) functools.partial of wait_for_readback binds, or None for any
+    other function (and for a partial that cannot bind: _cannot_call says why)."""
+    args: list[Any] = []
+    keywords: dict[str, Any] = {}
+    while isinstance(fn, partial):
+        args, keywords = [*fn.args, *args], {**fn.keywords, **keywords}
+        fn = fn.func
+    if fn is not wait_for_readback:
+        return None
+    try:
+        return dict(inspect.signature(wait_for_readback).bind_partial(*args, **keywords).arguments)
+    except TypeError:
+        return None
+
+
 def check_configs(
     inputs: Mapping[str, Any], configs: Mapping[str, Any] | None
 ) -> dict[str, ValidationFunction | None]:
@@ -61,7 +77,10 @@ def check_configs(
 
     Each function's signature is bound to the call's keywords first, so a function missing
     an argument (say a partial of wait_for_readback without `tolerance`) is refused before
-    any put is sent, not found after the machine has moved.
+    any put is sent, not found after the machine has moved. The parameters a partial of
+    wait_for_readback binds are checked too (a NaN, negative or infinite tolerance, a NaN,
+    infinite, negative or zero count_down, a NaN or infinite offset, a readback_pv that is no
+    PV name, a parameter of the wrong type), the error naming the PV and the parameter.
     """
     if configs is None:
         return {}
@@ -70,7 +89,7 @@ def check_configs(
             {"configs": f"expected a dict of PV name -> function, not {type(configs).__name__}"})
     problems = {
         pv: why for pv, fn in configs.items()
-        if pv in inputs and fn is not None and (why := _cannot_call(fn)) is not None
+        if pv in inputs and fn is not None and (why := _cannot_call(fn) or _bad_wait(fn)) is not None
     }
     if problems:
         raise InvalidInputError(problems)
@@ -78,6 +97,11 @@ def check_configs(
     if unused:  # normal for Badger: a routine often sets a subset of the variables
         _log.debug("no input for configs key(s) %s: their validation is not run", unused)
     return {pv: fn for pv, fn in configs.items() if pv in inputs}
+
+
+def _bad_wait(fn: Any) -> str | None:
+    parameters = _wait_parameters(fn)
+    return None if parameters is None else wait_parameters_problem(parameters)
 
 
 # ---- the settings of a wait_for_readback config ---------------------------------------------------

@@ -14,7 +14,12 @@ than the line).
 `CallJournal.guard()` wraps a call's puts: it gives the threads working for the call one
 cancel signal (epics_pva.cancel), and if anything escapes the puts (KeyboardInterrupt,
 SystemExit, a bug) it cancels the call's waits, writes an ``interrupted`` line naming the
-PVs whose put had been sent, and lets the exception go on.
+PVs whose put had been sent, and lets the exception go on. When the puts end normally it
+writes the call's ``end`` line (as `read_only` does after its lines).
+
+The journal never decides a PV's outcome: what it cannot encode it records as a stand-in
+(see encode_value), and a line after the put (outcome, validation, end) that cannot be
+written for any reason is logged as an error while the PV keeps what the machine did.
 """
 
 from __future__ import annotations
@@ -25,11 +30,10 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from p4p.client.thread import RemoteError
-
 from .._cancel import Cancel, cancel_scope
 from ..errors import JournalError, StrangerServerError
 from ..results import SetResult, Status
+from ._format import safe_text
 from ._writer import Journal, LineWriteError
 
 if TYPE_CHECKING:
@@ -54,6 +58,8 @@ def classify(outcome: Any, timeout: float, closed: bool) -> tuple[str, str | Non
         return ("failed" if outcome.sent else "refused"), outcome.reason
     if isinstance(outcome, TimeoutError):
         return "timed_out", f"no reply within {timeout:g} s"
+    from p4p.client.thread import RemoteError  # here: reading a journal needs no p4p
+
     if isinstance(outcome, RemoteError):
         return "rejected", str(outcome)
     if isinstance(outcome, (ValueError, TypeError)):  # p4p's put builder: raised before sending
@@ -88,9 +94,18 @@ class CallJournal:
             self.journal.before(self.call, values, errors, self.wire)
 
     def read_only(self, planned: Mapping[str, Any]) -> None:
-        """What a read-only call would have set (raises JournalError)."""
+        """What a read-only call would have set (raises JournalError), then the call's end."""
         if self.journal is not None:
             self.journal.read_only(self.call, planned, self.wire)
+            self.end()
+
+    def end(self) -> None:
+        """The call's last line (logged, not raised, if it cannot be written)."""
+        if self.journal is not None:
+            try:
+                self.journal.end(self.call)
+            except Exception as exc:  # noqa: BLE001 - the call is done: its outcome stands
+                _log.error("end of call %s not journaled: %s", self.call, exc)
 
     def put(self, pv: str, value: Any, attempt: int) -> None:
         """The put about to be sent; raises JournalError, and then the put must not be sent.
@@ -123,7 +138,7 @@ class CallJournal:
         if self.journal is not None:
             try:
                 self.journal.outcome(self.call, pv, attempt, outcome, reason)
-            except (JournalError, ValueError) as exc:
+            except Exception as exc:  # noqa: BLE001 - the put was sent: what it did stands
                 _log.error("%s: outcome %s of attempt %d not journaled: %s", pv, outcome, attempt, exc)
 
     @contextmanager
@@ -138,10 +153,12 @@ class CallJournal:
                 cancel.cancel()  # wake the workers' retry delays and readback waits now
                 self.interrupted(exc)
                 raise
+        self.end()
 
     def interrupted(self, exc: BaseException) -> None:
         """Write the ``interrupted`` line (logged, not raised, if it cannot be written)."""
-        reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        text = safe_text(exc)
+        reason = f"{type(exc).__name__}: {text}" if text != type(exc).__name__ else text
         if self.journal is None:
             _interface_log.error("set interrupted (%s)", reason)
             return
@@ -152,7 +169,7 @@ class CallJournal:
                              len(sent) + len(not_sent), f": {', '.join(sent)}" if sent else "")
         try:
             self.journal.interrupted(self.call, sent, not_sent, reason)
-        except (JournalError, ValueError) as exc2:
+        except Exception as exc2:  # noqa: BLE001 - the interruption goes on up all the same
             _log.error("interruption of call %s not journaled: %s", self.call, exc2)
 
     def validation(self, pv: str, result: Any = None, error: BaseException | None = None,
@@ -162,7 +179,7 @@ class CallJournal:
         if self.journal is not None:
             try:
                 self.journal.validation(self.call, pv, result=result, error=error, trace=trace)
-            except (JournalError, ValueError) as exc:
+            except Exception as exc:  # noqa: BLE001 - the PV's outcome is what the machine did
                 _log.error("%s: validation not journaled: %s", pv, exc)
 
 

@@ -1,6 +1,6 @@
 """What the journal says was done: one record per call and PV, and the plan to put PVs back.
 
-No file access here: these work on the entries journal_read.read_journal gives.
+No file access here: these work on the entries the reader (_reader.py) gives.
 
 A put counts for a restore only if it may have reached the machine: a put refused before it
 was sent (outcome ``not_attempted`` or ``refused``) or rejected by the server changed
@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._format import BEFORE, INTERRUPTED, NOT_SENT, OUTCOME, PUT, READ_ONLY, REJECTED, VALIDATION
-from ._reader import Entry
+from ._lines import Entry
 
-__all__ = ["CallRecord", "PvRecord", "ReadbackCheck", "RestoreStep", "Wire", "group_calls",
-           "readback_checks", "restore_plan", "wire_of"]
+__all__ = ["CallGrouper", "CallRecord", "PvRecord", "ReadbackCheck", "RestoreStep", "Wire", "group_calls",
+           "readback_check_of", "readback_checks", "restore_plan", "wire_of"]
 
 _MISSING = object()
 
@@ -119,40 +119,65 @@ class CallRecord:
         return bool(self.pvs) and all(r.read_only for r in self.pvs.values())
 
 
+class CallGrouper:
+    """Gathers entries, one at a time, into one CallRecord per call: what a reader streaming a
+    window feeds, so that only the calls are held, not every line."""
+
+    def __init__(self) -> None:
+        self._calls: dict[str, CallRecord] = {}
+
+    def add(self, e: Entry) -> None:
+        record = self._calls.get(e.call)
+        if record is None:
+            record = self._calls[e.call] = CallRecord(e.call, e.time, e.pid)
+        elif e.time < record.time:
+            record.time = e.time
+        event, fields = e.event, e.fields  # read directly: this runs for every line of a window
+        if event == INTERRUPTED:
+            record.interrupted = e
+            return
+        name = fields.get("pv")
+        if name is None:
+            return
+        pv = record.pvs.get(name)
+        if pv is None:
+            pv = record.pvs[name] = PvRecord(name)
+        if event == BEFORE or event == READ_ONLY:
+            if record.wire is None:
+                wire = e.wire
+                if wire is not None:
+                    record.wire = Wire(str(wire["prefix"]), bool(wire["rehearsal"]), str(wire["rehearsal_id"]))
+            if event == READ_ONLY:
+                pv.requested, pv.read_only = fields.get("value"), True
+            elif "value" in fields:
+                pv.before = fields["value"]
+            else:
+                pv.before_error = fields.get("error") or "no value recorded"
+        elif event == PUT:
+            pv.requested = fields.get("value")
+            pv.last_put = e.time
+            pv.attempts.append((fields.get("attempt") or 0, None, None))
+        elif event == OUTCOME:
+            _set_outcome(pv.attempts, fields.get("attempt") or 0, fields.get("outcome"), fields.get("reason"))
+        elif event == VALIDATION:
+            pv.validation = e
+
+    def discard(self, calls: Iterable[str]) -> None:
+        """Forget these calls (a window's reader learnt they began before it)."""
+        for call in calls:
+            self._calls.pop(call, None)
+
+    def calls(self) -> list[CallRecord]:
+        """The calls, ordered by their first line's time."""
+        return sorted(self._calls.values(), key=lambda c: c.time)
+
+
 def group_calls(entries: Iterable[Entry]) -> list[CallRecord]:
     """Gather entries into one CallRecord per call, ordered by the call's first line time."""
-    calls: dict[str, CallRecord] = {}
-    for e in entries:
-        record = calls.get(e.call)
-        if record is None:
-            record = calls[e.call] = CallRecord(e.call, e.time, e.pid)
-        record.time = min(record.time, e.time)
-        if e.event == INTERRUPTED:
-            record.interrupted = e
-            continue
-        if e.pv is None:
-            continue
-        pv = record.pvs.setdefault(e.pv, PvRecord(e.pv))
-        if e.event in (BEFORE, READ_ONLY) and record.wire is None:
-            wire = e.wire
-            if wire is not None:
-                record.wire = Wire(str(wire["prefix"]), bool(wire["rehearsal"]), str(wire["rehearsal_id"]))
-        if e.event == BEFORE:
-            if e.has_value:
-                pv.before = e.value
-            else:
-                pv.before_error = e.error or "no value recorded"
-        elif e.event == PUT:
-            pv.requested = e.value
-            pv.last_put = e.time
-            pv.attempts.append((e.attempt or 0, None, None))
-        elif e.event == OUTCOME:
-            _set_outcome(pv.attempts, e.attempt or 0, e.outcome, e.reason)
-        elif e.event == VALIDATION:
-            pv.validation = e
-        elif e.event == READ_ONLY:
-            pv.requested, pv.read_only = e.value, True
-    return sorted(calls.values(), key=lambda c: c.time)
+    grouper = CallGrouper()
+    for entry in entries:
+        grouper.add(entry)
+    return grouper.calls()
 
 
 def _set_outcome(attempts: list[tuple[int, str | None, str | None]], attempt: int,

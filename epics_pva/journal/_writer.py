@@ -20,6 +20,13 @@ fields::
     interrupted sent, not_sent, reason  the call was interrupted (KeyboardInterrupt, ...)
                                      during its puts: the PVs whose put had been sent (or was
                                      being sent) and those never sent, and what interrupted it
+    end         (no fields)          the call is over: no line of it follows (a call broken
+                                     off, or whose process was killed, has none)
+
+A call id is "<pid>-<counter>-<random hex>-<ms>", <ms> the epoch milliseconds when the id was
+made, before the call's first line: a lower bound on the call's start that lets a reader
+asked for a time window tell, without reading the whole journal, whether a call seen at the
+window's start began before it. Ids of journals written before it have three parts.
 
 Journals written before the wire settings were recorded have none on their `before` lines;
 the reader takes them as they are (`CallRecord.wire` is None).
@@ -35,6 +42,7 @@ A hook in the interface needs only these calls, in this order::
                     reason)
     journal.validation(call, pv, result=...)   # or error=...
     journal.interrupted(call, sent, not_sent, reason)  # only if something broke off the call
+    journal.end(call)                          # the call is over (not after an interruption)
 
 Every line is written with one ``os.write`` on a descriptor opened with O_APPEND (no Python
 buffering), so a SIGKILL loses at most the line being written and several processes may
@@ -50,12 +58,10 @@ with its final newline: the reader skips a last line without one, and a line a l
 marked as cut off, whether or not it parses.
 
 Values are encoded losslessly: numpy scalars as Python numbers, numpy arrays as lists,
-non-finite floats as ``{"$float": "NaN" | "Infinity" | "-Infinity"}``.
-
-This module is the writer; it also gives every name of the journal's other modules, so
-``from epics_pva.journal import X`` serves them all: the line vocabulary and value encoding
-(journal_format.py), reading lines back (journal_read.py), and grouping them into calls and
-a restore plan (journal_restore.py).
+non-finite floats as ``{"$float": "NaN" | "Infinity" | "-Infinity"}``. A value that cannot be
+encoded (a repr that raises, lists nested thousands deep, an int of thousands of digits) is
+recorded as a repr of at most 200 characters or as "unencodable: <type>", and so is the text
+of an error whose ``__str__`` raises: a line is never refused for what it records.
 """
 
 from __future__ import annotations
@@ -74,9 +80,10 @@ from pathlib import Path
 from typing import Any
 
 from .._fork import at_fork
-from ..errors import JournalError
+from ..errors import JournalError, LineWriteError
 from ._format import (
     BEFORE,
+    END,
     INTERRUPTED,
     OUTCOME,
     PUT,
@@ -84,6 +91,7 @@ from ._format import (
     TRUNCATED,
     VALIDATION,
     encode_value,
+    safe_text,
     wire_fields,
 )
 from ._lock import hold, take_flock
@@ -103,11 +111,6 @@ def _renew_locks_in_child() -> None:
 
 
 at_fork(after_in_child=_renew_locks_in_child)
-
-
-class LineWriteError(JournalError):
-    """A line's write failed after it began: the line may be in the file, whole or in part
-    (a short write, or a failed fsync). The reader skips a part; a whole line stays."""
 
 
 def _check_pv(pv: Any) -> str:
@@ -230,8 +233,9 @@ class Journal:
                 os.close(fd)
 
     def new_call(self) -> str:
-        """A fresh call id, unique across processes: "<pid>-<counter>-<random hex>"."""
-        return f"{os.getpid()}-{next(self._calls)}-{secrets.token_hex(4)}"
+        """A fresh call id, unique across processes: "<pid>-<counter>-<random hex>-<ms>", <ms>
+        the epoch milliseconds now (a lower bound on the time of the call's first line)."""
+        return f"{os.getpid()}-{next(self._calls)}-{secrets.token_hex(4)}-{int(time.time() * 1000)}"
 
     def _write(self, call: str, event: str, fields: Mapping[str, Any]) -> None:
         if not isinstance(call, str) or not call:
@@ -290,7 +294,7 @@ class Journal:
         for pv, value in values.items():
             self._write(call, BEFORE, {"pv": _check_pv(pv), "value": encode_value(value), **extra})
         for pv, why in (errors or {}).items():
-            self._write(call, BEFORE, {"pv": _check_pv(pv), "error": str(why), **extra})
+            self._write(call, BEFORE, {"pv": _check_pv(pv), "error": safe_text(why), **extra})
 
     def put(self, call: str, pv: str, value: Any, attempt: int) -> None:
         """Record a put about to be sent (write it before sending, so a kill cannot hide it)."""
@@ -305,7 +309,7 @@ class Journal:
             raise ValueError(f"journal: {pv}: outcome must be a non-empty string, not {outcome!r}")
         self._write(call, OUTCOME, {"pv": _check_pv(pv), "attempt": _check_attempt(pv, attempt),
                                     "outcome": outcome,
-                                    "reason": None if reason is None else str(reason)})
+                                    "reason": None if reason is None else safe_text(reason)})
 
     def validation(
         self, call: str, pv: str, result: Any = None, error: BaseException | str | None = None,
@@ -314,14 +318,11 @@ class Journal:
         """Record what a PV's validation function returned, or the error it raised, and
         optionally the readback `trace` it saw (a ReadbackTrace: what a lag fit needs)."""
         if error is not None:
-            text = str(error)
-            if isinstance(error, BaseException) and not text:
-                text = type(error).__name__
-            fields: dict[str, Any] = {"pv": _check_pv(pv), "error": text}
+            fields: dict[str, Any] = {"pv": _check_pv(pv), "error": safe_text(error)}
         else:
             fields = {"pv": _check_pv(pv), "result": encode_value(result)}
         if trace is not None:
-            fields["trace"] = encode_value(dict(trace))
+            fields["trace"] = encode_value(trace)
         self._write(call, VALIDATION, fields)
 
     def read_only(self, call: str, planned: Mapping[str, Any], wire: Mapping[str, Any] | None = None) -> None:
@@ -335,4 +336,8 @@ class Journal:
         whose put had been sent or was being sent, the PVs never sent, and what interrupted it."""
         self._write(call, INTERRUPTED, {"sent": [_check_pv(pv) for pv in sent],
                                         "not_sent": [_check_pv(pv) for pv in not_sent],
-                                        "reason": str(reason)})
+                                        "reason": safe_text(reason)})
+
+    def end(self, call: str) -> None:
+        """Record that the call is over: no line of it follows this one."""
+        self._write(call, END, {})

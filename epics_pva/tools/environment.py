@@ -39,18 +39,21 @@ _log = logging.getLogger(__name__)
 READBACK_KEY, OFFSET_KEY, TOLERANCE_KEY = "readback_pv", "offset", "tolerance"
 
 
-def load_environment(spec: str | os.PathLike[str]) -> type:
-    """Import a Badger environment class from a plugin folder, a ``.py`` file or a module name.
+def load_environment(spec: str | os.PathLike[str]) -> Any:
+    """Import an environment from a plugin folder, a ``.py`` file or a module name.
 
-    ``spec`` may end in ``:ClassName`` (default ``Environment``). Raises
-    BadgerEnvironmentError naming the spec and what is wrong.
+    ``spec`` may end in ``:ClassName`` (default ``Environment``). Without a class name, a
+    module with no ``Environment`` but a module-level ``variables`` mapping is itself the
+    environment: a plain, Badger-free one (``variables`` {name: [low, high]}, ``observables``
+    [names], ``configs`` {variable: validation config}). Raises BadgerEnvironmentError naming
+    the spec and what is wrong.
     """
     text = os.fspath(spec)
-    attr = "Environment"
+    attr, named = "Environment", False
     head, sep, tail = text.rpartition(":")
     # "C:..." is a Windows drive, not a class name
     if sep and tail.isidentifier() and head and not (len(head) == 1 and head.isalpha()):
-        text, attr = head, tail
+        text, attr, named = head, tail, True
     path = Path(text)
     if path.is_dir():
         path = path / "__init__.py"
@@ -65,11 +68,14 @@ def load_environment(spec: str | os.PathLike[str]) -> type:
             module = importlib.import_module(text)
         except ImportError as exc:
             raise BadgerEnvironmentError(f"{text}: cannot import environment module: {exc}") from exc
-    try:
-        found: type = getattr(module, attr)
+    found = getattr(module, attr, None)
+    if found is not None:
         return found
-    except AttributeError:
-        raise BadgerEnvironmentError(f"{spec}: module {module.__name__!r} has no {attr!r}") from None
+    if not named and isinstance(getattr(module, "variables", None), Mapping):
+        return module  # a plain module environment: its module-level names are the environment
+    hint = "" if named else (" and is no plain environment either (no module-level 'variables' mapping); "
+                             "name the class with SPEC:ClassName")
+    raise BadgerEnvironmentError(f"{spec}: module {module.__name__!r} has no {attr!r}{hint}")
 
 
 def _import_file(path: Path) -> ModuleType:
@@ -99,7 +105,11 @@ def environment_name(env: Any) -> str:
 
 
 def environment_configs(env: Any) -> dict[str, Any]:
-    """The environment's ``_configs`` mapping (setpoint -> validation config), or {}."""
+    """The environment's validation configs (setpoint -> validation config): its public
+    ``configs`` mapping (a plain environment's), else its ``_configs`` (a Badger plugin's), or {}."""
+    configs = getattr(env, "configs", None)
+    if isinstance(configs, Mapping):
+        return dict(configs)
     configs = getattr(env, "_configs", None)
     # A pydantic model turns an un-annotated `_configs` into a private attribute.
     if not isinstance(configs, Mapping):

@@ -21,8 +21,13 @@ rehearses the restore against that soft IOC. Calls in the window made with diffe
 prefixes or rehearsals are refused. --validate waits after each put for the readback the
 journal's validation lines name, within their tolerance (wait_for_readback).
 T is epoch seconds or an ISO 8601 time (local time unless it names an offset); a call is in
-the window when its first line is. Exit status: 0 done, 1 something not restored (refused,
-failed, not validated in time, read-only), 2 bad arguments or an unreadable journal.
+the window when its first line is. The journal is read as a stream: the window is found by
+its times and only its calls are held, so a window costs about what it holds, not the
+file. Every line of the window that cannot be read is reported on stderr by its number and
+skipped; `show` prints the rest, `restore` sends nothing then (its plan could miss what the
+line recorded). Exit status: 0 done, 1 something not restored (refused, failed, not
+validated in time, read-only), 2 bad arguments, an unreadable journal, or a line in the
+window that could not be read.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ import argparse
 import logging
 import math
 import os
+import reprlib
 import sys
 from collections.abc import Mapping, Sequence
 from datetime import datetime
@@ -45,20 +51,19 @@ from ..errors import (
     ValidationError,
 )
 from ..journal import (
+    BadLine,
     CallRecord,
     PvRecord,
     ReadbackCheck,
     RestoreStep,
     Wire,
-    group_calls,
-    in_window,
-    read_journal,
-    readback_checks,
+    latest_entries,
+    readback_check_of,
     restore_plan,
+    scan_calls,
     wire_of,
 )
 from ..results import SetResult, Status
-from .arguments import MAX_SECONDS
 
 _log = logging.getLogger(__name__)
 
@@ -96,26 +101,45 @@ def _when(t: float) -> str:
     return datetime.fromtimestamp(t).isoformat(sep=" ", timespec="milliseconds")
 
 
+_printable = reprlib.Repr()
+_printable.maxlevel, _printable.maxlist, _printable.maxstring, _printable.maxother = 3, 8, 60, 60
+
+
 def _show(value: Any) -> str:
-    text = repr(value.tolist() if hasattr(value, "tolist") else value)
+    """A value, short: a repr cut to 60 characters (lists to their first elements)."""
+    if type(value) in (float, int, bool, type(None)):  # the usual value, at C speed
+        return repr(value)
+    try:
+        text = _printable.repr(value.tolist() if hasattr(value, "tolist") else value)
+    except Exception:  # noqa: BLE001 - decoded JSON always has a repr; be sure anyway
+        text = f"<{type(value).__name__}>"
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _clean(value: Any) -> str:
+    """Text from the journal as it may be printed: control characters (a terminal's escape
+    sequences among them) and lone surrogates shown escaped, never sent to the terminal."""
+    text = str(value)
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def _pv_line(rec: PvRecord) -> str:
     if rec.read_only:
         return f"  {rec.pv}: read-only, would set {_show(rec.requested)}"
-    before = _show(rec.before) if rec.has_before else f"? ({rec.before_error or 'not recorded'})"
+    before = _show(rec.before) if rec.has_before else f"? ({_clean(rec.before_error or 'not recorded')})"
     requested = _show(rec.requested) if rec.was_put else "(no put)"
     parts = [f"  {rec.pv}: {before} -> {requested}"]
     if rec.attempts:
         outcomes = []
         for attempt, outcome, reason in rec.attempts:
-            text = f"#{attempt} {outcome or 'no outcome (interrupted?)'}"
-            outcomes.append(f"{text} ({reason})" if reason else text)
+            text = f"#{attempt} {_clean(outcome or 'no outcome (interrupted?)')}"
+            outcomes.append(f"{text} ({_clean(reason)})" if reason else text)
         parts.append("attempts: " + ", ".join(outcomes))
     if rec.validation is not None:
         v = rec.validation
-        parts.append(f"validation failed: {v.error}" if v.error is not None
+        parts.append(f"validation failed: {_clean(v.error)}" if v.error is not None
                      else f"validation: {_show(v.result)}")
     return "; ".join(parts)
 
@@ -125,20 +149,20 @@ def _wire_text(wire: Wire | None) -> str:
         return ""
     parts = [f"prefix {wire.prefix!r}"] if wire.prefix else []
     if wire.rehearsal:
-        parts.append(f"rehearsal against soft IOC {wire.rehearsal_id}")
+        parts.append(f"rehearsal against soft IOC {_clean(wire.rehearsal_id)}")
     return "".join(f", {p}" for p in parts)
 
 
 def format_call(call: CallRecord) -> str:
     """A readable block for one call: a header line, then one line per PV (and the interruption)."""
     kind = "read-only" if call.read_only else "set"
-    lines = [f"{_when(call.time)}  pid {call.pid}  call {call.call}  "
+    lines = [f"{_when(call.time)}  pid {call.pid}  call {_clean(call.call)}  "
              f"({kind}, {len(call.pvs)} PV(s){_wire_text(call.wire)})"]
     lines += [_pv_line(rec) for rec in call.pvs.values()]
     if call.interrupted is not None:
         fields = call.interrupted.fields
         sent, not_sent = fields.get("sent") or [], fields.get("not_sent") or []
-        lines.append(f"  interrupted ({fields.get('reason') or 'no reason recorded'}) after sending "
+        lines.append(f"  interrupted ({_clean(fields.get('reason') or 'no reason recorded')}) after sending "
                      f"{len(sent)} PV(s){': ' + ', '.join(sent) if sent else ''}"
                      f"{'; not sent: ' + ', '.join(not_sent) if not_sent else ''}")
     return "\n".join(lines)
@@ -148,7 +172,8 @@ def _show_command(calls: list[CallRecord]) -> int:
     if not calls:
         print("no calls in the journal window")
         return 0
-    print("\n\n".join(format_call(c) for c in calls))
+    for k, call in enumerate(calls):  # one block at a time: a long window is never one string
+        print(("\n" if k else "") + format_call(call))
     return 0
 
 
@@ -186,15 +211,28 @@ def _plan_line(step: RestoreStep, checks: Mapping[str, ReadbackCheck] | None) ->
     return text
 
 
-def _restore_command(calls: list[CallRecord], everything: list[CallRecord], args: argparse.Namespace) -> int:
+def _readback_checks(path: str, pvs: set[str]) -> dict[str, ReadbackCheck]:
+    """{pv: its ReadbackCheck} from the latest validation line anywhere in the journal that
+    names a readback with its tolerance, for each of `pvs` that has one (searched backwards)."""
+    def names_a_readback(entry: Any) -> bool:
+        return entry.event == "validation" and readback_check_of(entry) is not None
+
+    found = latest_entries(path, pvs, names_a_readback, holding=b'"readback"')
+    return {pv: check for pv, entry in found.items() if (check := readback_check_of(entry)) is not None}
+
+
+def _restore_command(calls: list[CallRecord], bad: list[BadLine], args: argparse.Namespace) -> int:
     steps, unrestorable = restore_plan(calls)
     if not steps and not unrestorable:
         print("nothing to restore: no put in the journal window may have reached the machine")
-        return 0
+        return 2 if bad else 0
     wire, mixed = wire_of(calls)
     rehearsal, rehearsal_id, refusal = _rehearsal(wire, args.rehearsal_id, os.environ)
     refusal = mixed or refusal
-    checks = readback_checks(everything) if args.validate else None
+    if bad:
+        refusal = (f"{len(bad)} line(s) of the journal window could not be read (listed on stderr): "
+                   "the plan may miss what they recorded")
+    checks = _readback_checks(args.file, {s.pv for s in steps}) if args.validate else None
     where = f"{'prefix ' + repr(wire.prefix) if wire.prefix else 'no prefix'}, " + (
         f"in rehearsal against soft IOC {rehearsal_id}" if rehearsal else "not in rehearsal")
     verb = "restoring" if args.write else "would restore (dry run; --write sends it)"
@@ -207,7 +245,7 @@ def _restore_command(calls: list[CallRecord], everything: list[CallRecord], args
             print(f"  {pv}: {why}")
     if refusal is not None:
         print(("refused, nothing was sent: " if args.write else "--write would be refused: ") + refusal)
-        return 1
+        return 2 if bad else 1
     if not args.write or not steps:
         return 1 if args.write and unrestorable else 0
     return _send(steps, checks, args, wire.prefix, rehearsal, rehearsal_id) or (1 if unrestorable else 0)
@@ -312,6 +350,8 @@ def _rehearsal_id(text: str) -> str:
 
 
 def _seconds(text: str) -> float:
+    from .arguments import MAX_SECONDS  # here: its module loads the transport (and p4p)
+
     try:
         value = float(text)
     except ValueError:
@@ -329,15 +369,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"pva-journal: --since ({_when(args.since)}) is after --until ({_when(args.until)})",
               file=sys.stderr)
         return 2
+    for stream in (sys.stdout, sys.stderr):  # a journal's text never stops the output
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            reconfigure(errors="backslashreplace")
     try:
-        everything = group_calls(read_journal(args.file))
+        calls, bad_lines = scan_calls(args.file, args.since, args.until)
     except JournalError as error:
         print(f"pva-journal: {error}", file=sys.stderr)
         return 2
-    calls = in_window(everything, args.since, args.until)
+    for bad in bad_lines:
+        print(f"pva-journal: {args.file}: line {bad.line} skipped: {_clean(bad.reason)}", file=sys.stderr)
     if args.command == "show":
-        return _show_command(calls)
-    return _restore_command(calls, everything, args)
+        code = _show_command(calls)
+        if bad_lines:
+            print(f"pva-journal: {len(bad_lines)} line(s) of the window could not be read", file=sys.stderr)
+            return 2
+        return code
+    return _restore_command(calls, bad_lines, args)
 
 
 if __name__ == "__main__":

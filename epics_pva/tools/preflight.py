@@ -49,6 +49,7 @@ from .environment import (
     validation_keywords,
 )
 from .measure import MeasureTargets, add_measure_arguments, run_measure
+from .settle import settle_warnings
 
 logger = logging.getLogger(__name__)
 
@@ -327,6 +328,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--write-test", action="store_true",
                         help="WRITES to the system: put each setpoint's current value back")
     parser.add_argument("--strict", action="store_true", help="warnings fail too")
+    parser.add_argument("--typical-step", type=float, default=None, metavar="SIZE",
+                        help="the routine's typical step of a variable: a validation tolerance not "
+                             "below it warns (default: a tenth of each variable's bounds)")
     parser.add_argument("--prefix", default=None,
                         help="put before every PV name on the wire, as the soft IOC's --prefix "
                              "(default: EPICS_PVA_INTERFACE_PREFIX)")
@@ -343,6 +347,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     setpoints: dict[str, Any] = {name: None for name in args.setpoint}
     readbacks, observables = list(args.readback), list(args.observable)
+    env_setpoints: dict[str, Any] = {}
+    env_observables: list[str] = []
     if args.env:
         try:
             env = load_environment(args.env)
@@ -362,6 +368,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         timeout=args.timeout, update_time=args.update_time, write_test=args.write_test,
         prefix=args.prefix if args.prefix is not None else os.environ.get("EPICS_PVA_INTERFACE_PREFIX", "").strip(),
     )
+    if args.env:  # the objective read before the machine responded, told before a routine starts
+        checks = {c.pv: c for c in report.checks}
+        found = settle_warnings(env_setpoints, environment_configs(env), env_observables,
+                                typical_step=args.typical_step)
+        for name, warnings in found.items():
+            for warning in warnings:
+                if name in checks:
+                    checks[name].add(WARN, warning)
     sys.stdout.write(report.table())
     logger.info("preflight took %.2f s", time.monotonic() - started)
     return 0 if report.ok(strict=args.strict) else 1

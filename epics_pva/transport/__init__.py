@@ -12,6 +12,7 @@ from ._batch import Wave, get_many, put_many, put_wave
 from ._closing import check_open, closed_error, is_closed, mark_closed, watch
 from ._connection import Connection
 from ._gate import live_operations, wait_released
+from ._inputs import check_name, coerce, normalize
 from ._monitor import CallerQueue, Monitor, live_monitors
 from ._monitors import MetadataCache, settle
 from ._p4p import ClientContext
@@ -24,16 +25,7 @@ from ._pvxs_settings import (
     parse_bool,
 )
 from ._search import ServerAddress, find_servers, parse_response
-from ._values import (
-    SERVER_ID_FIELD,
-    PvInfo,
-    check_name,
-    coerce,
-    describe,
-    normalize,
-    server_id_of,
-    to_python,
-)
+from ._values import SERVER_ID_FIELD, PvInfo, describe, server_id_of, to_python
 
 __all__ = [
     "SERVER_ID_FIELD", "CallerQueue", "ClientContext", "Connection", "MetadataCache", "Monitor", "PvInfo",

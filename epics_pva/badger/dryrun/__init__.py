@@ -12,6 +12,11 @@ The environment is read by ``epics_pva.tools.environment`` (duck typing, no Badg
 simulator is never imported: ``--serve`` runs the soft IOC as a child process
 (``python -m softioc FILE ...``), so the client and the simulator stay apart.
 
+A plain class or module without Badger works as well: module-level (or class) ``variables``
+{name: [low, high]}, ``observables`` [names] and a public ``configs`` mapping. ``--overlay
+FILE.toml`` merges what an environment cannot say (alarm limits, units, expressions, initial
+values) into the generated mirror, naming generated entries as the soft IOC config does.
+
 ``--calibration FILE`` (the JSON of ``pva-preflight --measure``/``--step``/``--from-journal``)
 replaces the guesses by what was measured: each readback's lag model and parameter, offset,
 dead time, noise and update rate, each observable's noise and update rate (the soft IOC
@@ -31,8 +36,8 @@ from .calibrate import apply_calibration, load_calibration
 from .calibrate import compare_responses as compare_responses
 from .cli import build_parser as build_parser
 from .cli import main
-from .mirror import DryRunError, config_from_environment
+from .mirror import DryRunError, apply_overlay, config_from_environment
 from .toml_writer import to_toml
 
-__all__ = ["DryRunError", "apply_calibration", "config_from_environment", "load_calibration",
+__all__ = ["DryRunError", "apply_calibration", "apply_overlay", "config_from_environment", "load_calibration",
            "load_environment", "main", "to_toml", "validation_keywords"]

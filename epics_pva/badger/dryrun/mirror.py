@@ -21,7 +21,16 @@ from ...tools.environment import (
     validation_keywords,
 )
 
-__all__ = ["DryRunError", "config_from_environment"]
+__all__ = ["OVERLAY_KEYS", "DryRunError", "apply_overlay", "config_from_environment"]
+
+OVERLAY_KEYS = {
+    "setpoint": frozenset({"initial", "units", "precision", "description", "alarm_limits", "alarm_deadband", "noise", "offset", "lag", "tau",
+                           "rate", "dead_time", "update_rate", "limit_action", "limits"}),
+    "observable": frozenset({"expression", "inputs", "units", "precision", "description", "alarm_limits",
+                             "alarm_deadband", "noise", "update_rate"}),
+    "ioc": frozenset({"seed", "update_rate", "time_scale", "prefix"}),
+}
+"""What an overlay may set: per generated setpoint, per generated observable, and in [ioc]."""
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +48,7 @@ def config_from_environment(
     rate: float = 1.0,
     noise: float | None = None,
     observable_noise: float = 0.0,
-    initial_fraction: float = 0.25,
+    initial_fraction: float = 0.5,
     seed: int = 0,
     update_rate: float = 20.0,
     time_scale: float = 1.0,
@@ -47,7 +56,7 @@ def config_from_environment(
     """Build a soft IOC config dict mirroring ``env`` (a Badger environment class or instance).
 
     - every variable becomes a setpoint whose ``limits`` are its bounds and whose ``initial``
-      value sits ``initial_fraction`` of the way from the lower bound;
+      value sits ``initial_fraction`` of the way from the lower bound (default: mid-range);
     - a validation config naming ``readback_pv`` adds that readback, lagging as given
       (``tau`` in s, ``rate`` in units/s) with the config's ``offset``; its ``noise`` is
       ``noise`` or, when None, a tenth of the config's ``tolerance``;
@@ -125,6 +134,45 @@ def config_from_environment(
         config["observable"] = computed
     return config
 
+
+def apply_overlay(config: dict[str, Any], overlay: Mapping[str, Any], source: str = "overlay") -> dict[str, Any]:
+    """Merge what the environment cannot say into a generated mirror: `overlay` is shaped like
+    the soft IOC config ([ioc], [[setpoint]] and [[observable]] tables, each naming a generated
+    entry by `name`) and may set alarm limits, units, expressions, initial values and the other
+    OVERLAY_KEYS. DryRunError naming the table and key for anything else."""
+    merged = {key: [dict(e) for e in value] if isinstance(value, list) else value for key, value in config.items()}
+    for key in overlay:
+        if key not in OVERLAY_KEYS:
+            raise DryRunError(f"{source}: unknown table {key!r} (an overlay has [ioc], [[setpoint]], [[observable]])")
+    ioc = overlay.get("ioc", {})
+    if not isinstance(ioc, Mapping):
+        raise DryRunError(f"{source}: [ioc] must be a table")
+    _check_keys(source, "[ioc]", ioc, OVERLAY_KEYS["ioc"])
+    base_ioc = merged.get("ioc", {})
+    merged["ioc"] = {**(base_ioc if isinstance(base_ioc, Mapping) else {}), **ioc}
+    for table in ("setpoint", "observable"):
+        entries = overlay.get(table, [])
+        if not isinstance(entries, list):
+            raise DryRunError(f"{source}: {table} must be an array of tables ([[{table}]])")
+        generated = {e["name"]: e for e in merged.get(table, [])}
+        for i, entry in enumerate(entries):
+            where = f"[[{table}]] #{i + 1}"
+            if not isinstance(entry, Mapping) or not isinstance(entry.get("name"), str):
+                raise DryRunError(f"{source}: {where} needs a 'name'")
+            name = entry["name"]
+            if name not in generated:
+                known = ", ".join(list(generated)[:10]) or "none"
+                raise DryRunError(f"{source}: {where}: {name!r} is not a generated {table} (generated: {known})")
+            changes = {k: v for k, v in entry.items() if k != "name"}
+            _check_keys(source, f"{where} ('{name}')", changes, OVERLAY_KEYS[table])
+            generated[name].update(changes)
+    return merged
+
+
+def _check_keys(source: str, where: str, table: Mapping[str, Any], allowed: frozenset[str]) -> None:
+    unknown = sorted(set(table) - allowed)
+    if unknown:
+        raise DryRunError(f"{source}: {where}: key {unknown[0]!r} cannot be overlaid (keys: {', '.join(sorted(allowed))})")
 
 
 def _bounds(env: Any, name: str, bounds: Any) -> tuple[float, float]:

@@ -14,6 +14,7 @@ from typing import Any
 
 from ...errors import InvalidInputError, JournalError, PutError, ReadError
 from ..arguments import bounded, pv_name, seconds
+from ..settle import rate_warnings
 from .at_rest import Calibration, MeasureTargets, measure
 from .from_journal import fit_from_journal
 from .recording import _make_context
@@ -147,7 +148,15 @@ def run_measure(args: argparse.Namespace, env_loader: EnvLoader | None = None,
     finally:
         if own:
             ctx.close()
-    return _report(result, args.json)
+    validated = set(targets.pairs.values())  # a validation finishes at an update of its readback
+    rates = {name: entry.get("update_rate_hz") for name, entry in result.readbacks.items()}
+    code = _report(result, args.json)
+    # settle warnings: printed, but a slow observable is common and fresh reads handle it, so
+    # they leave the exit status to the measurement's own findings
+    for warning in rate_warnings({pv: rates.get(pv) for pv in targets.pvs if pv not in validated},
+                                 {rbv: rates.get(rbv) for rbv in validated}):
+        sys.stdout.write(f"WARNING (settle): {warning}\n")
+    return code
 
 
 def _run_from_journal(args: argparse.Namespace) -> int:
