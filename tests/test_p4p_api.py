@@ -7,7 +7,7 @@ Client (epics_pva/transport): no private p4p name is used. Relied on:
 - a put builder's exception reaches the raw handler rebuilt as type(exc)(exc), so an exception
   of another constructor is lost (why _batch.py raises its own _Refused);
 - the raw client's get/put/monitor take a handler each and return an object with close().
-Server (softioc/channels.py): no private p4p name is used. Relied on:
+Server (softioc/server/_channels.py): no private p4p name is used. Relied on:
 - SharedPV(nt=..., wrap=..., unwrap=...) uses wrap and unwrap over the nt's, so a put's
   op.value() is the Value as sent and post() of a ready Value sends it as it is.
 """

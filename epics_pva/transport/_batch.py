@@ -281,7 +281,7 @@ def put_many(context: Any, names: Sequence[str], values: Sequence[Any], timeout:
 
     Records which puts completed, so a timeout on one PV never hides the success of another.
     Waits at most `timeout` seconds in all; puts still pending then are cancelled. If the
-    context is closed meanwhile (see closing.py), the wait ends at once and the pending puts
+    context is closed meanwhile (see _closing.py), the wait ends at once and the pending puts
     get ContextClosedError: their fate is unknown, not timed out.
 
     `infos[i]` (from the PV's monitor, values.describe) lets a put of a known kind skip the

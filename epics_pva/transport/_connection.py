@@ -3,7 +3,7 @@
 Fork safety: a child forked while this process holds an open p4p context hangs on its first
 p4p call, so every live context is closed just before a fork and reopened lazily after it.
 Operations in flight in the parent's other threads then fail at once as "closed under
-them" (see closing.py); keeping the context across the fork is not possible.
+them" (see _closing.py); keeping the context across the fork is not possible.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 
 from .._fork import at_fork
 from ._closing import mark_closed
-from ._p4p import ClientContext
+from ._p4p import ClientContext, close_every_context
 from ._pvxs_settings import client_settings
 
 __all__ = ["Connection"]
@@ -36,6 +36,9 @@ def _before_fork() -> None:
             connection._context.close()
         connection._context = None
         connection._forget()
+    strays = close_every_context()  # those of Interfaces dropped without close()
+    if strays:
+        _log.debug("closed %d p4p client context(s) left open by dropped Interfaces before a fork", strays)
 
 
 def _after_fork_in_parent() -> None:

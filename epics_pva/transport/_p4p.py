@@ -26,6 +26,7 @@ the handler rebuilt as ``type(exc)(exc)`` (why _batch.py raises its own).
 from __future__ import annotations
 
 import threading
+import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -38,7 +39,8 @@ from ._closing import is_closed, mark_closed
 from ._gate import _Gate, gate_of
 
 __all__ = [
-    "NT", "READ_REQUEST", "ClientContext", "default_nt", "raw_value", "start_operations", "start_put",
+    "NT", "READ_REQUEST", "ClientContext", "close_every_context", "default_nt", "raw_value", "start_operations",
+    "start_put",
 ]
 
 READ_REQUEST = RawContext.makeRequest("field(value,alarm,timeStamp)")
@@ -256,6 +258,7 @@ class ClientContext(Context, _Guarded):
         self.name_prefix = prefix
         self._nt_of_callers: NT | None = None if nt is False else default_nt
         super().__init__(provider, conf=conf, useenv=useenv, nt=False, **kws)
+        _contexts.add(self)
 
     @property
     def closed(self) -> bool:
@@ -310,3 +313,25 @@ def _built(helper: NT, value: Any) -> Any:
     if isinstance(value, (bytes, str)) and value[:1] in ("{", b"{"):
         return value
     return helper.builder(value)
+
+
+_contexts: weakref.WeakSet[ClientContext] = weakref.WeakSet()
+
+
+def close_every_context() -> int:
+    """Close every ClientContext of this process still open; how many were.
+
+    Before a fork: pvxs keeps one UDP manager per process while any of its contexts lives,
+    and a child forked then inherits it without its thread. That child's beacon listener,
+    bound (shared) to the servers' UDP port, then takes searches sent to that port by other
+    processes and never reads them: their new contexts find no server. A context whose
+    Interface was dropped without close() (and is kept alive by a reference cycle until the
+    garbage collector runs) is not one of the Interfaces' own: this finds it all the same.
+    """
+    left = [context for context in list(_contexts) if not context.closed]
+    for context in left:
+        try:
+            context.close()
+        except Exception:  # noqa: BLE001 - the others must still be closed
+            pass
+    return len(left)

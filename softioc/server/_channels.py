@@ -53,7 +53,7 @@ class _Wrap:
 
 
 def _as_sent(value: Value) -> Value:
-    """A channel's SharedPV `unwrap=`: a put's Value as the client sent it (server_puts reads it)."""
+    """A channel's SharedPV `unwrap=`: a put's Value as the client sent it (the put path, _puts.py, reads it)."""
     return value
 
 
