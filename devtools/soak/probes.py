@@ -12,7 +12,7 @@ from typing import Any
 
 from ..ioc_process import status_field
 
-__all__ = ["POOL_PREFIX", "python_threads", "snapshot", "status_field"]
+__all__ = ["POOL_PREFIX", "RELEASERS", "RELEASE_PREFIX", "python_threads", "snapshot", "status_field"]
 
 
 def _open_fds() -> int:
@@ -35,7 +35,9 @@ def _p4p_objects() -> dict[str, int]:
     return {"subscriptions": subscriptions, "operations": live_operations()}
 
 
-POOL_PREFIX = "epics_pva"  # the Interface's worker threads: bounded by its max_workers
+POOL_PREFIX = "epics_pva"  # the Interface's validation threads: bounded by its max_workers
+RELEASE_PREFIX = "pva-release"  # the transport's releaser threads: at most two, ending once idle
+RELEASERS = 2
 
 
 def python_threads() -> list[threading.Thread]:
@@ -55,6 +57,7 @@ def snapshot() -> dict[str, Any]:
         "os_threads": status_field("Threads"),
         "py_threads": len(names),
         "pool_threads": sum(name.startswith(POOL_PREFIX) for name in names),
+        "release_threads": sum(name.startswith(RELEASE_PREFIX) for name in names),
         "fds": _open_fds(),
         **probe,
         "thread_names": names,

@@ -428,6 +428,11 @@ class _Soak:
         return report
 
 
+
+def _own(snap: dict[str, Any]) -> int:
+    """Python threads of a probe snapshot other than the validation and releaser threads."""
+    return int(snap["py_threads"] - snap["pool_threads"] - snap["release_threads"])
+
 def verdict(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Each check of a soak report: {"ok": bool, "detail": str}."""
     faults, res = report["faults"], report["resources"]
@@ -458,12 +463,15 @@ def verdict(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
             f"{sum(o['surfaced'] for o in outages)} of {len(outages)} outage(s) surfaced, "
             f"{sum(o['recovery_s'] is not None for o in outages)} recovered"),
         "no_thread_leak": (
-            # the pool may grow under load (a worker not yet marked idle when the next call
-            # submits), up to max_workers; anything else must hold steady, and go with close()
-            end["py_threads"] - end["pool_threads"] <= base["py_threads"] - base["pool_threads"]
-            and end["pool_threads"] <= res["max_workers"]
-            and end["os_threads"] - base["os_threads"] <= max(end["pool_threads"] - base["pool_threads"], 0)
-            and closed["pool_threads"] == 0 and closed["os_threads"] <= base["os_threads"],
+            # the validation threads may grow under load, up to max_workers, and the releaser
+            # threads come and go (at most RELEASERS); anything else must hold steady, and go
+            # with close()
+            _own(end) <= _own(base)
+            and end["pool_threads"] <= res["max_workers"] and end["release_threads"] <= probes.RELEASERS
+            and end["os_threads"] - base["os_threads"]
+            <= max(end["pool_threads"] + end["release_threads"] - base["pool_threads"] - base["release_threads"], 0)
+            and closed["pool_threads"] == 0
+            and closed["os_threads"] <= base["os_threads"] + closed["release_threads"],
             f"Python threads {base['py_threads']} -> {end['py_threads']} (pool {base['pool_threads']} -> "
             f"{end['pool_threads']}, at most {res['max_workers']}; after close {closed['py_threads']}), "
             f"OS threads {base['os_threads']} -> {end['os_threads']} (after close {closed['os_threads']})"),
