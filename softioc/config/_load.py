@@ -94,17 +94,18 @@ def config_from_dict(data: Mapping[str, Any], source: str = "<dict>") -> IOCConf
     ) + tuple(_observable(_Reader(t, f"{where}{_label(t)}")) for where, t in observable_ranges)
     _check_names(source, setpoints, observables, settings)
     _check_update_rates(source, setpoints, observables, settings)
-    served = {n for sp in setpoints for n in (sp.name, sp.readback) if n} | {o.name for o in observables}
-    readbacks = {sp.readback for sp in setpoints if sp.readback}
+    setpoint_names = {sp.name for sp in setpoints}  # built once: one set per input made loading quadratic
+    inputs_allowed = setpoint_names | {sp.readback for sp in setpoints if sp.readback}
+    served = inputs_allowed | {o.name for o in observables}
     for i, ob in enumerate(observables):
         for var, pv in ob.inputs.items():
-            if pv not in readbacks and pv not in {sp.name for sp in setpoints}:
+            if pv not in inputs_allowed:
                 raise ConfigError(
                     f"{source}: [[observable]] #{i + 1} ('{ob.name}'): key 'inputs.{var}' names "
                     f"'{pv}', which is not a setpoint or readback of this IOC"
                 )
     faults = tuple(
-        _fault(_Reader(t, f"{source}: [[fault]] #{i + 1}"), served, {sp.name for sp in setpoints},
+        _fault(_Reader(t, f"{source}: [[fault]] #{i + 1}"), served, setpoint_names,
                {o.name for o in observables})
         for i, t in enumerate(fault_tables)
     )
