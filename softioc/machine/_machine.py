@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from ..child_process import free_port
-from ..config import IOCConfig, load_config
+from ..config import MAX_PROCESSES, IOCConfig, load_config
 from ..errors import NetworkRefused, ShardError
 from ..server import Audit, SoftIOC, Stats, is_loopback
 from ._shard_process import ShardProcess
@@ -84,9 +84,10 @@ class Machine:
         self.identity = ""  # drawn by start()
         if self.config.ioc.audit is not None:  # AuditFileError now, as a SoftIOC's, not from a shard
             Audit(self.config.ioc.audit).close()
-        self.processes = processes or self.config.ioc.processes
-        if not 1 <= self.processes <= 64:
-            raise ValueError(f"processes must be within [1, 64], got {self.processes}")
+        # 0 is refused, not read as "the config's number"
+        self.processes = self.config.ioc.processes if processes is None else processes
+        if not 1 <= self.processes <= MAX_PROCESSES:
+            raise ValueError(f"processes must be within [1, {MAX_PROCESSES}], got {self.processes}")
         hosts = [host] * self.processes if isinstance(host, str) else list(host)
         if len(hosts) != self.processes:
             raise ValueError(f"host: give one address or {self.processes} (one per shard), got {len(hosts)}")
