@@ -10,11 +10,12 @@ from ..errors import ConfigError
 from ..model import LAGS, LIMIT_ACTIONS, PV_TYPES, ObservableConfig, SetpointConfig
 from ._load import config_from_dict, load_config
 from ._overrides import with_overrides
-from ._ranges import MAX_RANGE, expand_ranges, format_pattern
+from ._ranges import MAX_NAME_BYTES, MAX_PVS, MAX_RANGE, expand_ranges, format_pattern
 from ._reader import MAX_LENGTH, MAX_NAME, MAX_PRECISION, MAX_TEXT, check_entries
 from ._types import MAX_PROCESSES, FaultConfig, IOCConfig, IOCSettings
 
-__all__ = ["LAGS", "LIMIT_ACTIONS", "MAX_LENGTH", "MAX_NAME", "MAX_PRECISION", "MAX_PROCESSES", "MAX_RANGE",
+__all__ = ["LAGS", "LIMIT_ACTIONS", "MAX_LENGTH", "MAX_NAME", "MAX_NAME_BYTES", "MAX_PRECISION", "MAX_PROCESSES",
+           "MAX_PVS", "MAX_RANGE",
            "MAX_TEXT", "PV_TYPES", "ConfigError", "FaultConfig", "IOCConfig", "IOCSettings", "ObservableConfig",
            "SetpointConfig", "check_entries", "config_from_dict", "expand_ranges", "format_pattern",
            "load_config", "with_overrides"]

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
-from ._ranges import expand_ranges
+from ._ranges import check_size, expand_plans, plan_ranges
 from ._reader import _Reader
 from ._tables import (
     _check_names,
@@ -32,6 +32,10 @@ else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
 __all__ = ["config_from_dict", "load_config", "read_toml", "relative_audit"]
+
+# the keys of a range formatted with its index (for an observable, each value of `inputs`)
+_SETPOINT_PATTERNS = ("name", "readback")
+_OBSERVABLE_PATTERNS = ("name", "inputs")
 
 
 def load_config(source: str | Path | Mapping[str, Any] | IOCConfig) -> IOCConfig:
@@ -77,11 +81,15 @@ def config_from_dict(data: Mapping[str, Any], source: str = "<dict>") -> IOCConf
     setpoint_tables = top.get("setpoint", (list,), [])
     observable_tables = top.get("observable", (list,), [])
     fault_tables = top.get("fault", (list,), [])
-    setpoint_ranges = expand_ranges(top.get("setpoint_range", (list,), []), source, "setpoint_range",
-                                    ("name", "readback"))
-    observable_ranges = expand_ranges(top.get("observable_range", (list,), []), source, "observable_range",
-                                      ("name", "inputs"))
+    setpoint_plans = plan_ranges(top.get("setpoint_range", (list,), []), source, "setpoint_range", _SETPOINT_PATTERNS)
+    observable_plans = plan_ranges(top.get("observable_range", (list,), []), source, "observable_range",
+                                   _OBSERVABLE_PATTERNS)
     top.finish()
+    # the ranges' size in all, before any of their names is generated
+    entries = sum(2 if isinstance(t, Mapping) and "readback" in t else 1 for t in setpoint_tables)
+    check_size(source, entries + len(observable_tables), setpoint_plans + observable_plans)
+    setpoint_ranges = expand_plans(setpoint_plans, _SETPOINT_PATTERNS)
+    observable_ranges = expand_plans(observable_plans, _OBSERVABLE_PATTERNS)
 
     settings = _settings(_Reader(ioc_table, f"{source}: [ioc]"))
     setpoints = tuple(

@@ -11,6 +11,8 @@ import time
 import pytest
 
 from softioc import ConfigError, load_config
+from softioc.config import MAX_NAME_BYTES, MAX_PVS, MAX_RANGE
+from softioc.config import _ranges as ranges
 
 
 def _observables_of_setpoints(count: int) -> dict:
@@ -35,3 +37,62 @@ def test_an_input_that_is_no_pv_of_the_ioc_is_still_named():
     doc["observable"] = [{"name": "LOST", "expression": "x", "inputs": {"x": "NOWHERE"}}]
     with pytest.raises(ConfigError, match=r"\[\[observable\]\] #1 \('LOST'\): key 'inputs.x' names 'NOWHERE'"):
         load_config(doc)
+
+
+@pytest.fixture
+def names_made(monkeypatch):
+    """Counts the names the ranges generate (so a test sees a refusal came before them)."""
+    made = []
+    real = ranges.format_pattern
+
+    def counting(pattern: str, i: int) -> str:
+        made.append(i)
+        return real(pattern, i)
+
+    monkeypatch.setattr(ranges, "format_pattern", counting)
+    return made
+
+
+def test_several_ranges_each_under_the_range_cap_are_refused_together(names_made):
+    pair = {"readback": "B{i}:RBV", "count": 60_000}
+    doc = {"setpoint_range": [{"name": "A{i}:SET", **pair}, {"name": "B{i}:SET", **pair}]}
+    assert 60_000 <= MAX_RANGE
+    with pytest.raises(ConfigError, match=r"<dict>: the ranges \(\[\[setpoint_range\]\] #1 \('A\{i\}:SET'\) "
+                                          r"120,000; \[\[setpoint_range\]\] #2 .* would make 240,000 PVs "
+                                          rf"with the other tables' 0; the total limit is {MAX_PVS:,}"):
+        load_config(doc)
+    assert len(names_made) <= 8  # refused before the names were generated (a few are sized)
+
+
+def test_the_ordinary_tables_count_towards_the_total():
+    doc = {"setpoint_range": [{"name": "A{i}", "readback": "R{i}", "count": MAX_PVS // 2}],
+           "observable": [{"name": "OBJ", "expression": "1"}]}
+    with pytest.raises(ConfigError, match=rf"would make {MAX_PVS + 1:,} PVs with the other tables' 1; "
+                                          rf"the total limit is {MAX_PVS:,}"):
+        load_config(doc)
+
+
+def test_long_names_times_a_large_count_are_refused_before_they_are_made(names_made):
+    long = "X" * 900 + ":{i:06d}"
+    doc = {"setpoint_range": [{"name": long + ":SET", "readback": long + ":RBV", "count": 100_000}]}
+    with pytest.raises(ConfigError, match=r"\[\[setpoint_range\]\] #1 .* would make 1\d\d,\d{3},\d{3} bytes of PV "
+                                          rf"names; the total limit is {MAX_NAME_BYTES:,}"):
+        load_config(doc)
+    assert len(names_made) <= 8
+
+
+@pytest.mark.parametrize("pattern, problem", [
+    ("Q{i:01000000000d}", r"asks for a field of 1,000,000,000 characters; a name has at most 1000"),
+    ("Q{i:.99999999999999999999f}", r"asks for a field of 99,999,999,999,999,999,999 characters"),
+    ("Q{i:" + "9" * 5000 + "d}", r"asks for a field of a number of 5,000 digits"),
+    ("Q" * 995 + "{i:08d}", r"makes names of up to 1,003 bytes; the limit is 1000"),
+])
+def test_a_pattern_making_names_longer_than_a_name_may_be_is_refused_before_any_is_made(pattern, problem, names_made):
+    with pytest.raises(ConfigError, match=rf"\[\[setpoint_range\]\] #1 .*key 'name' pattern .*{problem}"):
+        load_config({"setpoint_range": [{"name": pattern, "count": 10}]})
+    assert len(names_made) <= 2
+
+
+def test_a_range_starting_beyond_any_index_a_name_holds_is_refused():
+    with pytest.raises(ConfigError, match=r"key 'start' must be <= 1,000,000,000,000,000, got an integer of 401 digits"):
+        load_config({"setpoint_range": [{"name": "A{i}", "count": 1, "start": 10**400}]})
