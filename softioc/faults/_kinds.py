@@ -87,7 +87,7 @@ class SlowReadback(Fault):
 
     kind: ClassVar[str] = "slow_readback"
     targets: ClassVar[frozenset[str]] = frozenset({SETPOINT, OBSERVABLE})
-    rate: float = bounded(0.0, low=0.0)
+    rate: float = bounded(0.0, low=0.0, high=1000.0)  # Hz: no faster than an update loop may step
     duration: float | None = seconds(None)
 
     def readback_effect(self) -> ReadbackEffect:

@@ -22,7 +22,7 @@ from p4p.server import StaticProvider
 from p4p.util import ThreadedWorkQueue
 
 from .. import _guard
-from ..config import IOCConfig, load_config
+from ..config import IOCConfig, check_load, load_config
 from ..errors import NetworkRefused
 from ..model import (
     OK,
@@ -88,6 +88,8 @@ class SoftIOC:
     ) -> None:
         self.config = load_config(config)
         _check_one_process(self.config, processes)
+        # a config built in code (a shard's share of a machine) has not met the loader's check
+        check_load(self.config.source, len(self.config.pv_names()), self.config.ioc)
         # Python observables: checked now (a name the config lacks, an observable left without
         # an expression), not at start()
         self._functions = dict(observables or {})

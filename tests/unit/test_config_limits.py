@@ -6,12 +6,13 @@ asks for too many), and every refusal is a ConfigError naming the key and the li
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import pytest
 
-from softioc import ConfigError, load_config
-from softioc.config import MAX_NAME_BYTES, MAX_PVS, MAX_RANGE
+from softioc import ConfigError, SoftIOC, load_config
+from softioc.config import BOUNDS, MAX_NAME_BYTES, MAX_PVS, MAX_RANGE, with_overrides
 from softioc.config import _ranges as ranges
 
 
@@ -96,3 +97,64 @@ def test_a_pattern_making_names_longer_than_a_name_may_be_is_refused_before_any_
 def test_a_range_starting_beyond_any_index_a_name_holds_is_refused():
     with pytest.raises(ConfigError, match=r"key 'start' must be <= 1,000,000,000,000,000, got an integer of 401 digits"):
         load_config({"setpoint_range": [{"name": "A{i}", "count": 1, "start": 10**400}]})
+
+
+# ---- every time and rate has a floor and a ceiling -------------------------------------------------
+
+def _with(key: str, value: float) -> dict:
+    """A small config giving `value` to `key` ('table.key'), every other number valid."""
+    table, name = key.split(".")
+    setpoint = {"name": "A", "readback": "A:RBV", "lag": "rate" if name == "rate" else "first_order"}
+    observable = {"name": "O", "expression": "a", "inputs": {"a": "A:RBV"}}
+    doc = {"ioc": {"update_rate": 1000.0}, "setpoint": [setpoint], "observable": [observable]}
+    {"ioc": doc["ioc"], "setpoint": setpoint, "observable": observable}[table][name] = value
+    return doc
+
+
+@pytest.mark.parametrize("key", sorted(BOUNDS))
+def test_every_time_and_rate_is_refused_below_its_floor_and_above_its_ceiling(key):
+    bound = BOUNDS[key]
+    below = bound.low / 10 if bound.low > 0 else -1e-9
+    for value in (below, bound.high * 10):
+        with pytest.raises(ConfigError) as info:
+            load_config(_with(key, value))
+        assert f"key '{key.split('.')[1]}' must be within {bound.shown()}, got {value!r}" in str(info.value)
+    for value in (bound.low, bound.high):  # the bounds themselves are allowed
+        load_config(_with(key, value))
+
+
+def test_the_bounds_are_the_ones_documented():
+    assert (BOUNDS["ioc.update_rate"].low, BOUNDS["ioc.update_rate"].high) == (0.01, 1000.0)
+    assert BOUNDS["setpoint.dead_time"].shown() == "[0, 3600] s"
+
+
+def test_a_fault_rate_has_a_ceiling_too():
+    doc = {"setpoint": [{"name": "A", "readback": "A:RBV"}],
+           "fault": [{"pv": "A", "kind": "slow_readback", "rate": 1e9}]}
+    with pytest.raises(ConfigError, match=r"\[\[fault\]\] #1: fault 'slow_readback': rate must be within \[0, 1000\]"):
+        load_config(doc)
+
+
+# ---- what the update loop cannot run ------------------------------------------------------------
+
+def _loaded(pairs: int, rate: float, processes: int = 1) -> dict:
+    return {"ioc": {"update_rate": rate, "processes": processes},
+            "setpoint_range": [{"name": "A{i}", "readback": "R{i}", "count": pairs}]}
+
+
+def test_more_pv_updates_than_one_update_loop_can_run_are_refused():
+    with pytest.raises(ConfigError, match=r"<dict>: \[ioc\] update_rate 200 Hz steps 60,000 PVs in each of 1 "
+                                          r"process\(es\): 12,000,000 PV updates a second, beyond the 5,000,000 "
+                                          r"one update loop can run; lower update_rate or raise processes"):
+        load_config(_loaded(30_000, 200.0))
+    assert load_config(_loaded(30_000, 200.0, processes=3)).ioc.processes == 3  # 4,000,000 each
+    with pytest.raises(ConfigError, match=r"steps 20,000 PVs in each of 3 process\(es\)"):
+        with_overrides(_loaded(30_000, 200.0, processes=3), {"ioc": {"update_rate": 300.0}})
+
+
+def test_a_soft_ioc_given_more_than_its_loop_can_run_refuses_before_serving():
+    """A machine's config asks for 3 processes; one process given all of it is refused."""
+    config = load_config(_loaded(30_000, 200.0, processes=3))
+    one = dataclasses.replace(config, ioc=dataclasses.replace(config.ioc, processes=1))
+    with pytest.raises(ConfigError, match=r"12,000,000 PV updates a second"):
+        SoftIOC(one)
