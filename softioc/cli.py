@@ -19,6 +19,7 @@ from typing import TextIO
 
 from . import _guard
 from .config import MAX_PROCESSES, ConfigError, IOCConfig, check_entries, load_config
+from .errors import UpdateLoopError
 from .machine import Machine, ShardIOC, serve, share
 from .server import SoftIOC, is_loopback
 
@@ -225,6 +226,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - report, don't dump a traceback on the operator
         print(f"pva-softioc: cannot start: {exc}", file=sys.stderr)
         return 1
+    stop_when_down(ioc, stop)
     try:
         print_banner(ioc, sys.stdout, args.export, args.quiet)
         if args.view:
@@ -234,8 +236,36 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             stop.wait(args.duration)
     finally:
-        ioc.stop()
+        failure = _stopped(ioc)
+    if failure is not None:
+        print(f"pva-softioc: {failure}", file=sys.stderr)
+        return 1
     return 0
+
+
+def stop_when_down(ioc: SoftIOC | Machine, stop: threading.Event) -> None:
+    """Set `stop` when `ioc` goes down by itself (its update loop died), so the command ends
+    rather than wait on a server that no longer serves. A Machine reports a dead shard itself."""
+    if not isinstance(ioc, SoftIOC):
+        return
+
+    def watch() -> None:
+        try:
+            ioc.wait()
+        except UpdateLoopError:
+            pass
+        stop.set()
+
+    threading.Thread(target=watch, name="softioc-watch", daemon=True).start()
+
+
+def _stopped(ioc: SoftIOC | Machine) -> UpdateLoopError | None:
+    """Stop `ioc`; why its update loop died, if it did."""
+    try:
+        ioc.stop()
+    except UpdateLoopError as exc:
+        return exc
+    return None
 
 
 if __name__ == "__main__":  # pragma: no cover

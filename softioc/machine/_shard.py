@@ -35,6 +35,7 @@ from typing import Any
 
 from ..child_process import serve_commands
 from ..config import IOCConfig, load_config
+from ..errors import UpdateLoopError
 from ..model import Observable, Simulation, VectorSimulation
 from ..server import SoftIOC
 from ._sharding import links_of, share
@@ -196,10 +197,15 @@ def child_main(argv: Sequence[str] | None = None) -> int:
         print("# ready", flush=True)
         threading.Thread(target=serve_commands, args=(ShardCommands(ioc), stop), daemon=True,
                          name="shard-commands").start()
-        while not stop.wait(1.0):  # timed, so a signal's handler runs promptly
+        while not stop.wait(1.0) and ioc.failure is None:  # timed, so a signal's handler runs promptly
             pass
     finally:
-        ioc.stop()
+        status = 0
+        try:
+            ioc.stop()
+        except UpdateLoopError as exc:  # the parent sees the shard die, with this as its last words
+            print(f"shard {args.shard}: {exc}", file=sys.stderr, flush=True)
+            status = 1
     sys.stdout.flush()
-    os._exit(0)  # the command thread may sit in a read of stdin
+    os._exit(status)  # the command thread may sit in a read of stdin
 
