@@ -7,7 +7,7 @@ The parent starts each shard as a fresh interpreter (`_shard.child_main`, never 
 a forked child of a process using p4p hangs), waits for every `# ready`, then serves the
 machine's control PVs itself and routes them, and its Python API, to the shards over each
 child's command pipe. A child stops when that pipe closes, so SIGKILL of the parent leaves
-no orphan. A shard that dies is reported (log, `dead()`, the SHARDS control PV) and
+no orphan, and the last child out removes the machine's temporary folder (`_folder`). A shard that dies is reported (log, `dead()`, the SHARDS control PV) and
 `restart_shard(k)` brings it back on the same ports while the others keep serving.
 
 Discovery: every shard binds its own UDP search port and the client settings list each
@@ -25,9 +25,9 @@ from __future__ import annotations
 import dataclasses
 import logging
 import pickle
+import shutil
 import socket
 import sys
-import tempfile
 import threading
 import uuid
 from collections.abc import Mapping, Sequence
@@ -38,6 +38,7 @@ from ..child_process import free_port
 from ..config import MAX_PROCESSES, IOCConfig, load_config
 from ..errors import NetworkRefused, ShardError
 from ..server import Audit, SoftIOC, Stats, is_loopback
+from ._folder import make_folder, remove_stale
 from ._shard_process import ShardProcess
 from ._sharding import assign
 from ._surface import ControlSurface
@@ -100,7 +101,7 @@ class Machine:
         self.faults = MachineFaults(self)
         self._surface: Any = None
         self._control_ports: tuple[int, int] | None = None
-        self._folder: tempfile.TemporaryDirectory[str] | None = None
+        self._folder: Path | None = None
         self._watch: threading.Thread | None = None
         self._stop = threading.Event()
         self._dead: dict[int, int | None] = {}  # shard -> exit status, for shards found dead
@@ -138,8 +139,9 @@ class Machine:
             raise RuntimeError("this machine is already running")
         self._check_network()
         self.identity = uuid.uuid4().hex
-        self._folder = tempfile.TemporaryDirectory(prefix="softioc-machine-")
-        path = Path(self._folder.name, "config.pickle")
+        remove_stale()  # the folders of machines killed before their shards could remove them
+        self._folder = make_folder()
+        path = self._folder / "config.pickle"
         path.write_bytes(pickle.dumps(self.config))
         # a start after a stop keeps the ports (and so the clients' settings) of the first start
         ports = [(s.port, s.broadcast_port) for s in self.shards] or self._ports()
@@ -201,7 +203,7 @@ class Machine:
         for t in threads:
             t.join(30.0)
         if self._folder is not None:
-            self._folder.cleanup()
+            shutil.rmtree(self._folder, ignore_errors=True)
             self._folder = None
 
     def _watch_shards(self) -> None:
