@@ -97,6 +97,8 @@ class Machine:
         self.start_timeout, self.reply_timeout, self.log_level = start_timeout, reply_timeout, log_level
         self.where = assign(self.config, self.processes)
         self.shards: list[ShardProcess] = []
+        # the control writes the machine's own control PVs refused (the shards audit every other put)
+        self.control_audit = Audit()
         self.audit = MachineAudit(self)
         self.faults = MachineFaults(self)
         self._surface: Any = None
@@ -163,7 +165,8 @@ class Machine:
                 shard.spawn()
             for shard in self.shards:
                 shard.wait_ready()
-            self._surface = ControlSurface(self, control_host, *control_ports).start()
+            self.control_audit = Audit(self.config.ioc.audit)  # one file: each line one O_APPEND write
+            self._surface = ControlSurface(self, control_host, *control_ports, self.control_audit).start()
         except BaseException:
             self._teardown()
             raise
@@ -197,6 +200,7 @@ class Machine:
         if self._surface is not None:
             self._surface.stop()
             self._surface = None
+        self.control_audit.close()  # its records stay, in memory
         threads = [threading.Thread(target=s.stop, daemon=True) for s in self.shards]  # in parallel
         for t in threads:
             t.start()
