@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from ..child_process import free_port
-from ..config import MAX_PROCESSES, IOCConfig, load_config
+from ..config import MAX_PROCESSES, IOCConfig, check_load, load_config
 from ..errors import NetworkRefused, ShardError
 from ..server import Audit, SoftIOC, Stats, is_loopback
 from ._folder import make_folder, remove_stale
@@ -89,6 +89,9 @@ class Machine:
         self.processes = self.config.ioc.processes if processes is None else processes
         if not 1 <= self.processes <= MAX_PROCESSES:
             raise ValueError(f"processes must be within [1, {MAX_PROCESSES}], got {self.processes}")
+        # the config was checked for its own number of processes; this many must keep up too
+        check_load(self.config.source, len(self.config.pv_names()),
+                   dataclasses.replace(self.config.ioc, processes=self.processes))
         hosts = [host] * self.processes if isinstance(host, str) else list(host)
         if len(hosts) != self.processes:
             raise ValueError(f"host: give one address or {self.processes} (one per shard), got {len(hosts)}")

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from softioc import ConfigError, SoftIOC, load_config
+from softioc import ConfigError, Machine, SoftIOC, load_config
 from softioc.config import BOUNDS, MAX_NAME_BYTES, MAX_PVS, MAX_RANGE, with_overrides
 from softioc.config import _ranges as ranges
 
@@ -159,3 +159,8 @@ def test_a_soft_ioc_given_more_than_its_loop_can_run_refuses_before_serving():
     one = dataclasses.replace(config, ioc=dataclasses.replace(config.ioc, processes=1))
     with pytest.raises(ConfigError, match=r"12,000,000 PV updates a second"):
         SoftIOC(one)
+
+
+def test_a_machine_of_fewer_processes_than_its_config_asks_is_checked_for_them():
+    with pytest.raises(ConfigError, match=r"steps 30,000 PVs in each of 2 process\(es\): 6,000,000 PV updates"):
+        Machine(_loaded(30_000, 200.0, processes=3), processes=2)
