@@ -8,6 +8,7 @@ command line, in the child process before `main` runs.
 from __future__ import annotations
 
 import logging
+import os
 import subprocess
 import sys
 import time
@@ -15,7 +16,7 @@ import time
 import pytest
 from p4p.client.thread import Context
 
-from softioc import SoftIOC
+from softioc import Machine, SoftIOC
 from softioc.errors import UpdateLoopError
 
 CONFIG = {"ioc": {"update_rate": 50.0},
@@ -119,3 +120,33 @@ def test_the_command_line_exits_non_zero_naming_the_dead_loop(tmp_path):
     assert "# ready" in done.stdout
     assert "pva-softioc: soft IOC update loop died: MemoryError: injected into the update loop" in done.stderr
     assert time.monotonic() - began < 60  # it stopped by itself, long before --duration
+
+
+_BREAK_SHARDS = """
+from softioc.server import SoftIOC
+
+real = SoftIOC._step
+ran = [0]
+
+def step(self, now, due):
+    ran[0] += 1
+    if ran[0] > 20:
+        raise SystemExit("injected into a shard's update loop")
+    real(self, now, due)
+
+SoftIOC._step = step
+"""
+
+
+def test_a_shard_whose_update_loop_dies_exits_1_and_the_machine_reports_it(tmp_path, monkeypatch, caplog):
+    """Every shard's step breaks after 20 steps (a module its interpreter runs at start-up)."""
+    (tmp_path / "sitecustomize.py").write_text(_BREAK_SHARDS)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")])))
+    config = {"ioc": {"update_rate": 20.0}, "setpoint": [{"name": "S0:SET"}, {"name": "S1:SET"}]}
+    with caplog.at_level(logging.WARNING, logger="softioc"), Machine(config, processes=2) as machine:
+        deadline = time.monotonic() + 60
+        while len(machine.dead()) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)  # the machine's own watch polls the shard processes too
+        assert machine.dead() == {0: 1, 1: 1}
+    said = [r.getMessage() for r in caplog.records]
+    assert any("soft IOC update loop died: SystemExit: injected into a shard's update loop" in m for m in said)
