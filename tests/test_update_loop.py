@@ -150,3 +150,25 @@ def test_a_shard_whose_update_loop_dies_exits_1_and_the_machine_reports_it(tmp_p
         assert machine.dead() == {0: 1, 1: 1}
     said = [r.getMessage() for r in caplog.records]
     assert any("soft IOC update loop died: SystemExit: injected into a shard's update loop" in m for m in said)
+
+
+def test_a_python_observable_raising_a_base_exception_takes_the_ioc_down():
+    """An Exception from the user's function is the PV's INVALID alarm; a BaseException means stop."""
+    calls = []
+
+    def objective(x: float) -> float:
+        calls.append(x)
+        if len(calls) > 3:
+            raise Boom("the user's function asked to stop")
+        return 2 * x
+
+    config = {**CONFIG, "observable": [{"name": "L:OBJ", "inputs": {"x": "L:RBV"}}]}
+    ioc = SoftIOC(config, observables={"L:OBJ": objective}).start()
+    try:
+        conf = ioc.client_conf()
+        with pytest.raises(UpdateLoopError, match="update loop died: Boom: the user's function asked to stop"):
+            ioc.wait(timeout=20.0)
+        assert not _answers(conf)
+    finally:
+        with pytest.raises(UpdateLoopError):
+            ioc.stop()

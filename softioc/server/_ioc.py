@@ -73,7 +73,12 @@ class SoftIOC:
     still names the observable and its inputs (its `expression` may then be left out). A call
     that raises puts the PV in INVALID alarm with the message; a step waits for the calls at
     most `observable_budget` s (default: half an update period), so a slow function is skipped
-    and counted (observable_stats()), never stalling the other PVs.
+    and counted (observable_stats()), never stalling the other PVs; one that raises a
+    BaseException (SystemExit, KeyboardInterrupt) stops the IOC, as below.
+
+    An update loop that dies (an exception escaping it, or MAX_FAILED_STEPS failed steps in a
+    row) takes the IOC off the network rather than leave it answering with frozen values:
+    `failure` holds the exception, and `wait()` and the next `stop()` raise UpdateLoopError.
     """
 
     def __init__(
