@@ -74,7 +74,7 @@ class ReadbackBias(Fault):
     kind: ClassVar[str] = "readback_bias"
     targets: ClassVar[frozenset[str]] = frozenset({SETPOINT, OBSERVABLE})
     bias: float = 0.0
-    drift: float = 0.0
+    drift: float = bounded(0.0, low=-1e15, high=1e15)  # units/s, as a setpoint's `rate` is bounded
     duration: float | None = seconds(None)
 
     def readback_effect(self) -> ReadbackEffect:

@@ -164,3 +164,10 @@ def test_a_soft_ioc_given_more_than_its_loop_can_run_refuses_before_serving():
 def test_a_machine_of_fewer_processes_than_its_config_asks_is_checked_for_them():
     with pytest.raises(ConfigError, match=r"steps 30,000 PVs in each of 2 process\(es\): 6,000,000 PV updates"):
         Machine(_loaded(30_000, 200.0, processes=3), processes=2)
+
+
+def test_a_fault_drift_has_a_floor_and_a_ceiling():
+    doc = {"setpoint": [{"name": "A", "readback": "A:RBV"}],
+           "fault": [{"pv": "A", "kind": "readback_bias", "drift": -1e300}]}
+    with pytest.raises(ConfigError, match=r"fault 'readback_bias': drift must be within \[-1e\+15, 1e\+15\], got -1e\+300"):
+        load_config(doc)
