@@ -157,8 +157,9 @@ def check_size(source: str, entries: int, plans: list[RangePlan]) -> None:
     largest = sorted(plans, key=lambda p: p.pvs, reverse=True)[:3]
     if total > MAX_PVS:
         shown = "; ".join(f"{p.where.removeprefix(source + ': ')} {p.pvs:,}" for p in largest)
-        raise ConfigError(f"{source}: the ranges ({shown}) would make {total:,} PVs with the other "
-                          f"tables' {entries:,}; the total limit is {MAX_PVS:,}")
+        what = f"the ranges ({shown}) would make {total:,} PVs with the other tables' {entries:,}" if plans else (
+            f"the [[setpoint]] and [[observable]] tables make {total:,} PVs")
+        raise ConfigError(f"{source}: {what}; the total limit is {MAX_PVS:,}")
     size = sum(p.name_bytes for p in plans)
     if size > MAX_NAME_BYTES:
         largest = sorted(plans, key=lambda p: p.name_bytes, reverse=True)[:3]

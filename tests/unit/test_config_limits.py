@@ -74,6 +74,14 @@ def test_the_ordinary_tables_count_towards_the_total():
         load_config(doc)
 
 
+def test_many_ordinary_tables_are_counted_too():
+    doc = {"setpoint": [{"name": f"S{i}", "readback": f"R{i}"} for i in range(MAX_PVS // 2)],
+           "observable": [{"name": "OBJ", "expression": "1"}]}
+    with pytest.raises(ConfigError, match=rf"<dict>: the \[\[setpoint\]\] and \[\[observable\]\] tables make "
+                                          rf"{MAX_PVS + 1:,} PVs; the total limit is {MAX_PVS:,}"):
+        load_config(doc)
+
+
 def test_long_names_times_a_large_count_are_refused_before_they_are_made(names_made):
     long = "X" * 900 + ":{i:06d}"
     doc = {"setpoint_range": [{"name": long + ":SET", "readback": long + ":RBV", "count": 100_000}]}
