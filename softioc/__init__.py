@@ -28,6 +28,7 @@ if TYPE_CHECKING:  # `name as name`: a re-export, to type checkers and linters a
     from .errors import PortInUseError as PortInUseError
     from .errors import PutRefused as PutRefused
     from .errors import SoftIOCError as SoftIOCError
+    from .errors import UpdateLoopError as UpdateLoopError
     from .faults import Alarm as Alarm
     from .faults import Fault as Fault
     from .faults import ForcedValue as ForcedValue

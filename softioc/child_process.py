@@ -97,10 +97,10 @@ def parse_banner(lines: Sequence[str], error: type[ChildError] = ChildError) -> 
     return conf
 
 
-def serve_commands(commands: Callable[[str, Any], Any], stop: threading.Event, infd: int = 0) -> None:
+def serve_commands(commands: Callable[[str, Any], Any], stop: threading.Event, infd: int = 0) -> bool:
     """The child's side: answer one JSON command per line of `infd` on stdout until `stop` or EOF
     (parent gone); `commands(name, argument)` gives each reply's result. Raw reads: no
-    buffered-stdin lock."""
+    buffered-stdin lock. True when the parent asked to stop (the `stop` command)."""
     pending = b""
     while not stop.is_set():
         try:
@@ -123,8 +123,9 @@ def serve_commands(commands: Callable[[str, Any], Any], stop: threading.Event, i
             sys.stdout.flush()
             if command == "stop":
                 stop.set()
-                return
+                return True
     stop.set()
+    return False
 
 
 def _die_with_parent() -> None:  # runs in the child between fork and exec

@@ -18,7 +18,8 @@ from collections.abc import Sequence
 from typing import TextIO
 
 from . import _guard
-from .config import ConfigError, IOCConfig, check_entries, load_config
+from .config import MAX_PROCESSES, ConfigError, IOCConfig, check_entries, load_config
+from .errors import UpdateLoopError
 from .machine import Machine, ShardIOC, serve, share
 from .server import SoftIOC, is_loopback
 
@@ -66,6 +67,26 @@ def _identity(text: str) -> str:
     return text
 
 
+def _count(text: str, low: int, high: int, what: str) -> int:
+    """A whole number within [low, high]; an argparse error naming `what` otherwise."""
+    try:
+        value = int(text) if len(text) <= 10 else low - 1
+    except ValueError:
+        value = low - 1
+    if not low <= value <= high:
+        raise argparse.ArgumentTypeError(f"{text!r:.40} is not {what} within [{low}, {high}]")
+    return value
+
+
+def _processes(text: str) -> int:
+    """A number of server processes: 0 is refused, not taken as 'the config's number'."""
+    return _count(text, 1, MAX_PROCESSES, "a number of processes")
+
+
+def _shard(text: str) -> int:
+    return _count(text, 0, MAX_PROCESSES - 1, "a shard index")
+
+
 def _log_level(text: str) -> str:
     if text.upper() not in LOG_LEVELS:
         raise argparse.ArgumentTypeError(f"{text!r:.40} is not a logging level: use one of {', '.join(LOG_LEVELS)}")
@@ -103,9 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="append every put and fault event to FILE as JSON Lines "
                              "(overrides the config's [ioc] audit)")
     parser.add_argument("--log-level", type=_log_level, default="WARNING", help="logging level (default: WARNING)")
-    parser.add_argument("--processes", type=int, default=None,
+    parser.add_argument("--processes", type=_processes, default=None,
                         help="serve the PVs from N processes (default: [ioc] processes, else 1)")
-    parser.add_argument("--shard", type=int, default=None,
+    parser.add_argument("--shard", type=_shard, default=None,
                         help="serve only shard K of the N (one host of a machine spread over hosts)")
     parser.add_argument("--links", default="",
                         help="with --shard: EPICS_PVA_ADDR_LIST reaching the other shards, for "
@@ -118,10 +139,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _build(config: IOCConfig, args: argparse.Namespace) -> SoftIOC | Machine:
     """The server the options ask for: one IOC, a machine of N processes, or one shard of it."""
-    processes = args.processes or config.ioc.processes
-    if processes < 1:
-        raise ValueError(f"--processes must be >= 1, got {processes}")
+    processes = config.ioc.processes if args.processes is None else args.processes
     if args.shard is not None:
+        if args.shard >= processes:
+            raise ValueError(f"--shard {args.shard} is not a shard of {processes} (0 to {processes - 1})")
         links = {"EPICS_PVA_ADDR_LIST": args.links, "EPICS_PVA_AUTO_ADDR_LIST": "NO"} if args.links else None
         return ShardIOC(share(config, processes, args.shard), link_conf=links, identity=args.identity,
                         host=args.host, port=args.port, broadcast_port=args.broadcast_port, audit=args.audit,
@@ -205,6 +226,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - report, don't dump a traceback on the operator
         print(f"pva-softioc: cannot start: {exc}", file=sys.stderr)
         return 1
+    stop_when_down(ioc, stop)
     try:
         print_banner(ioc, sys.stdout, args.export, args.quiet)
         if args.view:
@@ -214,8 +236,36 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             stop.wait(args.duration)
     finally:
-        ioc.stop()
+        failure = _stopped(ioc)
+    if failure is not None:
+        print(f"pva-softioc: {failure}", file=sys.stderr)
+        return 1
     return 0
+
+
+def stop_when_down(ioc: SoftIOC | Machine, stop: threading.Event) -> None:
+    """Set `stop` when `ioc` goes down by itself (its update loop died), so the command ends
+    rather than wait on a server that no longer serves. A Machine reports a dead shard itself."""
+    if not isinstance(ioc, SoftIOC):
+        return
+
+    def watch() -> None:
+        try:
+            ioc.wait()
+        except UpdateLoopError:
+            pass
+        stop.set()
+
+    threading.Thread(target=watch, name="softioc-watch", daemon=True).start()
+
+
+def _stopped(ioc: SoftIOC | Machine) -> UpdateLoopError | None:
+    """Stop `ioc`; why its update loop died, if it did."""
+    try:
+        ioc.stop()
+    except UpdateLoopError as exc:
+        return exc
+    return None
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -11,6 +11,7 @@ cannot be bound an OSError), so `except SoftIOCError` catches every soft IOC err
     ├── PortInUseError (OSError)        an explicit TCP port is taken
     ├── AuditFileError (OSError)        the audit file cannot be opened or read
     ├── NetworkRefused (PermissionError)
+    ├── UpdateLoopError (RuntimeError)  the update loop died; the IOC stopped serving
     └── ChildError (RuntimeError)       a child process did not start, answer or stop
         ├── ShardError                  ... a shard of a machine
         └── EpicsBaseError              ... EPICS base's softIoc
@@ -21,7 +22,7 @@ from __future__ import annotations
 
 __all__ = ["AuditFileError", "ChildError", "ConfigError", "EpicsBaseError", "ExpressionError",
            "NetworkRefused", "NotLoopbackError", "PortInUseError", "PutRefused", "ShardError",
-           "SoftIOCError", "WaitTimeout"]
+           "SoftIOCError", "UpdateLoopError", "WaitTimeout"]
 
 
 class SoftIOCError(Exception):
@@ -50,6 +51,10 @@ class AuditFileError(SoftIOCError, OSError):
 
 class NetworkRefused(SoftIOCError, PermissionError):
     """Serving beyond loopback was asked for without allow_network; nothing was started."""
+
+
+class UpdateLoopError(SoftIOCError, RuntimeError):
+    """A soft IOC's update loop died, so it stopped serving rather than answer with frozen values."""
 
 
 class ChildError(SoftIOCError, RuntimeError):

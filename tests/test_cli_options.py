@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from epics_pva.badger import __main__ as badger_cli
 from epics_pva.badger import dryrun
 from epics_pva.tools import journal_cli, preflight
+from softioc import Machine
 from softioc import cli as softioc_cli
 
 ENV = "no-such-environment"
@@ -28,6 +29,9 @@ BAD = [
     (softioc_cli.main, ["ioc.toml"], "--duration", ["nan", "inf", "-1", "1e300", "1e400", "x"]),
     (softioc_cli.main, ["ioc.toml"], "--host", ["", "127.0.0.1 ", "a b", "127.0.0.1\x00", "\x1b[2J", "h" * 256]),
     (softioc_cli.main, ["ioc.toml"], "--log-level", ["LOUD", "", "info\x00"]),
+    # 0 once served one process silently (it fell back to [ioc] processes)
+    (softioc_cli.main, ["ioc.toml"], "--processes", ["0", "-1", "65", "1.5", "nan", "9" * 5000]),
+    (softioc_cli.main, ["ioc.toml"], "--shard", ["-1", "64", "x"]),
     (preflight.main, ["X:A"], "--timeout", ["0", "-1", "nan", "inf", "1e300", "3601", "abc"]),
     (preflight.main, ["X:A"], "--update-time", ["-0.5", "nan", "-inf", "1e10"]),
     (preflight.main, ["X:A"], "--setpoint", ["A\x00B", "A B", "", "\ud800", "\t"]),
@@ -87,6 +91,7 @@ def test_the_bounds_themselves_are_accepted():
 NUMERIC = [
     (softioc_cli.build_parser, ["c.toml"], "--port", (0, 65535)),
     (softioc_cli.build_parser, ["c.toml"], "--duration", (0, 1e7)),
+    (softioc_cli.build_parser, ["c.toml"], "--processes", (1, 64)),
     (preflight.build_parser, ["X:A"], "--timeout", (0, 3600)),
     (dryrun.build_parser, [ENV], "--initial-fraction", (0, 1)),
     (dryrun.build_parser, [ENV], "--tau", (0, math.inf)),
@@ -108,3 +113,9 @@ def test_numeric_options_give_a_value_within_their_range_or_an_argparse_error(op
     else:
         value = getattr(result, name.lstrip("-").replace("-", "_"))
         assert low <= value <= high and math.isfinite(value), (name, text, value)
+
+
+@pytest.mark.parametrize("processes", [0, -1, 65])
+def test_a_machine_of_no_processes_is_refused_not_served_by_one(processes):
+    with pytest.raises(ValueError, match=rf"processes must be within \[1, 64\], got {processes}"):
+        Machine({"ioc": {"processes": 2}, "setpoint": [{"name": "A:SET"}]}, processes=processes)

@@ -11,6 +11,7 @@ import pytest
 from p4p.client.thread import RemoteError
 
 from softioc.server import CONTROL_PVS
+from softioc.testing import wait_for_value
 
 FAST = {"seed": 3, "update_rate": 100.0, "time_scale": 10.0}
 MACHINE = {"ioc": FAST, "setpoint": [
@@ -206,3 +207,41 @@ def test_text_beginning_with_a_brace_is_read_by_the_client_as_json_and_never_sen
         operator.put("SOFTIOC:FAULT:ARM", "{X:SET put_reject", timeout=5)
     assert ioc.faults.active() == [] and ioc.audit.put_count() == before
     assert isinstance(json.loads(operator.get("SOFTIOC:FAULT:ACTIVE", timeout=5)), list)
+
+
+# ---- one process and a machine of two answer alike ---------------------------------------------
+
+PROCESSES = pytest.mark.parametrize("processes", [1, 2])
+
+
+def _config(processes: int, **ioc) -> dict:
+    """MACHINE for `processes` (with two, X on shard 0 and Y on shard 1)."""
+    return {**MACHINE, "ioc": {**FAST, "processes": processes, **ioc}}
+
+
+@PROCESSES
+def test_a_refused_control_write_is_counted_in_puts_and_audited(softioc_factory, client_for, processes):
+    ioc = softioc_factory(_config(processes, control_from=["someone-else"]))
+    operator = client_for(ioc)
+    with pytest.raises(RemoteError, match="write refused by the soft IOC's control_from rule"):
+        operator.put("SOFTIOC:FAULT:ARM", "X:SET put_reject count=1", timeout=5)
+    wait_for_value(operator, "SOFTIOC:PUTS", 1)  # a machine polls its shards at 10 Hz
+    [refused] = ioc.audit.puts(outcome="rejected")
+    assert (refused.pv, refused.value) == ("SOFTIOC:FAULT:ARM", "X:SET put_reject count=1")
+    assert "control_from" in refused.message and refused.peer.startswith("127.0.0.1:")
+    operator.put("X:SET", 1.0, timeout=5)  # setpoints are open to everyone
+    wait_for_value(operator, "SOFTIOC:PUTS", 2)
+    assert ioc.audit.put_count() == 2
+
+
+@PROCESSES
+def test_a_huge_clear_is_refused_with_its_text_cut_short(softioc_factory, client_for, processes):
+    ioc = softioc_factory(_config(processes))
+    operator = client_for(ioc)
+    operator.put("SOFTIOC:FAULT:ARM", "Y:SET put_reject count=null", timeout=5)
+    with pytest.raises(RemoteError) as info:
+        operator.put("SOFTIOC:FAULT:CLEAR", "X" * 5_000_000, timeout=30)
+    assert str(info.value) == ("SOFTIOC:FAULT:CLEAR: a PV name to clear is 5,000,000 characters long; the "
+                               "limit is 10,000 (it begins 'XXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX)")
+    assert [a["pv"] if isinstance(a, dict) else a.pv for a in ioc.faults.active()] == ["Y:SET"]
+    assert operator.get("X:RBV", timeout=5) is not None

@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
@@ -168,11 +169,12 @@ BANNER_TEST_S = 240  # pytest-timeout of a test that starts one: start, a few ge
 class Banner:
     """`python -m softioc CONFIG --processes N` in a subprocess, read up to `# ready`."""
 
-    def __init__(self, *args, wrap=None) -> None:
-        """`wrap` runs the command through another (e.g. on another host: PrivateHosts.command)."""
+    def __init__(self, *args, wrap=None, env=None) -> None:
+        """`wrap` runs the command through another (e.g. on another host: PrivateHosts.command);
+        `env` adds to its environment."""
         argv = [sys.executable, "-m", "softioc", *map(str, args)]
         self.proc = subprocess.Popen(wrap(argv) if wrap else argv, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True, env=clean_env())
+                                     stderr=subprocess.PIPE, text=True, env={**clean_env(), **(env or {})})
         self.lines: queue.Queue = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
         self.banner: list[str] = []
@@ -200,8 +202,8 @@ class Banner:
 def banner():
     started: list[Banner] = []
 
-    def start(*args, wrap=None) -> Banner:
-        started.append(Banner(*args, wrap=wrap))
+    def start(*args, wrap=None, env=None) -> Banner:
+        started.append(Banner(*args, wrap=wrap, env=env))
         return started[-1]
 
     yield start
@@ -236,14 +238,42 @@ def test_every_pv_is_found_from_the_banner_alone_and_sigterm_stops_every_shard(b
 
 
 @pytest.mark.timeout(BANNER_TEST_S)
-def test_no_shard_outlives_a_parent_killed_by_sigkill(banner, tmp_path, ctx_for):
+def test_no_shard_and_no_temporary_folder_outlive_a_parent_killed_by_sigkill(banner, tmp_path, ctx_for):
     path = tmp_path / "machine.toml"
     path.write_text('[[setpoint_range]]\nname = "Q{i}:SET"\ncount = 2\n')
-    served = banner(path, "--processes", "2")
+    temp = tmp_path / "temp"  # the machine's own temporary folders, apart from everyone else's
+    temp.mkdir()
+    served = banner(path, "--processes", "2", env={"TMPDIR": str(temp)})
     pids = shard_pids(ctx_for(served.settings()))
+    assert [p.name[:16] for p in temp.iterdir()] == ["softioc-machine-"]
     served.proc.kill()
     served.proc.wait(30)
     wait_gone(pids)
+    deadline = time.monotonic() + 10  # the last shard out removes it as it exits
+    while list(temp.iterdir()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert list(temp.iterdir()) == []
+
+
+def test_a_machine_start_removes_the_folders_of_machines_whose_parent_died(machine, tmp_path, monkeypatch):
+    """Folders a killed machine left before shards removed them (an older version's, a power cut)."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True)
+    folders = {name: tmp_path / f"softioc-machine-{name}" for name in ("dead", "alive", "unowned", "bad")}
+    for folder in folders.values():
+        folder.mkdir()
+        (folder / "config.pickle").write_bytes(b"")
+    (folders["dead"] / "owner").write_text(dead.stdout)
+    (folders["alive"] / "owner").write_text(str(os.getpid()))
+    (folders["bad"] / "owner").write_text("not a pid")
+    m = machine(processes=2)
+    assert not folders["dead"].exists()
+    assert all(folders[name].exists() for name in ("alive", "unowned", "bad"))  # never another's, nor a guess
+    [own] = set(tmp_path.glob("softioc-machine-*")) - set(folders.values())
+    assert (own / "owner").read_text() == str(os.getpid())
+    m.stop()
+    assert not own.exists()
 
 
 def test_an_observable_reads_inputs_served_by_another_shard(machine, ctx_for, monitor):

@@ -87,8 +87,8 @@ def test_each_readback_and_observable_posts_at_its_own_update_rate(machine, tmp_
 
 
 @pytest.mark.parametrize(("table", "problem"), [
-    ({"name": "X", "readback": "X:RBV", "update_rate": 0}, "must be > 0, got 0"),
-    ({"name": "X", "readback": "X:RBV", "update_rate": -2.0}, "must be > 0"),
+    ({"name": "X", "readback": "X:RBV", "update_rate": 0}, "must be within [0.001, 1000] Hz, got 0"),
+    ({"name": "X", "readback": "X:RBV", "update_rate": -2.0}, "must be within [0.001, 1000] Hz, got -2.0"),
     ({"name": "X", "readback": "X:RBV", "update_rate": "fast"}, "must be int or float"),
     ({"name": "X", "readback": "X:RBV", "update_rate": 50.0}, "faster than the [ioc] update_rate 10 Hz"),
     ({"name": "X", "update_rate": 5.0}, "it needs a 'readback'"),

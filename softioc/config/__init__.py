@@ -8,13 +8,16 @@ expressions a config may name are the model's (softioc.model), the fault kinds s
 
 from ..errors import ConfigError
 from ..model import LAGS, LIMIT_ACTIONS, PV_TYPES, ObservableConfig, SetpointConfig
+from ._bounds import BOUNDS, MAX_PV_STEPS, Bound
 from ._load import config_from_dict, load_config
 from ._overrides import with_overrides
-from ._ranges import MAX_RANGE, expand_ranges, format_pattern
+from ._ranges import MAX_NAME_BYTES, MAX_PVS, MAX_RANGE, expand_ranges, format_pattern
 from ._reader import MAX_LENGTH, MAX_NAME, MAX_PRECISION, MAX_TEXT, check_entries
+from ._tables import check_load
 from ._types import MAX_PROCESSES, FaultConfig, IOCConfig, IOCSettings
 
-__all__ = ["LAGS", "LIMIT_ACTIONS", "MAX_LENGTH", "MAX_NAME", "MAX_PRECISION", "MAX_PROCESSES", "MAX_RANGE",
-           "MAX_TEXT", "PV_TYPES", "ConfigError", "FaultConfig", "IOCConfig", "IOCSettings", "ObservableConfig",
-           "SetpointConfig", "check_entries", "config_from_dict", "expand_ranges", "format_pattern",
+__all__ = ["BOUNDS", "LAGS", "LIMIT_ACTIONS", "MAX_LENGTH", "MAX_NAME", "MAX_NAME_BYTES", "MAX_PRECISION", "MAX_PROCESSES",
+           "MAX_PVS", "MAX_PV_STEPS", "MAX_RANGE",
+           "MAX_TEXT", "PV_TYPES", "Bound", "ConfigError", "FaultConfig", "IOCConfig", "IOCSettings", "ObservableConfig",
+           "SetpointConfig", "check_entries", "check_load", "config_from_dict", "expand_ranges", "format_pattern",
            "load_config", "with_overrides"]

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
-from ._ranges import expand_ranges
+from ._ranges import check_size, expand_plans, plan_ranges
 from ._reader import _Reader
 from ._tables import (
     _check_names,
@@ -32,6 +32,10 @@ else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
 __all__ = ["config_from_dict", "load_config", "read_toml", "relative_audit"]
+
+# the keys of a range formatted with its index (for an observable, each value of `inputs`)
+_SETPOINT_PATTERNS = ("name", "readback")
+_OBSERVABLE_PATTERNS = ("name", "inputs")
 
 
 def load_config(source: str | Path | Mapping[str, Any] | IOCConfig) -> IOCConfig:
@@ -77,11 +81,15 @@ def config_from_dict(data: Mapping[str, Any], source: str = "<dict>") -> IOCConf
     setpoint_tables = top.get("setpoint", (list,), [])
     observable_tables = top.get("observable", (list,), [])
     fault_tables = top.get("fault", (list,), [])
-    setpoint_ranges = expand_ranges(top.get("setpoint_range", (list,), []), source, "setpoint_range",
-                                    ("name", "readback"))
-    observable_ranges = expand_ranges(top.get("observable_range", (list,), []), source, "observable_range",
-                                      ("name", "inputs"))
+    setpoint_plans = plan_ranges(top.get("setpoint_range", (list,), []), source, "setpoint_range", _SETPOINT_PATTERNS)
+    observable_plans = plan_ranges(top.get("observable_range", (list,), []), source, "observable_range",
+                                   _OBSERVABLE_PATTERNS)
     top.finish()
+    # the ranges' size in all, before any of their names is generated
+    entries = sum(2 if isinstance(t, Mapping) and "readback" in t else 1 for t in setpoint_tables)
+    check_size(source, entries + len(observable_tables), setpoint_plans + observable_plans)
+    setpoint_ranges = expand_plans(setpoint_plans, _SETPOINT_PATTERNS)
+    observable_ranges = expand_plans(observable_plans, _OBSERVABLE_PATTERNS)
 
     settings = _settings(_Reader(ioc_table, f"{source}: [ioc]"))
     setpoints = tuple(
@@ -94,17 +102,18 @@ def config_from_dict(data: Mapping[str, Any], source: str = "<dict>") -> IOCConf
     ) + tuple(_observable(_Reader(t, f"{where}{_label(t)}")) for where, t in observable_ranges)
     _check_names(source, setpoints, observables, settings)
     _check_update_rates(source, setpoints, observables, settings)
-    served = {n for sp in setpoints for n in (sp.name, sp.readback) if n} | {o.name for o in observables}
-    readbacks = {sp.readback for sp in setpoints if sp.readback}
+    setpoint_names = {sp.name for sp in setpoints}  # built once: one set per input made loading quadratic
+    inputs_allowed = setpoint_names | {sp.readback for sp in setpoints if sp.readback}
+    served = inputs_allowed | {o.name for o in observables}
     for i, ob in enumerate(observables):
         for var, pv in ob.inputs.items():
-            if pv not in readbacks and pv not in {sp.name for sp in setpoints}:
+            if pv not in inputs_allowed:
                 raise ConfigError(
                     f"{source}: [[observable]] #{i + 1} ('{ob.name}'): key 'inputs.{var}' names "
                     f"'{pv}', which is not a setpoint or readback of this IOC"
                 )
     faults = tuple(
-        _fault(_Reader(t, f"{source}: [[fault]] #{i + 1}"), served, {sp.name for sp in setpoints},
+        _fault(_Reader(t, f"{source}: [[fault]] #{i + 1}"), served, setpoint_names,
                {o.name for o in observables})
         for i, t in enumerate(fault_tables)
     )

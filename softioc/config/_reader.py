@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, cast
 
 from ..errors import ConfigError
+from ._bounds import Bound
 
 __all__ = ["MAX_LENGTH", "MAX_NAME", "MAX_PRECISION", "MAX_TEXT", "check_entries"]
 
@@ -51,6 +52,13 @@ class _Reader:
         if minimum is not None and value < minimum:
             raise self.fail(key, f"must be >= {minimum}, got {value!r}")
         return float(value)
+
+    def within(self, key: str, default: float, bound: Bound) -> float:
+        """A finite number within `bound` (both ends allowed); the error names key, value and bounds."""
+        value = self.number(key, default)
+        if not bound.low <= value <= bound.high:
+            raise self.fail(key, f"must be within {bound.shown()}, got {self.data.get(key, default)!r}")
+        return value
 
     def finish(self, extra: tuple[str, ...] = ()) -> None:
         unknown = [k for k in self.data if k not in self.used and k not in extra]
@@ -125,12 +133,12 @@ def _name(r: _Reader, key: str, required: bool = True) -> str | None:
     return cast("str | None", value)
 
 
-def _update_rate(r: _Reader) -> float | None:
-    """A PV's own posting rate (Hz, > 0), or None to post at every update step."""
+def _update_rate(r: _Reader, bound: Bound) -> float | None:
+    """A PV's own posting rate (Hz, within `bound`), or None to post at every update step."""
     if "update_rate" not in r.data:
         r.used.add("update_rate")
         return None
-    return r.number("update_rate", 0.0, positive=True)
+    return r.within("update_rate", 0.0, bound)
 
 
 def check_entries(entries: Any, where: str) -> tuple[str, ...]:

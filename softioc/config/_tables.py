@@ -24,6 +24,7 @@ from ..model import (
     compile_expression,
     pv_type,
 )
+from ._bounds import BOUNDS, MAX_PV_STEPS
 from ._reader import (
     MAX_LENGTH,
     _check_text,
@@ -41,8 +42,8 @@ from ._types import MAX_PROCESSES, FaultConfig, IOCSettings
 
 def _settings(r: _Reader) -> IOCSettings:
     seed = r.get("seed", (int,), 0)
-    update_rate = r.number("update_rate", 10.0, positive=True)
-    time_scale = r.number("time_scale", 1.0, positive=True)
+    update_rate = r.within("update_rate", 10.0, BOUNDS["ioc.update_rate"])
+    time_scale = r.within("time_scale", 1.0, BOUNDS["ioc.time_scale"])
     prefix = _text(r, "control_prefix", "SOFTIOC:")
     if any(c.isspace() for c in prefix):
         raise r.fail("control_prefix", f"must be a PV name prefix without spaces, got {prefix!r}")
@@ -81,11 +82,11 @@ def _setpoint(r: _Reader) -> SetpointConfig:
         raise r.fail("lag", f"must be one of {', '.join(LAGS)}, got {lag!r}")
     if lag != "none" and not kind.numeric:
         raise r.fail("lag", f"must be 'none' for a {kind.name} PV")
-    tau = r.number("tau", 1.0, positive=True)
-    rate = r.number("rate", 1.0, positive=True)
+    tau = r.within("tau", 1.0, BOUNDS["setpoint.tau"])
+    rate = r.within("rate", 1.0, BOUNDS["setpoint.rate"])
     noise = r.number("noise", 0.0, minimum=0.0)
     offset = r.number("offset", 0.0)
-    dead_time = r.number("dead_time", 0.0, minimum=0.0)
+    dead_time = r.within("dead_time", 0.0, BOUNDS["setpoint.dead_time"])
     if not kind.numeric and (noise or offset):
         raise r.fail("noise" if noise else "offset", f"is only for numeric PVs, not {kind.name}")
     limits = r.get("limits", (list,), None)
@@ -123,7 +124,7 @@ def _setpoint(r: _Reader) -> SetpointConfig:
     precision = _precision(r)
     units = _text(r, "units", "")
     description = _text(r, "description", "")
-    update_rate = _update_rate(r)
+    update_rate = _update_rate(r, BOUNDS["setpoint.update_rate"])
     if update_rate is not None and readback is None:
         raise r.fail("update_rate", "sets how often a readback posts: it needs a 'readback'")
     if dead_time and readback is None:
@@ -189,13 +190,10 @@ def _observable(r: _Reader) -> ObservableConfig:
     precision = _precision(r)
     description = _text(r, "description", "")
     alarm_limits = _alarm_limits(r, True)
-    update_rate = _update_rate(r)
-    scan = r.number("scan", 0.0, positive=True) if "scan" in r.data else None
+    update_rate = _update_rate(r, BOUNDS["observable.update_rate"])
+    scan = r.within("scan", 0.0, BOUNDS["observable.scan"]) if "scan" in r.data else None
     if "scan" not in r.data:
         r.used.add("scan")
-    if scan is not None and not MIN_SCAN <= scan <= MAX_SCAN:
-        raise r.fail("scan", f"must be from {MIN_SCAN:g} to {MAX_SCAN:g} s (a calc record's SCAN "
-                     f"periods run from .1 to 10 s), got {scan!r}")
     r.finish()
     try:
         if expression:
@@ -206,12 +204,11 @@ def _observable(r: _Reader) -> ObservableConfig:
                             update_rate, scan)
 
 
-MIN_SCAN, MAX_SCAN = 0.01, 3600.0  # seconds: an observable's scan period, floor and ceiling
-
-
 def _check_update_rates(source: str, setpoints: tuple[Any, ...],
                         observables: tuple[Any, ...], settings: IOCSettings) -> None:
-    """A PV cannot post faster than the update loop steps."""
+    """A PV cannot post faster than the update loop steps, nor the loop step more PVs than it can run."""
+    pvs = sum(2 if sp.readback else 1 for sp in setpoints) + len(observables)
+    check_load(source, pvs, settings)
     tables = [("[[setpoint]]", i, sp) for i, sp in enumerate(setpoints)]
     tables += [("[[observable]]", i, ob) for i, ob in enumerate(observables)]
     for table, i, cfg in tables:
@@ -219,6 +216,19 @@ def _check_update_rates(source: str, setpoints: tuple[Any, ...],
             raise ConfigError(
                 f"{source}: {table} #{i + 1} ('{cfg.name}'): key 'update_rate' is {cfg.update_rate:g} Hz, "
                 f"faster than the [ioc] update_rate {settings.update_rate:g} Hz its updates are stepped at")
+
+
+def check_load(source: str, pvs: int, settings: IOCSettings) -> None:
+    """ConfigError unless each process's update loop steps at most MAX_PV_STEPS PV updates a second
+    (`pvs` PVs shared evenly by `settings.processes`)."""
+    processes = settings.processes
+    each = -(-pvs // processes)
+    load = each * settings.update_rate
+    if load > MAX_PV_STEPS:
+        raise ConfigError(
+            f"{source}: [ioc] update_rate {settings.update_rate:g} Hz steps {each:,} PVs in each of {processes} "
+            f"process(es): {load:,.0f} PV updates a second, beyond the {MAX_PV_STEPS:,} one update loop can "
+            "run; lower update_rate or raise processes")
 
 
 def _fault(r: _Reader, served: set[str], setpoints: set[str], observables: Collection[str] = ()) -> FaultConfig:

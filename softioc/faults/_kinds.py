@@ -74,7 +74,7 @@ class ReadbackBias(Fault):
     kind: ClassVar[str] = "readback_bias"
     targets: ClassVar[frozenset[str]] = frozenset({SETPOINT, OBSERVABLE})
     bias: float = 0.0
-    drift: float = 0.0
+    drift: float = bounded(0.0, low=-1e15, high=1e15)  # units/s, as a setpoint's `rate` is bounded
     duration: float | None = seconds(None)
 
     def readback_effect(self) -> ReadbackEffect:
@@ -87,7 +87,7 @@ class SlowReadback(Fault):
 
     kind: ClassVar[str] = "slow_readback"
     targets: ClassVar[frozenset[str]] = frozenset({SETPOINT, OBSERVABLE})
-    rate: float = bounded(0.0, low=0.0)
+    rate: float = bounded(0.0, low=0.0, high=1000.0)  # Hz: no faster than an update loop may step
     duration: float | None = seconds(None)
 
     def readback_effect(self) -> ReadbackEffect:

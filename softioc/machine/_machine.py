@@ -7,7 +7,7 @@ The parent starts each shard as a fresh interpreter (`_shard.child_main`, never 
 a forked child of a process using p4p hangs), waits for every `# ready`, then serves the
 machine's control PVs itself and routes them, and its Python API, to the shards over each
 child's command pipe. A child stops when that pipe closes, so SIGKILL of the parent leaves
-no orphan. A shard that dies is reported (log, `dead()`, the SHARDS control PV) and
+no orphan, and the last child out removes the machine's temporary folder (`_folder`). A shard that dies is reported (log, `dead()`, the SHARDS control PV) and
 `restart_shard(k)` brings it back on the same ports while the others keep serving.
 
 Discovery: every shard binds its own UDP search port and the client settings list each
@@ -25,9 +25,9 @@ from __future__ import annotations
 import dataclasses
 import logging
 import pickle
+import shutil
 import socket
 import sys
-import tempfile
 import threading
 import uuid
 from collections.abc import Mapping, Sequence
@@ -35,9 +35,10 @@ from pathlib import Path
 from typing import Any
 
 from ..child_process import free_port
-from ..config import IOCConfig, load_config
+from ..config import MAX_PROCESSES, IOCConfig, check_load, load_config
 from ..errors import NetworkRefused, ShardError
 from ..server import Audit, SoftIOC, Stats, is_loopback
+from ._folder import make_folder, remove_stale
 from ._shard_process import ShardProcess
 from ._sharding import assign
 from ._surface import ControlSurface
@@ -84,9 +85,13 @@ class Machine:
         self.identity = ""  # drawn by start()
         if self.config.ioc.audit is not None:  # AuditFileError now, as a SoftIOC's, not from a shard
             Audit(self.config.ioc.audit).close()
-        self.processes = processes or self.config.ioc.processes
-        if not 1 <= self.processes <= 64:
-            raise ValueError(f"processes must be within [1, 64], got {self.processes}")
+        # 0 is refused, not read as "the config's number"
+        self.processes = self.config.ioc.processes if processes is None else processes
+        if not 1 <= self.processes <= MAX_PROCESSES:
+            raise ValueError(f"processes must be within [1, {MAX_PROCESSES}], got {self.processes}")
+        # the config was checked for its own number of processes; this many must keep up too
+        check_load(self.config.source, len(self.config.pv_names()),
+                   dataclasses.replace(self.config.ioc, processes=self.processes))
         hosts = [host] * self.processes if isinstance(host, str) else list(host)
         if len(hosts) != self.processes:
             raise ValueError(f"host: give one address or {self.processes} (one per shard), got {len(hosts)}")
@@ -95,11 +100,13 @@ class Machine:
         self.start_timeout, self.reply_timeout, self.log_level = start_timeout, reply_timeout, log_level
         self.where = assign(self.config, self.processes)
         self.shards: list[ShardProcess] = []
+        # the control writes the machine's own control PVs refused (the shards audit every other put)
+        self.control_audit = Audit()
         self.audit = MachineAudit(self)
         self.faults = MachineFaults(self)
         self._surface: Any = None
         self._control_ports: tuple[int, int] | None = None
-        self._folder: tempfile.TemporaryDirectory[str] | None = None
+        self._folder: Path | None = None
         self._watch: threading.Thread | None = None
         self._stop = threading.Event()
         self._dead: dict[int, int | None] = {}  # shard -> exit status, for shards found dead
@@ -137,8 +144,9 @@ class Machine:
             raise RuntimeError("this machine is already running")
         self._check_network()
         self.identity = uuid.uuid4().hex
-        self._folder = tempfile.TemporaryDirectory(prefix="softioc-machine-")
-        path = Path(self._folder.name, "config.pickle")
+        remove_stale()  # the folders of machines killed before their shards could remove them
+        self._folder = make_folder()
+        path = self._folder / "config.pickle"
         path.write_bytes(pickle.dumps(self.config))
         # a start after a stop keeps the ports (and so the clients' settings) of the first start
         ports = [(s.port, s.broadcast_port) for s in self.shards] or self._ports()
@@ -160,7 +168,8 @@ class Machine:
                 shard.spawn()
             for shard in self.shards:
                 shard.wait_ready()
-            self._surface = ControlSurface(self, control_host, *control_ports).start()
+            self.control_audit = Audit(self.config.ioc.audit)  # one file: each line one O_APPEND write
+            self._surface = ControlSurface(self, control_host, *control_ports, self.control_audit).start()
         except BaseException:
             self._teardown()
             raise
@@ -194,13 +203,14 @@ class Machine:
         if self._surface is not None:
             self._surface.stop()
             self._surface = None
+        self.control_audit.close()  # its records stay, in memory
         threads = [threading.Thread(target=s.stop, daemon=True) for s in self.shards]  # in parallel
         for t in threads:
             t.start()
         for t in threads:
             t.join(30.0)
         if self._folder is not None:
-            self._folder.cleanup()
+            shutil.rmtree(self._folder, ignore_errors=True)
             self._folder = None
 
     def _watch_shards(self) -> None:

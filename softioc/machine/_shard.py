@@ -31,12 +31,15 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from ..child_process import serve_commands
 from ..config import IOCConfig, load_config
+from ..errors import UpdateLoopError
 from ..model import Observable, Simulation, VectorSimulation
 from ..server import SoftIOC
+from ._folder import leave_if_orphaned
 from ._sharding import links_of, share
 
 __all__ = ["LinkedSimulation", "ShardCommands", "ShardIOC", "child_main"]
@@ -173,6 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
 def child_main(argv: Sequence[str] | None = None) -> int:
     """Serve one shard; print client settings and `# ready`; answer commands until stdin closes."""
     args = build_parser().parse_args(argv)
+    parent = os.getppid()  # the machine's process: when it dies unannounced, we clean up after it
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format=f"%(asctime)s shard{args.shard} %(levelname)s %(name)s: %(message)s")
     if args.pickle:
@@ -190,16 +194,28 @@ def child_main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - one line for the parent's error
         print(f"shard {args.shard}: cannot start: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
         return 1
+    asked: list[bool] = []  # how the commands ended: [True] the parent asked, [False] its pipe closed
+
+    def commands() -> None:
+        asked.append(serve_commands(ShardCommands(ioc), stop))
+
     try:
         for name, value in ioc.client_conf().items():
             print(f"{name}={value}")
         print("# ready", flush=True)
-        threading.Thread(target=serve_commands, args=(ShardCommands(ioc), stop), daemon=True,
-                         name="shard-commands").start()
-        while not stop.wait(1.0):  # timed, so a signal's handler runs promptly
+        threading.Thread(target=commands, daemon=True, name="shard-commands").start()
+        while not stop.wait(1.0) and ioc.failure is None:  # timed, so a signal's handler runs promptly
             pass
     finally:
-        ioc.stop()
+        status = 0
+        try:
+            ioc.stop()
+        except UpdateLoopError as exc:  # the parent sees the shard die, with this as its last words
+            print(f"shard {args.shard}: {exc}", file=sys.stderr, flush=True)
+            status = 1
+        if args.pickle and asked != [True]:  # asked to stop: the parent lives and removes the folder
+            # a dying parent's pipe closes just before we are reparented: give the kernel a moment
+            leave_if_orphaned(Path(args.pickle).parent, parent, grace=1.0 if asked == [False] else 0.0)
     sys.stdout.flush()
-    os._exit(0)  # the command thread may sit in a read of stdin
+    os._exit(status)  # the command thread may sit in a read of stdin
 

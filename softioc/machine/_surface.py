@@ -3,7 +3,8 @@
 The same names as one soft IOC's (softioc.server.CONTROL_PVS), under the machine's control prefix, so a
 script cannot tell one process from N: FAULT:ARM goes to the shard serving the PV (every
 shard for '*'), FAULT:CLEAR to its shard (every shard for ""), FAULT:ACTIVE merges the lists,
-FAULT:FIRED and PUTS sum the counts, FAULT:LAST is the latest event of any shard, RESTART
+FAULT:FIRED and PUTS sum the counts (PUTS also the control writes refused here, which the
+machine audits itself), FAULT:LAST is the latest event of any shard, RESTART
 takes every shard's server away, TIME is the simulated time. Two more:
   SHARDS          string  JSON list: per shard its index, pid, address, alive, PV count (read-only)
   SHARD:RESTART   int     put a shard index: start that shard again (e.g. after it died)
@@ -30,8 +31,11 @@ from ..server import (
     IDENTITY,
     IDENTITY_FIELD,
     AccessRule,
+    Audit,
     ReadOnly,
     WriteHandler,
+    audit_refusal,
+    check_text,
     control_pvs,
     owner,
     parse_fault_spec,
@@ -46,8 +50,10 @@ POLL_PERIOD = 0.1
 class ControlSurface:
     """Control PVs for a whole machine on their own p4p server (host, TCP port, UDP port)."""
 
-    def __init__(self, machine: Any, host: str, port: int, broadcast_port: int) -> None:
+    def __init__(self, machine: Any, host: str, port: int, broadcast_port: int, audit: Audit) -> None:
+        """`audit` records the control writes refused here (the shards audit everything else)."""
         self._machine = machine
+        self._audit = audit
         self.host, self.port, self.broadcast_port = host, port, broadcast_port
         ioc = machine.config.ioc
         self.prefix = p = ioc.control_prefix
@@ -78,8 +84,9 @@ class ControlSurface:
         self._thread: threading.Thread | None = None
 
     def _refused(self, name: str, op: Any, message: str) -> None:
-        """A control PV write the rule refused: logged (the shards keep the audits)."""
-        _log.warning("%s: %s", name, message)
+        """A control PV write the rule refused: audited and counted in PUTS, as one soft IOC does."""
+        audit_refusal(self._audit, name, op, message, float(self._published.get(f"{self.prefix}TIME", 0.0)))
+        self.changed()
 
     def start(self) -> ControlSurface:
         self._queue.start()
@@ -123,7 +130,7 @@ class ControlSurface:
         self._publish_now()
 
     def _clear(self, value: Any) -> None:
-        target = str(value).strip()
+        target = check_text(str(value), "a PV name to clear").strip()  # a huge one is cut short in the error
         self._machine.faults.clear(target or None)
         self._publish_now()
 
@@ -183,7 +190,7 @@ class ControlSurface:
             rows.append(row)
         p = self.prefix
         self._post(f"{p}SHARDS", json.dumps(rows))
-        self._post(f"{p}PUTS", sum(s["puts"] for s in statuses))
+        self._post(f"{p}PUTS", sum(s["puts"] for s in statuses) + self._audit.put_count())
         self._post(f"{p}FAULT:FIRED", sum(s["fired"] for s in statuses))
         self._post(f"{p}FAULT:ACTIVE", json.dumps([a for s in statuses for a in s["active"]]))
         events = [s["last"] for s in statuses if s["last"]]

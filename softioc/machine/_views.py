@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 
 from ..faults import SERVER, Fault, describe
-from ..server import FaultRecord, PutRecord
+from ..server import Audit, FaultRecord, PutRecord
 from ._shard_process import ShardProcess
 
 __all__ = ["MachineAudit", "MachineFaults"]
@@ -20,6 +20,7 @@ class Shards(Protocol):
     """What these views need of a machine (`_machine.Machine`): its shards, and whose a PV is."""
 
     shards: list[ShardProcess]
+    control_audit: Audit  # the control writes the machine's own control PVs refused
 
     def shard_for(self, pv: str) -> ShardProcess: ...
 
@@ -35,15 +36,19 @@ class MachineAudit:
         self._machine = machine
 
     def puts(self, pv: str | None = None, outcome: str | None = None) -> list[PutRecord]:
-        """Puts received by the running shards, oldest first (by wall time)."""
+        """Puts received by the running shards, and the control writes refused, oldest first (by wall time)."""
+        own = self._machine.control_audit.puts(pv, outcome)
+        if pv is not None and own:
+            return own  # a machine control PV: no shard serves it
         shards = self._machine.shards if pv is None else [self._machine.shard_for(pv)]
-        records = [PutRecord(**r) for s in shards if s.alive
-                   for r in s.call("puts", {"pv": pv, "outcome": outcome})]
+        records = own + [PutRecord(**r) for s in shards if s.alive
+                         for r in s.call("puts", {"pv": pv, "outcome": outcome})]
         return sorted(records, key=lambda r: r.wall_time)  # stable: one shard's order per PV kept
 
     def put_count(self) -> int:
-        """Puts received by the running shards."""
-        return sum(s.call("status")["puts"] for s in self._machine.shards if s.alive)
+        """Puts received by the running shards, and the control writes refused (PUTS)."""
+        shards: int = sum(s.call("status")["puts"] for s in self._machine.shards if s.alive)
+        return self._machine.control_audit.put_count() + shards
 
     def faults(self, pv: str | None = None, event: str | None = "fired") -> list[FaultRecord]:
         """Fault events of the running shards, oldest first; by default only those that fired.
@@ -61,7 +66,8 @@ class MachineAudit:
         return sorted(records, key=_wall)
 
     def clear(self) -> None:
-        """Forget everything the shards recorded so far."""
+        """Forget everything the shards and the control PVs recorded so far."""
+        self._machine.control_audit.clear()
         for s in self._machine.shards:
             if s.alive:
                 s.call("clear_audit")

@@ -10,12 +10,20 @@ control PVs, the put path (`_puts`: access, faults, the model, the audit) and th
 from ._access import AccessRule, is_loopback, owner, peer_of
 from ._audit import ACCEPTED, REJECTED, TIMED_OUT, Audit, FaultRecord, PutRecord, read_audit_file
 from ._channels import IDENTITY, IDENTITY_FIELD, Channel, PostBatch, plain
-from ._control import CONTROL_PVS, ReadOnly, WriteHandler, control_pvs, parse_fault_spec
+from ._control import (
+           CONTROL_PVS,
+           ReadOnly,
+           WriteHandler,
+           audit_refusal,
+           check_text,
+           control_pvs,
+           parse_fault_spec,
+)
 from ._fault_control import ABANDON_AFTER, FaultControl
 from ._ioc import SoftIOC
 from ._stats import Stats
 
 __all__ = ["ABANDON_AFTER", "ACCEPTED", "CONTROL_PVS", "IDENTITY", "IDENTITY_FIELD", "REJECTED", "TIMED_OUT",
            "AccessRule", "Audit", "Channel", "FaultControl", "FaultRecord", "PostBatch", "PutRecord", "ReadOnly",
-           "SoftIOC", "Stats", "WriteHandler", "control_pvs", "is_loopback", "owner", "parse_fault_spec",
+           "SoftIOC", "Stats", "WriteHandler", "audit_refusal", "check_text", "control_pvs", "is_loopback", "owner", "parse_fault_spec",
            "peer_of", "plain", "read_audit_file"]

@@ -33,8 +33,8 @@ from ._audit import REJECTED, Audit, PutRecord
 from ._channels import IDENTITY, IDENTITY_FIELD
 from ._fault_control import FaultControl
 
-__all__ = ["CONTROL_PVS", "MAX_TEXT", "ControlPVs", "ReadOnly", "WriteHandler", "check_text", "control_pvs",
-           "parse_fault_spec"]
+__all__ = ["CONTROL_PVS", "MAX_TEXT", "ControlPVs", "ReadOnly", "WriteHandler", "audit_refusal", "check_text",
+           "control_pvs", "parse_fault_spec"]
 
 _log = logging.getLogger(__name__)
 
@@ -108,6 +108,21 @@ def control_pvs(prefix: str, table: Iterable[tuple[str, str, Any]],
     return {prefix + name: make(code, initial, handlers.get(name)) for name, code, initial in rows}
 
 
+def audit_refusal(audit: Audit, name: str, op: Any, message: str, sim_time: float) -> None:
+    """Record a control PV write the access rule refused (outcome rejected, with the rule's
+    message; counted in PUTS) and log it: one soft IOC and a machine's control surface alike."""
+    try:
+        value = op.value().raw["value"]
+    except (KeyError, TypeError, ValueError):
+        value = None
+    try:
+        peer = str(op.peer())
+    except Exception:  # noqa: BLE001 - the peer is informative only
+        peer = ""
+    audit.record_put(PutRecord(name, value, time.time(), sim_time, REJECTED, message, peer=peer))
+    _log.warning("%s", message)
+
+
 class WriteHandler:
     """Runs `action(value)` for a client `rule` allows; a callable it returns runs after the put is completed."""
 
@@ -168,16 +183,7 @@ class ControlPVs:
 
     def _refused(self, name: str, op: Any, message: str) -> None:
         """Audit a write the access rule refused (outcome rejected, with the rule's message)."""
-        try:
-            value = op.value().raw["value"]
-        except (KeyError, TypeError, ValueError):
-            value = None
-        try:
-            peer = str(op.peer())
-        except Exception:  # noqa: BLE001 - the peer is informative only
-            peer = ""
-        self._audit.record_put(PutRecord(name, value, time.time(), self._clock(), REJECTED, message, peer=peer))
-        _log.warning("%s", message)
+        audit_refusal(self._audit, name, op, message, self._clock())
 
     def _arm(self, value: Any) -> Callable[[], None]:
         armed = self._faults.arm_from_dict(parse_fault_spec(str(value)), fire=False)

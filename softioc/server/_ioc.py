@@ -22,8 +22,8 @@ from p4p.server import StaticProvider
 from p4p.util import ThreadedWorkQueue
 
 from .. import _guard
-from ..config import IOCConfig, load_config
-from ..errors import NetworkRefused
+from ..config import IOCConfig, check_load, load_config
+from ..errors import NetworkRefused, UpdateLoopError
 from ..model import (
     OK,
     FunctionStats,
@@ -45,6 +45,9 @@ from ._views import Views
 
 _guard.ensure_this_package()
 _log = logging.getLogger(__name__)
+
+MAX_FAILED_STEPS = 10
+"""Update steps in a row that may fail (each logged) before the loop is taken for dead."""
 
 __all__ = ["ABANDON_AFTER", "SoftIOC", "Stats", "is_loopback"]
 
@@ -70,7 +73,12 @@ class SoftIOC:
     still names the observable and its inputs (its `expression` may then be left out). A call
     that raises puts the PV in INVALID alarm with the message; a step waits for the calls at
     most `observable_budget` s (default: half an update period), so a slow function is skipped
-    and counted (observable_stats()), never stalling the other PVs.
+    and counted (observable_stats()), never stalling the other PVs; one that raises a
+    BaseException (SystemExit, KeyboardInterrupt) stops the IOC, as below.
+
+    An update loop that dies (an exception escaping it, or MAX_FAILED_STEPS failed steps in a
+    row) takes the IOC off the network rather than leave it answering with frozen values:
+    `failure` holds the exception, and `wait()` and the next `stop()` raise UpdateLoopError.
     """
 
     def __init__(
@@ -88,6 +96,8 @@ class SoftIOC:
     ) -> None:
         self.config = load_config(config)
         _check_one_process(self.config, processes)
+        # a config built in code (a shard's share of a machine) has not met the loader's check
+        check_load(self.config.source, len(self.config.pv_names()), self.config.ioc)
         # Python observables: checked now (a name the config lacks, an observable left without
         # an expression), not at start()
         self._functions = dict(observables or {})
@@ -122,6 +132,12 @@ class SoftIOC:
         self._stop = threading.Event()
         self._serve_again_at: float | None = None  # monotonic s: when a restart(wait=False) ends
         self._stepped_due: float | None = None  # monotonic s the last step run was due at
+        # why the update loop died (None while it runs); the IOC then stops serving at once
+        self.failure: BaseException | None = None
+        self._failure_told = False  # stop() raises the failure once
+        self._down = threading.Event()  # set when this run ends: stopped, or its loop died
+        self._teardown_lock = threading.Lock()
+        self._torn_down = True  # nothing to tear down before a start
 
     def __enter__(self) -> SoftIOC:
         self.start()
@@ -159,13 +175,31 @@ class SoftIOC:
 
     @property
     def running(self) -> bool:
-        return self._thread is not None
+        """Started, not stopped, and its update loop alive."""
+        return self._thread is not None and self.failure is None
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until this run ends (stop(), or the update loop died), at most `timeout` s.
+
+        True once stopped, False on timeout; UpdateLoopError (from the loop's exception) when the
+        update loop died, which took the IOC off the network.
+        """
+        if not self._down.wait(timeout):
+            return False
+        if self.failure is not None:
+            raise self._failure_error() from self.failure
+        return True
+
+    def _failure_error(self) -> UpdateLoopError:
+        exc = self.failure
+        return UpdateLoopError(f"soft IOC update loop died: {type(exc).__name__}: {exc}; the IOC stopped "
+                               "serving (its PVs would otherwise answer with frozen values)")
 
     # life cycle ---------------------------------------------------------------------------
     def start(self) -> SoftIOC:
         """Build the simulation and PVs, start serving and updating; returns self."""
-        if self.running:
-            raise RuntimeError("this soft IOC is already running")
+        if self._thread is not None:
+            raise RuntimeError("this soft IOC is already running (or its update loop died: stop() it first)")
         self._check_network()
         settings = self.config.ioc
         control_rule = AccessRule.build(
@@ -173,6 +207,8 @@ class SoftIOC:
         write_rule = AccessRule.build("write_from", settings.write_from)
         self.identity = self._new_identity()
         self._stop.clear()
+        self._down.clear()
+        self.failure, self._failure_told, self._torn_down = None, False, False
         self.stats = Stats()
         self._sim = sim = self._simulation()
         self._stepped_due = None
@@ -235,16 +271,24 @@ class SoftIOC:
         return {} if runner is None else {name: dataclasses.replace(st) for name, st in runner.stats.items()}
 
     def stop(self) -> None:
-        """Stop updating and serving; release every held put; idempotent."""
+        """Stop updating and serving; release every held put; idempotent. UpdateLoopError (once)
+        when the update loop had died, which had already taken the IOC off the network."""
         thread, self._thread = self._thread, None
-        if thread is None:
-            return
-        self._stop.set()
-        thread.join(timeout=10.0)
-        self._teardown()
-        _log.info("soft IOC stopped")
+        if thread is not None:
+            self._stop.set()
+            thread.join(timeout=10.0)
+            self._teardown()
+            self._down.set()
+            _log.info("soft IOC stopped")
+        if self.failure is not None and not self._failure_told:
+            self._failure_told = True
+            raise self._failure_error() from self.failure
 
     def _teardown(self) -> None:
+        with self._teardown_lock:  # by stop(), and by an update loop that died: once
+            if self._torn_down:
+                return
+            self._torn_down = True
         self.faults.stop()
         if self._sim is not None:
             self._sim.close()
@@ -279,7 +323,7 @@ class SoftIOC:
 
     def _bring_back(self) -> None:
         provider = self._provider
-        if provider is not None and self.running:
+        if provider is not None and self.running:  # never after the update loop died
             self._endpoint.bring_back(provider)
 
     # the parts' wiring ----------------------------------------------------------------------
@@ -352,10 +396,28 @@ class SoftIOC:
 
     # the update loop --------------------------------------------------------------------
     def _run(self) -> None:
+        """The update thread: the loop, and when it dies (any exception), the IOC taken down."""
+        try:
+            self._loop()
+        except BaseException as exc:  # noqa: BLE001 - whatever killed it, a frozen server must not stay
+            self._die(exc)
+
+    def _die(self, exc: BaseException) -> None:
+        """Record why the loop died, say so, and stop serving (stop() then raises it)."""
+        self.failure = exc
+        _log.critical("%s", self._failure_error(), exc_info=exc)
+        try:
+            self._teardown()
+        finally:
+            self._down.set()
+
+    def _loop(self) -> None:
         """Step the model every period on a fixed schedule; a step that runs late (by under 1 s)
-        is still one step, stamped and scheduled as of the time it stands for."""
+        is still one step, stamped and scheduled as of the time it stands for. A step that fails
+        is logged and the next one runs; MAX_FAILED_STEPS in a row end the loop."""
         period = 1.0 / self.config.ioc.update_rate
         deadline = time.monotonic()
+        failed = 0
         while not self._stop.wait(max(0.0, deadline - time.monotonic())):
             began, began_cpu = time.monotonic(), time.thread_time()
             lateness = began - deadline
@@ -368,8 +430,12 @@ class SoftIOC:
                 due, deadline = began, began + period
             try:
                 self._step(began, due)
-            except Exception:  # noqa: BLE001 - one bad step must not kill the machine
-                _log.exception("soft IOC update step failed")
+                failed = 0
+            except Exception:  # one bad step must not kill the machine; a loop failing every step is dead
+                failed += 1
+                _log.exception("soft IOC update step failed (%d in a row)", failed)
+                if failed >= MAX_FAILED_STEPS:
+                    raise
             self.stats.busy += time.monotonic() - began
             self.stats.cpu += time.thread_time() - began_cpu
 

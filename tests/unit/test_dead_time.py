@@ -101,7 +101,7 @@ def test_the_vector_path_steps_dead_time_devices_like_the_scalar_one():
 # ---- the config ---------------------------------------------------------------------------------
 
 @pytest.mark.parametrize(("value", "problem"), [
-    (-0.1, "must be >= 0.0, got -0.1"),
+    (-0.1, "must be within [0, 3600] s, got -0.1"),
     (math.nan, "must be finite, got nan"),
     (math.inf, "must be finite, got inf"),
     ("0.3", "must be int or float, got '0.3' (str)"),

@@ -14,6 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from softioc import ConfigError, IOCConfig, load_config
+from softioc.config import BOUNDS, MAX_NAME_BYTES, MAX_PV_STEPS, MAX_PVS, MAX_RANGE
 
 names = st.one_of(
     st.sampled_from(["P:A", "P:B", "P:C", "SOFTIOC:X"]),
@@ -92,6 +93,24 @@ def _check(source) -> None:
     for pv in (*result.setpoints, *result.observables):
         assert pv.precision is None or 0 <= pv.precision <= 17
     assert _carried(settings.control_prefix)
+    _check_limits(result)
+
+
+def _check_limits(config: IOCConfig) -> None:
+    """A config that loaded asks for no more than the caps and keeps every time and rate in bounds."""
+    assert len(config.pv_names()) <= MAX_PVS
+    ioc = config.ioc
+    numbers = [("ioc.update_rate", ioc.update_rate), ("ioc.time_scale", ioc.time_scale)]
+    for sp in config.setpoints:
+        numbers += [("setpoint.tau", sp.tau), ("setpoint.rate", sp.rate), ("setpoint.dead_time", sp.dead_time)]
+        if sp.update_rate is not None:
+            numbers.append(("setpoint.update_rate", sp.update_rate))
+    for ob in config.observables:
+        numbers += [(f"observable.{key}", value) for key, value in (("update_rate", ob.update_rate),
+                                                                    ("scan", ob.scan)) if value is not None]
+    for key, value in numbers:
+        assert BOUNDS[key].low <= value <= BOUNDS[key].high, (key, value)
+    assert -(-len(config.pv_names()) // ioc.processes) * ioc.update_rate <= MAX_PV_STEPS
 
 
 def _carried(text: str) -> bool:
@@ -140,3 +159,58 @@ def test_toml_text_gives_a_config_or_a_config_error(tmp_path_factory, text):
     path = tmp_path_factory.mktemp("cfg") / "ioc.toml"
     path.write_bytes(text.encode("utf-8", "surrogateescape"))
     _check(path)
+
+
+# ---- the caps and bounds: documents asking for too much, or for times no loop could keep --------
+
+times = st.one_of(
+    st.floats(min_value=0.0, max_value=1e-5), st.floats(min_value=1e3, max_value=1e300), some_value,
+    st.floats(min_value=0.01, max_value=100.0),
+    st.sampled_from([5e-324, 1e-300, 1e-6, 0.001, 0.01, 1000.0, 3600.0, 1e6, 1e15, 1e16, -1e-9]),
+)
+patterns = st.one_of(
+    st.sampled_from(["R{i}", "R{i:03d}", "R{i:01000000000d}", "R{i:.99f}", "R{i!r}", "R{j}", "{}", "R", "R{i:>999}"]),
+    st.text(max_size=10).map(lambda t: t + "{i}"),
+    st.integers(min_value=990, max_value=1100).map(lambda n: "L" * n + "{i}"),
+)
+counts = st.one_of(st.integers(min_value=1, max_value=30), st.integers(min_value=MAX_RANGE + 1, max_value=10**400))
+pv_keys = {"update_rate": times, "tau": times, "rate": times, "dead_time": times, "noise": times}
+small_range = st.fixed_dictionaries(
+    {"name": patterns, "count": counts},
+    optional={"readback": patterns, "start": st.one_of(st.integers(min_value=0, max_value=10**20), some_value),
+              "lag": st.sampled_from(["first_order", "rate"]), **pv_keys},
+)
+# several ranges each within the range cap, too many together: refused before any name is made
+big_ranges = st.lists(st.fixed_dictionaries({
+    "name": st.sampled_from(["A{i}", "B{i}", "C{i:07d}"]),
+    "readback": st.sampled_from(["RA{i}", "RB{i}"]),
+    "count": st.integers(min_value=MAX_PVS // 2 + 1, max_value=MAX_RANGE),
+}), min_size=2, max_size=4)
+# names of 500 to 990 characters, 60,000 or more of each: past MAX_NAME_BYTES
+long_ranges = st.builds(
+    lambda n, count: [{"name": "L" * n + "{i}:S", "readback": "L" * n + "{i}:R", "count": count}],
+    st.integers(min_value=500, max_value=990),
+    st.integers(min_value=MAX_NAME_BYTES // 1000 + 1, max_value=MAX_RANGE),
+)
+limit_ioc = st.fixed_dictionaries({}, optional={
+    "update_rate": times, "time_scale": times, "processes": st.integers(min_value=-1, max_value=70)})
+good_names = st.sampled_from(["P:A", "P:B", "P:C", "P:D"])  # valid, so the numbers are what is judged
+limit_configs = st.fixed_dictionaries({}, optional={
+    "ioc": limit_ioc,
+    "setpoint": st.lists(st.fixed_dictionaries(
+        {"name": good_names, "lag": st.sampled_from(["first_order", "rate"])},
+        optional={"readback": good_names.map(lambda n: n + ":RBV"), **pv_keys}), max_size=3, unique_by=lambda t: t["name"]),
+    "observable": st.lists(st.fixed_dictionaries(
+        {"name": good_names.map(lambda n: n + ":OB"), "expression": st.just("1")},
+        optional={"update_rate": times, "scan": times}), max_size=2, unique_by=lambda t: t["name"]),
+    "setpoint_range": st.one_of(st.lists(small_range, max_size=2), big_ranges, long_ranges),
+    "observable_range": st.one_of(st.lists(st.fixed_dictionaries(
+        {"name": patterns, "count": counts, "expression": st.just("x")},
+        optional={"inputs": st.dictionaries(st.just("x"), patterns, max_size=1), "scan": times}), max_size=2),
+        big_ranges.map(lambda ranges: [{"name": r["name"], "count": r["count"], "expression": "1"} for r in ranges])),
+})
+
+
+@given(limit_configs)
+def test_a_config_asking_too_much_or_for_impossible_times_gives_a_config_error_in_time(data):
+    _check(data)

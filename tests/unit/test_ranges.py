@@ -62,7 +62,7 @@ def test_a_bad_pattern_names_file_key_and_pattern(pattern, problem):
     ({"name": "Q{i}", "count": "3"}, "key 'count' must be int"),
     ({"name": "Q{i}", "count": 2, "start": -1}, "key 'start' must be >= 0"),
     ({"count": 2}, "required key 'name' is missing"),
-    ({"name": "Q{i}", "count": 2, "tau": -1}, "i=0 ('Q0'): key 'tau' must be > 0"),
+    ({"name": "Q{i}", "count": 2, "tau": -1}, "i=0 ('Q0'): key 'tau' must be within [1e-06, 1e+06] s, got -1"),
     ({"name": "Q{i}", "count": 2, "colour": "red"}, "unknown key 'colour'"),
     ({"name": "Q{i}", "readback": 3, "count": 2}, "key 'readback' must be a str pattern"),
 ])
