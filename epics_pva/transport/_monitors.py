@@ -100,10 +100,14 @@ class MetadataCache:
         the others once no update came for QUIET s and no set runs (see _signalled)."""
         while self._queue is queue:  # close(), or a new context's queue, ends it
             try:
-                quiet = self._last_signal + self.QUIET - time.monotonic()
-                if self._dirty and quiet <= 0 and not self._busy:
-                    self._take_dirty()
-                queue.run_next(max(quiet, 0.0) if self._dirty else 60.0)
+                if self._dirty and not self._busy:
+                    quiet = self._last_signal + self.QUIET - time.monotonic()
+                    if quiet <= 0:
+                        self._take_dirty()
+                        continue
+                    queue.run_next(quiet)
+                else:  # woken by the first pending update, and by the end of a set (busy())
+                    queue.run_next(60.0)
             except Exception:  # noqa: BLE001 - one bad update must not stop every PV's monitor
                 _log.exception("a PV monitor update failed")
 
