@@ -390,3 +390,24 @@ def test_a_forked_child_sets_through_its_own_monitors(machine):
 if __name__ == "__main__":
     if sys.argv[1] == "fork":
         print(json.dumps(_drive_fork(json.loads(sys.argv[2]))))
+
+
+def _cpu_seconds(thread: threading.Thread) -> float:
+    """CPU time (user + system) a thread has used, from /proc (Linux)."""
+    fields = open(f"/proc/self/task/{thread.native_id}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="reads a thread's CPU time from /proc")
+def test_the_monitor_thread_waits_while_a_set_runs_with_updates_pending(machine):
+    # the set's own put makes an update of its PV's monitor, left pending while the set runs;
+    # the monitors' thread must wait for the set's end, not poll for it (it once spun, holding
+    # the GIL from the validations)
+    m = machine({"M:A": 0.0})
+    with m.interface() as itf:
+        itf.set_values({"M:A": 1.0})  # subscribes M:A; the monitors' thread starts
+        thread = next(t for t in threading.enumerate() if t.name == "pva-monitors")
+        before = _cpu_seconds(thread)
+        itf.set_values({"M:A": 2.0}, {"M:A": lambda **_: time.sleep(1.5)})
+        used = _cpu_seconds(thread) - before
+    assert used < 0.2, f"the monitors' thread used {used:.2f} s of CPU during a 1.5 s set"
