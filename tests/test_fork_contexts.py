@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PV = "FK:SET"
 CONFIG = {"ioc": {"seed": 3}, "setpoint": [{"name": PV, "readback": "FK:RBV", "limits": [-10, 10]}]}
 ROUNDS = 3
-CHILD_LIMIT = 60.0  # s
+CHILD_LIMIT = 90.0  # s
 
 
 def child_main(conf: dict[str, str], pv: str) -> None:
@@ -46,14 +46,14 @@ def child_main(conf: dict[str, str], pv: str) -> None:
         try:
             with Interface(conf=conf, timeout=5.0) as worker:
                 worker.get_values([pv])
-                time.sleep(ROUNDS * 3.0 + 2.0)
+                time.sleep(ROUNDS * 6.0 + 2.0)
         finally:
             os._exit(0)
     try:
         found["left_open_closed"] = left_open.closed
         time.sleep(1.0)  # the worker is serving by now
         for _ in range(ROUNDS):  # each a new context, as the GUI's reset makes
-            with Interface(conf=conf, timeout=2.0) as reader:
+            with Interface(conf=conf, timeout=5.0) as reader:
                 try:
                     reader.get_values([pv])
                     found["reads"].append("ok")  # type: ignore[union-attr]

@@ -208,8 +208,16 @@ def test_an_interrupted_parallel_set_cancels_its_workers_readback_waits(soft_ioc
     path = tmp_path / "journal.jsonl"
     itf = Interface(conf=soft_ioc.client_conf(), journal=str(path), parallel=True, timeout=5.0)
     try:
+        def interrupt_once_the_others_wait(**kwargs: Any) -> None:
+            # Ctrl-C once the other two puts completed (their outcome lines are in the journal),
+            # so that their readback waits are running, whatever the load on the machine
+            wait_until(lambda: {e.pv for e in journal_entries(path) if e.event == "outcome"} >= set(PVS[1:]),
+                       "the other puts completed")
+            raise KeyboardInterrupt
+
         with pytest.raises(KeyboardInterrupt):
-            itf.set_values({pv: 4.0 for pv in PVS}, {PVS[0]: interrupt, PVS[1]: never_reached(PVS[1]),
+            itf.set_values({pv: 4.0 for pv in PVS}, {PVS[0]: interrupt_once_the_others_wait,
+                                                     PVS[1]: never_reached(PVS[1]),
                                                      PVS[2]: never_reached(PVS[2])})
 
         def validations() -> dict[str, Any]:

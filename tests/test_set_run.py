@@ -26,7 +26,18 @@ def config(n: int) -> dict:
 
 
 @pytest.mark.parametrize("n", [64, 2500])
-def test_pvs_that_all_time_out_take_the_time_of_one_however_many(softioc_factory, n):
+def test_pvs_that_all_time_out_take_the_time_of_one_however_many(softioc_factory, monkeypatch, n):
+    """Every PV's first attempt goes out in one wave, and the retries in waves of their own:
+    no PV waits for another's timeout. (Measured: 2,500 PVs take 3.3 s on a quiet machine, an
+    ideal 2.4 s; the time is not asserted, a loaded machine stretches it.)"""
+    waves: list[int] = []
+    put_wave = _set_run.put_wave
+
+    def counted(context, pvs, *args, **kwargs):
+        waves.append(len(pvs))
+        return put_wave(context, pvs, *args, **kwargs)
+
+    monkeypatch.setattr(_set_run, "put_wave", counted)
     ioc = softioc_factory(config(n))
     names = [f"T:{i:04d}" for i in range(n)]
     with Interface(conf=ioc.client_conf(), timeout=TIMEOUT, retry_delay=RETRY_DELAY, put_attempts=ATTEMPTS) as itf:
@@ -49,7 +60,8 @@ def test_pvs_that_all_time_out_take_the_time_of_one_however_many(softioc_factory
     # the client before the soft IOC (in this process, sharing its GIL) has even taken it
     assert max(per_pv.values()) <= ATTEMPTS, "no PV was put more often than its attempts"
     assert {r.outcome for r in puts} <= {"timed_out"}
-    assert took < 3 * IDEAL, f"{n} PVs timing out took {took:.2f} s; one PV's attempts take {IDEAL:g} s"
+    assert waves[0] == n and sum(waves) == n * ATTEMPTS, waves
+    assert took < IDEAL + 60.0, f"{n} PVs timing out took {took:.2f} s"  # a hang guard, not a speed
 
 
 def test_a_parallel_set_without_validation_is_one_batch(softioc_factory, monkeypatch):
