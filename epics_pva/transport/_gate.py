@@ -106,6 +106,17 @@ class _Gate:
         with self._cond:
             self.ledger.pop(id(item), None)
 
+    def end(self, raw: Any) -> None:
+        """Close one operation or subscription inside the gate (waiting while the context
+        closes: see enter_to_end), then take it out of the ledger."""
+        entered = self.enter_to_end()
+        try:
+            raw.close()
+        finally:
+            if entered:
+                self.leave()
+        self.drop(raw)
+
     def close(self, close_context: Callable[[], None]) -> None:
         """Close the context once no thread is inside (waiting at most CLOSE_WAIT s)."""
         with self._cond:
@@ -169,6 +180,10 @@ class _NoGate:
     @staticmethod
     def drop(item: Any) -> None:
         pass
+
+    @staticmethod
+    def end(raw: Any) -> None:
+        raw.close()
 
 
 def gate_of(context: Any) -> _Gate | _NoGate:

@@ -256,13 +256,7 @@ class Monitor:
             raw, self._raw = self._raw, None
             if raw is None:
                 return
-            entered = self._gate.enter_to_end()
-            try:
-                raw.close()
-            finally:
-                if entered:
-                    self._gate.leave()
-            self._gate.drop(raw)
+            self._gate.end(raw)
 
     def __enter__(self) -> Monitor:
         return self
