@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import queue
+import random
 import signal
 import socket
 import subprocess
@@ -36,30 +37,47 @@ _log = logging.getLogger(__name__)
 _PR_SET_PDEATHSIG = 1
 
 
+SERVER_PORTS_FROM = 20000
+"""The lowest port free_port gives; it gives none from the kernel's ephemeral range."""
+
+
+def _ephemeral_low() -> int:
+    """The first port of the kernel's ephemeral range (Linux's ip_local_port_range)."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as text:
+            return int(text.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 49152  # IANA's dynamic range, where most other systems start it
+
+
 def free_port(host: str, *kinds: int) -> int:
     """A port free on `host` now for every socket kind in `kinds` (socket.SOCK_STREAM,
     socket.SOCK_DGRAM); the child binds it a moment later.
 
-    Another process may take it in between: a child given a TCP port checks that it bound it
-    (or binds port 0 itself); pvxs binds search (UDP) ports with SO_REUSEADDR and reports the
-    asked port either way. OSError when no port is free for every kind after 100 tries.
+    Chosen below the kernel's ephemeral range: pvxs binds every UDP socket with SO_REUSEADDR,
+    so a client's search socket, bound to port 0 in any process, could be given a server's
+    UDP port while that server holds it, and take the searches sent to the server. (Where the
+    ephemeral range starts too low to leave room, the kernel chooses, as before.) Another
+    process may take the port in between: a child given a TCP port checks that it bound it.
+    OSError when no port is free for every kind after 100 tries.
     """
+    low = _ephemeral_low()
+    rng = random.SystemRandom()
     for _ in range(100):
-        with socket.socket(socket.AF_INET, kinds[0]) as first:
-            first.bind((host, 0))
-            port = int(first.getsockname()[1])
-            others: list[socket.socket] = []
-            try:
-                for kind in kinds[1:]:
-                    other = socket.socket(socket.AF_INET, kind)
-                    others.append(other)
-                    other.bind((host, port))
-            except OSError:
-                continue
-            finally:
-                for other in others:
-                    other.close()
-            return port
+        port = rng.randrange(SERVER_PORTS_FROM, low) if low - SERVER_PORTS_FROM >= 1000 else 0
+        sockets: list[socket.socket] = []
+        try:
+            for kind in kinds:
+                sock = socket.socket(socket.AF_INET, kind)
+                sockets.append(sock)
+                sock.bind((host, port))
+                port = int(sock.getsockname()[1])  # port 0: the kernel's choice, for the other kinds too
+        except OSError:
+            continue
+        finally:
+            for sock in sockets:
+                sock.close()
+        return port
     raise OSError(f"found no free port on {host} for socket kinds {kinds}")
 
 

@@ -8,11 +8,13 @@ expiring, a RESTART put, stop()); one lock orders them.
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 from typing import Any
 
 from p4p.server import Server
 
+from ..child_process import free_port
 from ..errors import PortInUseError
 
 _log = logging.getLogger(__name__)
@@ -40,6 +42,10 @@ class Endpoint:
 
         PortInUseError when an explicit (or, on restart, a previously bound) TCP port is taken.
         """
+        if not self._bound and self.broadcast_port == 0:
+            # a search port of the kernel's choice could also be given to a client's search
+            # socket (pvxs binds both with SO_REUSEADDR), which would then take its searches
+            self.broadcast_port = free_port(self.host, socket.SOCK_DGRAM)
         conf = dict(self._bound) if self._bound else {
             "EPICS_PVAS_INTF_ADDR_LIST": self.host,
             "EPICS_PVAS_BEACON_ADDR_LIST": self.host,
