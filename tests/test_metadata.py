@@ -256,10 +256,15 @@ def subscription_of(itf: Interface, pv: str) -> weakref.ref:
     return weakref.ref(itf._monitors._entries[pv].subscription)
 
 
-def gone(ref: weakref.ref) -> bool:
-    """True once the subscription was closed and nothing holds it any more."""
-    gc.collect()
-    return ref() is None
+def gone(ref: weakref.ref, timeout: float = WAIT) -> bool:
+    """True once the subscription was closed and nothing holds it any more (an update of it
+    already queued to the monitors' thread holds it until that thread has run it)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        gc.collect()
+        if ref() is None or time.monotonic() > deadline:
+            return ref() is None
+        time.sleep(0.02)
 
 
 def test_the_least_recently_set_pv_beyond_monitor_limit_is_unsubscribed(machine):

@@ -232,7 +232,10 @@ class MetadataCache:
                     dropped.append(pv)
                     excess -= 1
         for pv in dropped:
-            close_entry(self._entries.pop(pv))
+            entry = self._entries.pop(pv)
+            if entry.subscription is not None:
+                self._dirty.discard(entry.subscription)  # its pending updates are no one's now
+            close_entry(entry)
         if dropped:
             _log.debug("closed the monitors of %d unused PV(s)", len(dropped))
 
