@@ -31,7 +31,7 @@ from typing import Any, Protocol
 from p4p.client.thread import Context, Disconnected, RemoteError
 
 from .._fork import at_fork
-from ..transport import CallerQueue, Monitor, is_closed
+from ..transport import CallerQueue, Monitor, evictions, is_closed
 from ._readings import Reading, reading_of
 
 __all__ = ["FreshMonitors", "ReadFunction", "Updates", "average_fresh", "first_after", "read_configs"]
@@ -220,16 +220,7 @@ class FreshMonitors:
                         continue
                 stream.used = now
                 self._streams.move_to_end(pv)
-            keep = set(names)
-            dropped = [pv for pv, s in self._streams.items() if now - s.used >= self.idle and pv not in keep]
-            excess = len(self._streams) - len(dropped) - self.size
-            for pv in list(self._streams):
-                if excess <= 0:
-                    break
-                if pv not in keep and pv not in dropped:
-                    dropped.append(pv)
-                    excess -= 1
-            for pv in dropped:
+            for pv in evictions(self._streams, now, self.idle, self.size, set(names)):
                 _close(self._streams.pop(pv))
 
     # ---- Updates, for read functions -----------------------------------------------------------

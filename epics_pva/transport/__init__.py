@@ -11,6 +11,7 @@ client settings as pvxs reads them, and the UDP name search that finds a PV's se
 from ._batch import Wave, get_many, put_many, put_wave
 from ._closing import check_open, closed_error, is_closed, mark_closed, watch
 from ._connection import Connection
+from ._entries import evictions
 from ._gate import live_operations, wait_released
 from ._inputs import check_name, coerce, normalize
 from ._monitor import CallerQueue, Monitor, live_monitors
@@ -30,7 +31,7 @@ from ._values import SERVER_ID_FIELD, PvInfo, describe, server_id_of, to_python
 __all__ = [
     "SERVER_ID_FIELD", "CallerQueue", "ClientContext", "Connection", "MetadataCache", "Monitor", "PvInfo",
     "ServerAddress", "Wave", "auto_addr_list", "check_name", "check_open", "client_settings", "closed_error",
-    "coerce", "describe", "endpoint", "entries", "find_servers", "get_many", "is_closed", "live_monitors", "live_operations",
+    "coerce", "describe", "endpoint", "entries", "evictions", "find_servers", "get_many", "is_closed", "live_monitors", "live_operations",
     "mark_closed", "normalize", "numeric_address", "parse_bool", "parse_response", "put_many", "put_wave",
     "server_id_of", "settle", "to_python", "wait_released", "watch",
 ]

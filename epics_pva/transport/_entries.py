@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from p4p import Value
@@ -10,7 +11,7 @@ from p4p import Value
 from ._monitor import Monitor
 from ._values import PvInfo
 
-__all__ = ["Entry", "Lookup", "close_entry", "reshapes", "state_of"]
+__all__ = ["Entry", "Lookup", "close_entry", "evictions", "reshapes", "state_of"]
 
 _log = logging.getLogger("epics_pva.transport._monitors")
 
@@ -73,3 +74,18 @@ def close_entry(entry: Entry) -> None:
             subscription.close()
         except Exception:  # noqa: BLE001 - closing a monitor of a closed context: nothing left
             _log.debug("closing a monitor failed", exc_info=True)
+
+
+def evictions(entries: Mapping[str, Any], now: float, idle: float, size: int, keep: set[str]) -> list[str]:
+    """The PVs whose monitors to close: those unused (`.used`, monotonic s) for `idle` s, then
+    the least recently used beyond `size` (`entries` in order of use, oldest first); never
+    those in `keep` (a call's own PVs stay, even beyond `size`)."""
+    dropped = [pv for pv, e in entries.items() if now - e.used >= idle and pv not in keep]
+    excess = len(entries) - len(dropped) - size
+    for pv in entries:
+        if excess <= 0:
+            break
+        if pv not in keep and pv not in dropped:
+            dropped.append(pv)
+            excess -= 1
+    return dropped

@@ -29,7 +29,7 @@ from p4p.client.thread import Context, Disconnected, RemoteError
 
 from .._fork import at_fork
 from ._closing import closed_error, is_closed, watch
-from ._entries import Entry, Lookup, close_entry, reshapes, state_of
+from ._entries import Entry, Lookup, close_entry, evictions, reshapes, state_of
 from ._gate import wait_released
 from ._monitor import CallerQueue, Monitor
 from ._p4p import default_nt
@@ -221,16 +221,7 @@ class MetadataCache:
 
     def _evict(self, now: float, keep: set[str]) -> None:
         """Close the monitors idle for `idle` s, then the least recently used beyond `size`."""
-        dropped = [pv for pv, e in self._entries.items()
-                   if now - e.used >= self.idle and pv not in keep]
-        excess = len(self._entries) - len(dropped) - self.size
-        if excess > 0:
-            for pv in self._entries:
-                if excess <= 0:
-                    break
-                if pv not in keep and pv not in dropped:
-                    dropped.append(pv)
-                    excess -= 1
+        dropped = evictions(self._entries, now, self.idle, self.size, keep)
         for pv in dropped:
             entry = self._entries.pop(pv)
             if entry.subscription is not None:
