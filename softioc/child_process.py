@@ -39,6 +39,18 @@ _PR_SET_PDEATHSIG = 1
 
 SERVER_PORTS_FROM = 20000
 """The lowest port free_port gives; it gives none from the kernel's ephemeral range."""
+_GIVEN_HOLD_S = 600.0
+"""How long a port free_port gave is not given again by this process (its child may not have bound it yet)."""
+_given: dict[int, float] = {}  # port -> when free_port gave it
+_given_lock = threading.Lock()
+
+
+def _new_given_lock() -> None:
+    global _given_lock
+    _given_lock = threading.Lock()  # a forked child: the thread holding the lock is not there
+
+
+os.register_at_fork(after_in_child=_new_given_lock)
 
 
 def _ephemeral_low() -> int:
@@ -57,27 +69,36 @@ def free_port(host: str, *kinds: int) -> int:
     Chosen below the kernel's ephemeral range: pvxs binds every UDP socket with SO_REUSEADDR,
     so a client's search socket, bound to port 0 in any process, could be given a server's
     UDP port while that server holds it, and take the searches sent to the server. (Where the
-    ephemeral range starts too low to leave room, the kernel chooses, as before.) Another
-    process may take the port in between: a child given a TCP port checks that it bound it.
+    ephemeral range starts too low to leave room, the kernel chooses, as before.) A port is
+    not given twice within ten minutes by one process, so the ports of a machine's shards, or
+    of EPICS base's IOC, differ even before their children bind them. Another process may
+    take the port in between: a child given a TCP port checks that it bound it.
     OSError when no port is free for every kind after 100 tries.
     """
     low = _ephemeral_low()
     rng = random.SystemRandom()
-    for _ in range(100):
-        port = rng.randrange(SERVER_PORTS_FROM, low) if low - SERVER_PORTS_FROM >= 1000 else 0
-        sockets: list[socket.socket] = []
-        try:
-            for kind in kinds:
-                sock = socket.socket(socket.AF_INET, kind)
-                sockets.append(sock)
-                sock.bind((host, port))
-                port = int(sock.getsockname()[1])  # port 0: the kernel's choice, for the other kinds too
-        except OSError:
-            continue
-        finally:
-            for sock in sockets:
-                sock.close()
-        return port
+    with _given_lock:
+        now = time.monotonic()
+        for stale in [p for p, when in _given.items() if now - when > _GIVEN_HOLD_S]:
+            del _given[stale]
+        for _ in range(100):
+            port = rng.randrange(SERVER_PORTS_FROM, low) if low - SERVER_PORTS_FROM >= 1000 else 0
+            if port in _given:  # given a moment ago, perhaps not bound yet (a machine's other shard)
+                continue
+            sockets: list[socket.socket] = []
+            try:
+                for kind in kinds:
+                    sock = socket.socket(socket.AF_INET, kind)
+                    sockets.append(sock)
+                    sock.bind((host, port))
+                    port = int(sock.getsockname()[1])  # port 0: the kernel's choice, for the other kinds too
+            except OSError:
+                continue
+            finally:
+                for sock in sockets:
+                    sock.close()
+            _given[port] = now
+            return port
     raise OSError(f"found no free port on {host} for socket kinds {kinds}")
 
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import socket
 import sys
 
 import pytest
 
 from devtools.ioc_process import IOCProcessError
+from softioc.child_process import SERVER_PORTS_FROM, free_port
 from softioc.errors import ChildError, SoftIOCError
 from softioc.machine import ShardError, ShardProcess
 
@@ -75,3 +77,25 @@ def test_a_shard_answers_commands_and_names_a_failed_or_garbled_one() -> None:
         s.stop(grace=2.0)
     assert s.proc is not None and s.proc.wait(5.0) == 0  # it stopped when asked
     assert not s.alive
+
+
+def test_free_port_never_gives_one_port_twice_though_none_was_bound() -> None:
+    """A machine's shards get their search ports before any shard binds one: they must differ.
+
+    1,000 random choices from the ~12,000 ports below the ephemeral range would repeat one
+    (almost surely) if each were chosen alone.
+    """
+    ports = [free_port("127.0.0.1", socket.SOCK_DGRAM) for _ in range(500)]
+    ports += [free_port("127.0.0.1", socket.SOCK_STREAM, socket.SOCK_DGRAM) for _ in range(500)]
+    assert len(set(ports)) == len(ports)
+    assert all(SERVER_PORTS_FROM <= port for port in ports)
+
+
+def test_free_port_skips_a_port_a_socket_holds() -> None:
+    holder = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        holder.bind(("127.0.0.1", 0))
+        held = holder.getsockname()[1]
+        assert held not in {free_port("127.0.0.1", socket.SOCK_DGRAM) for _ in range(200)}
+    finally:
+        holder.close()
