@@ -17,29 +17,21 @@ first one if none arrived yet).
 
 from __future__ import annotations
 
-import atexit
-import logging
 import math
-import os
 import threading
 import time
-import weakref
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
-from p4p.client.thread import Context, Disconnected, RemoteError
+from p4p.client.thread import Context
 
-from .._fork import at_fork
-from ..transport import CallerQueue, Monitor, evictions, is_closed
+from ..transport import CallerQueue, Monitor, MonitorEntry, MonitorSet, is_closed, problem_of
 from ._readings import Reading, reading_of
 
 __all__ = ["FreshMonitors", "ReadFunction", "Updates", "average_fresh", "first_after", "read_configs"]
 
-_log = logging.getLogger("epics_pva.interface")
-
 HISTORY = 256  # updates kept per PV: an average of more than this cannot be asked
-_monitors: weakref.WeakSet[FreshMonitors] = weakref.WeakSet()
 
 
 class Updates(Protocol):
@@ -99,95 +91,44 @@ def read_configs(configs: Mapping[str, Any] | None) -> dict[str, Callable[..., R
     return found
 
 
-class _Stream:
+class _Stream(MonitorEntry):
     """One PV's subscription and the updates it received (reading, arrival on time.monotonic())."""
 
-    __slots__ = ("connected", "history", "problem", "snapshot", "subscription", "used")
+    __slots__ = ("history", "snapshot")
 
     def __init__(self, used: float) -> None:
-        self.subscription: Monitor | None = None
+        super().__init__(used)
         self.history: deque[tuple[float, Reading | ValueError]] = deque(maxlen=HISTORY)
         self.snapshot = True  # the next update is the server's current value, not news
-        self.connected = False
-        self.problem: str | None = None
-        self.used = used
 
 
-class FreshMonitors:
-    """A monitor per PV read, kept open across calls; the updates each received since a set."""
+class FreshMonitors(MonitorSet[_Stream]):
+    """A monitor per PV read, kept open across calls; the updates each received since a set.
 
-    def __init__(self, size: int, idle: float) -> None:
-        self.size, self.idle = size, idle
-        self._reset()
-        _monitors.add(self)
+    The marks of the last set survive close() (a closed Interface reads nothing more), but not a fork.
+    """
+
+    THREAD_NAME = "pva-fresh-reads"
 
     def _reset(self) -> None:
-        self._lock = threading.Lock()
-        self._changed = threading.Condition(self._lock)
-        self._streams: OrderedDict[str, _Stream] = OrderedDict()
-        self._context: Context | None = None
-        self._queue: CallerQueue | None = None
-        self._thread: threading.Thread | None = None
-        self._pid = os.getpid()
+        super()._reset()
         self.set_done: float | None = None  # time.monotonic() when the last set completed
         self.set_names: frozenset[str] = frozenset()
-
-    def __len__(self) -> int:
-        return len(self._streams)
 
     def mark(self, names: Iterable[str]) -> None:
         """Note that a set of `names` completed now: reads from now on wait for newer updates."""
         with self._lock:
             self.set_done, self.set_names = time.monotonic(), frozenset(names)
 
-    def close(self) -> None:
-        """Close every subscription and end the callback thread (the marks are kept)."""
-        with self._lock:
-            streams, self._streams = list(self._streams.values()), OrderedDict()
-            thread, queue = self._thread, self._queue
-            self._thread = self._queue = self._context = None
-            self._changed.notify_all()
-        for stream in streams:
-            _close(stream)
-        if queue is not None:
-            queue.wake()
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(5.0)
-
-    def _run(self, queue: CallerQueue) -> None:
-        while self._queue is queue:
-            try:
-                queue.run_next(0.5)
-            except Exception:  # noqa: BLE001 - one bad update must not stop every PV's monitor
-                _log.exception("a fresh-read monitor update failed")
-
-    def _start(self, context: Context) -> CallerQueue:
-        if self._context is not context:  # a new context: the old one's monitors are dead
-            for stream in self._streams.values():
-                _close(stream)
-            self._streams.clear()
-            self._context = context
-        if self._queue is None:
-            queue = self._queue = CallerQueue()
-            self._thread = threading.Thread(target=self._run, args=(queue,), daemon=True,
-                                            name="pva-fresh-reads")
-            self._thread.start()
-        return self._queue
-
     def _subscribe(self, context: Context, queue: CallerQueue, pv: str, stream: _Stream) -> None:
         def on_update(update: Any) -> None:
             now = time.monotonic()
             with self._lock:
-                if self._streams.get(pv) is not stream:
+                if self._entries.get(pv) is not stream:
                     return
                 if isinstance(update, Exception):
                     stream.connected, stream.snapshot = False, True
-                    if isinstance(update, Disconnected):
-                        stream.problem = "disconnected from its server"
-                    elif isinstance(update, RemoteError):
-                        stream.problem = f"remote error: {update}"
-                    else:
-                        stream.problem = f"{type(update).__name__}: {update}"
+                    stream.problem = problem_of(update)
                 elif stream.snapshot:  # the current value on (re)connect: not news of a set
                     stream.connected, stream.snapshot, stream.problem = True, False, None
                 else:
@@ -208,20 +149,19 @@ class FreshMonitors:
             if is_closed(context):
                 return
             queue = self._start(context)
-            now = time.monotonic()
+            now = self._clock()
             for pv in names:
-                stream = self._streams.get(pv)
+                stream = self._entries.get(pv)
                 if stream is None:
-                    stream = self._streams[pv] = _Stream(now)
+                    stream = self._entries[pv] = _Stream(now)
                     try:
                         self._subscribe(context, queue, pv, stream)
                     except Exception:  # noqa: BLE001 - closed meanwhile: the read says why
-                        del self._streams[pv]
+                        del self._entries[pv]
                         continue
                 stream.used = now
-                self._streams.move_to_end(pv)
-            for pv in evictions(self._streams, now, self.idle, self.size, set(names)):
-                _close(self._streams.pop(pv))
+                self._entries.move_to_end(pv)
+            self._evict(now, set(names))
 
     # ---- Updates, for read functions -----------------------------------------------------------
 
@@ -229,7 +169,7 @@ class FreshMonitors:
         deadline = time.monotonic() + timeout
         with self._lock:
             while True:
-                stream = self._streams.get(pv)
+                stream = self._entries.get(pv)
                 got = [] if stream is None else [r for t, r in stream.history if t > since][:n]
                 if len(got) >= n or time.monotonic() >= deadline or stream is None:
                     break
@@ -246,7 +186,7 @@ class FreshMonitors:
 
     def latest_after(self, pv: str, since: float, timeout: float) -> Reading:
         with self._lock:
-            stream = self._streams.get(pv)
+            stream = self._entries.get(pv)
             fresh = [] if stream is None else [r for t, r in stream.history if t > since]
         if fresh:
             last = fresh[-1]
@@ -261,7 +201,7 @@ class FreshMonitors:
         deadline = time.monotonic() + timeout
         with self._lock:
             while True:
-                missing = [pv for pv in names if (s := self._streams.get(pv)) is not None
+                missing = [pv for pv in names if (s := self._entries.get(pv)) is not None
                            and not any(t > since for t, _ in s.history)]
                 remaining = deadline - time.monotonic()
                 if not missing or remaining <= 0:
@@ -322,30 +262,3 @@ class FreshMonitors:
             else:
                 failures[pv] = f"{type(got).__name__}: {got}"
         return readings, failures
-
-    def _check_process(self) -> None:
-        if self._pid != os.getpid():
-            self._reset()
-
-
-def _close(stream: _Stream) -> None:
-    subscription, stream.subscription = stream.subscription, None
-    if subscription is not None:
-        try:
-            subscription.close()
-        except Exception:  # noqa: BLE001 - a monitor of a closed context: nothing left
-            _log.debug("closing a monitor failed", exc_info=True)
-
-
-def _close_all() -> None:
-    for monitors in list(_monitors):
-        monitors.close()
-
-
-def _after_fork_in_child() -> None:
-    for monitors in list(_monitors):
-        monitors._reset()
-
-
-at_fork(after_in_child=_after_fork_in_child)
-atexit.register(_close_all)

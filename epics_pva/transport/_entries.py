@@ -1,4 +1,5 @@
-"""One PV's entry in the Interface's metadata cache (_monitors.py), and what is judged of its updates."""
+"""One PV's entry in a set of monitors (_monitor_set.py), the metadata cache's entry
+(_monitors.py), and what is judged of their updates."""
 
 from __future__ import annotations
 
@@ -7,27 +8,46 @@ from collections.abc import Mapping
 from typing import Any
 
 from p4p import Value
+from p4p.client.thread import Disconnected, RemoteError
 
 from ._monitor import Monitor
 from ._values import PvInfo
 
-__all__ = ["Entry", "Lookup", "close_entry", "evictions", "reshapes", "state_of"]
+__all__ = ["Entry", "Lookup", "MonitorEntry", "close_entry", "evictions", "problem_of", "reshapes", "state_of"]
 
 _log = logging.getLogger("epics_pva.transport._monitors")
 
 
-class Entry:
-    """One PV's subscription and the latest it pushed (value, connection state, last problem)."""
+class MonitorEntry:
+    """One PV's subscription in a set of monitors: its connection state, last problem, last use."""
 
-    __slots__ = ("connected", "info", "problem", "subscription", "used", "value")
+    __slots__ = ("connected", "problem", "subscription", "used")
 
     def __init__(self, used: float) -> None:
         self.subscription: Monitor | None = None
-        self.value: Any = None  # latest p4p Value, or None before the first
-        self.info: PvInfo | None = None  # describe(value), computed when first asked
         self.connected = False
         self.problem: str | None = None  # the last disconnect or remote error, in words
-        self.used = used
+        self.used = used  # when a call last asked for it (the set's clock)
+
+
+class Entry(MonitorEntry):
+    """A metadata cache's entry: also the latest value the PV pushed, and its description."""
+
+    __slots__ = ("info", "value")
+
+    def __init__(self, used: float) -> None:
+        super().__init__(used)
+        self.value: Any = None  # latest p4p Value, or None before the first
+        self.info: PvInfo | None = None  # describe(value), computed when first asked
+
+
+def problem_of(update: Exception) -> str:
+    """A monitor's error update in words: why its PV is not connected now."""
+    if isinstance(update, Disconnected):
+        return "disconnected from its server"
+    if isinstance(update, RemoteError):
+        return f"remote error: {update}"
+    return f"{type(update).__name__}: {update}"
 
 
 class Lookup:
@@ -67,7 +87,7 @@ def state_of(entry: Entry | None) -> str:
     return "connecting" if entry.value is None else "disconnected"
 
 
-def close_entry(entry: Entry) -> None:
+def close_entry(entry: MonitorEntry) -> None:
     subscription, entry.subscription = entry.subscription, None
     if subscription is not None:
         try:

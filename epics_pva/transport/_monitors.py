@@ -8,108 +8,78 @@ older ones); one thread per cache takes the others once updates have stopped for
 and no set runs, and at once while someone waits for one (a new PV's first value, a
 disconnected one's return). So the update every put of a set causes costs nothing while the
 set runs. The thread (not p4p's shared workers, dead in a forked child) and every
-subscription end on close() and before a fork. Subscriptions unused for `idle` seconds, or
-beyond `size` PVs (least recently used first), are closed.
+subscription end on close() and before a fork; subscriptions unused for `idle` seconds, or
+beyond `size` PVs (least recently used first), are closed (the set of monitors they share
+with the fresh reads: _monitor_set.py).
 """
 
 from __future__ import annotations
 
-import atexit
-import logging
-import os
 import threading
 import time
 import weakref
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from p4p.client.thread import Context, Disconnected, RemoteError
+from p4p.client.thread import Context
 
-from .._fork import at_fork
 from ._closing import closed_error, is_closed, watch
-from ._entries import Entry, Lookup, close_entry, evictions, reshapes, state_of
+from ._entries import Entry, Lookup, problem_of, reshapes, state_of
 from ._gate import wait_released
 from ._monitor import CallerQueue, Monitor
+from ._monitor_set import MonitorSet
 from ._p4p import default_nt
 from ._values import PvInfo, describe, to_python
 
 __all__ = ["Lookup", "MetadataCache", "settle"]
 
-_log = logging.getLogger(__name__)
 
 _caches: weakref.WeakSet[MetadataCache] = weakref.WeakSet()
 
 
-class MetadataCache:
+class MetadataCache(MonitorSet[Entry]):
     """A monitor per PV, opened on first lookup; type, limits, value and connection pushed to it.
 
     `size` is the most PVs monitored at once and `idle` the seconds after which an unused
     PV's monitor is closed; `clock` (seconds) is the time those are measured by.
     """
 
+    THREAD_NAME = "pva-monitors"
+
     def __init__(self, size: int, idle: float, clock: Callable[[], float] = time.monotonic) -> None:
-        self.size, self.idle, self._clock = size, idle, clock
-        self._reset()
+        super().__init__(size, idle, clock)
         _caches.add(self)
 
     def _reset(self) -> None:
-        self._lock = threading.RLock()  # an update taken under it (drain) takes it again
-        self._changed = threading.Condition(self._lock)
+        super()._reset()
         self._waiting = 0  # threads waiting for an update: updates are taken as they arrive
         self._busy = 0  # sets running: pending updates are left for their checks
         self._dirty: set[Monitor] = set()  # monitors with updates pending
         self._last_signal = 0.0
         self._idle = threading.Condition(self._lock)
-        self._entries: OrderedDict[str, Entry] = OrderedDict()  # least recently used first
-        self._context: Context | None = None
-        self._queue: CallerQueue | None = None
-        self._thread: threading.Thread | None = None
-        self._pid = os.getpid()
 
     # ---- life cycle -------------------------------------------------------------------------
 
-    def close(self) -> None:
-        """Close every subscription and end the callback thread (waits for it, at most 5 s)."""
-        with self._lock:
-            entries, self._entries = list(self._entries.values()), OrderedDict()
-            thread, queue = self._thread, self._queue
-            self._thread = self._queue = self._context = None
-            self._dirty.clear()
-            self._changed.notify_all()
-            self._idle.notify_all()
-        for entry in entries:
-            close_entry(entry)
-        if queue is not None:
-            queue.wake()
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(5.0)
-            if thread.is_alive():
-                _log.warning("the monitor callback thread did not end within 5 s")
-        if queue is not None:
-            queue.drop_pending()
-        if entries:
-            _log.debug("closed %d PV monitor(s)", len(entries))
+    def _forget(self, entry: Entry) -> None:
+        if entry.subscription is not None:
+            self._dirty.discard(entry.subscription)  # its pending updates are no one's now
 
-    def __len__(self) -> int:
-        return len(self._entries)
+    def _forget_all(self) -> None:
+        self._dirty.clear()
+        self._idle.notify_all()
 
-    def _run(self, queue: CallerQueue) -> None:
-        """The callback thread: runs monitor updates as they arrive until close(), and takes
-        the others once no update came for QUIET s and no set runs (see _signalled)."""
-        while self._queue is queue:  # close(), or a new context's queue, ends it
-            try:
-                if self._dirty and not self._busy:
-                    quiet = self._last_signal + self.QUIET - time.monotonic()
-                    if quiet <= 0:
-                        self._take_dirty()
-                        continue
-                    queue.run_next(quiet)
-                else:  # woken by the first pending update, and by the end of a set (busy())
-                    queue.run_next(60.0)
-            except Exception:  # noqa: BLE001 - one bad update must not stop every PV's monitor
-                _log.exception("a PV monitor update failed")
+    def _step(self, queue: CallerQueue) -> None:
+        """Run monitor updates as they arrive, and take the others once no update came for
+        QUIET s and no set runs (see _signalled)."""
+        if self._dirty and not self._busy:
+            quiet = self._last_signal + self.QUIET - time.monotonic()
+            if quiet <= 0:
+                self._take_dirty()
+                return
+            queue.run_next(quiet)
+        else:  # woken by the first pending update, and by the end of a set (busy())
+            queue.run_next(60.0)
 
     def _take_dirty(self) -> None:
         """Take the updates of the monitors signalled since (stopping if a set begins)."""
@@ -123,22 +93,6 @@ class MetadataCache:
             if not self._dirty:
                 self._idle.notify_all()
 
-    def _start(self, context: Context) -> CallerQueue:
-        """The queue of `context`'s subscriptions, with its thread running (under the lock)."""
-        if self._context is not context:  # a new context: the old one's monitors are dead
-            stale = list(self._entries.values())
-            self._entries.clear()
-            self._dirty.clear()
-            for entry in stale:
-                close_entry(entry)
-            self._context = context
-        if self._queue is None:
-            queue = self._queue = CallerQueue()
-            self._thread = threading.Thread(target=self._run, args=(queue,), daemon=True,
-                                            name="pva-monitors")
-            self._thread.start()
-        return self._queue
-
     # ---- monitors ---------------------------------------------------------------------------
 
     def _subscribe(self, context: Context, queue: CallerQueue, pv: str, entry: Entry) -> None:
@@ -149,12 +103,7 @@ class MetadataCache:
                 if isinstance(update, Exception):
                     entry.connected = False
                     entry.info = None  # whoever serves it next is described afresh (see _reshapes)
-                    if isinstance(update, Disconnected):
-                        entry.problem = "disconnected from its server"
-                    elif isinstance(update, RemoteError):
-                        entry.problem = f"remote error: {update}"
-                    else:
-                        entry.problem = f"{type(update).__name__}: {update}"
+                    entry.problem = problem_of(update)
                 else:
                     if entry.info is not None and reshapes(update, entry.info):
                         entry.info = None  # described again when next asked
@@ -218,17 +167,6 @@ class MetadataCache:
             if entry is not None and entry.subscription is not None and entry.subscription.pending:
                 dirty.discard(entry.subscription)
                 entry.subscription.drain()
-
-    def _evict(self, now: float, keep: set[str]) -> None:
-        """Close the monitors idle for `idle` s, then the least recently used beyond `size`."""
-        dropped = evictions(self._entries, now, self.idle, self.size, keep)
-        for pv in dropped:
-            entry = self._entries.pop(pv)
-            if entry.subscription is not None:
-                self._dirty.discard(entry.subscription)  # its pending updates are no one's now
-            close_entry(entry)
-        if dropped:
-            _log.debug("closed the monitors of %d unused PV(s)", len(dropped))
 
     def lookup(self, context: Context, names: Iterable[str], timeout: float) -> Lookup:
         """What each PV accepts, from its monitor; PVs not seen before are subscribed at once.
@@ -363,10 +301,6 @@ class MetadataCache:
         with self._lock:
             self._changed.notify_all()
 
-    def _check_process(self) -> None:
-        if self._pid != os.getpid():  # forked without the at-fork hooks running
-            self._reset()
-
 
 def settle(timeout: float = 10.0) -> bool:
     """Wait at most `timeout` s until the housekeeping done after calls has ended: completed
@@ -379,18 +313,3 @@ def settle(timeout: float = 10.0) -> bool:
     for cache in list(_caches):
         settled = cache.settle(max(deadline - time.monotonic(), 0.0)) and settled
     return settled
-
-
-def _close_all() -> None:
-    # at exit: subscriptions left open while the interpreter finalizes can abort the process
-    for cache in list(_caches):
-        cache.close()
-
-
-def _after_fork_in_child() -> None:
-    for cache in list(_caches):
-        cache._reset()  # the parent's thread and subscriptions do not exist here
-
-
-at_fork(after_in_child=_after_fork_in_child)
-atexit.register(_close_all)
