@@ -165,7 +165,8 @@ class FreshMonitors(MonitorSet[_Stream]):
 
     # ---- Updates, for read functions -----------------------------------------------------------
 
-    def after(self, pv: str, since: float, n: int, timeout: float) -> list[Reading]:
+    def after(self, pv: str, since: float, n: int, timeout: float, *, budget: float | None = None) -> list[Reading]:
+        """Updates.after; `budget`: the read's whole wait, of which `timeout` is what is left (for the error's words)."""
         deadline = time.monotonic() + timeout
         with self._lock:
             while True:
@@ -181,10 +182,11 @@ class FreshMonitors(MonitorSet[_Stream]):
         if len(got) < n:
             what = "no update since the set" if not got else f"{len(got)} of {n} updates since the set"
             why = f"; {problem}" if problem else ""
-            raise TimeoutError(f"{what} within {timeout:g} s{why}")
+            raise TimeoutError(f"{what} within {timeout if budget is None else budget:g} s{why}")
         return [r for r in got if isinstance(r, Reading)]
 
-    def latest_after(self, pv: str, since: float, timeout: float) -> Reading:
+    def latest_after(self, pv: str, since: float, timeout: float, *, budget: float | None = None) -> Reading:
+        """Updates.latest_after; `budget` as in after()."""
         with self._lock:
             stream = self._entries.get(pv)
             fresh = [] if stream is None else [r for t, r in stream.history if t > since]
@@ -193,7 +195,7 @@ class FreshMonitors(MonitorSet[_Stream]):
             if isinstance(last, ValueError):
                 raise last
             return last
-        return self.after(pv, since, 1, timeout)[0]
+        return self.after(pv, since, 1, timeout, budget=budget)[0]
 
     def _wait_any_after(self, names: list[str], since: float, timeout: float) -> None:
         """Wait at most `timeout` s until each of `names` has an update received after `since`
@@ -229,13 +231,13 @@ class FreshMonitors(MonitorSet[_Stream]):
         failures: dict[str, str] = {}
         results: dict[str, Reading | BaseException] = {}
 
-        def one(pv: str, timeout: float) -> None:
+        def one(pv: str, remaining: float) -> None:
             try:
                 fn = functions.get(pv)
                 if fn is None:
-                    results[pv] = self.latest_after(pv, since, timeout)
+                    results[pv] = self.latest_after(pv, since, remaining, budget=timeout)
                 else:
-                    results[pv] = fn(pv=pv, updates=self, since=since, timeout=timeout)
+                    results[pv] = fn(pv=pv, updates=self, since=since, timeout=remaining)
             except BaseException as exc:  # noqa: BLE001 - that PV's failure, in words
                 results[pv] = exc
 
