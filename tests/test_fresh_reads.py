@@ -94,6 +94,32 @@ def test_a_pv_that_does_not_update_is_a_read_error_naming_it(soft_ioc):
         assert re.search(r"F:STILL: no update since the set within 0\.6 s", str(raised.value))
 
 
+@pytest.mark.parametrize("read_function", [None, partial(average_fresh, n=2)], ids=["latest", "average"])
+def test_a_close_under_a_fresh_read_ends_it_at_once_as_closed(soft_ioc, until, read_function):
+    """A read waiting for news after a set fails as closed when close() comes: not as a PV
+    that did not update (nothing can be concluded of it), and without waiting its timeout."""
+    with Interface(conf=soft_ioc.client_conf(), use_env=False, fresh_reads=True, timeout=30.0) as interface:
+        interface.set_values({"F:Q:SET": 0.5})
+        configs = {"F:STILL": read_function}
+        outcome: list[BaseException] = []
+
+        def read() -> None:
+            try:
+                interface.get_values(["F:STILL"], configs=configs)
+            except BaseException as exc:  # noqa: BLE001 - what the reader saw, for the test
+                outcome.append(exc)
+
+        reader = threading.Thread(target=read)
+        reader.start()
+        until(lambda: len(interface._fresh) == 1, 10.0, "the read's monitor open")  # then it waits
+        time.sleep(0.2)
+        interface.close()
+        reader.join(10.0)
+        assert not reader.is_alive()  # F:STILL never updates: only the close ended the wait
+    assert len(outcome) == 1 and isinstance(outcome[0], ReadError), outcome
+    assert "client context was closed while reading F:STILL" in outcome[0].failures["F:STILL"]
+
+
 def test_a_pv_the_set_wrote_is_read_as_usual(soft_ioc):
     with Interface(conf=soft_ioc.client_conf(), use_env=False, fresh_reads=True, timeout=1.0) as interface:
         interface.set_values({"F:SLOW:SET": 2.5})

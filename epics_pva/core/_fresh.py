@@ -26,8 +26,16 @@ from typing import Any, Protocol
 
 from p4p.client.thread import Context
 
-from ..transport import CallerQueue, Monitor, MonitorEntry, MonitorSet, is_closed, problem_of
-from ._readings import Reading, reading_of
+from ..transport import (
+    CallerQueue,
+    Monitor,
+    MonitorEntry,
+    MonitorSet,
+    closed_error,
+    is_closed,
+    problem_of,
+)
+from ._readings import Reading, read_failure, reading_of
 
 __all__ = ["FreshMonitors", "ReadFunction", "Updates", "average_fresh", "first_after", "read_configs"]
 
@@ -253,10 +261,13 @@ class FreshMonitors(MonitorSet[_Stream]):
             one(pv, max(timeout - (time.monotonic() - start), 0.0))
         for thread in threads:
             thread.join()
+        closed = is_closed(context) or self._context is not context  # close() ended the waits
         for pv in fresh:
             got = results[pv]
             if isinstance(got, Reading):
                 readings[pv] = got
+            elif closed:  # nothing can be concluded of the PV: it was not waited for in full
+                failures[pv] = read_failure(closed_error(f"reading {pv}"), timeout)
             elif isinstance(got, TimeoutError):
                 failures[pv] = str(got)
             elif isinstance(got, ValueError):

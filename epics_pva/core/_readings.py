@@ -16,10 +16,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from p4p import Value
-from p4p.client.thread import Disconnected, RemoteError
 
 from .._fork import at_fork
-from ..transport import to_python
+from ..transport import problem_of, to_python
 
 __all__ = [
     "CLIENT_STATUS", "INVALID", "MAJOR", "MINOR", "NO_ALARM",
@@ -147,11 +146,7 @@ def read_failure(exc: BaseException, timeout: float) -> str:
     """Why a get failed, in words an operator can act on."""
     if isinstance(exc, TimeoutError):
         return f"no reply within {timeout:g} s (unknown PV, or its server is down)"
-    if isinstance(exc, Disconnected):
-        return "disconnected from its server"
-    if isinstance(exc, RemoteError):
-        return f"remote error: {exc}"
-    return f"{type(exc).__name__}: {exc}"
+    return problem_of(exc)
 
 
 _memories: weakref.WeakSet[AlarmMemory] = weakref.WeakSet()

@@ -41,8 +41,8 @@ class Entry(MonitorEntry):
         self.info: PvInfo | None = None  # describe(value), computed when first asked
 
 
-def problem_of(update: Exception) -> str:
-    """A monitor's error update in words: why its PV is not connected now."""
+def problem_of(update: BaseException) -> str:
+    """A monitor's error update (or a get's error) in words: why its PV gave no value."""
     if isinstance(update, Disconnected):
         return "disconnected from its server"
     if isinstance(update, RemoteError):
