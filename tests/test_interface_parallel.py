@@ -9,6 +9,7 @@ import pytest
 
 from epics_pva import Interface, PutError, PutTimeoutError, SetValuesError, ValidationError
 from epics_pva import wait_for_readback as _wait
+from epics_pva.core._time_limit import TimeLimit
 from softioc import PutReject, PutTimeout, StuckReadback
 
 SETTLE = 1.0  # wall seconds the slow PV needs to move by 1.0 (rate 1/s, time_scale 1)
@@ -154,3 +155,23 @@ def test_the_pool_is_bounded_reused_and_closed(soft_ioc):
     for thread in seen:
         thread.join(5.0)
         assert not thread.is_alive()
+
+
+def test_a_validation_started_the_moment_a_slot_frees_reuses_that_worker():
+    """The set path starts the next validation as soon as one ends (from the ending one's
+    outcome): the worker that freed the slot must already count as idle, or a new thread is
+    started beside it (seen under load: 3 threads for max_workers=2)."""
+    limit = TimeLimit(1)
+    ran_in: list[threading.Thread] = []
+    second_done = threading.Event()
+
+    def validation(**_kwargs):
+        ran_in.append(threading.current_thread())
+
+    def first_done(_outcome):  # in the first one's worker, right after its slot came free
+        assert limit.start("second", validation, {}, lambda _outcome: second_done.set()) is not None
+
+    assert limit.start("first", validation, {}, first_done) is not None
+    assert second_done.wait(10.0)
+    assert len(ran_in) == 2 and ran_in[0] is ran_in[1]
+    limit.close()

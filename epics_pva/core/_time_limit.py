@@ -141,7 +141,7 @@ class TimeLimit:
             except BaseException as exc:  # noqa: BLE001 - handed to the caller
                 outcome = ("error", exc, None)
         outcome = (outcome[0], outcome[1], traces.last)
-        self._ended(ticket, outcome)
+        self._ended(ticket, outcome, worker_idle=True)
         done(outcome)
         if ticket.stray:
             raise _Retire  # its slot was given back when it overran: the worker ends
@@ -156,9 +156,7 @@ class TimeLimit:
             except BaseException:  # noqa: BLE001 - a worker outlives a bad job
                 _log.exception("a validation worker failed")
             threading.current_thread().name = "epics_pva-validator"
-            with self._lock:
-                self._idle += 1
-            job = self._next_job()
+            job = self._next_job()  # counted idle when its validation ended (see _ended)
 
     def _next_job(self) -> Callable[[], None] | None:
         while True:
@@ -177,13 +175,20 @@ class TimeLimit:
         for _ in range(idle):
             self._jobs.put(None)
 
-    def _ended(self, ticket: Ticket, outcome: Outcome | None) -> None:
+    def _ended(self, ticket: Ticket, outcome: Outcome | None, worker_idle: bool = False) -> None:
+        """`ticket`'s validation ended; `worker_idle`: its worker waits for the next one.
+
+        The worker is counted idle in the same step that frees the slot: a validation started
+        the moment after takes this worker, not a new thread (the pool stays at `limit`).
+        """
         with self._lock:
             ticket.ended = True
             if ticket.stray:
                 self.running_strays -= 1
             else:
                 self._running -= 1
+                if worker_idle:
+                    self._idle += 1
             wakers = list(self._wakers)
         for wake in wakers:
             wake()
