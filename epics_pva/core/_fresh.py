@@ -113,7 +113,8 @@ class _Stream(MonitorEntry):
 class FreshMonitors(MonitorSet[_Stream]):
     """A monitor per PV read, kept open across calls; the updates each received since a set.
 
-    The marks of the last set survive close() (a closed Interface reads nothing more), but not a fork.
+    The mark of the last set survives close(): the next read, on a new context, still waits
+    for news after it. A forked child starts without it.
     """
 
     THREAD_NAME = "pva-fresh-reads"
