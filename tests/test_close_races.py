@@ -28,6 +28,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 PVS = [f"CR:{n:02d}:SET" for n in range(16)]
 CONFIG = {
@@ -157,6 +159,9 @@ def _run_child(conf: dict[str, str], seed: int) -> dict[str, Any]:
     return report
 
 
+# the IOC's start (60 s at most), then the children (CHILD_LIMIT each, run at once): a hang is
+# then the child's, reported as such, not the pytest worker's timeout
+@pytest.mark.timeout(60 + CHILD_LIMIT + 30)
 def test_close_and_fork_never_crash_or_hang_whatever_is_in_flight():
     from devtools.ioc_process import IOCProcess
 
