@@ -215,6 +215,29 @@ def test_latest_values_are_each_pvs_value_before_a_set(machine):
         assert itf.latest_values(["V:A"]) == {"V:A": 7.0}
 
 
+def test_a_set_beginning_as_the_monitor_thread_takes_an_update_sees_that_update(machine):
+    """The monitors' thread takes pending updates once a set ends; a set beginning that moment
+    (holding the cache's lock, as its input check does) must see them: it checks, and
+    journals as the value before, the PV's value. Before, the thread popped the update and
+    then waited for the lock to hand it over: the set saw the PV no longer pending and read
+    the value from before the last set (seen as a journal whose put 'did not change the
+    value' in the calibration tutorial)."""
+    m = machine({"V:A": 3.0})
+    with m.interface() as itf:
+        itf.set_values({"V:A": 1.0})
+        assert itf._monitors.wait_for("V:A", is_value(1.0), WAIT)
+        cache = itf._monitors
+        with cache._lock:  # a set's check holds it
+            m.pvs["V:A"].post(2.0)  # the update the monitor thread will take
+            monitor = cache._entries["V:A"].subscription
+            deadline = time.monotonic() + WAIT
+            while not monitor.pending and time.monotonic() < deadline:
+                time.sleep(0.005)
+            assert monitor.pending, "the update did not arrive"
+            time.sleep(0.3)  # the thread's turn (QUIET is 0.02 s): it must not pop it from under us
+            assert cache.latest(["V:A"]) == {"V:A": 2.0}
+
+
 # ---- read-only, unexpected errors ------------------------------------------------------------
 
 @pytest.mark.parametrize("parallel", [True, False], ids=["parallel", "in_order"])

@@ -81,6 +81,16 @@ class MetadataCache(MonitorSet[Entry]):
         else:  # woken by the first pending update, and by the end of a set (busy())
             queue.run_next(60.0)
 
+    def _drain(self, monitor: Monitor) -> None:
+        """Take `monitor`'s pending updates under the cache's lock (on the callback thread).
+
+        A drain pops the updates, then hands them to on_update, which takes the lock: popped
+        outside it, a set holding the lock would find the monitor no longer pending yet its
+        entry not updated, and check (and journal as the value before) a stale value.
+        """
+        with self._lock:
+            monitor.drain()
+
     def _take_dirty(self) -> None:
         """Take the updates of the monitors signalled since (stopping if a set begins)."""
         while self._dirty and not self._busy:
@@ -88,7 +98,7 @@ class MetadataCache(MonitorSet[Entry]):
                 monitor = self._dirty.pop()
             except KeyError:
                 return
-            monitor.drain()
+            self._drain(monitor)
         with self._lock:
             if not self._dirty:
                 self._idle.notify_all()
@@ -127,7 +137,7 @@ class MetadataCache(MonitorSet[Entry]):
         if queue is None:
             return
         if self._waiting:
-            queue.push(monitor.drain)
+            queue.push(lambda: self._drain(monitor))
             return
         self._last_signal = time.monotonic()
         if not self._dirty:
