@@ -107,6 +107,7 @@ def test_the_gui_loads_the_demo_shows_info_runs_retries_and_resets(home_page, de
 
     watch = run_until(home_page, 3, (is_retry_dialog, retry))
     assert watch.unexpected == []
+    assert len(shown) == 1, f"{len(shown)} retry dialogs, expected one:\n" + "\n----\n".join(shown)
     [text] = shown
     # the PV and the cause come first, before any traceback line
     lead = "epics_pva.badger.PvFailure: DEMO:Q2:SET = -1.0: put rejected by the server: interlock open"
