@@ -135,3 +135,26 @@ def test_a_client_context_unwraps_for_its_callers_as_p4p_does(served):
         ours, theirs = ctx.get("API:D", timeout=TIMEOUT), plain.get("API:D", timeout=TIMEOUT)
         assert type(ours) is type(theirs) and ours == theirs == 4.5
     assert ctx.closed and is_closed(ctx)
+
+
+def test_a_close_ends_a_batch_whose_list_holds_operations_never_started(caplog):
+    """A batch cut off while starting keeps None where an operation was not started; close()
+    ends the others all the same (it stopped at the None, logging an AttributeError, and left
+    the rest to be freed on a stopped loop; seen when a fork closed contexts under reads)."""
+    from epics_pva.transport._gate import gate_of, kept
+
+    # a port nothing serves, on loopback: the get stays pending, no traffic leaves the host
+    ctx = ClientContext("pva", conf={"EPICS_PVA_ADDR_LIST": "127.0.0.1:9", "EPICS_PVA_AUTO_ADDR_LIST": "NO"},
+                        useenv=False)
+    gate = gate_of(ctx)
+    assert gate.enter()
+    try:
+        pending = RawContext.get(ctx, "NOBODY:SERVES:THIS", lambda _value: None)
+    finally:
+        gate.leave()
+    ops = [None, pending]  # the first one's start was cut off by a close
+    kept(ctx, ops)
+    assert gate.operations() == 1
+    with caplog.at_level("ERROR", logger="epics_pva"):
+        ctx.close()
+    assert [r for r in caplog.records if r.levelname == "ERROR"] == []

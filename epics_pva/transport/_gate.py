@@ -238,7 +238,8 @@ def _end_through(gate: _Gate, ops: list[Any]) -> None:
 
 def _close_each(ops: list[Any]) -> None:
     for op in ops:
-        op.close()
+        if op is not None:  # a batch's list keeps None where an operation was not started
+            op.close()
 
 
 class _Releaser:
