@@ -25,7 +25,7 @@ from .._fork import at_fork
 from ._entries import MonitorEntry, close_entry, evictions
 from ._monitor import CallerQueue
 
-__all__ = ["MonitorSet"]
+__all__ = ["MonitorSet", "live_sets"]
 
 _log = logging.getLogger(__name__)
 
@@ -128,6 +128,11 @@ class MonitorSet(Generic[E]):
     def _check_process(self) -> None:
         if self._pid != os.getpid():  # forked without the at-fork hooks running
             self._reset()
+
+
+def live_sets() -> list[MonitorSet[Any]]:
+    """Every set of monitors of this process still alive."""
+    return list(_sets)
 
 
 def _close_all() -> None:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import threading
 import time
-import weakref
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -28,14 +27,13 @@ from ._closing import closed_error, is_closed, watch
 from ._entries import Entry, Lookup, problem_of, reshapes, state_of
 from ._gate import wait_released
 from ._monitor import CallerQueue, Monitor
-from ._monitor_set import MonitorSet
+from ._monitor_set import MonitorSet, live_sets
 from ._p4p import default_nt
 from ._values import PvInfo, describe, to_python
 
 __all__ = ["Lookup", "MetadataCache", "settle"]
 
 
-_caches: weakref.WeakSet[MetadataCache] = weakref.WeakSet()
 
 
 class MetadataCache(MonitorSet[Entry]):
@@ -46,10 +44,6 @@ class MetadataCache(MonitorSet[Entry]):
     """
 
     THREAD_NAME = "pva-monitors"
-
-    def __init__(self, size: int, idle: float, clock: Callable[[], float] = time.monotonic) -> None:
-        super().__init__(size, idle, clock)
-        _caches.add(self)
 
     def _reset(self) -> None:
         super()._reset()
@@ -320,6 +314,6 @@ def settle(timeout: float = 10.0) -> bool:
     housekeeping of the one before."""
     deadline = time.monotonic() + timeout
     settled = wait_released(timeout)
-    for cache in list(_caches):
+    for cache in [s for s in live_sets() if isinstance(s, MetadataCache)]:
         settled = cache.settle(max(deadline - time.monotonic(), 0.0)) and settled
     return settled
